@@ -1,33 +1,286 @@
-"""BERT encoder (Devlin et al. 2019, Sec 3; paper Sec 2.3/3.2) — work in progress."""
-import os
+"""BERT, the transformer encoder the paper fine-tunes (paper Sec 2.3, 3.2; Devlin et al. 2019, Sec 3).
 
+Mirrors google-research/bert modeling.py: embeddings (word + position + segment), L post-LN
+transformer layers, and the masked-LM head used by the LM fine-tuning step (paper Sec 4.2, Table 6).
+`from_pretrained` reads any Hub checkpoint in HF layout (config.json + model.safetensors), e.g.
+bert-base-multilingual-cased (mBERT: L=12, H=768, A=12, 119547 pieces) or bert-base-cased.
+
+Shape legend: B batch, T sequence length (pieces), H hidden size, A attention heads,
+D = H/A per-head size, V vocabulary size, F intermediate (feed-forward) size.
+"""
+import contextlib
+import json
+import os
+import re
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class BertConfig:
+    vocab_size: int = 119547                 # mBERT config.json
+    hidden_size: int = 768                   # H, BERT-base (Devlin et al. Sec 3)
+    num_hidden_layers: int = 12              # L
+    num_attention_heads: int = 12            # A
+    intermediate_size: int = 3072            # F = 4H
+    max_position_embeddings: int = 512       # BERT pre-training length
+    type_vocab_size: int = 2                 # segments A/B
+    layer_norm_eps: float = 1e-12            # google-research/bert modeling.py
+    hidden_dropout_prob: float = 0.1         # Devlin et al. App. A.2
+    attention_probs_dropout_prob: float = 0.1
+    hidden_act: str = "gelu"                 # exact erf GELU, as BERT was trained
+
+    @classmethod
+    def from_json(cls, path):
+        """Keep the keys we model; config.json carries many others (model_type, architectures...)."""
+        with open(path, encoding="utf-8") as f:
+            raw = json.load(f)
+        cfg = cls(**{f.name: raw[f.name] for f in fields(cls) if f.name in raw})
+        if cfg.hidden_act != "gelu":
+            raise ValueError(f"{path}: hidden_act={cfg.hidden_act!r}; only BERT's exact 'gelu' is implemented")
+        if raw.get("position_embedding_type", "absolute") != "absolute":
+            raise ValueError(f"{path}: only absolute position embeddings are implemented (BERT Sec 3)")
+        assert cfg.hidden_size % cfg.num_attention_heads == 0, "H must divide into A heads"
+        return cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# The model: six lines of the paper's Figure 1 in five small modules.
+
+class Embeddings(nn.Module):
+    """Input representation = word + position + segment embedding, then LayerNorm (BERT Sec 3.2)."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.word = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.pos = nn.Embedding(cfg.max_position_embeddings, cfg.hidden_size)
+        self.seg = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size)  # segment (token type) A/B
+        self.ln = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.drop = nn.Dropout(cfg.hidden_dropout_prob)
+
+    def forward(self, ids, types):
+        T = ids.shape[1]
+        if T > self.pos.num_embeddings:
+            raise ValueError(f"{T} pieces exceed the model's {self.pos.num_embeddings} positions; "
+                             f"lower --max-len (conll.py splits long sentences into windows)")
+        x = self.word(ids) + self.pos.weight[:T] + self.seg(types)  # (B, T, H)
+        return self.drop(self.ln(x))
+
+
+class Layer(nn.Module):
+    """One post-LN transformer layer: x = LN(x + Attn(x)); x = LN(x + FFN(x)) (Vaswani et al. Sec 3.1)."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        H = cfg.hidden_size
+        self.A = cfg.num_attention_heads
+        self.qkv = nn.Linear(H, 3 * H)  # query, key, value in one matmul (checkpoints store three)
+        self.proj = nn.Linear(H, H)
+        self.ln1 = nn.LayerNorm(H, eps=cfg.layer_norm_eps)
+        self.fc1 = nn.Linear(H, cfg.intermediate_size)
+        self.fc2 = nn.Linear(cfg.intermediate_size, H)
+        self.ln2 = nn.LayerNorm(H, eps=cfg.layer_norm_eps)
+        self.p_attn = cfg.attention_probs_dropout_prob
+        self.drop = nn.Dropout(cfg.hidden_dropout_prob)
+
+    def forward(self, x, mask):
+        B, T, H = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.A, H // self.A).permute(2, 0, 3, 1, 4)  # 3 x (B, A, T, D)
+        # softmax(q k^T / sqrt(D)) v, pad keys masked out; dropout on the attention probabilities as BERT does
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.p_attn if self.training else 0.0)
+        a = a.transpose(1, 2).reshape(B, T, H)  # (B, T, H): heads concatenated
+        x = self.ln1(x + self.drop(self.proj(a)))
+        h = F.gelu(self.fc1(x))  # (B, T, F), exact erf GELU
+        return self.ln2(x + self.drop(self.fc2(h)))
+
+
+class MLMHead(nn.Module):
+    """Masked-LM head: dense + GELU + LayerNorm, then scores over the vocabulary through the word
+    embedding matrix (tied, BERT Sec 3.1 Task #1) plus an output bias. Used by LM fine-tuning (Table 6)."""
+
+    def __init__(self, cfg, word_emb):
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.ln = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.decoder = nn.Linear(cfg.hidden_size, cfg.vocab_size)
+        self.decoder.weight = word_emb.weight  # tied: the same Parameter, not a copy
+
+    def forward(self, h):
+        return self.decoder(self.ln(F.gelu(self.dense(h))))  # (B, T, V)
+
+
+class Bert(nn.Module):
+    """The encoder. `Bert(cfg)(ids, attention_mask, token_type_ids)` -> last hidden states (B, T, H).
+    `self.mlm` is the masked-LM head when the checkpoint has one (None otherwise)."""
+
+    def __init__(self, cfg, mlm=False):
+        super().__init__()
+        self.cfg = cfg
+        self.emb = Embeddings(cfg)
+        self.layers = nn.ModuleList(Layer(cfg) for _ in range(cfg.num_hidden_layers))
+        self.mlm = MLMHead(cfg, self.emb.word) if mlm else None
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)  # one segment: the paper feeds single sentences
+        mask = None if attention_mask is None else attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T)
+        x = self.emb(input_ids, token_type_ids)
+        for layer in self.layers:
+            x = layer(x, mask)
+        return x  # (B, T, H)
+
+
+class TokenClassifier(nn.Module):
+    """BERT for NER (paper Sec 3.2, Figure 1; BERT Sec 5.3): a linear layer over each piece's last
+    hidden state. Only a word's first piece is scored in the loss; conll.py marks which."""
+
+    def __init__(self, bert, num_labels):
+        super().__init__()
+        self.bert = bert
+        self.drop = nn.Dropout(bert.cfg.hidden_dropout_prob)
+        self.out = nn.Linear(bert.cfg.hidden_size, num_labels)
+        nn.init.normal_(self.out.weight, std=0.02)  # BERT's initializer_range
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+        return self.out(self.drop(self.bert(input_ids, attention_mask, token_type_ids)))  # (B, T, labels)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading Hub checkpoints.
 
 def checkpoint_files(name_or_dir, names, optional=()):
-    """Local paths of `names` (+ any of `optional` that exist) for a folder or a Hub id.
+    """Local paths of `names` (plus those of `optional` that exist) for a folder or a Hub id.
 
-    "bert-base-multilingual-cased" -> files fetched with huggingface_hub into its cache
-    (HF_HOME / HF_HUB_OFFLINE respected); "./my-bert" -> that folder's files.
+    "./my-bert" -> that folder's files; "bert-base-multilingual-cased" -> files fetched with
+    huggingface_hub into its cache (HF_HOME and HF_HUB_OFFLINE respected). Only named files are
+    fetched: never the .bin/.h5/.msgpack copies of the weights.
     """
     if os.path.isdir(name_or_dir):
         paths = {n: os.path.join(name_or_dir, n) for n in (*names, *optional)}
         missing = [n for n in names if not os.path.isfile(paths[n])]
         if missing:
             raise FileNotFoundError(f"{name_or_dir}: missing {', '.join(missing)} "
-                                    f"(a BERT folder needs config.json, vocab.txt, model.safetensors)")
+                                    f"(a BERT folder needs config.json, vocab.txt and model.safetensors)")
         return {n: p for n, p in paths.items() if os.path.isfile(p)}
-    if os.path.sep in name_or_dir.strip("/") and name_or_dir.count("/") > 1 or name_or_dir.startswith((".", "/")):
+    if name_or_dir.startswith((".", "/", "~")) or name_or_dir.count("/") > 1:
         raise FileNotFoundError(f"{name_or_dir}: no such folder")
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
     paths = {}
     for n in (*names, *optional):
         try:
             paths[n] = hf_hub_download(name_or_dir, n)
+        except LocalEntryNotFoundError as e:  # offline (or HF_HUB_OFFLINE=1) and not in the cache
+            raise OSError(f"{name_or_dir!r}: {n} is not in the Hub cache and the Hub is unreachable. "
+                          f"Pass a local folder holding config.json, vocab.txt and model.safetensors instead, "
+                          f"e.g. --model=/path/to/bert-base-multilingual-cased") from e
         except EntryNotFoundError:
             if n in names:
                 raise FileNotFoundError(f"Hub model {name_or_dir!r} has no {n}") from None
         except Exception as e:  # offline, unknown id, gated repo: say how to go on
             raise OSError(f"could not fetch {n} of {name_or_dir!r} from the Hub ({type(e).__name__}: {e}). "
-                          f"Offline? Pass a local folder with config.json, vocab.txt and model.safetensors "
-                          f"instead, e.g. --model=/path/to/bert-base-multilingual-cased") from e
+                          f"Offline or a typo? Pass a local folder holding config.json, vocab.txt and "
+                          f"model.safetensors instead, e.g. --model=/path/to/bert-base-multilingual-cased") from e
     return paths
+
+
+# Checkpoint keys we do not use, by name. The pooler and NSP head serve BERT's [CLS] tasks, not NER;
+# the decoder weight is the word embedding (tied) and the decoder bias aliases cls.predictions.bias.
+IGNORED = ("pooler.dense.weight", "pooler.dense.bias", "embeddings.position_ids",
+           "cls.seq_relationship.weight", "cls.seq_relationship.bias",
+           "cls.predictions.decoder.weight", "cls.predictions.decoder.bias")
+
+
+def key_table(cfg, mlm):
+    """Our parameter name -> the HF key(s) it is made of (several are concatenated along dim 0).
+    BERT's Linears store (out, in) like nn.Linear, so nothing is transposed (unlike GPT-2's Conv1D)."""
+    t = {"emb.word.weight": ["embeddings.word_embeddings.weight"],
+         "emb.pos.weight": ["embeddings.position_embeddings.weight"],
+         "emb.seg.weight": ["embeddings.token_type_embeddings.weight"]}
+    pairs = [("emb.ln", "embeddings.LayerNorm")]
+    for i in range(cfg.num_hidden_layers):
+        ours, hf = f"layers.{i}", f"encoder.layer.{i}"
+        for p in ("weight", "bias"):
+            t[f"{ours}.qkv.{p}"] = [f"{hf}.attention.self.{m}.{p}" for m in ("query", "key", "value")]
+        pairs += [(f"{ours}.proj", f"{hf}.attention.output.dense"), (f"{ours}.ln1", f"{hf}.attention.output.LayerNorm"),
+                  (f"{ours}.fc1", f"{hf}.intermediate.dense"), (f"{ours}.fc2", f"{hf}.output.dense"),
+                  (f"{ours}.ln2", f"{hf}.output.LayerNorm")]
+    if mlm:
+        pairs += [("mlm.dense", "cls.predictions.transform.dense"), ("mlm.ln", "cls.predictions.transform.LayerNorm")]
+        t["mlm.decoder.bias"] = ["cls.predictions.bias"]
+    for ours, hf in pairs:
+        for p in ("weight", "bias"):
+            t[f"{ours}.{p}"] = [f"{hf}.{p}"]
+    return t
+
+
+def hf_name(key):
+    """Normalise a checkpoint key: drop the `bert.` prefix of *ForPreTraining/*ForMaskedLM checkpoints
+    and rename TF-era LayerNorm.gamma/beta (bert-base-cased still ships them) to weight/bias."""
+    key = key[len("bert."):] if key.startswith("bert.") else key
+    return re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", key))
+
+
+def read_safetensors(path):
+    from safetensors.torch import load_file
+    try:
+        return {hf_name(k): v for k, v in load_file(path).items()}
+    except Exception as e:  # safetensors raises its own error type for truncated / garbled files
+        raise ValueError(f"{path}: not a readable safetensors file ({type(e).__name__}: {e}); "
+                         f"re-download it or point --model at another copy") from e
+
+
+def from_pretrained(name_or_dir):
+    """Our `Bert` with a checkpoint's weights: a local folder or a Hub id ("bert-base-multilingual-cased").
+
+    The model is built on the meta device and the loaded tensors are assigned into it, so the weights are
+    held once in memory, not twice. Every parameter must come from the checkpoint: a missing or
+    unexpected tensor is an error listing them all, never a silently random weight.
+    """
+    files = checkpoint_files(name_or_dir, ["config.json", "model.safetensors"])
+    cfg = BertConfig.from_json(files["config.json"])
+    sd = read_safetensors(files["model.safetensors"])
+    mlm = "cls.predictions.transform.dense.weight" in sd
+    table = key_table(cfg, mlm)
+    used = {k for keys in table.values() for k in keys}
+    missing = sorted(used - sd.keys())
+    unexpected = sorted(sd.keys() - used - set(IGNORED))
+    if missing or unexpected:
+        raise ValueError(f"{files['model.safetensors']}: checkpoint does not match a BERT of {files['config.json']}: "
+                         f"missing {missing or 'none'}; unexpected {unexpected or 'none'}")
+    ours = {}
+    for name, keys in table.items():
+        ours[name] = sd.pop(keys[0]) if len(keys) == 1 else torch.cat([sd.pop(k) for k in keys])
+    if mlm:
+        ours["mlm.decoder.weight"] = ours["emb.word.weight"]  # tied (BERT Sec 3.1): one tensor, two names
+    with torch.device("meta"):
+        model = Bert(cfg, mlm=mlm)
+    expect = model.state_dict()
+    assert ours.keys() == expect.keys(), f"key table out of date: {sorted(ours.keys() ^ expect.keys())}"
+    for k, v in ours.items():
+        if v.shape != expect[k].shape:
+            raise ValueError(f"{files['model.safetensors']}: {k} has shape {tuple(v.shape)}, "
+                             f"config.json implies {tuple(expect[k].shape)}")
+    model.load_state_dict({k: v.float() for k, v in ours.items()}, assign=True)
+    if mlm:
+        model.mlm.decoder.weight = model.emb.word.weight  # assign=True replaced it: tie again
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# The one place that picks the hardware.
+
+def pick_device():
+    """CUDA when there is one (trained under bf16 autocast), else the CPU in fp32."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast(device):
+    """bf16 autocast on CUDA (weights and optimizer state stay fp32); a no-op on the CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
