@@ -271,6 +271,22 @@ def from_pretrained(name_or_dir):
     return model
 
 
+def save_pretrained(model, folder):
+    """Write `model` (our Bert) as a Hub-layout checkpoint that `from_pretrained` (and HF) read back:
+    config.json + model.safetensors under HF key names, query/key/value split again."""
+    from dataclasses import asdict
+    from safetensors.torch import save_file
+    os.makedirs(folder, exist_ok=True)
+    sd, H = model.state_dict(), model.cfg.hidden_size
+    out = {}
+    for name, keys in key_table(model.cfg, model.mlm is not None).items():
+        for k, part in zip(keys, sd[name].split(H) if len(keys) == 3 else [sd[name]]):
+            out["bert." + k if not k.startswith("cls.") else k] = part.contiguous()
+    with open(os.path.join(folder, "config.json"), "w", encoding="utf-8") as f:
+        json.dump({**asdict(model.cfg), "model_type": "bert", "architectures": ["BertForMaskedLM"]}, f, indent=2)
+    save_file(out, os.path.join(folder, "model.safetensors"))
+
+
 # ---------------------------------------------------------------------------------------------
 # The one place that picks the hardware.
 

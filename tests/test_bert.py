@@ -159,3 +159,16 @@ def test_training_mode_uses_dropout_and_gradients_flow(minilm_dir):
     m.eval()
     with torch.no_grad():
         assert torch.equal(m(ids), m(ids))
+
+
+def test_save_pretrained_round_trips_and_hf_reads_it(mbert_shaped, tmp_path):
+    """Our save_pretrained writes HF layout: our loader and HF's BertForMaskedLM read back the same weights."""
+    folder, ref = mbert_shaped
+    ours = bert.from_pretrained(folder)
+    bert.save_pretrained(ours, str(tmp_path))
+    back = bert.from_pretrained(str(tmp_path))
+    for (k, v), (k2, v2) in zip(ours.state_dict().items(), back.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2), k
+    hf = transformers.BertForMaskedLM.from_pretrained(str(tmp_path))
+    for k, v in ref.state_dict().items():
+        assert torch.equal(v, hf.state_dict()[k]), k
