@@ -69,13 +69,14 @@ class FinetuneConfig:
 
 def parse_overrides(args, cfg):
     """["--lr=3e-5", "--scheme=bio"] -> cfg with those fields, each type-checked; unknown keys raise."""
-    types = {f.name: f.type for f in fields(cfg)}
+    types = {f.name: type(getattr(cfg, f.name)) for f in fields(cfg)}
     kw = {}
     for a in args:
-        k, sep, v = a.removeprefix("--").replace("-", "_").partition("=")
+        k, sep, v = a.removeprefix("--").partition("=")
+        k = k.replace("-", "_")  # --batch-size and --batch_size alike
         if not a.startswith("--") or not sep or k not in types:
             raise ValueError(f"{a!r}: expected --field=value with field one of {', '.join(types)}")
-        t = {"int": int, "float": float, "str": str, "bool": bool}[types[k]]
+        t = types[k]
         if t is bool:
             if v.lower() not in ("true", "false", "1", "0"):
                 raise ValueError(f"{a!r}: {k} takes true or false")
