@@ -312,7 +312,9 @@ def train(cfg, log=print):
                 eta = (time.time() - t_train) / step * (total - step)
                 log(f"epoch {epoch + 1}/{cfg.epochs} step {step}/{total} loss {loss.item():.4f} "
                     f"units {units} {rate:,.0f} tok/s ETA {eta / 60:.1f} min")
+        t_eval = time.time()
         dev, _ = evaluate(model, data["dev"], labels, cfg, tok.pad_id, device)
+        t_train += time.time() - t_eval  # train time and tokens/s leave the dev evaluation out
         history.append(dev["f1"])
         log(f"epoch {epoch + 1}: dev F1 {dev['f1']:.2f}")
     train_time = time.time() - t_train
