@@ -1,0 +1,274 @@
+"""WordPiece, the tokenizer mBERT reads text through (paper Sec 3.2; Devlin et al. 2019, Sec 3).
+
+Mirrors google-research/bert tokenization.py: a BasicTokenizer (clean the text, space out CJK
+ideographs, lowercase and strip accents when uncased, split on whitespace and punctuation) feeds
+a WordpieceTokenizer (greedy longest-match-first against vocab.txt, "##" marks a continuation).
+It reproduces HF's Python BertTokenizer token for token, including the two places where HF
+departs from Google: NFC normalization of the text and a 100-char token limit (Google: 200).
+
+    >>> wp = WordPiece.from_pretrained("bert-base-multilingual-cased")  # or a local folder
+    >>> wp.basic("Müller, 北京!")           # -> ['Müller', ',', '北', '京', '!'], then pieces of each
+    >>> wp.encode_words(["EU", "rejects"])  # -> one list of piece ids per word
+
+For NER the sentence is already split into words (CoNLL tokens), each with its tag, so the
+fast path is `encode_words`: every word is tokenized on its own and cached, since CoNLL words
+repeat a lot (English train: 204k words, 24k distinct). Where we depart from HF:
+- a word that yields no piece at all (a lone soft hyphen, a zero-width space, a control char)
+  becomes one [UNK] piece, so it keeps its tag; HF drops such a word from `word_ids`.
+- text that spells a special token ("[MASK]") is split like any other text, as in Google's
+  code; HF keeps it whole. `encode` adds no [CLS]/[SEP]: the caller builds its windows.
+
+Run `python wordpiece.py MODEL_OR_DIR < text` to print each input line's pieces.
+"""
+import io
+import json
+import sys
+import unicodedata
+
+# HF's max_input_chars_per_word (google-research/bert uses 200). A longer basic token becomes
+# one [UNK], never a truncated one; we keep HF's number so our pieces match the HF tokenizers.
+MAX_WORD_CHARS = 100
+SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+# CJK Unified Ideographs and their extensions/compatibility blocks, as in Google's
+# _is_chinese_char. Hangul, hiragana and katakana are NOT here: those scripts separate words
+# with spaces, so they go through WordPiece like Latin text does.
+CJK = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
+       (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+
+
+# -----------------------------------------------------------------------------
+# character classes, as in tokenization.py's _is_whitespace/_is_control/_is_punctuation
+
+def is_space(c):
+    # \t \n \r are control chars to Unicode, but text means them as spaces; NBSP, U+3000 etc. are Zs
+    return c in " \t\n\r" or unicodedata.category(c) == "Zs"
+
+
+def is_control(c):
+    # every C* category: controls, format chars (soft hyphen, zero-width joiner, BOM),
+    # private use, surrogates and unassigned code points are all dropped
+    return c not in "\t\n\r" and unicodedata.category(c)[0] == "C"
+
+
+def is_punct(c):
+    # all non-alphanumeric printable ASCII ("$", "^", "`" are symbols to Unicode, not
+    # punctuation) plus Unicode P*. Other symbols ("€", "°", emoji) are not split off.
+    cp = ord(c)
+    if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
+        return True
+    return unicodedata.category(c)[0] == "P"
+
+
+def is_cjk(c):
+    cp = ord(c)
+    return any(lo <= cp <= hi for lo, hi in CJK)
+
+
+def split_punct(t):
+    """Each punctuation char becomes a token of its own: "U.S." -> ["U", ".", "S", "."]."""
+    out, start = [], 0
+    for i, c in enumerate(t):
+        if is_punct(c):
+            if start < i:
+                out.append(t[start:i])
+            out.append(c)
+            start = i + 1
+    if start < len(t):
+        out.append(t[start:])
+    return out
+
+
+def strip_accents(t):
+    """Decompose (NFD) and drop the combining marks (Mn): "Café" -> "Cafe", "ß" stays "ß"."""
+    return "".join(c for c in unicodedata.normalize("NFD", t) if unicodedata.category(c) != "Mn")
+
+
+# -----------------------------------------------------------------------------
+
+class WordPiece:
+    """vocab.txt + casing -> pieces. `WordPiece(["[PAD]", "[UNK]", ...], do_lower_case=False)`.
+
+    `vocab` is a list of tokens (id = position) or a dict token -> id with ids 0..n-1.
+    strip_accents=None follows do_lower_case (BERT's rule; HF's strip_accents key can force it).
+    """
+
+    def __init__(self, vocab, do_lower_case=True, strip_accents=None, tokenize_chinese_chars=True,
+                 source="vocab"):
+        if isinstance(vocab, dict):
+            if sorted(vocab.values()) != list(range(len(vocab))):
+                raise ValueError(f"{source}: the ids of a vocab dict must be 0..{len(vocab) - 1}, each once")
+            vocab = sorted(vocab, key=vocab.get)
+        self.tokens = list(vocab)  # id -> token: one per line of vocab.txt
+        # token -> id. A token listed twice maps to its last line, as HF's load_vocab does.
+        self.vocab = {t: i for i, t in enumerate(self.tokens)}
+        missing = [t for t in SPECIALS if t not in self.vocab]
+        if missing:
+            raise ValueError(f"{source}: no line {', '.join(missing)}; "
+                             f"a BERT vocab.txt lists {' '.join(SPECIALS)}")
+        self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (self.vocab[t] for t in SPECIALS)
+        self.lower = do_lower_case
+        self.strip = do_lower_case if strip_accents is None else strip_accents
+        self.cjk = tokenize_chinese_chars
+        # no piece is longer than this, so the greedy match need not try longer substrings
+        self.longest = max(len(t) for t in self.tokens)
+        self.cache = {}  # word -> piece ids, for encode_words; grows with the distinct words seen
+
+    @classmethod
+    def from_pretrained(cls, name_or_dir):
+        """A folder or Hub id with vocab.txt (+ tokenizer_config.json for the casing)."""
+        from bert import checkpoint_files  # here, not at the top: bert.py imports torch
+        files = checkpoint_files(name_or_dir, ["vocab.txt"], optional=["tokenizer_config.json"])
+        cfg = read_config(files["tokenizer_config.json"]) if "tokenizer_config.json" in files else {}
+        # text mode reads \n, \r\n and \r line ends alike, as HF's load_vocab does
+        with open(files["vocab.txt"], encoding="utf-8") as f:
+            tokens = [line.rstrip("\n") for line in f]
+        return cls(tokens, source=files["vocab.txt"], **cfg)
+
+    def __len__(self):
+        return len(self.tokens)
+
+    # --- BasicTokenizer --------------------------------------------------------
+
+    def basic(self, text):
+        """Text -> basic tokens, for WordPiece: "Héllo, 北京!" -> ["hello", ",", "北", "京", "!"] (uncased)."""
+        if text.isascii():  # shortcut, same answer: NFC, NFD, Zs, P* and CJK add nothing in ASCII
+            return self.basic_ascii(text)
+        # drop U+FFFD and control chars (NUL is one); any whitespace char becomes a plain space
+        text = "".join(" " if is_space(c) else c for c in text if c != "\ufffd" and not is_control(c))
+        if self.cjk:  # Google added this for the multilingual and Chinese models (Nov 2018)
+            text = "".join(f" {c} " if is_cjk(c) else c for c in text)
+        # HF's addition, not in Google's code: "e\u0301" (e + combining acute) becomes "é"
+        text = unicodedata.normalize("NFC", text)
+        out = []
+        # str.split() also splits on U+2028/U+2029 (Zl, Zp), which the cleaning above kept
+        for t in text.split():
+            if self.lower:
+                t = t.lower()  # per token, as HF does: Python's final-sigma rule sees the token only
+            if self.strip:
+                t = strip_accents(t)
+            out += split_punct(t)
+        return out
+
+    def basic_ascii(self, text):
+        """`basic` for ASCII text, where the classes are simple: the controls are 0-31 (less
+        tab, LF and CR, which are spaces) and 127, every printable non-alphanumeric is punctuation."""
+        if not text.isprintable():
+            text = "".join(" " if c in "\t\n\r" else c for c in text if c.isprintable() or c in "\t\n\r")
+        if self.lower:
+            text = text.lower()
+        out = []
+        for t in text.split():
+            out += [t] if t.isalnum() else split_punct(t)
+        return out
+
+    # --- WordpieceTokenizer ----------------------------------------------------
+
+    def pieces(self, token):
+        """Greedy longest-match-first piece ids of one basic token, [UNK] if it can't be covered.
+
+        With "un", "##aff", "##able" in the vocab: "unaffable" -> ids of ["un", "##aff", "##able"].
+        Greedy, not optimal: with "una", "un", "##aff" (no "##ff", "##f") the token "unaff" is
+        [UNK], since "una" is taken first and "ff" is left over.
+        """
+        n = len(token)
+        if n > MAX_WORD_CHARS:
+            return [self.unk_id]  # HF's limit, see MAX_WORD_CHARS (it counts basic tokens' chars)
+        ids, start = [], 0
+        while start < n:
+            prefix = "##" if start > 0 else ""  # a piece inside a token is spelled "##piece"
+            for end in range(min(n, start + self.longest), start, -1):
+                i = self.vocab.get(prefix + token[start:end])
+                if i is not None:
+                    break
+            else:
+                return [self.unk_id]  # nothing fits at `start`: the whole token is [UNK], not a part
+            ids.append(i)
+            start = end
+        return ids
+
+    # --- public API ------------------------------------------------------------
+
+    def encode(self, text):
+        """Piece ids of a text, without [CLS]/[SEP]: "Hello, world" -> [7592, 1010, 2088] (MiniLM)."""
+        return [i for t in self.basic(text) for i in self.pieces(t)]
+
+    def tokenize(self, text):
+        """Pieces of a text: "unaffable Köln" -> ["una", "##ffa", "##ble", "koln"] (MiniLM, uncased)."""
+        return self.convert_ids_to_tokens(self.encode(text))
+
+    def encode_word(self, word):
+        ids = self.encode(word)
+        # Departure from HF: a word with no pieces (soft hyphen, zero-width space, a control
+        # char, a lone combining accent when uncased) would vanish and take its tag along.
+        # It stays, as one [UNK].
+        return ids or [self.unk_id]
+
+    def encode_words(self, words):
+        """Piece ids per word (CoNLL token): ["EU", "rejects"] -> [[7327], [19164]] (MiniLM).
+
+        len(result) == len(words) and no list is empty; see encode_word.
+        """
+        cache, out = self.cache, []
+        for w in words:
+            ids = cache.get(w)
+            if ids is None:
+                ids = cache[w] = self.encode_word(w)
+            out.append(ids[:])  # a copy: a caller that edits its lists must not edit the cache
+        return out
+
+    def convert_tokens_to_ids(self, tokens):
+        # Unlike HF (which answers [UNK]), an unknown token is an error: it is a caller's bug,
+        # e.g. "[cls]" for "[CLS]"; WordPiece itself only ever produces tokens of the vocab.
+        bad = [t for t in tokens if t not in self.vocab]
+        if bad:
+            raise ValueError(f"tokens not in the vocab: {bad[:5]}; use tokenize() to get pieces of text")
+        return [self.vocab[t] for t in tokens]
+
+    def convert_ids_to_tokens(self, ids):
+        bad = [i for i in ids if not 0 <= i < len(self.tokens)]
+        if bad:
+            raise ValueError(f"ids out of range 0..{len(self.tokens) - 1}: {bad[:5]}")
+        return [self.tokens[i] for i in ids]
+
+
+def read_config(path):
+    """The casing keys of HF's tokenizer_config.json: mBERT cased has {"do_lower_case": false}.
+
+    A key that is absent keeps HF's default (do_lower_case true, strip_accents null i.e. follow
+    do_lower_case, tokenize_chinese_chars true). Keys about other things are ignored.
+    """
+    with open(path, encoding="utf-8") as f:
+        try:
+            cfg = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{path}: expected a JSON object like {{\"do_lower_case\": false}}")
+    if cfg.get("do_basic_tokenize", True) is not True or cfg.get("never_split"):
+        raise ValueError(f"{path}: do_basic_tokenize=false and never_split are not supported; remove them")
+    kw = {}
+    for key in ("do_lower_case", "strip_accents", "tokenize_chinese_chars"):
+        if key in cfg:
+            v = cfg[key]
+            null_ok = key == "strip_accents"
+            if not (isinstance(v, bool) or v is None and null_ok):
+                raise ValueError(f"{path}: {key} must be true or false{' or null' * null_ok}, not {v!r}")
+            kw[key] = v
+    return kw
+
+
+def main(argv):
+    if len(argv) != 2 or argv[1].startswith("-"):
+        sys.exit("usage: python wordpiece.py MODEL_OR_DIR < text   (prints each line's pieces)")
+    wp = WordPiece.from_pretrained(argv[1])
+    # UTF-8 whatever the locale; newline="\n": a line ends at \n only, a \r inside is a space
+    lines = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", newline="\n")
+    out = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="\n")
+    for line in lines:
+        out.write(" ".join(wp.tokenize(line)) + "\n")
+    out.flush()
+
+
+if __name__ == "__main__":
+    main(sys.argv)
