@@ -61,6 +61,13 @@ class FinetuneConfig:
     seeds: int = 5                 # grid/reproduce: mean +- std over 5 seeds (Table 1)
     grid: bool = False             # reproduce: search the whole Table 1 grid instead of the chosen setting
 
+    def __post_init__(self):
+        for k, ok in (("scheme", ("iob1", "bio")), ("schedule", ("linear", "stlr", "constant")), ("lang", ("en", "de"))):
+            if getattr(self, k) not in ok:
+                raise ValueError(f"--{k}={getattr(self, k)}: expected one of {', '.join(ok)}")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.delta <= 0 or not 0 <= self.warmup < 1:
+            raise ValueError("need epochs >= 1, batch_size >= 1, lr > 0, delta > 0 and 0 <= warmup < 1")
+
     def key(self):
         """Id of a run: a hash of every field that changes its result (not where it is written)."""
         d = {k: v for k, v in asdict(self).items() if k not in ("out", "save", "eval_batch_size", "seeds", "grid")}
@@ -313,12 +320,11 @@ def train(cfg, log=print):
                 log(f"epoch {epoch + 1}/{cfg.epochs} step {step}/{total} loss {loss.item():.4f} "
                     f"units {units} {rate:,.0f} tok/s ETA {eta / 60:.1f} min")
         t_eval = time.time()
-        dev, _ = evaluate(model, data["dev"], labels, cfg, tok.pad_id, device)
+        dev, dev_pred = evaluate(model, data["dev"], labels, cfg, tok.pad_id, device)
         t_train += time.time() - t_eval  # train time and tokens/s leave the dev evaluation out
         history.append(dev["f1"])
         log(f"epoch {epoch + 1}: dev F1 {dev['f1']:.2f}")
     train_time = time.time() - t_train
-    dev, dev_pred = evaluate(model, data["dev"], labels, cfg, tok.pad_id, device)
     test, test_pred = evaluate(model, data["test"], labels, cfg, tok.pad_id, device)
     run_dir = os.path.join(cfg.out, f"run-{cfg.key()}")
     os.makedirs(run_dir, exist_ok=True)
