@@ -132,11 +132,17 @@ def test_missing_folder_and_missing_files(tmp_path):
         bert.from_pretrained(str(tmp_path))
 
 
-def test_offline_hub_id_says_how_to_use_a_folder(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", "/nonexistent-hf-home")  # an empty cache: nothing to fall back on
-    with pytest.raises(OSError, match="Pass a local folder"):
-        bert.from_pretrained("bert-base-multilingual-cased")
+def test_offline_hub_id_says_how_to_use_a_folder(tmp_path):
+    """HF_HUB_OFFLINE=1 with an empty cache: a clear error naming the way out (a local folder).
+    A subprocess, because huggingface_hub reads HF_HUB_OFFLINE once, at import."""
+    import subprocess
+    import sys
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)}
+    code = "import bert; bert.from_pretrained('bert-base-multilingual-cased')"
+    r = subprocess.run([sys.executable, "-c", code], cwd=os.path.dirname(bert.__file__), env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
+    assert "OSError" in r.stderr and "Pass a local folder" in r.stderr, r.stderr[-2000:]
 
 
 def test_unsupported_activation_is_rejected(minilm_dir, tmp_path):
