@@ -52,6 +52,7 @@ class FinetuneConfig:
     clip: float = 1.0              # BERT clips the global gradient norm at 1.0
     delta: float = 1.0             # Sec 4.1, Eq. (1): lr of layer l = eta0 / delta^(L-l); 1 = off, Table 5 uses 2.6, 1.6
     unfreeze: int = 0              # Sec 4.1 gradual unfreezing: layers thawed per epoch (Table 5 uses 3); 0 = off
+    lm_epochs: int = 0             # Sec 4.2, Table 6: masked-LM epochs on the task text first (10, 20); 0 = off
     max_len: int = 128             # pieces per window (BERT NER); longer sentences become windows (conll.py)
     doc_context: bool = False      # Devlin et al.'s document context; not used by the paper
     max_train_sentences: int = 0   # >0: train on the first N sentences only (quick runs)
@@ -147,6 +148,8 @@ def lr_factor(step, total, cfg):
 
     linear: 0 -> 1 over the first warmup*total updates, then 1 -> 0 (BERT; BERT's first update has lr 0).
     stlr:   ULMFiT Eq. (3): cut = floor(T * cut_frac), p rises then falls, lr = max * (1 + p (ratio-1)) / ratio.
+            After the cut p falls over the T - cut updates left; Eq. (3) divides by cut (1/cut_frac - 1),
+            the same when T * cut_frac is whole, and otherwise overshoots below 0 at the end.
     constant: 1 throughout (the Table 4 "without warmup" row).
     """
     if cfg.schedule == "constant":
@@ -157,6 +160,16 @@ def lr_factor(step, total, cfg):
         return (1 + p * (cfg.stlr_ratio - 1)) / cfg.stlr_ratio
     assert cfg.schedule == "linear", cfg.schedule
     return step / warm if step < warm else max(0.0, (total - step) / max(1, total - warm))
+
+
+def update(model, opt, loss, step, total, cfg):
+    """One optimizer update: scheduled lr per group, backward, BERT's global-norm clip, AdamW step."""
+    for g in opt.param_groups:
+        g["lr"] = g["base_lr"] * lr_factor(step, total, cfg)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], cfg.clip)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,7 +187,8 @@ def param_groups(model, cfg):
     """Eq. (1), discriminative fine-tuning: the classifier and the top layer get eta0; each unit below gets
     its upper neighbour's rate / delta, the embeddings lowest. Biases and LayerNorm get no weight decay."""
     groups, seen = [], set()
-    for depth, unit in enumerate(depth_units(model)):
+    # bottom-up, so the word embeddings, tied to the MLM decoder in the head unit, keep the embeddings' rate
+    for depth, unit in reversed(list(enumerate(depth_units(model)))):
         lr = cfg.lr / cfg.delta ** max(0, depth - 1)  # depth 0 (classifier) and 1 (top layer) share eta0
         decay, no_decay = [], []
         for mod in unit:
@@ -288,7 +302,8 @@ def train(cfg, log=print):
     device, t_start = bert.pick_device(), time.time()
     tok = WordPiece.from_pretrained(cfg.model)
     data, labels = load_data(cfg, tok)
-    model = bert.TokenClassifier(bert.from_pretrained(cfg.model), len(labels)).to(device)
+    encoder = lm_finetune(cfg, log) if cfg.lm_epochs else cfg.model  # Table 6: the LM-adapted BERT
+    model = bert.TokenClassifier(bert.from_pretrained(encoder), len(labels)).to(device)
     opt = AdamW(param_groups(model, cfg), lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay,
                 bias_correction=cfg.bias_correction)
     feats = data["train"][1]
@@ -300,17 +315,12 @@ def train(cfg, log=print):
         units = thaw(model, epoch, cfg)
         model.train()
         for b, idx in enumerate(epoch_batches):
-            for g in opt.param_groups:
-                g["lr"] = g["base_lr"] * lr_factor(step, total, cfg)
             ids, mask, y = collate(feats, idx, tok.pad_id, device)
             with bert.autocast(device):
                 logits = model(ids, mask)
             loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=conll.IGNORE)
             bad |= ~torch.isfinite(loss)  # checked at log points: no host sync per step
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], cfg.clip)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+            update(model, opt, loss, step, total, cfg)
             step, seen_tokens = step + 1, seen_tokens + sum(len(feats[i].input_ids) for i in idx)
             if step % 50 == 0 or b == len(epoch_batches) - 1:
                 if bad.item():
@@ -338,6 +348,65 @@ def train(cfg, log=print):
     append_result(cfg.out, record)
     log(f"dev F1 {dev['f1']:.2f}  test F1 {test['f1']:.2f}  ({run_dir})")
     return record
+
+
+# ---------------------------------------------------------------------------------------------
+# Masked-LM fine-tuning on the task text (paper Sec 4.2, Table 6; ULMFiT Sec 3.2).
+
+def mask_pieces(ids, tok, p=0.15):
+    """BERT Sec 3.1 Task #1 / App. A.1: choose 15% of the pieces ([CLS], [SEP], [PAD] never); of those,
+    80% become [MASK], 10% a random piece, 10% stay. -> (inputs, labels: the original id where chosen, else -100)."""
+    special = (ids == tok.cls_id) | (ids == tok.sep_id) | (ids == tok.pad_id)
+    chosen = (torch.rand(ids.shape, device=ids.device) < p) & ~special
+    r = torch.rand(ids.shape, device=ids.device)
+    x = torch.where(chosen & (r < 0.8), tok.mask_id, ids)
+    rand = torch.randint(len(tok), ids.shape, device=ids.device)
+    x = torch.where(chosen & (r >= 0.8) & (r < 0.9), rand, x)
+    return x, ids.masked_fill(~chosen, conll.IGNORE)
+
+
+def lm_finetune(cfg, log=print):
+    """cfg.lm_epochs epochs of masked-LM training on the training sentences (the labels unused), before
+    the task (Table 6). -> a BERT folder OUT/lm-KEY, written once and reused by every run that shares it."""
+    same = {k: getattr(cfg, k) for k in ("model", "data", "lang", "lm_epochs", "lr", "batch_size", "seed",
+                                         "max_len", "max_train_sentences", "warmup", "weight_decay", "eps", "clip")}
+    folder = os.path.join(cfg.out, "lm-" + hashlib.sha1(json.dumps(same, sort_keys=True).encode()).hexdigest()[:12])
+    if os.path.isfile(os.path.join(folder, "model.safetensors")):
+        return folder
+    seed_all(cfg.seed)
+    device, tok = bert.pick_device(), WordPiece.from_pretrained(cfg.model)
+    model = bert.from_pretrained(cfg.model).to(device).train()
+    if model.mlm is None:
+        raise ValueError(f"{cfg.model}: the checkpoint has no masked-LM head (cls.predictions.*) to fine-tune; "
+                         f"--lm_epochs needs one (bert-base-multilingual-cased has it)")
+    feats = load_data(replace(cfg, scheme="bio"), tok)[0]["train"][1]
+    lm_cfg = replace(cfg, schedule="linear", delta=1.0)  # plain BERT optimisation for the LM stage
+    opt = AdamW(param_groups_lm(model, lm_cfg), lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    plan = [batches(feats, cfg.batch_size, shuffle=True, gen=gen) for _ in range(cfg.lm_epochs)]
+    total, step = sum(map(len, plan)), 0
+    for epoch, epoch_batches in enumerate(plan):
+        for idx in epoch_batches:
+            ids, mask, _ = collate(feats, idx, tok.pad_id, device)
+            x, y = mask_pieces(ids, tok)
+            with bert.autocast(device):
+                logits = model.mlm(model(x, mask))  # (B, T, V)
+            loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=conll.IGNORE)
+            update(model, opt, loss, step, total, lm_cfg)
+            step += 1
+        log(f"LM epoch {epoch + 1}/{cfg.lm_epochs}: masked-LM loss {loss.item():.4f}")
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"masked-LM loss became NaN/inf in epoch {epoch + 1}; nothing written")
+    bert.save_pretrained(model, folder)
+    return folder
+
+
+def param_groups_lm(model, cfg):
+    """Weight decay on weights only, as in param_groups; one learning rate for the whole model."""
+    decay = [p for n, p in model.named_parameters() if not (n.endswith("bias") or ".ln" in f".{n}")]
+    no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or ".ln" in f".{n}"]
+    return [dict(params=decay, base_lr=cfg.lr, weight_decay=cfg.weight_decay),
+            dict(params=no_decay, base_lr=cfg.lr, weight_decay=0.0)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -437,7 +506,7 @@ def table(out):
     rows = {}
     for r in read_results(out):
         c = r["config"]
-        method = {k: c[k] for k in ("schedule", "delta", "unfreeze", "doc_context", "max_train_sentences")}
+        method = {k: c.get(k, 0) for k in ("schedule", "delta", "unfreeze", "lm_epochs", "doc_context", "max_train_sentences")}
         key = (c["lang"], c["model"], c["scheme"], c["batch_size"], c["lr"], c["epochs"], json.dumps(method))
         rows.setdefault(key, []).append(r)
     lines = ["| lang | model | scheme | batch | lr | epochs | method | seeds | dev F1 | test F1 | paper dev | paper test |",
@@ -445,7 +514,7 @@ def table(out):
     for (lang, model, scheme, b, lr, e, method), runs in sorted(rows.items()):
         dev, test = (mean_std([r[s]["f1"] for r in runs]) for s in ("dev", "test"))
         pdev, ptest = PAPER.get((lang, os.path.basename(model.rstrip("/")), scheme), (None, None))
-        method = ", ".join(f"{k}={v}" for k, v in json.loads(method).items() if v not in (0, 1.0, False, "linear"))
+        method = ", ".join(f"{k}={v}" for k, v in json.loads(method).items() if v != getattr(FinetuneConfig, k))
         lines.append(f"| {lang} | {model} | {scheme.upper()} | {b} | {lr:g} | {e} | {method or 'BERT'} | {len(runs)} | "
                      f"{dev[0]:.2f} ± {dev[1]:.2f} | {test[0]:.2f} ± {test[1]:.2f} | "
                      f"{pdev or '–'} | {ptest or '–'} |")
@@ -473,7 +542,8 @@ def predict(run_dir, path, text=False, out=None):
     device = bert.pick_device()
     model, tok, labels, meta = load_model(run_dir, device)
     if text:
-        with open(path, encoding="utf-8") if path != "-" else sys.stdin as f:
+        import contextlib
+        with open(path, encoding="utf-8") if path != "-" else contextlib.nullcontext(sys.stdin) as f:
             words = [[p for w in line.split() for p in wordpiece.split_punct(w)] for line in f]
         sents = [conll.Sentence(w, ["O"] * len(w), 0, i + 1) for i, w in enumerate(words) if w]
     else:
