@@ -386,6 +386,7 @@ def lm_finetune(cfg, log=print):
     plan = [batches(feats, cfg.batch_size, shuffle=True, gen=gen) for _ in range(cfg.lm_epochs)]
     total, step = sum(map(len, plan)), 0
     for epoch, epoch_batches in enumerate(plan):
+        summed = torch.zeros((), device=device)
         for idx in epoch_batches:
             ids, mask, _ = collate(feats, idx, tok.pad_id, device)
             x, y = mask_pieces(ids, tok)
@@ -393,9 +394,10 @@ def lm_finetune(cfg, log=print):
                 logits = model.mlm(model(x, mask))  # (B, T, V)
             loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=conll.IGNORE)
             update(model, opt, loss, step, total, lm_cfg)
-            step += 1
-        log(f"LM epoch {epoch + 1}/{cfg.lm_epochs}: masked-LM loss {loss.item():.4f}")
-        if not math.isfinite(loss.item()):
+            step, summed = step + 1, summed + loss.detach()
+        mean = summed.item() / len(epoch_batches)  # one host sync per epoch
+        log(f"LM epoch {epoch + 1}/{cfg.lm_epochs}: masked-LM loss {mean:.4f} (epoch mean)")
+        if not math.isfinite(mean):
             raise FloatingPointError(f"masked-LM loss became NaN/inf in epoch {epoch + 1}; nothing written")
     bert.save_pretrained(model, folder)
     return folder

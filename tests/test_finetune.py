@@ -250,7 +250,7 @@ def test_parse_overrides_rejects(arg, match):
 # ---------------------------------------------------------------------------------------------
 # End to end on en_tiny with a random BERT.
 
-def bert_folder(folder, layers, hidden):
+def bert_folder(folder, layers, hidden, mlm=False):
     """Random BERT in Hub layout; vocab = the specials + every basic token of en_tiny, cased."""
     basic = wordpiece.WordPiece(list(wordpiece.SPECIALS), do_lower_case=False).basic
     words = {w for f in ("train.txt", "valid.txt", "test.txt") for s in conll.read_conll(os.path.join(TINY, f))
@@ -259,7 +259,7 @@ def bert_folder(folder, layers, hidden):
     torch.manual_seed(0)
     cfg = bert.BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
                           intermediate_size=2 * hidden, max_position_embeddings=128)  # max_len 128 pieces
-    bert.save_pretrained(bert.Bert(cfg), folder)
+    bert.save_pretrained(bert.Bert(cfg, mlm=mlm), folder)
     with open(os.path.join(folder, "vocab.txt"), "w", encoding="utf-8") as f:
         f.write("".join(t + "\n" for t in vocab))
     with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
@@ -460,3 +460,58 @@ def test_table_names_the_method(tmp_path, setting, method):
     not hide them behind the default delta=1.0)."""
     add_runs(str(tmp_path), [(90.0, 91.0)], **setting)
     assert finetune.table(str(tmp_path)).split("\n")[2].split(" | ")[6] == method
+
+
+# --- Masked-LM fine-tuning (Sec 4.2, Table 6) -------------------------------------------------
+
+class SpecialIds:
+    cls_id, sep_id, pad_id, mask_id = 2, 3, 0, 4
+
+    def __len__(self):
+        return 1000
+
+
+def test_mask_pieces_follows_bert_80_10_10():
+    """BERT App. A.1: 15% of the non-special pieces are chosen; of those 80% become [MASK], 10% a random
+    piece, 10% stay. Labels hold the original id exactly where chosen. With 200k pieces each share is
+    within 1 point (the binomial std is under 0.2 points)."""
+    torch.manual_seed(0)
+    ids = torch.randint(5, 1000, (400, 500))
+    ids[:, 0], ids[:, -1], ids[:, -50:-1] = 2, 3, 0  # [CLS] ... [SEP] and padding
+    x, y = finetune.mask_pieces(ids, SpecialIds())
+    special = (ids == 2) | (ids == 3) | (ids == 0)
+    chosen = y != -100
+    assert not (chosen & special).any() and torch.equal(y[chosen], ids[chosen])
+    assert torch.equal(x[~chosen], ids[~chosen]), "unchosen pieces are never changed"
+    share = chosen.sum() / (~special).sum()
+    masked = (x[chosen] == 4).float().mean()
+    kept = (x[chosen] == ids[chosen]).float().mean()
+    assert abs(share - 0.15) < 0.01 and abs(masked - 0.8) < 0.01
+    assert abs(kept - 0.1) < 0.01 + 1 / 1000, "10% stay (plus the random draws that hit the same id)"
+
+
+def test_lm_finetune_lowers_mlm_loss_and_is_reused(tmp_path, monkeypatch):
+    """Three masked-LM epochs on en_tiny's text lower the loss; the adapted BERT is written as a Hub-layout
+    folder, a second call returns it without training again, and a task run starts from it."""
+    folder = bert_folder(str(tmp_path / "bert"), layers=2, hidden=32, mlm=True)
+    cfg = FinetuneConfig(model=folder, data=TINY, lr=1e-3, batch_size=8, epochs=1, lm_epochs=3,
+                         out=str(tmp_path / "runs"), save=False)
+    log = []
+    lm = finetune.lm_finetune(cfg, log=log.append)
+    losses = [float(x) for line in log for x in re.findall(r"masked-LM loss (\S+)", line)]
+    assert len(losses) == 3 and losses[-1] < losses[0], losses
+    adapted, start = bert.from_pretrained(lm), bert.from_pretrained(folder)
+    assert adapted.mlm is not None
+    assert not torch.equal(adapted.layers[0].qkv.weight, start.layers[0].qkv.weight)
+    monkeypatch.setattr(finetune, "AdamW", None)  # training again would call it
+    assert finetune.lm_finetune(cfg, log=log.append) == lm
+    monkeypatch.undo()
+    rec = finetune.train(cfg, log=lambda s: None)
+    assert rec["config"]["lm_epochs"] == 3 and rec["dev"]["f1"] >= 0
+
+
+def test_lm_finetune_needs_an_mlm_head(tmp_path):
+    folder = bert_folder(str(tmp_path / "bert"), layers=1, hidden=16, mlm=False)
+    cfg = FinetuneConfig(model=folder, data=TINY, lm_epochs=1, out=str(tmp_path / "runs"))
+    with pytest.raises(ValueError, match="no masked-LM head"):
+        finetune.lm_finetune(cfg)
