@@ -176,10 +176,10 @@ def update(model, opt, loss, step, total, cfg):
 # Which parameters learn how fast, and when (paper Sec 4.1).
 
 def depth_units(model):
-    """The model cut top-down into units: [classifier, layer L-1, ..., layer 0, embeddings].
+    """The model cut top-down into units: [classifier (+ MLM head), layer L-1, ..., layer 0, embeddings].
     Units share a learning rate (Eq. 1) and thaw together (gradual unfreezing)."""
-    b = model.bert
-    head = [model.out] + ([b.mlm] if b.mlm is not None else [])
+    b, head = (model.bert, [model.out]) if isinstance(model, bert.TokenClassifier) else (model, [])  # or a bare Bert
+    head += [b.mlm] if b.mlm is not None else []
     return [head, *[[layer] for layer in reversed(b.layers)], [b.emb]]
 
 
@@ -381,7 +381,7 @@ def lm_finetune(cfg, log=print):
                          f"--lm_epochs needs one (bert-base-multilingual-cased has it)")
     feats = load_data(replace(cfg, scheme="bio"), tok)[0]["train"][1]
     lm_cfg = replace(cfg, schedule="linear", delta=1.0)  # plain BERT optimisation for the LM stage
-    opt = AdamW(param_groups_lm(model, lm_cfg), lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay)
+    opt = AdamW(param_groups(model, lm_cfg), lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     plan = [batches(feats, cfg.batch_size, shuffle=True, gen=gen) for _ in range(cfg.lm_epochs)]
     total, step = sum(map(len, plan)), 0
@@ -401,14 +401,6 @@ def lm_finetune(cfg, log=print):
             raise FloatingPointError(f"masked-LM loss became NaN/inf in epoch {epoch + 1}; nothing written")
     bert.save_pretrained(model, folder)
     return folder
-
-
-def param_groups_lm(model, cfg):
-    """Weight decay on weights only, as in param_groups; one learning rate for the whole model."""
-    decay = [p for n, p in model.named_parameters() if not (n.endswith("bias") or ".ln" in f".{n}")]
-    no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or ".ln" in f".{n}"]
-    return [dict(params=decay, base_lr=cfg.lr, weight_decay=cfg.weight_decay),
-            dict(params=no_decay, base_lr=cfg.lr, weight_decay=0.0)]
 
 
 # ---------------------------------------------------------------------------------------------
