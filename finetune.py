@@ -1,9 +1,10 @@
-"""Fine-tuning BERT for NER: the training side of the paper (Sec 3.2, 3.3, 4.1, 4.2; Tables 1-5).
+"""Fine-tuning BERT for NER: the training side of the paper (Sec 3.2, 3.3, 4.1, 4.2; Tables 1-6).
 
 - AdamW written by hand (BERT's "BertAdam", Devlin et al. / google-research/bert optimization.py), with
   linear warmup + decay (the paper's Sec 3.3 reading of BERT's schedule as slanted triangular rates),
   Howard & Ruder's exact STLR as an option, and no warmup for the Table 4 ablation.
-- Discriminative fine-tuning (Sec 4.1, Eq. 1) and gradual unfreezing (Sec 4.1), after ULMFiT Sec 3.2/3.3.
+- Discriminative fine-tuning (Sec 4.1, Eq. 1) and gradual unfreezing (Sec 4.1), after ULMFiT Sec 3.2/3.3,
+  and masked-LM fine-tuning on the task text before the task (Sec 4.2, Table 6).
 - `train` one run, `grid` the Table 1 grid (pick on dev, report test, mean +- std over seeds), `table` the
   paper's tables next to ours, `reproduce` the whole of Table 2 / 3, `predict` with a saved model, `demo`.
 
@@ -11,6 +12,7 @@
     python finetune.py grid --data=DIR --scheme=iob1      # 12 settings x 5 seeds, resumable
     python finetune.py table --out=runs/en
 """
+import contextlib
 import hashlib
 import json
 import math
@@ -27,7 +29,7 @@ import torch.nn.functional as F
 import bert
 import conll
 import conlleval
-from wordpiece import WordPiece
+from wordpiece import WordPiece, split_punct
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 CACHE = os.path.join(os.path.expanduser("~"), ".cache", "mbert-ner")  # downloaded CoNLL-2003 English
@@ -42,7 +44,7 @@ class FinetuneConfig:
     lr: float = 3e-5               # Table 1 grid {2e-5, 3e-5, 5e-5}; 3e-5 chosen (Sec 3.3)
     batch_size: int = 16           # Table 1 grid {16, 32}; 16 chosen
     epochs: int = 4                # Table 1 grid {3, 4}; 4 chosen
-    seed: int = 1
+    seed: int = 1                  # seeds 1..5 for the paper's 5 runs per setting
     schedule: str = "linear"       # linear (BERT warmup+decay) | stlr (ULMFiT Eq. 3) | constant (Table 4 "no warmup")
     warmup: float = 0.1            # BERT: warmup over the first 10% of steps
     stlr_ratio: float = 32.0       # ULMFiT Sec 3.2: lowest lr = eta_max / ratio
@@ -56,9 +58,9 @@ class FinetuneConfig:
     max_len: int = 128             # pieces per window (BERT NER); longer sentences become windows (conll.py)
     doc_context: bool = False      # Devlin et al.'s document context; not used by the paper
     max_train_sentences: int = 0   # >0: train on the first N sentences only (quick runs)
-    eval_batch_size: int = 64
+    eval_batch_size: int = 64      # inference only: no effect on a score
     save: bool = True              # write the fine-tuned model to OUT/run-KEY/ (700 MB for mBERT)
-    out: str = "runs"
+    out: str = "runs"              # results.jsonl, predictions and models go here
     seeds: int = 5                 # grid/reproduce: mean +- std over 5 seeds (Table 1)
     grid: bool = False             # reproduce: search the whole Table 1 grid instead of the chosen setting
 
@@ -532,13 +534,11 @@ def reproduce(cfg, log=print):
 def predict(run_dir, path, text=False, out=None):
     """Tag a CoNLL file ("word gold pred" lines, and conlleval's report when it has gold tags) or, with
     text=True, raw text: one sentence per line, split at spaces and punctuation -> "word TAG" lines."""
-    import wordpiece
     device = bert.pick_device()
     model, tok, labels, meta = load_model(run_dir, device)
     if text:
-        import contextlib
         with open(path, encoding="utf-8") if path != "-" else contextlib.nullcontext(sys.stdin) as f:
-            words = [[p for w in line.split() for p in wordpiece.split_punct(w)] for line in f]
+            words = [[p for w in line.split() for p in split_punct(w)] for line in f]
         sents = [conll.Sentence(w, ["O"] * len(w), 0, i + 1) for i, w in enumerate(words) if w]
     else:
         sents = conll.read_conll(path)
