@@ -567,7 +567,7 @@ def demo(cfg):
     r = run_once(cfg)
     sents = conll.read_conll(conll.splits(cfg.data, cfg.lang)["test"])
     pred = conll.read_conll(os.path.join(cfg.out, f"run-{r['key']}", "test.pred.txt"))
-    print(f"test split of {cfg.data}, trained on {cfg.max_train_sentences or 'all'} sentences:")
+    print(f"test split of {cfg.data}, after training on at most {cfg.max_train_sentences or 'all'} sentences:")
     print(conlleval.report(conlleval.count([s.tags for s in sents], [p.tags for p in pred])), end="")
 
 
