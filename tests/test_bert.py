@@ -178,3 +178,29 @@ def test_save_pretrained_round_trips_and_hf_reads_it(mbert_shaped, tmp_path):
     hf = transformers.BertForMaskedLM.from_pretrained(str(tmp_path))
     for k, v in ref.state_dict().items():
         assert torch.equal(v, hf.state_dict()[k]), k
+
+
+def test_hub_id_fetches_only_the_named_files(minilm_dir, monkeypatch, tmp_path):
+    """The Hub branch of checkpoint_files, offline: a stand-in hf_hub_download serves the MiniLM folder's
+    files. Only the named files are asked for; an optional file the repo lacks is skipped; a required one
+    that is missing is a FileNotFoundError naming it."""
+    import shutil
+    import huggingface_hub
+    from huggingface_hub.errors import EntryNotFoundError
+    asked = []
+
+    def fake_download(repo_id, filename, **kw):
+        asked.append((repo_id, filename))
+        if filename == "tokenizer_config.json":
+            raise EntryNotFoundError(f"{repo_id} has no {filename}")
+        return shutil.copy(os.path.join(minilm_dir, filename), str(tmp_path / filename))  # "the cache"
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    paths = bert.checkpoint_files("org/some-bert", ["config.json", "model.safetensors"], optional=["tokenizer_config.json"])
+    assert asked == [("org/some-bert", "config.json"), ("org/some-bert", "model.safetensors"),
+                     ("org/some-bert", "tokenizer_config.json")]
+    assert sorted(paths) == ["config.json", "model.safetensors"]
+    m = bert.from_pretrained("org/some-bert")
+    assert m.cfg.hidden_size == 384
+    with pytest.raises(FileNotFoundError, match="has no tokenizer_config.json"):
+        bert.checkpoint_files("org/some-bert", ["tokenizer_config.json"])
