@@ -63,6 +63,7 @@ class FinetuneConfig:
     out: str = "runs"              # results.jsonl, predictions and models go here
     seeds: int = 5                 # grid/reproduce: mean +- std over 5 seeds (Table 1)
     grid: bool = False             # reproduce: search the whole Table 1 grid instead of the chosen setting
+    ablations: bool = False        # reproduce: also the Table 4-6 rows (ABLATIONS), in cfg.scheme
 
     def __post_init__(self):
         for k, ok in (("scheme", ("iob1", "bio")), ("schedule", ("linear", "stlr", "constant")), ("lang", ("en", "de"))):
@@ -73,7 +74,7 @@ class FinetuneConfig:
 
     def key(self):
         """Id of a run: a hash of every field that changes its result (not where it is written)."""
-        d = {k: v for k, v in asdict(self).items() if k not in ("out", "save", "eval_batch_size", "seeds", "grid")}
+        d = {k: v for k, v in asdict(self).items() if k not in ("out", "save", "eval_batch_size", "seeds", "grid", "ablations")}
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -525,7 +526,15 @@ def reproduce(cfg, log=print):
                          "deu.train, deu.testa and deu.testb, e.g. make reproduce-de DE_DATA=/path/to/conll2003-de")
     for scheme in ("iob1", "bio"):
         grid(replace(cfg, scheme=scheme), full=cfg.grid, log=log)
+    for change in ABLATIONS if cfg.ablations else []:  # Tables 4-6, each on top of the chosen setting
+        grid(replace(cfg, **change), full=False, log=log)
     print(table(cfg.out))
+
+
+# Tables 4-6 as changes to the chosen setting: no warmup (Table 4); discriminative rates, Eq. (1), and
+# gradual unfreezing, 3 layers an epoch so 5 epochs (Table 5); masked-LM epochs on the task text first (Table 6).
+ABLATIONS = [dict(schedule="constant"), dict(delta=2.6), dict(delta=1.6), dict(unfreeze=3, epochs=5),
+             dict(delta=2.6, unfreeze=3, epochs=5), dict(lm_epochs=10), dict(lm_epochs=20)]
 
 
 # ---------------------------------------------------------------------------------------------

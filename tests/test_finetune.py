@@ -428,6 +428,30 @@ def test_grid_picks_best_mean_dev_and_resumes(tmp_path, monkeypatch):
     assert [r["test"]["f1"] for r in runs] == pytest.approx([82.1, 82.2])
 
 
+def test_reproduce_runs_both_schemes_then_the_ablations(tmp_path, monkeypatch, capsys):
+    """reproduce: IOB1 and BIO at the chosen setting, then each of the 7 Table 4-6 changes, 2 seeds each:
+    (2 + 7) x 2 = 18 runs; the printed table has one row per scheme/method, 9 in all."""
+    calls = []
+    monkeypatch.setattr(finetune, "train", fake_train(calls))
+    finetune.reproduce(FinetuneConfig(out=str(tmp_path), seeds=2, ablations=True), log=lambda s: None)
+    assert len(calls) == 18 and {c.scheme for c in calls} == {"iob1", "bio"}
+    assert [dict(schedule=c.schedule, delta=c.delta, unfreeze=c.unfreeze, lm_epochs=c.lm_epochs)
+            for c in calls[4::2]] == [dict(schedule="constant", delta=1.0, unfreeze=0, lm_epochs=0),
+                                      dict(schedule="linear", delta=2.6, unfreeze=0, lm_epochs=0),
+                                      dict(schedule="linear", delta=1.6, unfreeze=0, lm_epochs=0),
+                                      dict(schedule="linear", delta=1.0, unfreeze=3, lm_epochs=0),
+                                      dict(schedule="linear", delta=2.6, unfreeze=3, lm_epochs=0),
+                                      dict(schedule="linear", delta=1.0, unfreeze=0, lm_epochs=10),
+                                      dict(schedule="linear", delta=1.0, unfreeze=0, lm_epochs=20)]
+    rows = [line for line in capsys.readouterr().out.split("\n") if line.startswith("| en ")]
+    assert len(rows) == 9
+
+
+def test_reproduce_de_needs_the_licensed_folder(tmp_path):
+    with pytest.raises(ValueError, match="deu.train, deu.testa and deu.testb"):
+        finetune.reproduce(FinetuneConfig(lang="de", out=str(tmp_path)))
+
+
 def add_runs(out, dev_test, **setting):
     for seed, (dev, test) in enumerate(dev_test, start=1):
         cfg = FinetuneConfig(out=out, seed=seed, **setting)
