@@ -167,6 +167,13 @@ def to_iob1(tags):
             for i, t in enumerate(tags)]
 
 
+def to_scheme(tags, scheme):
+    """to_bio or to_iob1 by name: the one place a scheme name picks its converter."""
+    if scheme not in ("bio", "iob1"):
+        raise ValueError(f"scheme {scheme!r}: expected 'bio' or 'iob1'")
+    return to_bio(tags) if scheme == "bio" else to_iob1(tags)
+
+
 def detect_scheme(tag_seqs):
     """"iob1" or "bio", by a vote over entities that start after O, another type or the sentence start:
     BIO opens all of them with B-, IOB1 with I-. More B- than I- -> "bio"; otherwise (also no such
@@ -221,7 +228,8 @@ EN_COUNTS = {"train.txt": 14041, "valid.txt": 3250, "test.txt": 3453}  # sentenc
 
 def _fetch(url, dest):
     """Download url to dest (a separate function so tests can replace the network)."""
-    with urllib.request.urlopen(url, timeout=60) as r, open(dest, "wb") as f:
+    req = urllib.request.Request(url, headers={"User-Agent": "mbert-ner"})  # some CDNs refuse urllib's default
+    with urllib.request.urlopen(req, timeout=60) as r, open(dest, "wb") as f:
         shutil.copyfileobj(r, f)
 
 
@@ -351,7 +359,7 @@ def _check_fits(s, pieces, label2id, max_len):
         if tag not in label2id:
             raise ValueError(f"line {s.line + i}: tag {tag!r} is not in label2id "
                              f"(build it from all splits, e.g. with tag_set)")
-        if len(p) > max_len - 2:  # cannot happen for max_len >= 102: WordPiece makes long words [UNK]
+        if len(p) > max_len - 2:  # rare: a CoNLL word can hold several basic tokens, each up to 100 pieces
             raise ValueError(f"line {s.line + i}: word {word!r} has {len(p)} pieces, more than "
                              f"max_len - 2 = {max_len - 2}; raise max_len")
 
@@ -438,9 +446,8 @@ def convert(src, dst, to):
     """Rewrite only the NE column (last) to `to` ("bio" or "iob1"); every other byte stays, the
     file keeps its encoding, -DOCSTART- lines, blank lines and line ends."""
     lines, enc = _lines(src)
-    fix = {"bio": to_bio, "iob1": to_iob1}[to]
     for s in _parse(lines, src):
-        for i, tag in enumerate(fix(s.tags)):
+        for i, tag in enumerate(to_scheme(s.tags, to)):
             n = s.line - 1 + i  # a sentence's words are on consecutive lines
             m = re.fullmatch(r"(.*[ \t])([^ \t\r]+)([ \t\r]*)", lines[n])
             assert m and m.group(2) == s.tags[i], f"{src}:{n + 1}: line and parse disagree"

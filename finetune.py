@@ -69,13 +69,21 @@ class FinetuneConfig:
         for k, ok in (("scheme", ("iob1", "bio")), ("schedule", ("linear", "stlr", "constant")), ("lang", ("en", "de"))):
             if getattr(self, k) not in ok:
                 raise ValueError(f"--{k}={getattr(self, k)}: expected one of {', '.join(ok)}")
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.delta <= 0 or not 0 <= self.warmup < 1:
-            raise ValueError("need epochs >= 1, batch_size >= 1, lr > 0, delta > 0 and 0 <= warmup < 1")
+        if (self.epochs < 1 or self.batch_size < 1 or self.seeds < 1 or self.lr <= 0 or self.delta <= 0
+                or self.unfreeze < 0 or self.lm_epochs < 0 or not 0 <= self.warmup < 1 or not 3 <= self.max_len <= 512):
+            raise ValueError("need epochs, batch_size, seeds >= 1; lr, delta > 0; unfreeze, lm_epochs >= 0; "
+                             "0 <= warmup < 1; 3 <= max_len <= 512 (BERT's positions)")
 
     def key(self):
         """Id of a run: a hash of every field that changes its result (not where it is written)."""
-        d = {k: v for k, v in asdict(self).items() if k not in ("out", "save", "eval_batch_size", "seeds", "grid", "ablations")}
-        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+        return digest({k: v for k, v in asdict(self).items() if k not in NOT_IN_KEY})
+
+
+NOT_IN_KEY = ("out", "save", "eval_batch_size", "seeds", "grid", "ablations")  # where and how, not what
+
+
+def digest(d):
+    return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def parse_overrides(args, cfg):
@@ -149,7 +157,10 @@ class AdamW(torch.optim.Optimizer):
 def lr_factor(step, total, cfg):
     """Multiplier of the base lr at update `step` (0-based) of `total`.
 
-    linear: 0 -> 1 over the first warmup*total updates, then 1 -> 0 (BERT; BERT's first update has lr 0).
+    linear: BERT's (google-research/bert optimization.py; pytorch-pretrained-bert's BertAdam warmup_linear):
+            t / warm during the first warm = warmup*total updates (the first update has lr 0), then
+            1 - t/T, a line from 1 at t = 0 that warmup cuts into: it resumes at 1 - warmup (0.9), where
+            HF's get_linear_schedule_with_warmup restarts from 1.
     stlr:   ULMFiT Eq. (3): cut = floor(T * cut_frac), p rises then falls, lr = max * (1 + p (ratio-1)) / ratio.
             After the cut p falls over the T - cut updates left; Eq. (3) divides by cut (1/cut_frac - 1),
             the same when T * cut_frac is whole, and otherwise overshoots below 0 at the end.
@@ -162,7 +173,7 @@ def lr_factor(step, total, cfg):
         p = step / warm if step < warm else 1 - (step - warm) / max(1, total - warm)
         return (1 + p * (cfg.stlr_ratio - 1)) / cfg.stlr_ratio
     assert cfg.schedule == "linear", cfg.schedule
-    return step / warm if step < warm else max(0.0, (total - step) / max(1, total - warm))
+    return step / warm if step < warm else max(0.0, 1 - step / total)
 
 
 def update(model, opt, loss, step, total, cfg):
@@ -230,12 +241,11 @@ def load_data(cfg, tok):
     files = {split: conll.read_conll(p) for split, p in conll.splits(data_dir, cfg.lang).items()}
     labels = conll.tag_set([s for sents in files.values() for s in sents])
     label2id = {t: i for i, t in enumerate(labels)}
-    convert = conll.to_bio if cfg.scheme == "bio" else conll.to_iob1  # Sec 3.1: train in either scheme
     data = {}
     for split, sents in files.items():
         if split == "train" and cfg.max_train_sentences:
             sents = sents[:cfg.max_train_sentences]
-        ours = [replace(s, tags=convert(s.tags)) for s in sents]
+        ours = [replace(s, tags=conll.to_scheme(s.tags, cfg.scheme)) for s in sents]  # Sec 3.1: either scheme
         feats = conll.featurize(ours, tok, label2id, cfg.max_len, cfg.doc_context)
         data[split] = (sents, feats, conll.detect_scheme(s.tags for s in sents))
     return data, labels
@@ -272,25 +282,23 @@ def collate(feats, idx, pad_id, device):
 # Training and evaluation.
 
 @torch.no_grad()
-def predict_tags(model, sents, feats, labels, scheme, cfg, pad_id, device):
+def predict_tags(model, sents, feats, labels, scheme, batch_size, pad_id, device):
     """Tags per word for `sents`, in `scheme` (the gold file's, so conlleval compares like with like)."""
     model.eval()
     rows = [None] * len(feats)
-    for idx in batches(feats, cfg.eval_batch_size, shuffle=False):
+    for idx in batches(feats, batch_size, shuffle=False):
         ids, mask, _ = collate(feats, idx, pad_id, device)
         with bert.autocast(device):
             pred = model(ids, mask).argmax(-1).tolist()
         for i, row in zip(idx, pred):
             rows[i] = row
-    words = conll.gather(feats, rows, sents)
-    convert = conll.to_bio if scheme == "bio" else conll.to_iob1
-    return [convert([labels[i] for i in w]) for w in words]
+    return [conll.to_scheme([labels[i] for i in w], scheme) for w in conll.gather(feats, rows, sents)]
 
 
 def evaluate(model, split, labels, cfg, pad_id, device):
     """conlleval scores (the paper's F1, Sec 3.2) of one split, and the predicted tags."""
     sents, feats, scheme = split
-    pred = predict_tags(model, sents, feats, labels, scheme, cfg, pad_id, device)
+    pred = predict_tags(model, sents, feats, labels, scheme, cfg.eval_batch_size, pad_id, device)
     return conlleval.evaluate([s.tags for s in sents], pred), pred
 
 
@@ -306,6 +314,7 @@ def train(cfg, log=print):
     tok = WordPiece.from_pretrained(cfg.model)
     data, labels = load_data(cfg, tok)
     encoder = lm_finetune(cfg, log) if cfg.lm_epochs else cfg.model  # Table 6: the LM-adapted BERT
+    seed_all(cfg.seed)  # again: the LM stage draws numbers only when it trains, not when its folder exists
     model = bert.TokenClassifier(bert.from_pretrained(encoder), len(labels)).to(device)
     opt = AdamW(param_groups(model, cfg), lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay,
                 bias_correction=cfg.bias_correction)
@@ -371,9 +380,9 @@ def mask_pieces(ids, tok, p=0.15):
 def lm_finetune(cfg, log=print):
     """cfg.lm_epochs epochs of masked-LM training on the training sentences (the labels unused), before
     the task (Table 6). -> a BERT folder OUT/lm-KEY, written once and reused by every run that shares it."""
-    same = {k: getattr(cfg, k) for k in ("model", "data", "lang", "lm_epochs", "lr", "batch_size", "seed",
-                                         "max_len", "max_train_sentences", "warmup", "weight_decay", "eps", "clip")}
-    folder = os.path.join(cfg.out, "lm-" + hashlib.sha1(json.dumps(same, sort_keys=True).encode()).hexdigest()[:12])
+    same = {k: getattr(cfg, k) for k in ("model", "data", "lang", "lm_epochs", "lr", "batch_size", "seed", "max_len",
+                                         "doc_context", "max_train_sentences", "warmup", "weight_decay", "eps", "clip")}
+    folder = os.path.join(cfg.out, "lm-" + digest(same))
     if os.path.isfile(os.path.join(folder, "model.safetensors")):
         return folder
     seed_all(cfg.seed)
@@ -402,7 +411,8 @@ def lm_finetune(cfg, log=print):
         log(f"LM epoch {epoch + 1}/{cfg.lm_epochs}: masked-LM loss {mean:.4f} (epoch mean)")
         if not math.isfinite(mean):
             raise FloatingPointError(f"masked-LM loss became NaN/inf in epoch {epoch + 1}; nothing written")
-    bert.save_pretrained(model, folder)
+    bert.save_pretrained(model, folder + ".tmp")
+    os.replace(folder + ".tmp", folder)  # the folder appears only once complete: a crash leaves no half model
     return folder
 
 
@@ -420,7 +430,7 @@ def save_model(model, tok, labels, cfg, folder):
     with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
         json.dump(dict(do_lower_case=tok.lower, strip_accents=tok.strip, tokenize_chinese_chars=tok.cjk), f)
     with open(os.path.join(folder, "labels.json"), "w") as f:
-        json.dump(dict(labels=labels, scheme=cfg.scheme, max_len=cfg.max_len), f, indent=1)
+        json.dump(dict(labels=labels, scheme=cfg.scheme, max_len=cfg.max_len, doc_context=cfg.doc_context), f, indent=1)
 
 
 def load_model(folder, device):
@@ -445,16 +455,20 @@ def read_results(out):
 
 
 def append_result(out, record):
-    """Append one JSON line atomically: the old lines plus the new go to a temp file that replaces the
-    old one, so a crash leaves either the old file or the new one, never half a line."""
+    """Add one JSON line. The old lines plus the new go to a temp file that replaces the old one, so a
+    crash leaves the old file or the new, never half a line; an exclusive lock around the read and the
+    write keeps two processes writing the same OUT (two GPUs, say) from dropping each other's lines."""
+    import fcntl
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "results.jsonl")
-    old = open(path).read() if os.path.isfile(path) else ""
-    with open(path + ".tmp", "w") as f:
-        f.write(old + json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(path + ".tmp", path)
+    with open(path + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        old = open(path).read() if os.path.isfile(path) else ""
+        with open(path + ".tmp", "w") as f:
+            f.write(old + json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(path + ".tmp", path)
 
 
 def run_once(cfg, log=print):
@@ -499,22 +513,31 @@ def grid(cfg, full=True, log=print):
 
 
 def table(out):
-    """Markdown: one row per (lang, model, scheme, setting) in OUT/results.jsonl, the paper's beside it."""
-    rows = {}
+    """Markdown: one row per setting in OUT/results.jsonl (its seeds pooled), the paper's numbers beside it.
+    Every setting that differs from plain BERT fine-tuning is named under "method", so no row mixes runs
+    of different settings; "chosen" marks, per (lang, model, scheme, method), the batch/lr/epochs with
+    the best mean dev F1, the Table 1 rule (choose on dev, report test)."""
+    groups, shown = {}, ("lang", "model", "scheme", "batch_size", "lr", "epochs", "data")
     for r in read_results(out):
-        c = r["config"]
-        method = {k: c.get(k, 0) for k in ("schedule", "delta", "unfreeze", "lm_epochs", "doc_context", "max_train_sentences")}
-        key = (c["lang"], c["model"], c["scheme"], c["batch_size"], c["lr"], c["epochs"], json.dumps(method))
-        rows.setdefault(key, []).append(r)
-    lines = ["| lang | model | scheme | batch | lr | epochs | method | seeds | dev F1 | test F1 | paper dev | paper test |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for (lang, model, scheme, b, lr, e, method), runs in sorted(rows.items()):
+        c = {k: v for k, v in r["config"].items() if k not in NOT_IN_KEY + ("seed",)}
+        groups.setdefault(json.dumps(c, sort_keys=True), []).append(r)
+    rows = []
+    for key, runs in groups.items():
+        c = json.loads(key)
+        method = ", ".join(f"{f.name}={c[f.name]}" for f in fields(FinetuneConfig)
+                           if f.name in c and f.name not in shown and c[f.name] != f.default) or "BERT"
         dev, test = (mean_std([r[s]["f1"] for r in runs]) for s in ("dev", "test"))
+        rows.append(((c["lang"], c["model"], c["scheme"], method), (c["batch_size"], c["lr"], c["epochs"]), len(runs), dev, test))
+    best = {}
+    for what, _, _, dev, _ in rows:
+        best[what] = max(best.get(what, -1.0), dev[0])
+    lines = ["| lang | model | scheme | batch | lr | epochs | method | seeds | dev F1 | test F1 | paper dev | paper test | chosen |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (lang, model, scheme, method), (b, lr, e), n, dev, test in sorted(rows):
         pdev, ptest = PAPER.get((lang, os.path.basename(model.rstrip("/")), scheme), (None, None))
-        method = ", ".join(f"{k}={v}" for k, v in json.loads(method).items() if v != getattr(FinetuneConfig, k))
-        lines.append(f"| {lang} | {model} | {scheme.upper()} | {b} | {lr:g} | {e} | {method or 'BERT'} | {len(runs)} | "
-                     f"{dev[0]:.2f} ± {dev[1]:.2f} | {test[0]:.2f} ± {test[1]:.2f} | "
-                     f"{pdev or '–'} | {ptest or '–'} |")
+        lines.append(f"| {lang} | {model} | {scheme.upper()} | {b} | {lr:g} | {e} | {method} | {n} | "
+                     f"{dev[0]:.2f} ± {dev[1]:.2f} | {test[0]:.2f} ± {test[1]:.2f} | {pdev or '–'} | {ptest or '–'} | "
+                     f"{'✓' if dev[0] == best[(lang, model, scheme, method)] else ''} |")
     return "\n".join(lines)
 
 
@@ -552,9 +575,8 @@ def predict(run_dir, path, text=False, out=None):
     else:
         sents = conll.read_conll(path)
     scheme = conll.detect_scheme(s.tags for s in sents) if not text else meta["scheme"]
-    feats = conll.featurize(sents, tok, {t: i for i, t in enumerate(labels)}, meta["max_len"])
-    cfg = FinetuneConfig(eval_batch_size=64)
-    pred = predict_tags(model, sents, feats, labels, scheme, cfg, tok.pad_id, device)
+    feats = conll.featurize(sents, tok, {t: i for i, t in enumerate(labels)}, meta["max_len"], meta["doc_context"])
+    pred = predict_tags(model, sents, feats, labels, scheme, FinetuneConfig.eval_batch_size, tok.pad_id, device)
     if text:
         return "\n\n".join("\n".join(f"{w} {t}" for w, t in zip(s.words, p)) for s, p in zip(sents, pred)) + "\n"
     out = out or os.path.join(run_dir, os.path.basename(path) + ".pred.txt")

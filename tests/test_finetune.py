@@ -167,11 +167,12 @@ def test_optimizer_state_dict_round_trip(bias_correction):
 # ---------------------------------------------------------------------------------------------
 # Schedules, Eq. (1), gradual unfreezing.
 
-# total = 100 updates, warmup / cut_frac 0.1 -> cut = 10. linear: step/10 up to 10, then (100 - step)/90.
+# total = 100 updates, warmup / cut_frac 0.1 -> cut = 10. linear (BERT's warmup_linear / polynomial_decay):
+# step/10 up to 10, then 1 - step/100: 0.9 at step 10, 0.45 at 55, 0.01 at 99.
 # stlr, ULMFiT Eq. (3) with ratio 32: p = t/10 before the cut, 1 - (t - 10)/90 after it;
 # lr = (1 + 31 p) / 32, so p = 0 -> 1/32, p = 1/2 -> 16.5/32, p = 1/90 (step 99) -> (1 + 31/90)/32.
 @pytest.mark.parametrize("schedule, step, want", [
-    ("linear", 0, 0.0), ("linear", 5, 0.5), ("linear", 10, 1.0), ("linear", 55, 0.5), ("linear", 99, 1 / 90),
+    ("linear", 0, 0.0), ("linear", 5, 0.5), ("linear", 10, 0.9), ("linear", 55, 0.45), ("linear", 99, 0.01),
     ("stlr", 0, 1 / 32), ("stlr", 5, 16.5 / 32), ("stlr", 10, 1.0), ("stlr", 55, 16.5 / 32),
     ("stlr", 99, (1 + 31 / 90) / 32),
     ("constant", 0, 1.0), ("constant", 55, 1.0), ("constant", 99, 1.0)])
@@ -467,14 +468,15 @@ def test_table_puts_the_papers_number_beside_ours(tmp_path):
     lines = finetune.table(str(tmp_path)).split("\n")
     assert lines[2:] == [
         "| en | /models/bert-base-multilingual-cased/ | IOB1 | 16 | 3e-05 | 4 | BERT | 1 | "
-        "80.00 ± 0.00 | 81.00 ± 0.00 | – | 91.9 |",
+        "80.00 ± 0.00 | 81.00 ± 0.00 | – | 91.9 | ✓ |",
         "| en | bert-base-multilingual-cased | IOB1 | 16 | 3e-05 | 4 | BERT | 2 | "
-        "89.00 ± 1.41 | 91.00 ± 1.41 | – | 91.9 |"]
+        "89.00 ± 1.41 | 91.00 ± 1.41 | – | 91.9 | ✓ |"]
 
 
 METHODS = [(dict(), "BERT"), (dict(delta=2.6, unfreeze=3), "delta=2.6, unfreeze=3"), (dict(schedule="stlr"), "schedule=stlr"),
            (dict(schedule="constant", max_train_sentences=1500), "schedule=constant, max_train_sentences=1500"),
-           (dict(unfreeze=1), "unfreeze=1"), (dict(doc_context=True), "doc_context=True")]
+           (dict(unfreeze=1), "unfreeze=1"), (dict(doc_context=True), "doc_context=True"),
+           (dict(max_len=256, warmup=0.0), "warmup=0.0, max_len=256"), (dict(bias_correction=True), "bias_correction=True")]
 
 
 @pytest.mark.parametrize("setting, method", METHODS, ids=[m for _, m in METHODS])
@@ -484,6 +486,35 @@ def test_table_names_the_method(tmp_path, setting, method):
     not hide them behind the default delta=1.0)."""
     add_runs(str(tmp_path), [(90.0, 91.0)], **setting)
     assert finetune.table(str(tmp_path)).split("\n")[2].split(" | ")[6] == method
+
+
+def test_table_marks_the_dev_choice_per_method(tmp_path):
+    """Two settings of plain BERT (dev 90 vs 91) and one with delta=2.6 (dev 80): the chosen mark goes to
+    the dev-best setting of each method, lr 5e-5 for BERT (91 > 90) and the only delta=2.6 row."""
+    add_runs(str(tmp_path), [(90.0, 95.0)], lr=3e-5)
+    add_runs(str(tmp_path), [(91.0, 90.0)], lr=5e-5)
+    add_runs(str(tmp_path), [(80.0, 80.0)], delta=2.6)
+    rows = [line.split(" | ") for line in finetune.table(str(tmp_path)).split("\n")[2:]]
+    marked = {(r[4], r[6]) for r in rows if r[-1] == "✓ |"}
+    assert marked == {("5e-05", "BERT"), ("3e-05", "delta=2.6")}
+
+
+def _append_many(out, start):
+    for i in range(start, start + 40):
+        finetune.append_result(out, dict(key=str(i)))
+
+
+def test_append_result_from_two_processes_loses_nothing(tmp_path):
+    """Two processes append 40 lines each to one results.jsonl at the same time: all 80 are there."""
+    import multiprocessing
+    ctx = multiprocessing.get_context("fork")
+    ps = [ctx.Process(target=_append_many, args=(str(tmp_path), start)) for start in (0, 1000)]
+    for p in ps:
+        p.start()
+    for p in ps:
+        p.join()
+    keys = sorted(int(r["key"]) for r in finetune.read_results(str(tmp_path)))
+    assert keys == list(range(40)) + list(range(1000, 1040))
 
 
 # --- Masked-LM fine-tuning (Sec 4.2, Table 6) -------------------------------------------------
@@ -530,8 +561,30 @@ def test_lm_finetune_lowers_mlm_loss_and_is_reused(tmp_path, monkeypatch):
     monkeypatch.setattr(finetune, "AdamW", None)  # training again would call it
     assert finetune.lm_finetune(cfg, log=log.append) == lm
     monkeypatch.undo()
+    loaded = []
+    real_load = bert.from_pretrained
+    monkeypatch.setattr(bert, "from_pretrained", lambda name: loaded.append(name) or real_load(name))
     rec = finetune.train(cfg, log=lambda s: None)
+    assert loaded == [lm], "the task run starts from the LM-adapted BERT"
     assert rec["config"]["lm_epochs"] == 3 and rec["dev"]["f1"] >= 0
+
+
+def test_lm_run_repeats_whether_or_not_its_lm_folder_exists(tmp_path):
+    """The first run trains the LM stage, the second finds its folder: the same seed must still give the
+    same task run, weight for weight (the LM stage's random draws may not shift the classifier's init or
+    the dropout masks)."""
+    folder = bert_folder(str(tmp_path / "bert"), layers=1, hidden=16, mlm=True)
+    cfg = FinetuneConfig(model=folder, data=TINY, lr=1e-3, batch_size=8, epochs=1, lm_epochs=1,
+                         out=str(tmp_path / "a"))
+    first = finetune.train(cfg, log=lambda s: None)
+    head = os.path.join(cfg.out, f"run-{cfg.key()}", "classifier.safetensors")
+    weights = open(head, "rb").read()
+    assert len([d for d in os.listdir(cfg.out) if d.startswith("lm-")]) == 1
+    os.remove(os.path.join(cfg.out, "results.jsonl"))  # forget the run, keep the LM folder
+    again = finetune.train(cfg, log=lambda s: None)
+    assert open(head, "rb").read() == weights
+    for k in ("dev", "test", "dev_f1_per_epoch"):
+        assert again[k] == first[k], k
 
 
 def test_lm_finetune_needs_an_mlm_head(tmp_path):
