@@ -244,6 +244,11 @@ def from_pretrained(name_or_dir):
     files = checkpoint_files(name_or_dir, ["config.json", "model.safetensors"])
     cfg = BertConfig.from_json(files["config.json"])
     sd = read_safetensors(files["model.safetensors"])
+    # Tied tensors are stored once, under either name, depending on how a checkpoint was converted.
+    for kept, alias in (("embeddings.word_embeddings.weight", "cls.predictions.decoder.weight"),
+                        ("cls.predictions.bias", "cls.predictions.decoder.bias")):
+        if kept not in sd and alias in sd:
+            sd[kept] = sd.pop(alias)
     mlm = "cls.predictions.transform.dense.weight" in sd
     table = key_table(cfg, mlm)
     used = {k for keys in table.values() for k in keys}

@@ -116,13 +116,21 @@ class WordPiece:
 
     @classmethod
     def from_pretrained(cls, name_or_dir):
-        """A folder or Hub id with vocab.txt (+ tokenizer_config.json for the casing)."""
+        """A folder or Hub id with vocab.txt (+ tokenizer_config.json for the casing).
+
+        Departure from HF: without tokenizer_config.json HF lowercases, which silently ruins a cased
+        model (a local mBERT folder of config.json, vocab.txt and model.safetensors). We read the casing
+        off the vocab instead: an uncased vocab was built from lowercased text, so a piece with an
+        upper-case letter ("Berlin", "##K") means a cased model."""
         from bert import checkpoint_files  # here, not at the top: bert.py imports torch
         files = checkpoint_files(name_or_dir, ["vocab.txt"], optional=["tokenizer_config.json"])
-        cfg = read_config(files["tokenizer_config.json"]) if "tokenizer_config.json" in files else {}
         # text mode reads \n, \r\n and \r line ends alike, as HF's load_vocab does
         with open(files["vocab.txt"], encoding="utf-8") as f:
             tokens = [line.rstrip("\n") for line in f]
+        if "tokenizer_config.json" in files:
+            cfg = read_config(files["tokenizer_config.json"])
+        else:
+            cfg = {"do_lower_case": not any(t.lower() != t for t in tokens if t not in SPECIALS)}
         return cls(tokens, source=files["vocab.txt"], **cfg)
 
     def __len__(self):

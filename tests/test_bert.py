@@ -204,3 +204,17 @@ def test_hub_id_fetches_only_the_named_files(minilm_dir, monkeypatch, tmp_path):
     assert m.cfg.hidden_size == 384
     with pytest.raises(FileNotFoundError, match="has no tokenizer_config.json"):
         bert.checkpoint_files("org/some-bert", ["tokenizer_config.json"])
+
+
+def test_tied_tensors_stored_under_the_decoder_names_load(mbert_shaped, tmp_path):
+    """Some conversions keep the tied word embedding as cls.predictions.decoder.weight (and the output bias
+    as cls.predictions.decoder.bias) instead of the embeddings' names: the same model must come out."""
+    def edit(sd):
+        sd["cls.predictions.decoder.weight"] = sd.pop("bert.embeddings.word_embeddings.weight")
+        sd["cls.predictions.decoder.bias"] = sd.pop("cls.predictions.bias")
+        return sd
+    folder, _ = mbert_shaped
+    copy_checkpoint(folder, str(tmp_path), edit)
+    a, b = bert.from_pretrained(folder), bert.from_pretrained(str(tmp_path))
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb), ka

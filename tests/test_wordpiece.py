@@ -196,8 +196,10 @@ def test_casing_config_read_as_hf(tmp_path, cfg):
     folder = write_model(tmp_path, tokens, cfg)
     text = "Müller äußerte sich in KÖLN, Café, Ἀθῆναι 北京是 東京タワー"
     ours = WordPiece.from_pretrained(folder).tokenize(text)
-    assert ours == BertTokenizerLegacy.from_pretrained(folder).tokenize(text)
-    assert ours == transformers.BertTokenizer.from_pretrained(folder).tokenize(text)
+    # no tokenizer_config.json: we read a cased vocab as cased (see from_pretrained); HF is told so
+    hf = dict(do_lower_case=False) if cfg is None else {}
+    assert ours == BertTokenizerLegacy.from_pretrained(folder, **hf).tokenize(text)
+    assert ours == transformers.BertTokenizer.from_pretrained(folder, **hf).tokenize(text)
 
 
 def test_vocab_file_read_as_hf(tmp_path):
@@ -299,3 +301,15 @@ def test_cli(models, minilm_dir):
                          input="\n".join(lines).encode("utf-8") + b"\n", capture_output=True, check=True)
     slow = models["uncased"][1]
     assert run.stdout.decode("utf-8").split("\n") == [" ".join(slow.tokenize(t)) for t in lines] + [""]
+
+
+def test_casing_read_off_the_vocab_without_config(tmp_path, minilm_dir):
+    """No tokenizer_config.json: a vocab with upper-case pieces is cased, the MiniLM (uncased) vocab is
+    uncased. HF would lowercase both, turning a cased mBERT folder's "Köln" into "koln"."""
+    import shutil
+    shutil.copy(os.path.join(minilm_dir, "vocab.txt"), tmp_path / "vocab.txt")
+    assert WordPiece.from_pretrained(str(tmp_path)).lower is True
+    cased = tmp_path / "cased"
+    write_model(cased, [*SPECIALS, "K", "##ö", "##ln", "k"], None)
+    wp = WordPiece.from_pretrained(str(cased))
+    assert wp.lower is False and wp.tokenize("Köln") == ["K", "##ö", "##ln"]
