@@ -11,10 +11,11 @@ import random
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 import conlleval  # noqa: E402
 
-DATA = "/work/shared/data/conll2003-en/test.txt"
+DATA = os.path.join(ROOT, "..", "shared", "data", "conll2003-en", "test.txt")  # or --data=PATH
 
 
 def read_tags(path):
