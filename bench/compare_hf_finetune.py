@@ -2,7 +2,9 @@
 English with our stack (finetune.train: our BERT, our AdamW, our schedule) and with HF's
 BertForTokenClassification + torch.optim.AdamW + get_linear_schedule_with_warmup, on the same
 features, the same batches in the same order, on the same machine in one run; print dev F1
-(conlleval) and wall time of each, and the time ratio.
+(conlleval) and wall time of each, and the time ratio. Ours runs with bias_correction=True, the same
+update as torch.optim.AdamW; the one difference left is the decay after warmup: BERT's 1 - t/T (ours)
+against HF's (T - t)/(T - warmup).
 
     python bench/compare_hf_finetune.py [--data=DIR] [--sentences=2000] [--epochs=3] [--lr=1e-4]
 """
@@ -43,8 +45,9 @@ def hf_run(cfg, log):
         model.train()
         for idx in epoch:
             ids, mask, y = finetune.collate(feats, idx, tok.pad_id, device)
-            logits = model(input_ids=ids, attention_mask=mask).logits
-            loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=-100)
+            with bert.autocast(device):
+                logits = model(input_ids=ids, attention_mask=mask).logits
+            loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=-100)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
             opt.step()
@@ -61,7 +64,7 @@ def hf_run(cfg, log):
             return self.m(input_ids=ids, attention_mask=mask).logits
 
     sents, dev_feats, scheme = data["dev"]
-    pred = finetune.predict_tags(Wrap(model), sents, dev_feats, labels, scheme, cfg, tok.pad_id, device)
+    pred = finetune.predict_tags(Wrap(model), sents, dev_feats, labels, scheme, cfg.eval_batch_size, tok.pad_id, device)
     f1 = conlleval.evaluate([s.tags for s in sents], pred)["f1"]
     log(f"HF dev F1 {f1:.2f}")
     return f1, train_time
@@ -75,7 +78,7 @@ def main():
     cfg = finetune.FinetuneConfig(
         model=minilm, data=args.get("data", os.path.join(root, "..", "shared", "data", "conll2003-en")),
         scheme="bio", lr=float(args.get("lr", 1e-4)), batch_size=16, epochs=int(args.get("epochs", 3)),
-        max_train_sentences=int(args.get("sentences", 2000)), save=False,
+        max_train_sentences=int(args.get("sentences", 2000)), save=False, bias_correction=True,
         out=args.get("out", "/tmp/compare_hf_finetune"), seed=int(args.get("seed", 1)))
     quiet = (lambda s: None)
     t = time.time()
