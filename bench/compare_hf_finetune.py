@@ -1,10 +1,10 @@
 """Real-weights check: fine-tune the packaged MiniLM-L6-H384 on the first N sentences of CoNLL-2003
 English with our stack (finetune.train: our BERT, our AdamW, our schedule) and with HF's
-BertForTokenClassification + torch.optim.AdamW + get_linear_schedule_with_warmup, on the same
+BertForTokenClassification + torch.optim.AdamW + linear warmup and decay, on the same
 features, the same batches in the same order, on the same machine in one run; print dev F1
 (conlleval) and wall time of each, and the time ratio. Ours runs with bias_correction=True, the same
-update as torch.optim.AdamW; the one difference left is the decay after warmup: BERT's 1 - t/T (ours)
-against HF's (T - t)/(T - warmup).
+update as torch.optim.AdamW, and HF's run follows the same learning rates (BERT's linear warmup and
+decay, finetune.lr_factor, through torch's LambdaLR), so only the model and optimizer code differ.
 
     python bench/compare_hf_finetune.py [--data=DIR] [--sentences=2000] [--epochs=3] [--lr=1e-4]
 """
@@ -39,7 +39,7 @@ def hf_run(cfg, log):
     gen = torch.Generator().manual_seed(cfg.seed)
     plan = [finetune.batches(feats, cfg.batch_size, shuffle=True, gen=gen) for _ in range(cfg.epochs)]
     total = sum(map(len, plan))
-    sched = transformers.get_linear_schedule_with_warmup(opt, int(cfg.warmup * total), total)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: finetune.lr_factor(t, total, cfg))
     t0 = time.time()  # like finetune.train's train time: the loop only
     for epoch in plan:
         model.train()
