@@ -592,3 +592,34 @@ def test_lm_finetune_needs_an_mlm_head(tmp_path):
     cfg = FinetuneConfig(model=folder, data=TINY, lm_epochs=1, out=str(tmp_path / "runs"))
     with pytest.raises(ValueError, match="no masked-LM head"):
         finetune.lm_finetune(cfg)
+
+
+def test_training_steps_equal_hf_and_torch_adamw(minilm_dir):
+    """Real MiniLM weights, dropout off: 6 updates of our TokenClassifier + our AdamW (bias_correction on)
+    + BERT's clip give the same losses as HF's BertForTokenClassification + torch.optim.AdamW with the
+    same groups, batches and lr (so a fine-tuning gap between the two can only be randomness)."""
+    import transformers
+    torch.manual_seed(0)
+    ref = transformers.BertForTokenClassification.from_pretrained(minilm_dir, num_labels=9).eval()
+    ours = bert.TokenClassifier(bert.from_pretrained(minilm_dir), 9).eval()  # eval(): dropout off, nothing else
+    ours.out.load_state_dict(ref.classifier.state_dict())
+    cfg = FinetuneConfig(lr=1e-4, bias_correction=True)
+    opt = finetune.AdamW(finetune.param_groups(ours, cfg), lr=cfg.lr, eps=cfg.eps, bias_correction=True)
+    plain = [p for n, p in ref.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
+    decay = [p for n, p in ref.named_parameters() if not (n.endswith("bias") or "LayerNorm" in n)]
+    ref_opt = torch.optim.AdamW([dict(params=decay, weight_decay=0.01), dict(params=plain, weight_decay=0.0)],
+                                lr=cfg.lr, eps=cfg.eps)
+    gen = torch.Generator().manual_seed(0)
+    for step in range(6):
+        ids = torch.randint(1000, 30000, (5, 11), generator=gen)
+        mask = (torch.arange(11) < torch.tensor([11, 9, 7, 11, 3])[:, None]).long()
+        y = torch.randint(0, 9, (5, 11), generator=gen).masked_fill(mask == 0, -100)
+        loss = F.cross_entropy(ours(ids, mask).flatten(0, 1), y.flatten(), ignore_index=-100)
+        ref_loss = F.cross_entropy(ref(input_ids=ids, attention_mask=mask).logits.flatten(0, 1), y.flatten(),
+                                   ignore_index=-100)
+        assert loss.item() == pytest.approx(ref_loss.item(), rel=1e-5), step
+        finetune.update(ours, opt, loss, step, 6, replace(cfg, schedule="constant"))
+        ref_loss.backward()
+        torch.nn.utils.clip_grad_norm_(ref.parameters(), 1.0)
+        ref_opt.step()
+        ref_opt.zero_grad(set_to_none=True)
