@@ -286,7 +286,7 @@ def save_pretrained(model, folder):
     out = {}
     for name, keys in key_table(model.cfg, model.mlm is not None).items():
         for k, part in zip(keys, sd[name].split(H) if len(keys) == 3 else [sd[name]]):
-            out["bert." + k if not k.startswith("cls.") else k] = part.contiguous()
+            out["bert." + k if not k.startswith("cls.") else k] = part.detach().cpu().contiguous()  # files hold CPU tensors
     with open(os.path.join(folder, "config.json"), "w", encoding="utf-8") as f:
         json.dump({**asdict(model.cfg), "model_type": "bert", "architectures": ["BertForMaskedLM"]}, f, indent=2)
     save_file(out, os.path.join(folder, "model.safetensors"))

@@ -424,7 +424,7 @@ def save_model(model, tok, labels, cfg, folder):
     plus vocab.txt, tokenizer_config.json, the classifier and its label list."""
     from safetensors.torch import save_file
     bert.save_pretrained(model.bert, folder)
-    save_file({k: v.contiguous() for k, v in model.out.state_dict().items()}, os.path.join(folder, "classifier.safetensors"))
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.out.state_dict().items()}, os.path.join(folder, "classifier.safetensors"))
     with open(os.path.join(folder, "vocab.txt"), "w", encoding="utf-8") as f:
         f.write("".join(t + "\n" for t in tok.tokens))
     with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
