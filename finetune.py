@@ -17,7 +17,6 @@ import hashlib
 import json
 import math
 import os
-import random
 import statistics
 import sys
 import time
@@ -52,7 +51,7 @@ class FinetuneConfig:
     weight_decay: float = 0.01     # BERT optimization.py
     eps: float = 1e-6              # BERT optimization.py
     clip: float = 1.0              # BERT clips the global gradient norm at 1.0
-    delta: float = 1.0             # Sec 4.1, Eq. (1): lr of layer l = eta0 / delta^(L-l); 1 = off, Table 5 uses 2.6, 1.6
+    delta: float = 1.0             # Sec 4.1, Eq. (1): layer l of L gets eta0 / delta^(L-1-l); 1 = off; Table 5: 2.6, 1.6
     unfreeze: int = 0              # Sec 4.1 gradual unfreezing: layers thawed per epoch (Table 5 uses 3); 0 = off
     lm_epochs: int = 0             # Sec 4.2, Table 6: masked-LM epochs on the task text first (10, 20); 0 = off
     max_len: int = 128             # pieces per window (BERT NER); longer sentences become windows (conll.py)
@@ -303,8 +302,7 @@ def evaluate(model, split, labels, cfg, pad_id, device):
 
 
 def seed_all(seed):
-    random.seed(seed)
-    torch.manual_seed(seed)  # also seeds CUDA
+    torch.manual_seed(seed)  # every draw here is torch's (CUDA included); batch order has its own generator
 
 
 def train(cfg, log=print):
