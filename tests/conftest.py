@@ -1,13 +1,17 @@
-"""Shared test assets: the packaged real MiniLM-L6-H384 BERT (uncased) and small fixtures."""
+"""Shared test assets: the packaged real MiniLM-L6-H384 BERT (uncased), small fixtures, and a random
+BERT folder whose vocab holds every word of tests/fixtures/en_tiny whole."""
 import importlib.util
+import json
 import os
 import sys
 
 import pytest
+import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
+TINY = os.path.join(FIXTURES, "en_tiny")
 
 
 def minilm_folder():
@@ -20,3 +24,24 @@ def minilm_folder():
 @pytest.fixture(scope="session")
 def minilm_dir():
     return minilm_folder()
+
+
+def bert_folder(folder, layers, hidden, mlm=False):
+    """Random BERT in Hub layout; vocab = the specials + every basic token of en_tiny, cased."""
+    import bert
+    import conll
+    import wordpiece
+    basic = wordpiece.WordPiece(list(wordpiece.SPECIALS), do_lower_case=False).basic
+    words = {w for f in ("train.txt", "valid.txt", "test.txt")
+             for s in conll.read_conll(os.path.join(TINY, f)) for w in s.words}
+    vocab = list(wordpiece.SPECIALS) + sorted({t for w in words for t in basic(w)})
+    torch.manual_seed(0)
+    cfg = bert.BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers,
+                          num_attention_heads=2, intermediate_size=2 * hidden,
+                          max_position_embeddings=128)  # max_len 128 pieces
+    bert.save_pretrained(bert.Bert(cfg, mlm=mlm), folder)
+    with open(os.path.join(folder, "vocab.txt"), "w", encoding="utf-8") as f:
+        f.write("".join(t + "\n" for t in vocab))
+    with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
+        json.dump({"do_lower_case": False}, f)
+    return folder

