@@ -6,7 +6,7 @@ DE_DATA ?=
 GRID    ?=
 OUT     ?= runs
 
-.PHONY: venv test reproduce-en reproduce-de demo bench bench-model bench-wordpiece bench-conlleval bench-finetune
+.PHONY: venv test reproduce-en reproduce-de demo bench bench-model bench-wordpiece bench-conlleval bench-finetune bench-gpu
 
 # A venv with the runtime and test requirements. Torch: a wheel from the machine's own
 # find-links (pip --no-index) is taken first when there is one (a fast local CPU build);
@@ -23,19 +23,23 @@ test: venv
 	$(PY) -m pytest -q tests $(ARGS)
 
 reproduce-en: venv
-	$(PY) finetune.py reproduce --lang=en --model=$(MODEL) --out=$(OUT)/en $(if $(GRID),--grid=true) $(ARGS)
+	$(PY) experiments.py reproduce --lang en --model $(MODEL) --out $(OUT)/en $(if $(GRID),--grid true) $(ARGS)
 
 reproduce-de: venv
-	$(PY) finetune.py reproduce --lang=de --data=$(DE_DATA) --model=$(MODEL) --out=$(OUT)/de $(if $(GRID),--grid=true) $(ARGS)
+	$(PY) experiments.py reproduce --lang de --data $(DE_DATA) --model $(MODEL) --out $(OUT)/de $(if $(GRID),--grid true) $(ARGS)
 
 demo: venv
-	$(PY) finetune.py demo --out=$(OUT)/demo $(ARGS)
+	$(PY) experiments.py demo --out $(OUT)/demo $(ARGS)
 
 bench: bench-model bench-wordpiece bench-conlleval
 
 # Real-weights check: MiniLM fine-tuned by ours vs HF + torch.optim.AdamW (about 8 minutes on 2 CPU cores).
 bench-finetune: venv
 	$(PY) bench/compare_hf_finetune.py $(ARGS)
+
+# One mBERT-shaped epoch on the GPU: ours with CUDA graphs, eager, HF; workers; projections.
+bench-gpu: venv
+	$(PY) bench/bench_gpu.py $(ARGS)
 
 bench-model: venv
 	$(PY) bench/bench_model.py $(ARGS)

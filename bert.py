@@ -377,6 +377,6 @@ def pick_device():
 
 def autocast(device):
     """bf16 autocast on CUDA (weights and optimizer state stay fp32); a no-op on the CPU."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if device.type == "cuda":  # no cast cache: a CUDA graph must not keep casts across replays
+        return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
     return contextlib.nullcontext()

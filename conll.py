@@ -1,16 +1,23 @@
 """CoNLL-2003 data -> BERT inputs: the data side of the paper (Sec 3.1, 3.2, Figure 1).
 
-Sec 3.1: the English and German CoNLL-2003 files, read in their original IOB1 tags or in BIO (IOB2),
-and converted between the two without moving a single entity span (spans as conlleval.pl defines them).
-Sec 3.2 / Figure 1: each word is split into WordPiece pieces; the word's tag sits on its first piece
-and every other position gets the ignore label -100, as in google-research/bert run_classifier-style
-NER fine-tuning. Sentences longer than the model's window are split into overlapping windows and each
-word is predicted once, from the window where it has the most context (run_squad.py's
-`_check_is_max_context`). Optional document context (Devlin et al. 2019, Sec 5.3) fills a window with
-neighbouring sentences; the paper does not use it.
+Sec 3.1: the English and German CoNLL-2003 files, read in their original IOB1 tags or in BIO
+(IOB2), and converted between the two without moving a single entity span (spans as conlleval.pl
+defines them). GermEval 2014 (Benikova et al. 2014, CC-BY: NER-de-{train,dev,test}.tsv, BIO, outer
+and inner level) reads into the same sentences, and germeval_to_conll maps its 12 types onto
+CoNLL's 4 for zero-shot evaluation. Words-only files (one column) read too, marked gold=False.
+Encoding: a file that is valid UTF-8 is UTF-8; one with no multi-byte UTF-8 sequence at all is
+latin-1 (the German deu.* files); one with both UTF-8 and invalid bytes is an error, never mojibake.
+
+Sec 3.2 / Figure 1: each word is split into WordPiece pieces; the word's tag sits on its first
+piece and every other position gets the ignore label -100, as in google-research/bert
+run_classifier-style NER fine-tuning. Sentences longer than the model's window are split into
+overlapping windows and each word is predicted once, from the window where it has the most
+context (run_squad.py's `_check_is_max_context`). Optional document context (Devlin et al. 2019,
+Sec 5.3) fills a window with neighbouring sentences; the paper does not use it.
 
     python conll.py stats [--model bert-base-multilingual-cased] [--json] train.txt valid.txt
     python conll.py convert --to bio eng.train eng.train.bio
+    python conll.py stats --encoding latin-1 deu.train      # GermEval .tsv files are detected
 """
 import argparse
 import collections
@@ -27,41 +34,59 @@ import zipfile
 from dataclasses import dataclass
 
 DOCSTART = "-DOCSTART-"
-IGNORE = -100  # torch cross_entropy's ignore_index: [CLS], [SEP], continuation pieces, context words
+IGNORE = -100  # torch cross_entropy's ignore_index: [CLS], [SEP], continuation pieces, context
 
 
 @dataclass
 class Sentence:
     words: list[str]
-    tags: list[str]  # NE tags, one per word (the file's last column)
+    tags: list[str]  # NE tags, one per word (the file's last column); all "O" if not gold
     doc: int  # index of its document in the file
     line: int  # 1-based line of its first word; word i is on line + i
+    gold: bool = True  # False for words-only (one-column) input: the "O" tags are placeholders
+
+
+def has_gold(sentences):
+    """True if the sentences carry gold tags, False for words-only input (Sentence.gold)."""
+    return all(s.gold for s in sentences)
 
 
 # ---------------------------------------------------------------- reading
 
 def _decode(path, data, encoding):
-    """Bytes -> (text, encoding used). The German originals are ISO-8859-1, the English ones ASCII.
-
-    Strict UTF-8 first: latin-1 bytes like b"M\\xfcller" are almost never valid UTF-8, so the fallback
-    only fires on a real latin-1 file and never turns UTF-8 umlauts into mojibake.
+    """Bytes -> (text, encoding used). CoNLL-2003 German is latin-1 (ISO-8859-1), English ASCII,
+    GermEval 2014 UTF-8. With encoding=None: valid UTF-8 -> "utf-8" ("utf-8-sig" drops a BOM);
+    no valid multi-byte UTF-8 sequence at all -> "latin-1" (b"M\\xfcller" -> "Müller"); UTF-8
+    sequences *and* invalid bytes -> ValueError, as either reading garbles part of the file
+    (UTF-8 "Müller" read as latin-1 is "MÃ¼ller").
     """
-    if encoding is None:
-        enc = "utf-8-sig" if data.startswith(b"\xef\xbb\xbf") else "utf-8"  # keep a BOM out of word 1
+    if encoding is not None:
         try:
-            return data.decode(enc), enc
-        except UnicodeDecodeError:
-            return data.decode("latin-1"), "latin-1"  # never fails: every byte is a character
-    try:
-        return data.decode(encoding), encoding
-    except UnicodeDecodeError as e:
-        line = data[:e.start].count(b"\n") + 1
-        raise ValueError(f"{path}:{line}: not valid {encoding} ({e.reason}); "
-                         f"pass the file's real encoding, or None to detect UTF-8/latin-1") from None
+            return data.decode(encoding), encoding
+        except LookupError:
+            raise ValueError(f"{path}: unknown encoding {encoding!r}; pass e.g. utf-8 or "
+                             f"latin-1") from None
+        except UnicodeDecodeError as e:
+            line = data[:e.start].count(b"\n") + 1
+            raise ValueError(f"{path}:{line}: not valid {encoding} ({e.reason}); pass the file's "
+                             f"real encoding, or leave it out to detect UTF-8/latin-1") from None
+    text = data.decode("utf-8", errors="surrogateescape")  # invalid byte b -> U+DC00 + b
+    bad = re.search(r"[\udc80-\udcff]", text)
+    if bad is None:  # keep a BOM out of word 1; writing back with utf-8-sig restores it
+        return (text[1:], "utf-8-sig") if text.startswith("\ufeff") else (text, "utf-8")
+    good = re.search(r"[^\x00-\x7f\udc80-\udcff]", text)  # a valid multi-byte sequence
+    if good is None:
+        return data.decode("latin-1"), "latin-1"  # never fails: every byte is a character
+    at, seen = (text[:m.start()].count("\n") + 1 for m in (bad, good))
+    raise ValueError(f"{path}:{at}: byte 0x{ord(bad.group()) - 0xdc00:02x} is not valid UTF-8, "
+                     f"but the file has UTF-8 elsewhere (line {seen}); pass --encoding latin-1 "
+                     f"to read every byte as latin-1, or fix the byte if the file is UTF-8")
 
 
 def _lines(path, encoding=None):
     """The file's lines (split on \\n only: latin-1 byte 0x85 is a character, not a line break)."""
+    if os.path.isdir(path):
+        raise ValueError(f"{path}: a folder; pass a file")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such file")
     with open(path, "rb") as f:
@@ -78,71 +103,154 @@ def _fields(line):
     return re.split(r"[ \t]+", line) if line else []
 
 
-def _check_tag(tag, path, n):
+def _check_tag(tag, path, n, where="the NE tag must be the last column"):
+    """O, B-TYPE or I-TYPE (IOB1 and BIO use only these); anything else is an error at path:n."""
     prefix, _, kind = tag.partition("-")
+    if prefix in ("S", "E") and kind:
+        raise ValueError(f"{path}:{n}: tag {tag!r} is IOBES; convert IOBES to BIO first "
+                         f"(S- -> B-, E- -> I-)")
     if tag != "O" and not (prefix in ("B", "I") and kind):
-        raise ValueError(f"{path}:{n}: tag {tag!r} is not O, B-TYPE or I-TYPE "
-                         f"(the NE tag must be the last column)")
+        raise ValueError(f"{path}:{n}: tag {tag!r} is not O, B-TYPE or I-TYPE ({where})")
 
 
 def _parse(lines, path):
-    """Lines -> sentences. -DOCSTART- lines (any column form) open a new document and are never words;
-    blank lines end a sentence. Sentences before the first -DOCSTART- form document 0."""
+    """Lines -> sentences. -DOCSTART- lines (any column form) open a new document and are never
+    words; blank lines end a sentence. Sentences before the first -DOCSTART- form document 0.
+    A one-column file is words only: tags all "O", gold=False."""
     out, words, tags, first, ncols = [], [], [], 0, None
     doc, begun = 0, False  # begun: the current document has a -DOCSTART- or a word
-    for n, line in enumerate(lines + [""], start=1):  # a final "" flushes a file with no last newline
+    for n, line in enumerate(lines + [""], start=1):  # a final "" flushes a last line with no \n
         cols = _fields(line)
         if not cols or cols[0] == DOCSTART:
             if words:
-                out.append(Sentence(words, tags, doc, first))
+                out.append(Sentence(words, tags, doc, first, gold=ncols > 1))
                 words, tags = [], []
             if cols:
                 doc, begun = doc + begun, True
             continue
         begun = True
-        if ncols is None:  # the first word line fixes the layout: 4 (English) or 5 (German) columns
-            ncols, first_line = len(cols), n
-            if ncols < 2:
-                raise ValueError(f"{path}:{n}: one column; a word line needs 'word ... NE-tag'")
+        if ncols is None:  # the first word line fixes the layout: 4 (English), 5 (German) or
+            ncols, first_line = len(cols), n  # 1 (words only) columns
         if len(cols) != ncols:
-            raise ValueError(f"{path}:{n}: {len(cols)} columns, but line {first_line} has {ncols}; "
-                             f"every word line needs the same columns")
-        _check_tag(cols[-1], path, n)
+            raise ValueError(f"{path}:{n}: {len(cols)} columns, but line {first_line} has "
+                             f"{ncols}; every word line needs the same columns")
+        if ncols > 1:
+            _check_tag(cols[-1], path, n)
         if not words:
             first = n
         words.append(cols[0])
-        tags.append(cols[-1])
+        tags.append(cols[-1] if ncols > 1 else "O")
     if not out:
         raise ValueError(f"{path}: no sentences, only blank or -DOCSTART- lines")
     return out
 
 
-def read_conll_info(path, encoding=None):
-    """-> (sentences, encoding used), e.g. ([Sentence(["EU", "rejects"], ["I-ORG", "O"], 0, 3)], "utf-8")."""
+# GermEval 2014 (Benikova et al. 2014): "#\tURL [date]" opens each sentence, then word lines
+# "index<TAB>word<TAB>outer<TAB>inner" in BIO over 12 types (PER, LOC, ORG, OTH, each also
+# ...deriv and ...part), a blank line after each sentence, UTF-8.
+GERMEVAL_LEVELS = {"outer": 2, "inner": 3}  # level -> its column
+GERMEVAL_LINE = "a GermEval 2014 word line is 'index<TAB>word<TAB>outer<TAB>inner'"
+
+
+def _is_germeval(lines):
+    """The first non-blank line is a '#' comment and the first word line has 4 tab-separated
+    columns, the first an integer. CoNLL-2003 files open with -DOCSTART- or a word line."""
+    rows = (x.rstrip("\r") for x in lines if x.strip())
+    if not next(rows, "").startswith("#"):
+        return False
+    cols = next((x for x in rows if not x.startswith("#")), "").split("\t")
+    return len(cols) == 4 and cols[0].isdigit()
+
+
+def _check_germeval(cols, path, n):
+    if len(cols) != 4:
+        raise ValueError(f"{path}:{n}: {len(cols)} tab-separated columns; {GERMEVAL_LINE}")
+    if not cols[0].isdigit() or not cols[1]:
+        what = f"index {cols[0]!r} is not an integer" if cols[1] else "empty word"
+        raise ValueError(f"{path}:{n}: {what}; {GERMEVAL_LINE}")
+    for tag in cols[2:]:
+        _check_tag(tag, path, n, "columns 3 and 4 hold the outer and inner BIO tags")
+
+
+def _parse_germeval(lines, path, level):
+    """GermEval lines -> sentences of one level. Consecutive sentences whose '#' lines name the
+    same source URL form one document (Sentence.doc), so doc_context stays within an article."""
+    if level not in GERMEVAL_LEVELS:
+        raise ValueError(f"level={level!r}: expected 'outer' or 'inner'")
+    out, words, tags, first = [], [], [], 0
+    doc, url = 0, None
+    for n, line in enumerate(lines + [""], start=1):
+        line = line.rstrip("\r")
+        if not line.strip() or line.startswith("#"):
+            if words:
+                out.append(Sentence(words, tags, doc, first))
+                words, tags = [], []
+            if line.startswith("#"):  # "#\thttp://de.wikipedia.org/wiki/X [2009-10-17]" -> URL
+                src = line[1:].strip().rsplit(" [", 1)[0]
+                if url is not None and src != url:
+                    doc += 1
+                url = src
+            continue
+        cols = line.split("\t")
+        _check_germeval(cols, path, n)
+        if not words:
+            first = n
+        words.append(cols[1])
+        tags.append(cols[GERMEVAL_LEVELS[level]])
+    if not out:
+        raise ValueError(f"{path}: no sentences, only '#' or blank lines")
+    return out
+
+
+def _read(path, encoding=None):
+    """-> (sentences, encoding used, format): "conll", "words" (one column) or "germeval"."""
     lines, enc = _lines(path, encoding)
-    return _parse(lines, path), enc
+    if _is_germeval(lines):
+        return _parse_germeval(lines, path, "outer"), enc, "germeval"
+    sents = _parse(lines, path)
+    return sents, enc, "conll" if has_gold(sents) else "words"
+
+
+def read_conll_info(path, encoding=None):
+    """-> (sentences, encoding used), e.g.
+    ([Sentence(["EU", "rejects"], ["I-ORG", "O"], 0, 3)], "utf-8")."""
+    return _read(path, encoding)[:2]
 
 
 def read_conll(path, encoding=None):
-    """English (word POS chunk NE) or German (word lemma POS chunk NE) CoNLL-2003 -> list[Sentence]."""
-    return read_conll_info(path, encoding)[0]
+    """English (word POS chunk NE) or German (word lemma POS chunk NE) CoNLL-2003 -> sentences.
+    Also: words-only files (one column: tags all "O", Sentence.gold False, see has_gold) and
+    GermEval 2014 files (detected by layout; the outer level, read_germeval for the inner)."""
+    return _read(path, encoding)[0]
+
+
+def read_germeval(path, level="outer", encoding=None):
+    """GermEval 2014 .tsv -> sentences with the outer (column 3) or inner (column 4) BIO tags:
+    "1\\tAnna\\tB-PER\\tO" -> word "Anna", tag "B-PER" (outer) or "O" (inner)."""
+    lines, _ = _lines(path, encoding)
+    return _parse_germeval(lines, path, level)
 
 
 # ---------------------------------------------------------------- tagging schemes (Sec 3.1)
 
+def opens(tags, i):
+    """Would an I- at i open an entity? Yes where tags[i] is not O and follows O, another type
+    or the sentence start: conlleval.pl's startOfChunk for IOB1/BIO (where a B- opens one
+    anywhere). ["O", "I-PER", "I-PER", "B-PER", "I-LOC"] -> True at 1 and 4 only."""
+    return tags[i] != "O" and (i == 0 or tags[i - 1][2:] != tags[i][2:])
+
+
 def spans(tags):
-    """Entity spans as conlleval.pl reads them, in IOB1 or BIO alike: {(start, end_exclusive, type)}.
+    """Entity spans as conlleval.pl reads them, in IOB1 or BIO alike: {(start, end_excl, type)}.
 
     ["I-PER", "I-PER", "B-PER", "O", "B-LOC"] -> {(0, 2, "PER"), (2, 3, "PER"), (4, 5, "LOC")}
     """
     out, start = set(), None
-    for i, tag in enumerate([*tags, "O"]):
-        kind = tag[2:]
-        prev = tags[i - 1][2:] if i else ""
-        # conlleval.pl startOfChunk: B- always starts; I- starts after O or another type
-        begins = tag != "O" and (tag[0] == "B" or kind != prev)
+    tags = [*tags, "O"]
+    for i, tag in enumerate(tags):
+        begins = tag[0] == "B" or opens(tags, i)  # conlleval.pl startOfChunk
         if start is not None and (tag == "O" or begins):  # endOfChunk at the same place
-            out.add((start, i, prev))
+            out.add((start, i, tags[i - 1][2:]))
             start = None
         if begins:
             start = i
@@ -152,19 +260,18 @@ def spans(tags):
 def to_bio(tags):
     """Every entity opens with B- (IOB2). ["I-PER", "I-PER", "B-PER", "O", "I-LOC"] ->
     ["B-PER", "I-PER", "B-PER", "O", "B-LOC"]: an I- that starts a span becomes B-."""
-    return ["B" + t[1:] if t[0] == "I" and (i == 0 or tags[i - 1][2:] != t[2:]) else t
-            for i, t in enumerate(tags)]
+    return ["B" + t[1:] if t[0] == "I" and opens(tags, i) else t for i, t in enumerate(tags)]
 
 
 def to_iob1(tags):
-    """B- only where an entity directly follows one of the same type (IOB1, the original CoNLL-2003).
-    ["B-PER", "I-PER", "B-PER", "O", "B-LOC"] -> ["I-PER", "I-PER", "B-PER", "O", "I-LOC"].
+    """B- only where an entity directly follows one of the same type (IOB1, the original
+    CoNLL-2003). ["B-PER", "I-PER", "B-PER", "O", "B-LOC"] -> ["I-PER", "I-PER", "B-PER", "O",
+    "I-LOC"].
 
-    Real data: two B- in the English eng.train follow no entity of their type (IOB1 allows only I-
-    there); to_iob1 writes them as I-, so canonical IOB1 is to_iob1(to_bio(x)), with the same spans.
+    Real data: two B- in the English eng.train follow no entity of their type (IOB1 allows only
+    I- there); to_iob1 writes them as I-, so canonical IOB1 is to_iob1(to_bio(x)), same spans.
     """
-    return ["I" + t[1:] if t[0] == "B" and (i == 0 or tags[i - 1][2:] != t[2:]) else t
-            for i, t in enumerate(tags)]
+    return ["I" + t[1:] if t[0] == "B" and opens(tags, i) else t for i, t in enumerate(tags)]
 
 
 def to_scheme(tags, scheme):
@@ -175,16 +282,16 @@ def to_scheme(tags, scheme):
 
 
 def detect_scheme(tag_seqs):
-    """"iob1" or "bio", by a vote over entities that start after O, another type or the sentence start:
-    BIO opens all of them with B-, IOB1 with I-. More B- than I- -> "bio"; otherwise (also no such
-    entity, or no entity at all: then both schemes write the same tags) -> "iob1".
+    """"iob1" or "bio", by a vote over entities that start after O, another type or the sentence
+    start: BIO opens all of them with B-, IOB1 with I-. More B- than I- -> "bio"; otherwise (also
+    no such entity, or no entity at all: then both schemes write the same tags) -> "iob1".
 
     A vote, not "any B- after O means BIO": the English eng.train is IOB1 with two stray B- tags.
     """
     votes = collections.Counter()
     for tags in tag_seqs:
         for i, t in enumerate(tags):
-            if t != "O" and (i == 0 or tags[i - 1][2:] != t[2:]):
+            if opens(tags, i):
                 votes[t[0]] += 1
     return "bio" if votes["B"] > votes["I"] else "iob1"
 
@@ -195,20 +302,47 @@ def tag_set(sentences):
     return ["O"] + [p + k for k in kinds for p in ("B-", "I-")]
 
 
+def germeval_to_conll(tags, keep_deriv_part=False):
+    """GermEval 2014 tags -> CoNLL-2003 types in BIO, for zero-shot evaluation of English-trained
+    models: PER, LOC, ORG stay, OTH -> MISC; ...deriv / ...part types -> O, or with
+    keep_deriv_part to their base type (OTHpart -> MISC). Mapped span by span, so the result is
+    valid BIO with the input's spans (conlleval.pl's reading) minus the dropped ones:
+    ["B-PER", "I-PER", "B-LOCderiv", "B-OTH"] -> ["B-PER", "I-PER", "O", "B-MISC"].
+    Convert to the model's scheme (to_scheme) before scoring IOB1 predictions against it."""
+    out = ["O"] * len(tags)
+    for a, b, kind in spans(tags):
+        m = re.fullmatch(r"(PER|LOC|ORG|OTH)(deriv|part)?", kind)
+        if m is None:
+            raise ValueError(f"type {kind!r} (tag {tags[a]!r}) is not a GermEval 2014 type: "
+                             f"PER, LOC, ORG, OTH, each also ...deriv and ...part")
+        if m.group(2) and not keep_deriv_part:
+            continue
+        base = "MISC" if m.group(1) == "OTH" else m.group(1)
+        out[a:b] = ["B-" + base] + ["I-" + base] * (b - a - 1)
+    return out
+
+
 # ---------------------------------------------------------------- files: splits, download, writing
 
-SPLIT_NAMES = {"en": [("train.txt", "valid.txt", "test.txt"), ("eng.train", "eng.testa", "eng.testb")],
-               "de": [("deu.train", "deu.testa", "deu.testb")]}
+SPLIT_NAMES = {"en": [("train.txt", "valid.txt", "test.txt"),
+                      ("eng.train", "eng.testa", "eng.testb")],
+               "de": [("deu.train", "deu.testa", "deu.testb")],
+               "germeval": [("NER-de-train.tsv", "NER-de-dev.tsv", "NER-de-test.tsv")]}
+SPLIT_HOW = {
+    "en": "pass a folder with train.txt/valid.txt/test.txt or eng.train/eng.testa/eng.testb",
+    "de": "German CoNLL-2003 is licensed, so it is never downloaded: pass the folder holding "
+          "deu.train, deu.testa, deu.testb (make reproduce-de DE_DATA=/path/to/folder)",
+    "germeval": "pass the folder holding the GermEval 2014 files (CC-BY) NER-de-train.tsv, "
+                "NER-de-dev.tsv, NER-de-test.tsv"}
 
 
 def splits(data_dir, lang="en"):
     """{"train", "dev", "test"} -> paths in data_dir: train.txt/valid.txt/test.txt or eng.train/
-    eng.testa/eng.testb (English), deu.train/deu.testa/deu.testb (German)."""
+    eng.testa/eng.testb (lang "en"), deu.train/deu.testa/deu.testb ("de"), NER-de-train.tsv/
+    NER-de-dev.tsv/NER-de-test.tsv ("germeval"; read_conll reads their outer level)."""
     if lang not in SPLIT_NAMES:
-        raise ValueError(f"lang={lang!r}: expected 'en' or 'de'")
-    how = ("German CoNLL-2003 is licensed, so it is never downloaded: pass the folder holding "
-           "deu.train, deu.testa, deu.testb (make reproduce-de DE_DATA=/path/to/folder)" if lang == "de"
-           else "pass a folder with train.txt/valid.txt/test.txt or eng.train/eng.testa/eng.testb")
+        raise ValueError(f"lang={lang!r}: expected 'en', 'de' or 'germeval'")
+    how = SPLIT_HOW[lang]
     if not data_dir or not os.path.isdir(data_dir):
         raise FileNotFoundError(f"{data_dir}: no such folder; {how}")
     found = [names for names in SPLIT_NAMES[lang]
@@ -219,16 +353,17 @@ def splits(data_dir, lang="en"):
     return dict(zip(("train", "dev", "test"), (os.path.join(data_dir, n) for n in found[0])))
 
 
-# The archive HF datasets' conll2003 script used (BIO tags, train.txt/valid.txt/test.txt); its sha256
-# and size are those recorded in huggingface/datasets datasets/conll2003/dataset_infos.json.
+# The archive HF datasets' conll2003 script used (BIO tags, train.txt/valid.txt/test.txt); its
+# sha256 and size are those recorded in huggingface/datasets datasets/conll2003/dataset_infos.json.
 EN_URL = "https://data.deepai.org/conll2003.zip"
 EN_SHA256 = "96a104d174ddae7558bab603f19382c5fe02ff1da5c077a7f3ce2ced1578a2c3"
-EN_COUNTS = {"train.txt": 14041, "valid.txt": 3250, "test.txt": 3453}  # sentences (Tjong Kim Sang 2003)
+EN_COUNTS = {"train.txt": 14041, "valid.txt": 3250, "test.txt": 3453}  # Tjong Kim Sang 2003
 
 
 def _fetch(url, dest):
     """Download url to dest (a separate function so tests can replace the network)."""
-    req = urllib.request.Request(url, headers={"User-Agent": "mbert-ner"})  # some CDNs refuse urllib's default
+    # some CDNs refuse urllib's default User-Agent
+    req = urllib.request.Request(url, headers={"User-Agent": "mbert-ner"})
     with urllib.request.urlopen(req, timeout=60) as r, open(dest, "wb") as f:
         shutil.copyfileobj(r, f)
 
@@ -237,8 +372,9 @@ def _check_counts(data_dir, cache_dir):
     for name, want in EN_COUNTS.items():
         got = len(read_conll(os.path.join(data_dir, name)))
         if got != want:
-            raise ValueError(f"{os.path.join(data_dir, name)}: {got} sentences, CoNLL-2003 English has "
-                             f"{want}; empty {cache_dir} to download again, or pass --data=DIR")
+            raise ValueError(f"{os.path.join(data_dir, name)}: {got} sentences, CoNLL-2003 "
+                             f"English has {want}; empty {cache_dir} to download again, or pass "
+                             f"--data=DIR")
 
 
 def download_english(cache_dir):
@@ -262,11 +398,12 @@ def download_english(cache_dir):
     os.replace(zpath + ".part", zpath)
     tmp = tempfile.mkdtemp(dir=cache_dir)
     try:
-        with zipfile.ZipFile(zpath) as z:  # members by base name: we write fixed names, not zip paths
+        with zipfile.ZipFile(zpath) as z:  # members by base name: we write fixed names
             members = {os.path.basename(m): m for m in z.namelist()}
             for name in EN_COUNTS:
                 if name not in members:
-                    raise ValueError(f"{zpath}: no {name} inside; pass --data=DIR with the three files")
+                    raise ValueError(f"{zpath}: no {name} inside; pass --data=DIR with the "
+                                     f"three files")
                 with z.open(members[name]) as src, open(os.path.join(tmp, name), "wb") as dst:
                     shutil.copyfileobj(src, dst)
         _check_counts(tmp, cache_dir)
@@ -276,29 +413,44 @@ def download_english(cache_dir):
     return out
 
 
-def _write_atomic(path, text, encoding="utf-8"):
-    """Write to a temp file in the same folder, then rename: a crash never leaves half a file."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
-    with os.fdopen(fd, "w", encoding=encoding, newline="") as f:
-        f.write(text)
-    os.replace(tmp, path)
+def write_atomic(path, text, encoding="utf-8"):
+    """Write text to a temp file in path's folder, then rename it over path: a crash never leaves
+    half a file, and a failed write (unknown folder, a folder at path, a character the encoding
+    lacks) leaves no temp file either. The one atomic-write helper of the repo."""
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding=encoding, newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise OSError(f"{path}: cannot write ({e.strerror or e}); pass a file path in an "
+                      f"existing, writable folder") from e
+    finally:
+        if tmp is not None and os.path.exists(tmp):  # gone already after a successful replace
+            os.remove(tmp)
 
 
 def write_conll(path, sentences, pred_tags, docstart=True):
     """"word gold pred" lines for conlleval, a blank line after each sentence. With docstart, each
     document opens with "-DOCSTART- O O" + blank line, as in the CoNLL-2003 files: conlleval.pl
-    counts it as one O token (eng.testb: 46435 words + 231 = its "processed 46666 tokens"), no span.
-    Tags are written as given: convert predictions to the gold file's scheme first."""
-    assert len(pred_tags) == len(sentences), f"{len(pred_tags)} predictions for {len(sentences)} sentences"
+    counts it as one O token (eng.testb: 46435 words + 231 = its "processed 46666 tokens"), no
+    span. Tags are written as given: convert predictions to the gold file's scheme first."""
+    assert len(pred_tags) == len(sentences), (f"{len(pred_tags)} predictions for "
+                                              f"{len(sentences)} sentences")
+    if not has_gold(sentences):
+        raise ValueError("words-only sentences have no gold tags for conlleval; write "
+                         "'word pred' lines instead")
     out, doc = [], None
     for s, pred in zip(sentences, pred_tags):
-        assert len(pred) == len(s.words), f"line {s.line}: {len(pred)} tags for {len(s.words)} words"
+        assert len(pred) == len(s.words), f"line {s.line}: {len(pred)} tags, {len(s.words)} words"
         if docstart and s.doc != doc:
             out.append(f"{DOCSTART} O O\n\n")
         doc = s.doc
         out.extend(f"{w} {g} {p}\n" for w, g, p in zip(s.words, s.tags, pred))
         out.append("\n")
-    _write_atomic(path, "".join(out))
+    write_atomic(path, "".join(out))
 
 
 # ---------------------------------------------------------------- features (Sec 3.2, Figure 1)
@@ -342,7 +494,8 @@ def _widen(pre, a, b, budget):
 
 def _owners(pre, wins, t0, t1):
     """Window index that predicts each word t0..t1-1: the one where min(left, right) context in
-    pieces is largest, ties to the longer window, then the first (run_squad.py _check_is_max_context)."""
+    pieces is largest, ties to the longer window, then the first (run_squad.py
+    _check_is_max_context)."""
     best, owner = {}, {}
     for w, (a, b) in enumerate(wins):
         for i in range(max(a, t0), min(b, t1)):
@@ -359,7 +512,8 @@ def _check_fits(s, pieces, label2id, max_len):
         if tag not in label2id:
             raise ValueError(f"line {s.line + i}: tag {tag!r} is not in label2id "
                              f"(build it from all splits, e.g. with tag_set)")
-        if len(p) > max_len - 2:  # rare: a CoNLL word can hold several basic tokens, each up to 100 pieces
+        # rare: a CoNLL word can hold several basic tokens, each up to 100 pieces
+        if len(p) > max_len - 2:
             raise ValueError(f"line {s.line + i}: word {word!r} has {len(p)} pieces, more than "
                              f"max_len - 2 = {max_len - 2}; raise max_len")
 
@@ -370,7 +524,8 @@ def _features(k, labels, pieces, pre, wins, t0, tok):
     feats = []
     for w, (a, b) in enumerate(wins):
         ids = [tok.cls_id] + [p for word in pieces[a:b] for p in word] + [tok.sep_id]
-        first = [(i - t0, 1 + pre[i] - pre[a]) for i in range(t0, t0 + len(labels)) if owner[i] == w]
+        first = [(i - t0, 1 + pre[i] - pre[a])
+                 for i in range(t0, t0 + len(labels)) if owner[i] == w]
         lab = [IGNORE] * len(ids)
         for i, pos in first:
             lab[pos] = labels[i]  # Figure 1: the tag goes on the word's first piece
@@ -390,7 +545,8 @@ def featurize(sentences, tok, label2id, max_len=128, doc_context=False):
         raise ValueError(f"max_len={max_len}: needs room for [CLS], one piece and [SEP]")
     feats = []
     # a stream is one sentence, or with doc_context a run of sentences of one document
-    for _, run in itertools.groupby(range(len(sentences)), lambda j: sentences[j].doc if doc_context else j):
+    stream_of = (lambda j: sentences[j].doc) if doc_context else (lambda j: j)
+    for _, run in itertools.groupby(range(len(sentences)), stream_of):
         run = list(run)
         pieces = [p for j in run for p in tok.encode_words(sentences[j].words)]
         pre = list(itertools.accumulate((len(p) for p in pieces), initial=0))  # piece offsets
@@ -429,60 +585,114 @@ def gather(features, preds, sentences):
 
 # ---------------------------------------------------------------- command line
 
-def stats(path, tok=None):
-    """One file's counts: documents, sentences, tokens, entities per type, scheme, encoding."""
-    sents, enc = read_conll_info(path)
+def stats(path, tok=None, encoding=None):
+    """One file's counts: format, documents, sentences, tokens, entities per type, scheme
+    (None for words only), encoding. GermEval files count their outer level."""
+    sents, enc, fmt = _read(path, encoding)
     ents = collections.Counter(kind for s in sents for _, _, kind in spans(s.tags))
-    out = dict(file=path, documents=len({s.doc for s in sents}), sentences=len(sents),
-               tokens=sum(len(s.words) for s in sents), entities=dict(sorted(ents.items())),
-               scheme=detect_scheme(s.tags for s in sents), encoding=enc)
+    out = dict(file=path, format=fmt, documents=len({s.doc for s in sents}),
+               sentences=len(sents), tokens=sum(len(s.words) for s in sents),
+               entities=dict(sorted(ents.items())),
+               scheme=detect_scheme(s.tags for s in sents) if has_gold(sents) else None,
+               encoding=enc)
     if tok is not None:  # pieces incl. [CLS]/[SEP], as featurize counts them
         n = [2 + sum(len(p) for p in tok.encode_words(s.words)) for s in sents]
         out.update(over_128=sum(x > 128 for x in n), over_512=sum(x > 512 for x in n))
     return out
 
 
-def convert(src, dst, to):
-    """Rewrite only the NE column (last) to `to` ("bio" or "iob1"); every other byte stays, the
-    file keeps its encoding, -DOCSTART- lines, blank lines and line ends."""
-    lines, enc = _lines(src)
-    for s in _parse(lines, src):
-        for i, tag in enumerate(to_scheme(s.tags, to)):
-            n = s.line - 1 + i  # a sentence's words are on consecutive lines
-            m = re.fullmatch(r"(.*[ \t])([^ \t\r]+)([ \t\r]*)", lines[n])
-            assert m and m.group(2) == s.tags[i], f"{src}:{n + 1}: line and parse disagree"
-            lines[n] = m.group(1) + tag + m.group(3)
-    _write_atomic(dst, "\n".join(lines), enc)  # utf-8-sig writes back the BOM it stripped
+def _retag(line, col, old, new):
+    """line with one tag replaced and every other byte kept. col None: the last space/tab-
+    separated column (CoNLL-2003); 2 or 3: that tab-separated column (GermEval outer, inner)."""
+    body = line.rstrip(" \t\r")
+    end = line[len(body):]
+    cols = re.split(r"([ \t]+)" if col is None else r"(\t)", body)  # separators kept, odd slots
+    k = len(cols) - 1 if col is None else 2 * col
+    assert cols[k] == old, f"line {line!r}: tag {cols[k]!r}, the parse read {old!r}"
+    cols[k] = new
+    return "".join(cols) + end
+
+
+def convert(src, dst, to, encoding=None):
+    """Rewrite only the NE tags to `to` ("bio" or "iob1"): the last column of a CoNLL-2003 file,
+    both tag columns of a GermEval one. Every other byte stays: the encoding, -DOCSTART- and '#'
+    lines, blank lines and line ends."""
+    if os.path.isdir(dst):
+        raise ValueError(f"{dst}: a folder; pass the file to write, e.g. "
+                         f"{os.path.join(dst, os.path.basename(src))}")
+    lines, enc = _lines(src, encoding)
+    if _is_germeval(lines):
+        jobs = [(c, _parse_germeval(lines, src, lv)) for lv, c in GERMEVAL_LEVELS.items()]
+    else:
+        jobs = [(None, _parse(lines, src))]
+        if not has_gold(jobs[0][1]):
+            raise ValueError(f"{src}: words only (one column), no NE tags to convert")
+    for col, sents in jobs:
+        for s in sents:
+            for i, tag in enumerate(to_scheme(s.tags, to)):
+                n = s.line - 1 + i  # a sentence's words are on consecutive lines
+                lines[n] = _retag(lines[n], col, s.tags[i], tag)
+    write_atomic(dst, "\n".join(lines), enc)  # utf-8-sig writes back the BOM it stripped
+
+
+ENCODING_HELP = ("the files' encoding, e.g. latin-1 (default: detected: UTF-8 if valid, latin-1 "
+                 "if the file has no UTF-8 at all, else an error)")
+
+
+def parser():
+    """conll.py's command line; each flag's help gives its type (metavar), default and meaning."""
+    ap = argparse.ArgumentParser(prog="conll.py", description="CoNLL-2003 and GermEval 2014 "
+                                 "files: statistics and IOB1/BIO conversion")
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    what = "documents, sentences, tokens, entities, scheme, encoding of each file"
+    st = sub.add_parser("stats", help=what, description=what)
+    st.add_argument("--model", metavar="STR", help="BERT folder or Hub id: also count sentences "
+                    "over 128/512 pieces (default: none, no piece counts)")
+    st.add_argument("--json", action="store_true",
+                    help="one JSON object per file per line (default: off, text)")
+    st.add_argument("--encoding", metavar="STR", help=ENCODING_HELP)
+    st.add_argument("files", nargs="+", metavar="FILE",
+                    help="CoNLL-2003, words-only or GermEval 2014 (.tsv, detected) file")
+    what = "rewrite the NE tags in another scheme, keeping every other byte"
+    cv = sub.add_parser("convert", help=what, description=what)
+    cv.add_argument("--to", choices=("bio", "iob1"), required=True,
+                    help="the scheme to write: bio (IOB2) or iob1 (required, no default)")
+    cv.add_argument("--encoding", metavar="STR", help=ENCODING_HELP)
+    cv.add_argument("src", metavar="SRC", help="CoNLL-2003 or GermEval 2014 file to read")
+    cv.add_argument("dst", metavar="DST", help="file to write (not a folder), replaced atomically")
+    return ap
+
+
+def _print_stats(d, tok):
+    print(f"{d['file']}: {d['format']}, {d['documents']} documents, {d['sentences']} sentences, "
+          f"{d['tokens']} tokens, scheme {d['scheme'] or 'none'}, encoding {d['encoding']}")
+    print("  entities: " + ", ".join(f"{k} {v}" for k, v in d["entities"].items()))
+    if tok is not None:
+        print(f"  sentences over 128 pieces: {d['over_128']}, over 512: {d['over_512']}")
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="CoNLL-2003 files: statistics and IOB1/BIO conversion")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    st = sub.add_parser("stats", help="documents, sentences, tokens, entities, scheme, encoding")
-    st.add_argument("--model", help="BERT folder or Hub id: also count sentences over 128/512 pieces")
-    st.add_argument("--json", action="store_true", help="one JSON object per file per line")
-    st.add_argument("files", nargs="+")
-    cv = sub.add_parser("convert", help="rewrite the NE column in another scheme")
-    cv.add_argument("--to", choices=("bio", "iob1"), required=True)
-    cv.add_argument("src")
-    cv.add_argument("dst")
-    args = ap.parse_args(argv)
-    if args.cmd == "convert":
-        return convert(args.src, args.dst, args.to)
-    tok = None
-    if args.model:
-        from wordpiece import WordPiece  # only needed for piece counts
-        tok = WordPiece.from_pretrained(args.model)
-    for path in args.files:
-        d = stats(path, tok)
-        if args.json:
-            print(json.dumps(d))
-            continue
-        print(f"{path}: {d['documents']} documents, {d['sentences']} sentences, {d['tokens']} tokens, "
-              f"scheme {d['scheme']}, encoding {d['encoding']}")
-        print("  entities: " + ", ".join(f"{k} {v}" for k, v in d["entities"].items()))
-        if tok is not None:
-            print(f"  sentences over 128 pieces: {d['over_128']}, over 512: {d['over_512']}")
+    """Returns the exit status: 0, or 1 after printing "error: <what to change>" for bad input
+    (a missing or malformed file, an unwritable destination): no traceback for user errors."""
+    args = parser().parse_args(argv)
+    try:
+        if args.cmd == "convert":
+            convert(args.src, args.dst, args.to, args.encoding)
+            return 0
+        tok = None
+        if args.model:
+            from wordpiece import WordPiece  # only needed for piece counts
+            tok = WordPiece.from_pretrained(args.model)
+        for path in args.files:
+            d = stats(path, tok, args.encoding)
+            if args.json:
+                print(json.dumps(d))
+            else:
+                _print_stats(d, tok)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -76,7 +76,8 @@ def add_fields(parser, cls):
         names = sorted({f"--{f.name}", f"--{f.name.replace('_', '-')}"})
         parser.add_argument(*names, dest=f.name, type=parse_bool if t is bool else t,
                             default=argparse.SUPPRESS, metavar=t.__name__.upper(),
-                            help=f"{notes.get(f.name, '')} (default: {f.default})".replace("%", "%%"))
+                            help=f"{notes.get(f.name, '')} (default: {f.default})"
+                            .replace("%", "%%"))
 
 
 def parse_bool(v):
@@ -477,10 +478,10 @@ def parser():
     t = sub.add_parser("table", help="the results in OUT as the paper's tables")
     t.add_argument("--out", default="runs", help="folder holding results.jsonl (default: runs)")
     p = sub.add_parser("predict", help="tag a CoNLL file or text with a run or a Hub NER model")
-    p.add_argument("model", help="a run folder (OUT/run-KEY), or a BERT NER model: folder or Hub id")
-    p.add_argument("file", help="CoNLL file (labelled or words only), or text with --text; - = stdin")
+    p.add_argument("model", help="a run folder (OUT/run-KEY), or a BERT NER model (folder, Hub id)")
+    p.add_argument("file", help="CoNLL file (labelled or words only), or text (--text); - = stdin")
     p.add_argument("--text", action="store_true", help="one sentence a line, split at punctuation")
-    p.add_argument("--output", help="predictions file (must not exist; default INPUT.pred.txt here)")
+    p.add_argument("--output", help="predictions file, new (default: INPUT.pred.txt here)")
     p.add_argument("--encoding", help="the input's encoding (default: detected / UTF-8)")
     return ap
 

@@ -28,7 +28,7 @@ import conll
 import conlleval
 from wordpiece import WordPiece
 
-CACHE = os.path.join(os.path.expanduser("~"), ".cache", "mbert-ner")  # downloaded CoNLL-2003 English
+CACHE = os.path.join(os.path.expanduser("~"), ".cache", "mbert-ner")  # CoNLL-2003 English, once
 BUCKET = 16  # graphs: batches are padded to a multiple of 16 pieces, one captured graph per length
 
 
@@ -43,7 +43,7 @@ class FinetuneConfig:
     batch_size: int = 16       # Table 1 grid {16, 32}; 16 chosen
     epochs: int = 4            # Table 1 grid {3, 4}; 4 chosen
     seed: int = 1              # seeds 1..5 for the paper's 5 runs per setting
-    schedule: str = "linear"   # linear (BERT) | stlr (ULMFiT Eq. 3) | constant (Table 4 "no warmup")
+    schedule: str = "linear"   # linear (BERT) | stlr (ULMFiT Eq. 3) | constant (Table 4, no warmup)
     warmup: float = 0.1        # BERT: warmup over the first 10% of the updates
     stlr_ratio: float = 32.0   # ULMFiT Sec 3.2: the lowest lr is eta_max / ratio
     bias_correction: bool = False  # False: BertAdam (BERT omits it); True: torch.optim.AdamW
@@ -129,7 +129,7 @@ def data_fingerprint(data, lang):
 
 def adamw_update(p, g, m, v, step, lr, wd, b1=0.9, b2=0.999, eps=1e-6, bias_correction=False):
     """One tensor's update, written as google-research/bert optimization.py writes it (in place):
-        m <- b1 m + (1 - b1) g;   v <- b2 v + (1 - b2) g^2;   p <- p - lr (m / (sqrt(v) + eps) + wd p)
+        m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;  p <- p - lr (m / (sqrt(v) + eps) + wd p)
     BERT leaves out Adam's bias correction without saying so; with bias_correction=True m and v
     are divided by 1 - b^step first, which is torch.optim.AdamW's update. This is the reference
     that AdamW's multi-tensor step is tested against."""
@@ -278,7 +278,8 @@ class Split:
 def load_data(cfg, tok):
     """-> ({"train", "dev", "test"}: Split, labels). Labels come from every split, so a type seen
     only in dev/test still has an id."""
-    files = {k: conll.read_conll(p) for k, p in conll.splits(data_dir(cfg.data, cfg.lang), cfg.lang).items()}
+    paths = conll.splits(data_dir(cfg.data, cfg.lang), cfg.lang)
+    files = {k: conll.read_conll(p) for k, p in paths.items()}
     labels = conll.tag_set([s for sents in files.values() for s in sents])
     label2id = {t: i for i, t in enumerate(labels)}
     data = {}
@@ -322,7 +323,9 @@ def take(data, idx, T):
 def batches(feats, size, shuffle, gen=None):
     """Lists of feature indices. Shuffled: random pools of 50 batches, sorted by length inside each
     pool, so a batch holds windows of similar length (little padding) but the order stays random."""
-    order = torch.randperm(len(feats), generator=gen).tolist() if shuffle else list(range(len(feats)))
+    order = list(range(len(feats)))
+    if shuffle:
+        order = torch.randperm(len(feats), generator=gen).tolist()
     pool = 50 * size if shuffle else len(feats)
     out = []
     for i in range(0, len(order), pool):
@@ -653,5 +656,6 @@ def load_tagger(name_or_dir, device):
         labels = [conll_tag(id2label[str(i)]) for i in range(len(id2label))]
         ours = config.get("mbert_ner", {})
     cap = min(512, model.bert.cfg.max_position_embeddings)
-    return Tagger(model.to(device).eval(), WordPiece.from_pretrained(name_or_dir), labels,
-                  ours.get("scheme", "bio"), ours.get("max_len", cap), ours.get("doc_context", False))
+    tok = WordPiece.from_pretrained(name_or_dir)
+    return Tagger(model.to(device).eval(), tok, labels, ours.get("scheme", "bio"),
+                  ours.get("max_len", cap), ours.get("doc_context", False))

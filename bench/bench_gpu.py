@@ -1,0 +1,146 @@
+"""GPU benchmark of one mBERT fine-tuning epoch, in one run on whatever GPU is here: ours with CUDA
+graphs (finetune.fit, graphs=True), ours eager, and HF's BertForTokenClassification + torch AdamW
+loop (bench/compare_hf_finetune.py) on the same batches; their ratios, tokens/s, an MFU estimate,
+peak memory, the measured speed-up of N runs at once (--workers), and the projected wall time of
+`make reproduce-en` and of the whole IOB1+BIO grid.
+
+The model is a random-init mBERT-shaped BERT (12 x 768, the real 119,547-piece mBERT vocab from
+../shared/data/mbert-vocab), so no Hub is needed; --model takes a real one. The data is CoNLL-2003
+English (../shared/data/conll2003-en, or --data). Without CUDA it says so and exits 0.
+
+    python bench/bench_gpu.py [--model DIR] [--data DIR] [--batches N] [--workers 1,2,4]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+import bert  # noqa: E402
+import finetune  # noqa: E402
+from compare_hf_finetune import HFTagger, hf_fit  # noqa: E402
+from wordpiece import WordPiece  # noqa: E402
+
+SHARED = os.path.join(ROOT, "..", "shared", "data")
+PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense bf16 FLOP/s, vendor sheets
+
+
+def mbert_shaped(folder):
+    """A random BERT of mBERT's shape with the real mBERT vocab, in Hub layout."""
+    vocab = os.path.join(SHARED, "mbert-vocab", "vocab.txt")
+    torch.manual_seed(0)
+    bert.save_pretrained(bert.Bert(bert.BertConfig(), mlm=True), folder)
+    with open(vocab, encoding="utf-8") as f, open(os.path.join(folder, "vocab.txt"), "w",
+                                                   encoding="utf-8") as g:
+        g.write(f.read())
+    with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
+        json.dump({"do_lower_case": False}, f)
+    return folder
+
+
+def setup(a, device):
+    cfg = finetune.FinetuneConfig(model=a.model, data=a.data, epochs=1)
+    tok = WordPiece.from_pretrained(cfg.model)
+    data, labels = finetune.load_data(cfg, tok)
+    feats = data["train"].feats
+    plan = finetune.batch_plan(feats, cfg, 1)
+    plan = [plan[0][:a.batches]] if a.batches else plan
+    return cfg, tok, data, labels, finetune.tensorize(feats, tok, device), plan
+
+
+def ours_epoch(cfg, labels, on_device, plan, graphs):
+    """One epoch of finetune.fit -> (seconds, peak GiB)."""
+    finetune.seed_torch(cfg.seed)
+    device = on_device.ids.device
+    model = bert.TokenClassifier(bert.from_pretrained(cfg.model), len(labels)).to(device)
+    opt = finetune.AdamW(finetune.param_groups(model, cfg.lr, cfg.delta, cfg.weight_decay),
+                         lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay)
+    torch.cuda.reset_peak_memory_stats() if device.type == "cuda" else None
+    done = finetune.fit(model, opt, on_device, plan, cfg, finetune.task_loss, graphs,
+                        log=lambda s: None)
+    return done["train_s"], peak_gib(device)
+
+
+def hf_epoch(cfg, labels, on_device, plan):
+    device = on_device.ids.device
+    model = HFTagger(cfg.model, len(labels)).to(device)
+    torch.cuda.reset_peak_memory_stats() if device.type == "cuda" else None
+    return hf_fit(model, cfg, on_device, plan), peak_gib(device)
+
+
+def peak_gib(device):
+    return torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
+
+
+def workers_speedup(a, n):
+    """n processes, each one graphed epoch of --batches updates, started together -> the
+    throughput of n against one alone (n x t1 / slowest of n)."""
+    def launch(k):
+        cmd = [sys.executable, __file__, "--child", "--model", a.model, "--data", a.data,
+               "--device", a.device,
+               "--batches", str(a.batches or 300)]
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(k)]
+        return max(float(p.communicate()[0].split()[-1]) for p in procs)
+    return n * launch(1) / launch(n)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="", help="BERT folder or Hub id (default: mBERT-shaped)")
+    ap.add_argument("--data", default=os.path.join(SHARED, "conll2003-en"))
+    ap.add_argument("--batches", type=int, default=0, help="updates per epoch (0 = all)")
+    ap.add_argument("--workers", default="1,2,4", help="process counts to time at once")
+    ap.add_argument("--device", default="cuda", help="cuda, or cpu for a smoke run of the code")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.device == "cuda" and not torch.cuda.is_available():
+        print("no CUDA GPU on this machine: nothing measured (the benchmark needs one)")
+        return
+    device = torch.device(a.device)
+    a.model = a.model or mbert_shaped(tempfile.mkdtemp())
+    cfg, tok, data, labels, on_device, plan = setup(a, device)
+    if a.child:
+        return print(ours_epoch(cfg, labels, on_device, plan, graphs=True)[0])
+    gpu = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
+    updates = len(plan[0])
+    tokens = sum(int(on_device.lengths[i]) for b in plan[0] for i in b)
+    ours_epoch(cfg, labels, on_device, [plan[0][:3]], graphs=False)  # warm-up: kernels, caches
+    fast = ours_epoch(cfg, labels, on_device, plan, graphs=device.type == "cuda")
+    eager = ours_epoch(cfg, labels, on_device, plan, graphs=False)
+    hf = hf_epoch(cfg, labels, on_device, plan)
+    t = time.time()
+    dev = finetune.tensorize(data["dev"].feats, tok, device)
+    model = bert.TokenClassifier(bert.from_pretrained(cfg.model), len(labels)).to(device)
+    finetune.evaluate(model, data["dev"], dev, labels, 256 if device.type == "cuda" else 64)
+    eval_s = time.time() - t
+    n_matmul = sum(p.numel() for n, p in model.named_parameters()
+                   if p.dim() == 2 and "emb" not in n)
+    flops = 6 * n_matmul * tokens  # forward + backward, matrix work only (no attention scores)
+    peak = next((v for k, v in PEAK_BF16.items() if k in gpu), None)
+    print(f"{gpu}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}; "
+          f"{updates} updates x batch {cfg.batch_size}, {tokens:,} pieces")
+    for name, (s, mem) in (("ours, CUDA graphs", fast), ("ours, eager", eager), ("HF loop", hf)):
+        mfu = f"{flops / s / peak:.1%}" if peak else "n/a"
+        print(f"{name:18s} {s:7.1f} s/epoch  {tokens / s:10,.0f} tok/s  MFU {mfu:>6s}  "
+              f"peak {mem:.2f} GiB  HF/this {hf[0] / s:.2f}")
+    scale = (14041 / 16) / updates if a.batches else 1.0  # to a full English epoch at batch 16
+    epoch = fast[0] * scale
+    speed = {int(n): workers_speedup(a, int(n)) for n in a.workers.split(",") if n != "1"}
+    for n, x in speed.items():
+        print(f"--workers {n}: {x:.2f}x the throughput of one run")
+    best = max([1.0, *speed.values()])
+    repro = 10 * (4 * epoch + 5 * eval_s) / best
+    grid = 120 * (3.5 * epoch + 4.5 * eval_s) / best
+    print(f"dev evaluation {eval_s:.1f} s; projected with the best --workers ({best:.2f}x): "
+          f"make reproduce-en {repro / 60:.1f} min, IOB1+BIO grid {grid / 3600:.2f} h")
+
+
+if __name__ == "__main__":
+    main()
