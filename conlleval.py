@@ -33,17 +33,37 @@ What conlleval.pl does, and so what we do (read before trusting a number):
   delimiter, a regular expression (default a single space; the perl script splits on it
   with split(/$delimiter/), so runs of spaces give empty columns).
   We add -b BOUNDARY (the perl script hard-codes "-X-").
-Where we depart from the perl script: the -b option; error messages name the line
-(exit codes are the script's: 1 for a column mismatch, 255 where it dies); and no
-"uninitialized value" warnings for two-column input.
+Where we depart from the perl script: the -b option; -h/--help; error messages name the
+line (exit codes are the script's: 1 for a column mismatch, 255 where it dies); no
+"uninitialized value" warnings for two-column input; and a note on stderr when the input
+looks like CRLF or tab-separated text read with the default space delimiter. stdout, the
+report, stays byte for byte the perl script's.
 """
 import re
+import signal
 import sys
 from dataclasses import dataclass, field
 from itertools import repeat
 
 BOUNDARY = "-X-"  # conlleval.pl: $boundary, first column of a sentence-break line
 USAGE = "usage: python conlleval.py [-l] [-r] [-d DELIM] [-o OUTSIDE] [-b BOUNDARY] < FILE"
+HELP = f"""{USAGE}
+
+Score NER or chunking output the way conlleval.pl (CoNLL-2000/2003) does. Each line of
+stdin is one word: columns ... GOLD GUESS, the last two its gold and guessed tag. A blank
+line, or a line whose first column is the boundary, ends a sentence.
+
+options (before any other argument, each value its own argument):
+  -l           print the rows of a LaTeX table instead of the report
+  -r           raw tags: no B-/I- prefixes, each tag other than OUTSIDE is a one-word chunk
+  -d DELIM     field delimiter, a regular expression (default: one space); -d '\\t' for tabs
+  -o OUTSIDE   the outside tag for -r (default: O; ignored without -r)
+  -b BOUNDARY  first column of a sentence-break line (default: -X-; not in the perl script)
+  -h, --help   print this help and exit
+
+exit status: 0 done, 1 a line with another number of columns than the first,
+255 a bad option or a line without two tags.
+"""
 
 
 # ----------------------------------------------------------------------------
@@ -308,11 +328,15 @@ def read_rows(lines, delim=" ", raw=False, otag="O", boundary=BOUNDARY, name="<s
 
 def parse_args(argv):
     """conlleval.pl's option loop: flags first, each value its own argument."""
-    opts = {"latex": False, "raw": False, "delim": " ", "otag": "O", "boundary": BOUNDARY}
+    opts = {"latex": False, "raw": False, "delim": " ", "otag": "O", "boundary": BOUNDARY,
+            "help": False}
     names = {"-d": "delim", "-o": "otag", "-b": "boundary"}
     args = list(argv)
     while args and args[0].startswith("-"):
         a = args.pop(0)
+        if a == "-h" or a == "--help":  # ours: the perl script dies on -h (unknown argument)
+            opts["help"] = True
+            return opts
         if a == "-l" or a == "-r":
             opts["latex" if a == "-l" else "raw"] = True
         elif a in names:
@@ -334,24 +358,53 @@ def parse_args(argv):
     return opts
 
 
+def input_notes(lines, delim):
+    """Hints for stderr about input that the perl script reads, but surely not as meant.
+    stdout is never touched: it stays the perl script's, byte for byte."""
+    notes = []
+    crlf = sum(line.endswith("\r") for line in lines)
+    if crlf:
+        notes.append(f"conlleval: note: {crlf} of {len(lines)} lines end in \\r (CRLF); the perl "
+                     "script keeps the \\r in the last tag, so \"O\\r\" is not \"O\" and the "
+                     "scores are off: strip it first (tr -d '\\r' < FILE | python conlleval.py)")
+    tabs = sum("\t" in line for line in lines) if delim.pattern == " " else 0
+    if tabs:
+        notes.append(f"conlleval: note: {tabs} of {len(lines)} lines hold tabs, but the delimiter "
+                     "is one space (the default); if the columns are tab-separated, pass -d '\\t'")
+    return notes
+
+
 def main(argv, stdin, stdout, stderr):
     """Score the file on stdin and print the report; returns the exit status."""
     try:
         opts = parse_args(argv)
-        # Bytes as latin-1: one byte, one character, so %17s pads a UTF-8 type name the
-        # way perl (which sees bytes) does, and any encoding passes through unchanged.
-        text = stdin.read().decode("latin-1")
-        lines = text.split("\n")  # perl's <STDIN> + chomp: only "\n" goes, a "\r" stays
-        if lines[-1] == "":
-            lines.pop()  # the newline ending the last line does not start another
-        rows = read_rows(lines, opts["delim"], opts["raw"], opts["otag"], opts["boundary"])
-        out = report(scan(rows), latex=opts["latex"])
     except InputError as e:
         stderr.write(f"{e}\n")
         return e.code
+    if opts["help"]:
+        stdout.write(HELP.encode("utf-8"))
+        return 0
+    # Bytes as latin-1: one byte, one character, so %17s pads a UTF-8 type name the way
+    # perl (which sees bytes) does, any encoding passes through unchanged, and no input
+    # can fail to decode.
+    text = stdin.read().decode("latin-1")
+    lines = text.split("\n")  # perl's <STDIN> + chomp: only "\n" goes, a "\r" stays
+    if lines[-1] == "":
+        lines.pop()  # the newline ending the last line does not start another
+    code, out = 0, ""
+    try:
+        rows = read_rows(lines, opts["delim"], opts["raw"], opts["otag"], opts["boundary"])
+        out = report(scan(rows), latex=opts["latex"])
+    except InputError as e:
+        code = e.code
+        stderr.write(f"{e}\n")
+    for note in input_notes(lines, opts["delim"]):
+        stderr.write(note + "\n")
     stdout.write(out.encode("latin-1"))
-    return 0
+    return code
 
 
 if __name__ == "__main__":
+    if hasattr(signal, "SIGPIPE"):  # the reader went away (`| head`): die quietly, as perl does
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     sys.exit(main(sys.argv[1:], sys.stdin.buffer, sys.stdout.buffer, sys.stderr))

@@ -392,7 +392,7 @@ def graphed(fn, keep, pool):
     """CUDA only: fn() recorded once as a CUDA graph -> its replay (torch.cuda.graph's recipe for
     a whole network). Two warm-up calls on a side stream let cuBLAS and autograd set themselves up
     outside the capture; they train, so `keep` (weights, grads, optimizer state, counters) is put
-    back after them. Dropout stays on: torch registers its generator with the graph, and every
+    back after them (and may step the counter 2 past the schedule's end: its table has 2 spare). Dropout stays on: torch registers its generator with the graph, and every
     replay draws new numbers. The graphs of one run share a memory pool: they never run at once.
     On the CPU there is nothing to capture: fn itself comes back (the static-shape path, tested)."""
     if not torch.cuda.is_available() or not keep[0].is_cuda:
@@ -426,7 +426,7 @@ def fit(model, opt, data, plan, cfg, loss_of, graphs=False, log=print, after_epo
     device, N = data.ids.device, data.ids.shape[0] - 1
     total = sum(map(len, plan))
     sched = torch.tensor([lr_factor(t, total, cfg.warmup, cfg.schedule, cfg.stlr_ratio)
-                          for t in range(total)], device=device)
+                          for t in range(total)] + [0.0, 0.0], device=device)  # + 2: see graphed
     counter = torch.zeros((), dtype=torch.long, device=device)
     sums = torch.zeros(2, device=device)
     lengths = data.lengths.tolist()

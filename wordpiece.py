@@ -1,34 +1,63 @@
 """WordPiece, the tokenizer mBERT reads text through (paper Sec 3.2; Devlin et al. 2019, Sec 3).
 
-Mirrors google-research/bert tokenization.py: a BasicTokenizer (clean the text, space out CJK
-ideographs, lowercase and strip accents when uncased, split on whitespace and punctuation) feeds
-a WordpieceTokenizer (greedy longest-match-first against vocab.txt, "##" marks a continuation).
-It reproduces HF's Python BertTokenizer token for token, including the two places where HF
-departs from Google: NFC normalization of the text and a 100-char token limit (Google: 200).
+Mirrors google-research/bert tokenization.py, the code mBERT was pre-trained with: a
+BasicTokenizer (clean the text, space out CJK ideographs, lowercase and strip accents when
+uncased, split on whitespace and punctuation) feeds a WordpieceTokenizer (greedy
+longest-match-first against vocab.txt, "##" marks a continuation).
 
     >>> wp = WordPiece.from_pretrained("bert-base-multilingual-cased")  # or a local folder
     >>> wp.basic("Müller, 北京!")           # -> ['Müller', ',', '北', '京', '!'], then pieces of each
     >>> wp.encode_words(["EU", "rejects"])  # -> one list of piece ids per word
 
+Google's code never composes (NFC) text: "e" + U+0301 stays two chars, so mBERT cased reads a
+decomposed "é" as ["e", "##́"] and a precomposed one as ["é"]. HF's Rust tokenizer (transformers'
+BertTokenizer, the reference of our tests) does the same. HF's legacy Python BertTokenizer departs
+from Google twice: it NFC-composes the text, and it drops every C* char (unassigned, private use)
+where Google drops only Cc and Cf. We follow Google in both.
+
+Where Google's code and HF's Rust tokenizer differ, we follow Google, the word length limit aside
+(tests/test_wordpiece.py pins each case; "x𫠠y" below holds U+2B820):
+- uncased, a capital sigma ending a word: Python's str.lower() writes "ς", Rust lowercases char by
+  char and writes "σ": "ΣΑΣ" -> "σας" (Google), "σασ" (Rust).
+- private-use chars (U+E000-U+F8FF, planes 15-16, category Co): not Cc/Cf, so Google keeps them
+  (in mBERT the word becomes [UNK]); Rust drops them: "a\\ue000b" -> "a\\ue000b" vs "ab".
+- CJK Extension E/F: Google spaces out U+2B820-U+2CEAF, Rust's table starts at U+2B920, so
+  U+2B820-U+2B91F stay inside their word: "x𫠠y" -> ["x", "𫠠", "y"] vs ["x𫠠y"].
+- Unicode versions: Google asks the running Python's unicodedata (Unicode 14 in Python 3.11) which
+  chars are controls, punctuation and accents; Rust carries older tables for those (and newer ones
+  for lowercasing). Private use aside, only chars added or recategorised since Unicode 3.2 differ:
+  "a⹒b" (U+2E52, punctuation since Unicode 13) is ["a", "⹒", "b"] for Google, one word for Rust.
+- text that spells a special token ("[MASK]") is split like any text in Google's code; HF keeps it
+  whole (ask it with split_special_tokens=True to compare).
+- vocab.txt: Google strips each line (token.strip()), HF only its line end. mBERT's and MiniLM's
+  vocabs have no line with surrounding spaces, so it changes nothing there.
+- a word over 100 chars: Google's limit is 200, HF's 100; we keep HF's, see MAX_WORD_CHARS.
+Not a difference: unassigned code points (U+0378) stay in both, and the word becomes [UNK].
+
 For NER the sentence is already split into words (CoNLL tokens), each with its tag, so the
 fast path is `encode_words`: every word is tokenized on its own and cached, since CoNLL words
-repeat a lot (English train: 204k words, 24k distinct). Where we depart from HF:
+repeat a lot (English train: 204k words, 24k distinct). Where we depart from both:
 - a word that yields no piece at all (a lone soft hyphen, a zero-width space, a control char)
   becomes one [UNK] piece, so it keeps its tag; HF drops such a word from `word_ids`.
-- text that spells a special token ("[MASK]") is split like any other text, as in Google's
-  code; HF keeps it whole. `encode` adds no [CLS]/[SEP]: the caller builds its windows.
+- `encode` adds no [CLS]/[SEP]: the caller builds its windows.
 
 Run `python wordpiece.py MODEL_OR_DIR < text` to print each input line's pieces.
 """
+import argparse
 import io
 import json
+import os
+import signal
 import sys
 import unicodedata
 
-# HF's max_input_chars_per_word (google-research/bert uses 200). A longer basic token becomes
-# one [UNK], never a truncated one; we keep HF's number so our pieces match the HF tokenizers.
+# A basic token longer than this becomes one [UNK], never a truncated one. google-research/bert's
+# WordpieceTokenizer says 200 (max_input_chars_per_word); an earlier revision said 100, as HF's
+# port (Python and Rust) still does. We keep HF's 100 so that our pieces match its tokenizers.
 MAX_WORD_CHARS = 100
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+# tokenizer_config.json's names for them, in the order of SPECIALS (HF's special-token keys)
+SPECIAL_KEYS = ("pad_token", "unk_token", "cls_token", "sep_token", "mask_token")
 
 # CJK Unified Ideographs and their extensions/compatibility blocks, as in Google's
 # _is_chinese_char. Hangul, hiragana and katakana are NOT here: those scripts separate words
@@ -46,9 +75,10 @@ def is_space(c):
 
 
 def is_control(c):
-    # every C* category: controls, format chars (soft hyphen, zero-width joiner, BOM),
-    # private use, surrogates and unassigned code points are all dropped
-    return c not in "\t\n\r" and unicodedata.category(c)[0] == "C"
+    # Cc (NUL, BEL, ESC, DEL, C1) and Cf (soft hyphen, zero-width joiner, BOM) are dropped, as in
+    # Google's _is_control. Private use (Co), surrogates (Cs) and unassigned code points (Cn)
+    # stay. (An earlier revision and HF's Python port drop every C* category.)
+    return c not in "\t\n\r" and unicodedata.category(c) in ("Cc", "Cf")
 
 
 def is_punct(c):
@@ -97,16 +127,21 @@ class WordPiece:
                  source="vocab"):
         if isinstance(vocab, dict):
             if sorted(vocab.values()) != list(range(len(vocab))):
-                raise ValueError(f"{source}: the ids of a vocab dict must be 0..{len(vocab) - 1}, each once")
+                raise ValueError(f"{source}: the ids of a vocab dict must be 0..{len(vocab) - 1}, "
+                                 "each once")
             vocab = sorted(vocab, key=vocab.get)
         self.tokens = list(vocab)  # id -> token: one per line of vocab.txt
-        # token -> id. A token listed twice maps to its last line, as HF's load_vocab does.
+        # token -> id. A token listed twice maps to its last line, as Google's load_vocab does.
         self.vocab = {t: i for i, t in enumerate(self.tokens)}
         missing = [t for t in SPECIALS if t not in self.vocab]
         if missing:
             raise ValueError(f"{source}: no line {', '.join(missing)}; "
                              f"a BERT vocab.txt lists {' '.join(SPECIALS)}")
-        self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (self.vocab[t] for t in SPECIALS)
+        self.pad_id = self.vocab["[PAD]"]
+        self.unk_id = self.vocab["[UNK]"]
+        self.cls_id = self.vocab["[CLS]"]
+        self.sep_id = self.vocab["[SEP]"]
+        self.mask_id = self.vocab["[MASK]"]
         self.lower = do_lower_case
         self.strip = do_lower_case if strip_accents is None else strip_accents
         self.cjk = tokenize_chinese_chars
@@ -118,20 +153,38 @@ class WordPiece:
     def from_pretrained(cls, name_or_dir):
         """A folder or Hub id with vocab.txt (+ tokenizer_config.json for the casing).
 
-        Departure from HF: without tokenizer_config.json HF lowercases, which silently ruins a cased
-        model (a local mBERT folder of config.json, vocab.txt and model.safetensors). We read the casing
-        off the vocab instead: an uncased vocab was built from lowercased text, so a piece with an
-        upper-case letter ("Berlin", "##K") means a cased model."""
+        Departure from HF: without tokenizer_config.json HF lowercases, which silently ruins a
+        cased model (a local mBERT folder of config.json, vocab.txt and model.safetensors). We
+        read the casing off the vocab instead: an uncased vocab was built from lowercased text,
+        so a piece with an upper-case letter ("Berlin", "##K") means a cased model."""
         from bert import checkpoint_files  # here, not at the top: bert.py imports torch
         files = checkpoint_files(name_or_dir, ["vocab.txt"], optional=["tokenizer_config.json"])
-        # text mode reads \n, \r\n and \r line ends alike, as HF's load_vocab does
-        with open(files["vocab.txt"], encoding="utf-8") as f:
-            tokens = [line.rstrip("\n") for line in f]
+        tokens = read_vocab(files["vocab.txt"])
         if "tokenizer_config.json" in files:
             cfg = read_config(files["tokenizer_config.json"])
         else:
             cfg = {"do_lower_case": not any(t.lower() != t for t in tokens if t not in SPECIALS)}
         return cls(tokens, source=files["vocab.txt"], **cfg)
+
+    def save(self, folder):
+        """Write vocab.txt and tokenizer_config.json into `folder` (made if need be), so that
+        WordPiece.from_pretrained(folder) and HF's AutoTokenizer.from_pretrained(folder) both
+        load this tokenizer, casing included. mBERT cased gets {"do_lower_case": false, ...}."""
+        bad = [t for t in self.tokens if t != t.strip() or "\n" in t or "\r" in t]
+        if bad:  # such a token would come back changed (read_vocab strips each line)
+            raise ValueError(f"tokens {bad[:3]} cannot be lines of a vocab.txt: no line break "
+                             "inside a token and no space around it")
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, "vocab.txt"), "w", encoding="utf-8", newline="\n") as f:
+            f.write("".join(t + "\n" for t in self.tokens))
+        cfg = {"tokenizer_class": "BertTokenizer",  # what AutoTokenizer builds
+               "do_lower_case": self.lower,
+               "strip_accents": self.strip,
+               "tokenize_chinese_chars": self.cjk,
+               **{key: tok for key, tok in zip(SPECIAL_KEYS, SPECIALS)}}
+        with open(os.path.join(folder, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+            json.dump(cfg, f, indent=2, ensure_ascii=False)
+            f.write("\n")
 
     def __len__(self):
         return len(self.tokens)
@@ -139,20 +192,21 @@ class WordPiece:
     # --- BasicTokenizer --------------------------------------------------------
 
     def basic(self, text):
-        """Text -> basic tokens, for WordPiece: "Héllo, 北京!" -> ["hello", ",", "北", "京", "!"] (uncased)."""
-        if text.isascii():  # shortcut, same answer: NFC, NFD, Zs, P* and CJK add nothing in ASCII
+        """Text -> basic tokens, for WordPiece: "Héllo, 北京!" -> ["hello", ",", "北", "京", "!"]
+        (uncased). No NFC step, as in Google's code: "e\\u0301" stays "e" + U+0301."""
+        if text.isascii():  # shortcut, same answer: Zs, P* beyond ASCII and CJK add nothing
             return self.basic_ascii(text)
         # drop U+FFFD and control chars (NUL is one); any whitespace char becomes a plain space
-        text = "".join(" " if is_space(c) else c for c in text if c != "\ufffd" and not is_control(c))
+        text = "".join(" " if is_space(c) else c for c in text
+                       if c != "\ufffd" and not is_control(c))
         if self.cjk:  # Google added this for the multilingual and Chinese models (Nov 2018)
             text = "".join(f" {c} " if is_cjk(c) else c for c in text)
-        # HF's addition, not in Google's code: "e\u0301" (e + combining acute) becomes "é"
-        text = unicodedata.normalize("NFC", text)
         out = []
         # str.split() also splits on U+2028/U+2029 (Zl, Zp), which the cleaning above kept
         for t in text.split():
             if self.lower:
-                t = t.lower()  # per token, as HF does: Python's final-sigma rule sees the token only
+                # per token, as Google does: Python's final-sigma rule sees the token only
+                t = t.lower()
             if self.strip:
                 t = strip_accents(t)
             out += split_punct(t)
@@ -160,9 +214,11 @@ class WordPiece:
 
     def basic_ascii(self, text):
         """`basic` for ASCII text, where the classes are simple: the controls are 0-31 (less
-        tab, LF and CR, which are spaces) and 127, every printable non-alphanumeric is punctuation."""
+        tab, LF and CR, which are spaces) and 127, every printable non-alphanumeric is
+        punctuation."""
         if not text.isprintable():
-            text = "".join(" " if c in "\t\n\r" else c for c in text if c.isprintable() or c in "\t\n\r")
+            text = "".join(" " if c in "\t\n\r" else c for c in text
+                           if c.isprintable() or c in "\t\n\r")
         if self.lower:
             text = text.lower()
         out = []
@@ -190,7 +246,7 @@ class WordPiece:
                 if i is not None:
                     break
             else:
-                return [self.unk_id]  # nothing fits at `start`: the whole token is [UNK], not a part
+                return [self.unk_id]  # nothing fits at `start`: the whole token is [UNK]
             ids.append(i)
             start = end
         return ids
@@ -198,11 +254,12 @@ class WordPiece:
     # --- public API ------------------------------------------------------------
 
     def encode(self, text):
-        """Piece ids of a text, without [CLS]/[SEP]: "Hello, world" -> [7592, 1010, 2088] (MiniLM)."""
+        """Piece ids of a text, without [CLS]/[SEP]: "Hello, world" -> [7592, 1010, 2088]
+        (MiniLM)."""
         return [i for t in self.basic(text) for i in self.pieces(t)]
 
     def tokenize(self, text):
-        """Pieces of a text: "unaffable Köln" -> ["una", "##ffa", "##ble", "koln"] (MiniLM, uncased)."""
+        """Pieces of a text: "unaffable Köln" -> ["una", "##ffa", "##ble", "koln"] (MiniLM)."""
         return self.convert_ids_to_tokens(self.encode(text))
 
     def encode_word(self, word):
@@ -230,7 +287,8 @@ class WordPiece:
         # e.g. "[cls]" for "[CLS]"; WordPiece itself only ever produces tokens of the vocab.
         bad = [t for t in tokens if t not in self.vocab]
         if bad:
-            raise ValueError(f"tokens not in the vocab: {bad[:5]}; use tokenize() to get pieces of text")
+            raise ValueError(f"tokens not in the vocab: {bad[:5]}; "
+                             "use tokenize() to get pieces of text")
         return [self.vocab[t] for t in tokens]
 
     def convert_ids_to_tokens(self, ids):
@@ -238,6 +296,22 @@ class WordPiece:
         if bad:
             raise ValueError(f"ids out of range 0..{len(self.tokens) - 1}: {bad[:5]}")
         return [self.tokens[i] for i in ids]
+
+
+def read_vocab(path):
+    """vocab.txt -> tokens, one per line, id = line number - 1.
+
+    Each line is stripped of surrounding whitespace, as Google's load_vocab does (HF strips the
+    line end only). \\n, \\r\\n and \\r line ends are read alike, as HF's text mode does."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ValueError(f"{path}:{line}: not UTF-8 (byte {data[e.start]:#04x}); "
+                         "a vocab.txt is UTF-8 text, one token a line") from None
+    return [line.strip() for line in io.StringIO(text, newline=None)]
 
 
 def read_config(path):
@@ -254,29 +328,45 @@ def read_config(path):
     if not isinstance(cfg, dict):
         raise ValueError(f"{path}: expected a JSON object like {{\"do_lower_case\": false}}")
     if cfg.get("do_basic_tokenize", True) is not True or cfg.get("never_split"):
-        raise ValueError(f"{path}: do_basic_tokenize=false and never_split are not supported; remove them")
+        raise ValueError(f"{path}: do_basic_tokenize=false and never_split are not supported; "
+                         "remove them")
     kw = {}
     for key in ("do_lower_case", "strip_accents", "tokenize_chinese_chars"):
         if key in cfg:
             v = cfg[key]
             null_ok = key == "strip_accents"
             if not (isinstance(v, bool) or v is None and null_ok):
-                raise ValueError(f"{path}: {key} must be true or false{' or null' * null_ok}, not {v!r}")
+                raise ValueError(f"{path}: {key} must be true or false{' or null' * null_ok}, "
+                                 f"not {v!r}")
             kw[key] = v
     return kw
 
 
-def main(argv):
-    if len(argv) != 2 or argv[1].startswith("-"):
-        sys.exit("usage: python wordpiece.py MODEL_OR_DIR < text   (prints each line's pieces)")
-    wp = WordPiece.from_pretrained(argv[1])
-    # UTF-8 whatever the locale; newline="\n": a line ends at \n only, a \r inside is a space
-    lines = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", newline="\n")
+def main(argv=None):
+    """Pieces of each stdin line, space-separated, one output line per input line."""
+    ap = argparse.ArgumentParser(
+        prog="wordpiece.py", description="Print the WordPiece pieces of each line of stdin.",
+        epilog="example: python wordpiece.py bert-base-multilingual-cased < text.txt")
+    ap.add_argument("model", metavar="MODEL",
+                    help="a folder with vocab.txt (and tokenizer_config.json), or a Hub id")
+    args = ap.parse_args(argv)
+    try:
+        wp = WordPiece.from_pretrained(args.model)
+    except (OSError, ValueError) as e:  # no such folder, a bad vocab or config, Hub unreachable
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    # UTF-8 whatever the locale; newline="\n": a line ends at \n only, a \r inside is a space.
+    # A byte that is not UTF-8 becomes U+FFFD, which `basic` drops: the same as Google's
+    # convert_to_unicode, which decodes with errors="ignore".
+    lines = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace", newline="\n")
     out = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="\n")
     for line in lines:
         out.write(" ".join(wp.tokenize(line)) + "\n")
     out.flush()
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv)
+    if hasattr(signal, "SIGPIPE"):  # `... | head` closes the pipe: end quietly, as `cat` does
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    sys.exit(main())

@@ -1,5 +1,6 @@
 """conlleval.py against hand-worked cases, seqeval's conlleval-compatible mode, and
 outputs of the real conlleval.pl (2004-01-26) stored as fixtures."""
+import io
 import os
 import random
 import subprocess
@@ -311,3 +312,87 @@ def test_split_fields_like_perl(line, want):
     """Perl's split(/ /, $line) results, checked against perl by hand."""
     import re
     assert conlleval.split_fields(line, re.compile(" ")) == want
+
+
+# ----------------------------------------------------------------------------
+# Command line: help, notes on stderr, inputs that must not trace back
+
+def call_main(data, *opts):
+    """(exit status, stdout bytes, stderr text) of conlleval.main, in process."""
+    out, err = io.BytesIO(), io.StringIO()
+    code = conlleval.main(list(opts), io.BytesIO(data), out, err)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.mark.parametrize("opts", [["-h"], ["--help"], ["-l", "-h"]])
+def test_cli_help(opts):
+    """-h/--help (ours; the perl script dies on it): the usage and every option with its
+    meaning on stdout, exit 0, stdin not read."""
+    code, out, err = call_main(b"not read\n", *opts)
+    text = out.decode()
+    assert (code, err) == (0, "") and text.startswith(conlleval.USAGE)
+    for flag in ("-l ", "-r ", "-d DELIM", "-o OUTSIDE", "-b BOUNDARY", "-h, --help"):
+        assert f"\n  {flag}" in text
+
+
+def test_cli_crlf_note():
+    """CRLF: "a B-PER B-PER\\r" and "b O O\\r". The perl script keeps the \\r, so the guesses
+    are "B-PER\\r" (type "PER\\r") and "O\\r", which is no O: a chunk of type "" (a type
+    change after B-). 2 tokens, 0 right tags; gold PER(0); found "PER\\r"(0) and ""(1); 0
+    correct. Types in sort order: "", "PER" (found 0), "PER\\r". stdout is that report, the
+    same as without the note; stderr has the note."""
+    code, out, err = call_main(b"a B-PER B-PER\r\nb O O\r\n")
+    zeros = "precision:   0.00%; recall:   0.00%; FB1:   0.00"
+    assert code == 0 and out.decode("latin-1") == (
+        "processed 2 tokens with 1 phrases; found: 2 phrases; correct: 0.\n"
+        f"accuracy:   0.00%; {zeros}\n"
+        f"{'':>17}: {zeros}  1\n"
+        f"{'PER':>17}: {zeros}  0\n"
+        f"{'PER' + chr(13):>17}: {zeros}  1\n")
+    assert "2 of 2 lines end in \\r (CRLF)" in err and "tr -d '\\r'" in err
+
+
+def test_cli_tab_note():
+    """Tab-separated columns with the default delimiter: a line is one column, so the perl
+    script dies (255, nothing on stdout); the note says to pass -d '\\t'. With -d '\\t' no
+    note, and the report is that of the space-separated file."""
+    tabbed = b"w\tx\tB-PER\tB-PER\n\nw\tx\tO\tB-LOC\n"
+    code, out, err = call_main(tabbed)
+    assert (code, out) == (255, b"") and "line 1: unexpected number of features" in err
+    assert "2 of 3 lines hold tabs" in err and "pass -d '\\t'" in err
+    code, out, err = call_main(tabbed, "-d", "\\t")
+    assert (code, err) == (0, "") and out == call_main(tabbed.replace(b"\t", b" "))[1]
+
+
+def test_cli_notes_leave_stdout_alone():
+    """A tab inside a column (no tab-separated file: 4 columns either way) and CRLF on one line
+    of three: stdout is exactly the report the library makes of those lines, notes aside."""
+    data = b"w x\ty B-PER B-PER\nv x O O\r\nu x B-LOC B-LOC\n"
+    code, out, err = call_main(data)
+    lines = data.decode("latin-1").split("\n")[:-1]
+    want = conlleval.report(conlleval.scan(conlleval.read_rows(lines)))
+    assert code == 0 and out == want.encode("latin-1")
+    assert err.count("conlleval: note:") == 2 and "1 of 3 lines" in err
+
+
+@pytest.mark.parametrize("data, want", [
+    (b"", "processed 0 tokens with 0 phrases; found: 0 phrases; correct: 0.\n"),
+    (b"\n\n", "processed 0 tokens with 0 phrases; found: 0 phrases; correct: 0.\n"),
+    (b"\xff\xfe w B-\xe9 B-\xe9\n", "processed 1 tokens with 1 phrases; found: 1 phrases; "
+                                    "correct: 1.\n"),
+])
+def test_cli_empty_or_undecodable_input(data, want):
+    """Empty input, blank lines only, and bytes that are no UTF-8 (read as bytes, as perl
+    does): a report, exit 0, no traceback."""
+    r = run_cli(data)
+    assert r.returncode == 0 and r.stderr == b""
+    assert r.stdout.startswith(want.encode())
+
+
+def test_cli_broken_pipe():
+    """The reader goes away before the report (`| head -0`): no traceback on stderr."""
+    p = subprocess.Popen([sys.executable, SCRIPT], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()
+    _, err = p.communicate(b"w x B-PER B-PER\n" * 1000)
+    assert b"Traceback" not in err and b"Error" not in err

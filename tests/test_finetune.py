@@ -7,6 +7,7 @@ out by hand (BertAdam), ULMFiT Eq. (3) and the paper's Eq. (1) worked by hand, H
 BertForTokenClassification. The runs use a random BERT whose vocab holds every word of
 tests/fixtures/en_tiny whole, so they need no download.
 """
+import contextlib
 import copy
 import io
 import json
@@ -330,12 +331,13 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 
 @needs_cuda
-def test_cuda_graph_replay_equals_eager(tmp_path):
+def test_cuda_graph_replay_equals_eager(tmp_path, monkeypatch):
     """On a GPU, fp32, dropout off: 2 epochs replayed from CUDA graphs (one per length, captured
     again after thawing) end at the eager loop's weights."""
     folder = tiny_folder(tmp_path)
     cfg = FinetuneConfig(model=folder, data=TINY, lr=1e-3, batch_size=7, epochs=2, unfreeze=1,
                          max_train_sentences=120)
+    monkeypatch.setattr(bert, "autocast", lambda device: contextlib.nullcontext())  # fp32
     tok = wordpiece.WordPiece.from_pretrained(folder)
     data, labels = finetune.load_data(cfg, tok)
     feats = data["train"].feats
