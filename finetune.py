@@ -392,7 +392,8 @@ def graphed(fn, keep, pool):
     """CUDA only: fn() recorded once as a CUDA graph -> its replay (torch.cuda.graph's recipe for
     a whole network). Two warm-up calls on a side stream let cuBLAS and autograd set themselves up
     outside the capture; they train, so `keep` (weights, grads, optimizer state, counters) is put
-    back after them (and may step the counter 2 past the schedule's end: its table has 2 spare). Dropout stays on: torch registers its generator with the graph, and every
+    back after them (and may step the counter 2 past the schedule's end: its table has 2 spare).
+    Dropout stays on: torch registers its generator with the graph, and every
     replay draws new numbers. The graphs of one run share a memory pool: they never run at once.
     On the CPU there is nothing to capture: fn itself comes back (the static-shape path, tested)."""
     if not torch.cuda.is_available() or not keep[0].is_cuda:
@@ -584,8 +585,11 @@ def train(cfg, lm_root=CACHE, eval_batch_size=0, graphs=False, log=print):
     encoder = lm_finetune(cfg, lm_root, graphs, log) if cfg.lm_epochs else cfg.model  # Table 6
     seed_torch(cfg.seed)  # again: the LM stage draws numbers only when it trains
     model = bert.TokenClassifier(bert.from_pretrained(encoder), len(labels)).to(device)
-    opt = AdamW(param_groups(model, cfg.lr, cfg.delta, cfg.weight_decay), lr=cfg.lr, eps=cfg.eps,
-                weight_decay=cfg.weight_decay, bias_correction=cfg.bias_correction)
+    groups = param_groups(model, cfg.lr, cfg.delta, cfg.weight_decay)
+    opt = AdamW(groups, lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay,
+                bias_correction=cfg.bias_correction)
+    decay = sum(len(g["params"]) for g in groups if g["weight_decay"])
+    log(f"{decay} matrices decay, {sum(len(g['params']) for g in groups) - decay} vectors do not")
     on_device = {k: tensorize(s.feats, tok, device) for k, s in data.items()}
     history, dev = [], {}
 

@@ -439,3 +439,54 @@ def test_output_under_a_file_fails_before_training(tmp_path, monkeypatch):
                        cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 1 and r.stderr.startswith("error: ") and "Traceback" not in r.stderr
     assert "x.txt" in r.stderr
+
+
+def test_first_layout_run_folders_still_load(trained, tmp_path):
+    """A run saved in the first layout (encoder folder + classifier.safetensors + labels.json) loads
+    into the same tagger as the HF layout: the same labels and logits."""
+    import bert
+    from safetensors.torch import save_file
+    cfg, exp, rec = trained
+    new = finetune.load_tagger(os.path.join(exp.out, f"run-{rec['key']}"), torch.device("cpu"))
+    old = str(tmp_path / "old")
+    bert.save_pretrained(new.model.bert, old)
+    save_file({k: v.contiguous() for k, v in new.model.out.state_dict().items()},
+              os.path.join(old, "classifier.safetensors"))
+    new.tok.save(old)
+    with open(os.path.join(old, "labels.json"), "w") as f:
+        json.dump(dict(labels=new.labels, scheme="bio", max_len=128, doc_context=False), f)
+    got = finetune.load_tagger(old, torch.device("cpu"))
+    ids = torch.tensor([[2, 10, 11, 12, 3]])
+    with torch.no_grad():
+        assert torch.equal(got.model(ids), new.model(ids)) and got.labels == new.labels
+
+
+def hf_tagger_folder(folder, id2label):
+    """A small random BertForTokenClassification saved by HF's own code, with en_tiny's vocab."""
+    transformers = pytest.importorskip("transformers")
+    bert_folder(folder, layers=1, hidden=16)
+    n = sum(1 for _ in open(os.path.join(folder, "vocab.txt"), encoding="utf-8"))
+    cfg = transformers.BertConfig(vocab_size=n, hidden_size=16, num_hidden_layers=1,
+                                  num_attention_heads=2, intermediate_size=32,
+                                  id2label=dict(enumerate(id2label)))
+    torch.manual_seed(0)
+    transformers.BertForTokenClassification(cfg).save_pretrained(folder)
+    return folder
+
+
+def test_predict_with_a_hub_style_ner_model(tmp_path):
+    """predict takes any BERT token classifier with id2label, here saved by HF itself with IOBES
+    labels: it tags the CoNLL file, maps S-/E- to B-/I-, and prints conlleval's report in the gold
+    file's scheme (IOB1). Entity types with nothing in common with the gold file's are an error."""
+    tags = ["O"] + [p + t for t in ("PER", "LOC", "ORG", "MISC") for p in ("B-", "I-", "S-", "E-")]
+    folder = hf_tagger_folder(str(tmp_path / "hub"), tags)
+    test = conll.splits(TINY)["test"]
+    report = experiments.predict(folder, test, output=str(tmp_path / "p.txt"))
+    assert report.startswith("processed ") and "FB1:" in report
+    pred = conll.read_conll(str(tmp_path / "p.txt"))
+    assert {t[:2] for s in pred for t in s.tags} <= {"O", "B-", "I-"}
+    labels = finetune.load_tagger(folder, torch.device("cpu")).labels
+    assert labels == [finetune.conll_tag(t) for t in tags]
+    other = hf_tagger_folder(str(tmp_path / "onto"), ["O", "B-PERSON", "I-PERSON", "B-GPE"])
+    with pytest.raises(ValueError, match="no type in common"):
+        experiments.predict(other, test, output=str(tmp_path / "q.txt"))
