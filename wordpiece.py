@@ -6,7 +6,7 @@ uncased, split on whitespace and punctuation) feeds a WordpieceTokenizer (greedy
 longest-match-first against vocab.txt, "##" marks a continuation).
 
     >>> wp = WordPiece.from_pretrained("bert-base-multilingual-cased")  # or a local folder
-    >>> wp.basic("Müller, 北京!")           # -> ['Müller', ',', '北', '京', '!'], then pieces of each
+    >>> wp.basic("Müller, 北京!")  # -> ['Müller', ',', '北', '京', '!'], then pieces of each
     >>> wp.encode_words(["EU", "rejects"])  # -> one list of piece ids per word
 
 Google's code never composes (NFC) text: "e" + U+0301 stays two chars, so mBERT cased reads a
@@ -192,7 +192,7 @@ class WordPiece:
     # --- BasicTokenizer --------------------------------------------------------
 
     def basic(self, text):
-        """Text -> basic tokens, for WordPiece: "Héllo, 北京!" -> ["hello", ",", "北", "京", "!"]
+        """Text -> basic tokens: "Héllo, 北京!" -> ["hello", ",", "北", "京", "!"]
         (uncased). No NFC step, as in Google's code: "e\\u0301" stays "e" + U+0301."""
         if text.isascii():  # shortcut, same answer: Zs, P* beyond ASCII and CJK add nothing
             return self.basic_ascii(text)
