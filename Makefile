@@ -3,10 +3,12 @@ PY      := .venv/bin/python
 ARGS    ?=
 MODEL   ?= bert-base-multilingual-cased
 DE_DATA ?=
+GERMEVAL_DATA ?=
+ZERO_SHOT ?=
 GRID    ?=
 OUT     ?= runs
 
-.PHONY: venv test reproduce-en reproduce-de demo bench bench-model bench-wordpiece bench-conlleval bench-finetune bench-gpu
+.PHONY: venv test reproduce-en reproduce-de reproduce-germeval demo bench bench-model bench-wordpiece bench-conlleval bench-finetune bench-gpu
 
 # A venv with the runtime and test requirements. Torch: a wheel from the machine's own
 # find-links (pip --no-index) is taken first when there is one (a fast local CPU build);
@@ -23,10 +25,14 @@ test: venv
 	$(PY) -m pytest -q tests $(ARGS)
 
 reproduce-en: venv
-	$(PY) experiments.py reproduce --lang en --model $(MODEL) --out $(OUT)/en $(if $(GRID),--grid true) $(ARGS)
+	$(PY) experiments.py reproduce --lang en --model $(MODEL) --out $(OUT)/en $(if $(GRID),--grid true) $(if $(ZERO_SHOT),--zero_shot $(ZERO_SHOT)) $(ARGS)
 
 reproduce-de: venv
 	$(PY) experiments.py reproduce --lang de --data $(DE_DATA) --model $(MODEL) --out $(OUT)/de $(if $(GRID),--grid true) $(ARGS)
+
+# GermEval 2014 (CC-BY): downloaded once, or GERMEVAL_DATA=dir with NER-de-{train,dev,test}.tsv.
+reproduce-germeval: venv
+	$(PY) experiments.py reproduce --lang germeval $(if $(GERMEVAL_DATA),--data $(GERMEVAL_DATA)) --model $(MODEL) --out $(OUT)/germeval $(if $(GRID),--grid true) $(ARGS)
 
 demo: venv
 	$(PY) experiments.py demo --out $(OUT)/demo $(ARGS)

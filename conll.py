@@ -4,7 +4,10 @@ Sec 3.1: the English and German CoNLL-2003 files, read in their original IOB1 ta
 (IOB2), and converted between the two without moving a single entity span (spans as conlleval.pl
 defines them). GermEval 2014 (Benikova et al. 2014, CC-BY: NER-de-{train,dev,test}.tsv, BIO, outer
 and inner level) reads into the same sentences, and germeval_to_conll maps its 12 types onto
-CoNLL's 4 for zero-shot evaluation. Words-only files (one column) read too, marked gold=False.
+CoNLL's 4 for zero-shot evaluation (Wu & Dredze 2019): german_eval_sets reads German dev and test,
+CoNLL-2003 or GermEval, with CoNLL types. download fetches the free corpora (CoNLL-2003 English,
+GermEval 2014) once, checked by sha256 and sentence counts. Words-only files (one column) read too,
+marked gold=False.
 Encoding: a file that is valid UTF-8 is UTF-8; one with no multi-byte UTF-8 sequence at all is
 latin-1 (the German deu.* files); one with both UTF-8 and invalid bytes is an error, never mojibake.
 
@@ -31,7 +34,7 @@ import sys
 import tempfile
 import urllib.request
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 DOCSTART = "-DOCSTART-"
 IGNORE = -100  # torch cross_entropy's ignore_index: [CLS], [SEP], continuation pieces, context
@@ -117,8 +120,12 @@ def _parse(lines, path):
     """Lines -> sentences. -DOCSTART- lines (any column form) open a new document and are never
     words; blank lines end a sentence. Sentences before the first -DOCSTART- form document 0.
     A one-column file is words only: tags all "O", gold=False."""
-    out, words, tags, first, ncols = [], [], [], 0, None
-    doc, begun = 0, False  # begun: the current document has a -DOCSTART- or a word
+    out = []
+    words, tags = [], []  # of the sentence being read
+    first = 0  # the line of its first word
+    ncols = None  # word line columns: 4 (English), 5 (German) or 1 (words only)
+    doc = 0
+    begun = False  # the current document has a -DOCSTART- or a word
     for n, line in enumerate(lines + [""], start=1):  # a final "" flushes a last line with no \n
         cols = _fields(line)
         if not cols or cols[0] == DOCSTART:
@@ -129,8 +136,8 @@ def _parse(lines, path):
                 doc, begun = doc + begun, True
             continue
         begun = True
-        if ncols is None:  # the first word line fixes the layout: 4 (English), 5 (German) or
-            ncols, first_line = len(cols), n  # 1 (words only) columns
+        if ncols is None:  # the first word line fixes the layout
+            ncols, first_line = len(cols), n
         if len(cols) != ncols:
             raise ValueError(f"{path}:{n}: {len(cols)} columns, but line {first_line} has "
                              f"{ncols}; every word line needs the same columns")
@@ -177,8 +184,11 @@ def _parse_germeval(lines, path, level):
     same source URL form one document (Sentence.doc), so doc_context stays within an article."""
     if level not in GERMEVAL_LEVELS:
         raise ValueError(f"level={level!r}: expected 'outer' or 'inner'")
-    out, words, tags, first = [], [], [], 0
-    doc, url = 0, None
+    out = []
+    words, tags = [], []  # of the sentence being read
+    first = 0  # the line of its first word
+    doc = 0
+    url = None  # the source URL of the current document
     for n, line in enumerate(lines + [""], start=1):
         line = line.rstrip("\r")
         if not line.strip() or line.startswith("#"):
@@ -322,7 +332,7 @@ def germeval_to_conll(tags, keep_deriv_part=False):
     return out
 
 
-# ---------------------------------------------------------------- files: splits, download, writing
+# ---------------------------------------------------------------- files: splits, German eval sets
 
 SPLIT_NAMES = {"en": [("train.txt", "valid.txt", "test.txt"),
                       ("eng.train", "eng.testa", "eng.testb")],
@@ -353,11 +363,87 @@ def splits(data_dir, lang="en"):
     return dict(zip(("train", "dev", "test"), (os.path.join(data_dir, n) for n in found[0])))
 
 
-# The archive HF datasets' conll2003 script used (BIO tags, train.txt/valid.txt/test.txt); its
-# sha256 and size are those recorded in huggingface/datasets datasets/conll2003/dataset_infos.json.
-EN_URL = "https://data.deepai.org/conll2003.zip"
-EN_SHA256 = "96a104d174ddae7558bab603f19382c5fe02ff1da5c077a7f3ce2ced1578a2c3"
-EN_COUNTS = {"train.txt": 14041, "valid.txt": 3250, "test.txt": 3453}  # Tjong Kim Sang 2003
+# German dev and test for zero-shot evaluation (Wu & Dredze 2019): format -> (the splits() lang
+# whose dev and test names it uses, the layout _read must detect in them). No train file needed.
+GERMAN_EVAL = {"conll2003-de": ("de", "conll"), "germeval2014": ("germeval", "germeval")}
+
+
+def german_eval_sets(folder, keep_deriv_part=False):
+    """German dev and test with CoNLL-2003's types, to score an English-trained model with no
+    German training -> (format, {"dev": sentences, "test": sentences}). The folder holds
+    deu.testa + deu.testb ("conll2003-de", read as they are: IOB1, PER/LOC/ORG/MISC already) or
+    NER-de-dev.tsv + NER-de-test.tsv ("germeval2014", the outer level through germeval_to_conll:
+    "B-OTH I-OTH" -> "B-MISC I-MISC", "B-LOCderiv" -> "O", or "B-LOC" with keep_deriv_part, which
+    only GermEval uses). Sentences keep their file's line numbers and documents."""
+    found = {}
+    for fmt, (lang, _) in GERMAN_EVAL.items():
+        (names,) = SPLIT_NAMES[lang]
+        paths = [os.path.join(folder, n) for n in names[1:]]  # dev, test
+        if all(os.path.isfile(p) for p in paths):
+            found[fmt] = paths
+    need = (f"{folder}: zero-shot evaluation needs deu.testa and deu.testb (CoNLL-2003 German) or "
+            f"NER-de-dev.tsv and NER-de-test.tsv (GermEval 2014) in it")
+    if not found:
+        raise FileNotFoundError(f"{need}; pass the folder holding one pair")
+    if len(found) > 1:
+        raise ValueError(f"{need}, and it holds both; pass a folder with one pair")
+    ((fmt, paths),) = found.items()
+    sets = {}
+    for split, path in zip(("dev", "test"), paths):
+        sents, _, layout = _read(path)
+        if layout != GERMAN_EVAL[fmt][1]:  # e.g. a words-only deu.testa: no gold tags to score
+            raise ValueError(f"{path}: read as a {layout!r} file, expected {fmt}'s "
+                             f"{GERMAN_EVAL[fmt][1]!r} layout with gold tags; pass the real file")
+        if fmt == "germeval2014":
+            sents = [replace(s, tags=germeval_to_conll(s.tags, keep_deriv_part)) for s in sents]
+        sets[split] = sents
+    return fmt, sets
+
+
+# ---------------------------------------------------------------- download
+
+@dataclass(frozen=True)
+class Corpus:
+    """A free corpus that download() fetches once, checks and keeps in cache_dir/folder."""
+    name: str  # for messages
+    folder: str
+    files: dict  # file to fetch -> (url, sha256); a .zip is unpacked, other files kept as fetched
+    counts: dict  # split file -> its sentences, checked after the download and on each cache hit
+    offline: str  # what to do without the network
+    changed: str  # what to do when a file's sha256 is not the recorded one
+
+
+GDRIVE = "https://drive.google.com/uc?export=download&id="
+# URLs and sha256 as huggingface/datasets records them (datasets/conll2003 and datasets/germeval_14:
+# the loading scripts and dataset_infos.json). English is the archive HF's conll2003 script used.
+DOWNLOADS = {
+    "en": Corpus(
+        name="CoNLL-2003 English", folder="conll2003-en",
+        files={"conll2003.zip": (
+            "https://data.deepai.org/conll2003.zip",
+            "96a104d174ddae7558bab603f19382c5fe02ff1da5c077a7f3ce2ced1578a2c3")},
+        counts={"train.txt": 14041, "valid.txt": 3250, "test.txt": 3453},  # Tjong Kim Sang 2003
+        offline="Unzip a copy of conll2003.zip (train.txt, valid.txt, test.txt) anywhere and pass "
+                "--data=DIR",
+        changed="the archive changed upstream: check it by hand, unzip it and pass --data=DIR"),
+    "germeval": Corpus(  # CC-BY 4.0; UTF-8 files of 7882358, 723876 and 1682738 bytes
+        name="GermEval 2014", folder="germeval2014",
+        files={"NER-de-train.tsv": (
+                   GDRIVE + "1Jjhbal535VVz2ap4v4r_rN1UEHTdLK5P",
+                   "1e5a803d81f5fe6ade54700a7e8e9107a45edba80469d42e41a360550d1758e7"),
+               "NER-de-dev.tsv": (
+                   GDRIVE + "1ZfRcQThdtAR5PPRjIDtrVP7BtXSCUBbm",
+                   "d69d1347847e3ac0d1bfd14d7e5c0713dcb82899624301ced6df807dbb070056"),
+               "NER-de-test.tsv": (
+                   GDRIVE + "1u9mb7kNJHWQCWyweMDRMuTFoOHOfeBTH",
+                   "9405e49532379f3aee048851d116b35823d31c04e9521b87a9c4e6572c269097")},
+        counts={"NER-de-train.tsv": 24000, "NER-de-dev.tsv": 2200,
+                "NER-de-test.tsv": 5100},  # Benikova et al. 2014
+        offline="Download the three files from https://sites.google.com/site/germeval2014ner/data "
+                "(CC-BY 4.0) and pass --data DIR / make reproduce-germeval GERMEVAL_DATA=DIR",
+        changed="the file changed upstream, or Google Drive sent a web page instead: check it by "
+                "hand and pass --data DIR (make reproduce-germeval GERMEVAL_DATA=DIR)"),
+}
 
 
 def _fetch(url, dest):
@@ -368,55 +454,77 @@ def _fetch(url, dest):
         shutil.copyfileobj(r, f)
 
 
-def _check_counts(data_dir, cache_dir):
-    for name, want in EN_COUNTS.items():
-        got = len(read_conll(os.path.join(data_dir, name)))
+def _fetch_checked(src, url, sha256, part):
+    """_fetch url to part; a failure or a sha256 other than the recorded one says what to do."""
+    try:
+        _fetch(url, part)
+    except OSError as e:  # urllib's URLError is an OSError: offline, DNS, HTTP error
+        raise OSError(f"could not download {url} ({e}). Offline? {src.offline}") from e
+    with open(part, "rb") as f:
+        got = hashlib.sha256(f.read()).hexdigest()
+    if got != sha256:  # part stays, so it can be checked by hand
+        raise ValueError(f"{part}: sha256 {got}, expected {sha256}; {src.changed}")
+
+
+def _unzip(zpath, names, folder):
+    """Copy the members called `names` into folder, matched by base name (some copies of the
+    archive hold them in a subfolder): we write fixed names, never the archive's paths."""
+    with zipfile.ZipFile(zpath) as z:
+        members = {os.path.basename(m): m for m in z.namelist()}
+        for name in names:
+            if name not in members:
+                raise ValueError(f"{zpath}: no {name} inside; pass --data=DIR with the three files")
+            with z.open(members[name]) as src, open(os.path.join(folder, name), "wb") as dst:
+                shutil.copyfileobj(src, dst)
+
+
+def _check_counts(src, folder, cache_dir):
+    """Each split file has its published sentence count: a cut-off or wrong file fails here."""
+    for name, want in src.counts.items():
+        path = os.path.join(folder, name)
+        got = len(read_conll(path))
         if got != want:
-            raise ValueError(f"{os.path.join(data_dir, name)}: {got} sentences, CoNLL-2003 "
-                             f"English has {want}; empty {cache_dir} to download again, or pass "
-                             f"--data=DIR")
+            raise ValueError(f"{path}: {got} sentences, {src.name} has {want}; empty {cache_dir} "
+                             f"to download again, or pass --data=DIR")
 
 
-def download_english(cache_dir):
-    """Fetch, verify and unpack the English CoNLL-2003 archive once; -> cache_dir/conll2003-en."""
-    out = os.path.join(cache_dir, "conll2003-en")
-    if all(os.path.isfile(os.path.join(out, n)) for n in EN_COUNTS):
-        _check_counts(out, cache_dir)
+def download(lang, cache_dir):
+    """Fetch, check (sha256, sentence counts) and unpack a free corpus once -> its folder:
+    "en" -> cache_dir/conll2003-en (train.txt, valid.txt, test.txt), "germeval" ->
+    cache_dir/germeval2014 (NER-de-{train,dev,test}.tsv). Later calls only recount."""
+    if lang not in DOWNLOADS:
+        how = f"; {SPLIT_HOW['de']}" if lang == "de" else ""
+        raise ValueError(f"lang={lang!r}: expected 'en' or 'germeval' to download{how}")
+    src = DOWNLOADS[lang]
+    out = os.path.join(cache_dir, src.folder)
+    if all(os.path.isfile(os.path.join(out, n)) for n in src.counts):
+        _check_counts(src, out, cache_dir)
         return out
     os.makedirs(cache_dir, exist_ok=True)
-    zpath = os.path.join(cache_dir, "conll2003.zip")
-    try:
-        _fetch(EN_URL, zpath + ".part")
-    except OSError as e:  # urllib's URLError is an OSError: offline, DNS, HTTP error
-        raise OSError(f"could not download {EN_URL} ({e}). Offline? Unzip a copy of conll2003.zip "
-                      f"(train.txt, valid.txt, test.txt) anywhere and pass --data=DIR") from e
-    with open(zpath + ".part", "rb") as f:
-        got = hashlib.sha256(f.read()).hexdigest()
-    if got != EN_SHA256:
-        raise ValueError(f"{zpath}.part: sha256 {got}, expected {EN_SHA256}; the archive changed "
-                         f"upstream: check it by hand, unzip it and pass --data=DIR")
-    os.replace(zpath + ".part", zpath)
     tmp = tempfile.mkdtemp(dir=cache_dir)
     try:
-        with zipfile.ZipFile(zpath) as z:  # members by base name: we write fixed names
-            members = {os.path.basename(m): m for m in z.namelist()}
-            for name in EN_COUNTS:
-                if name not in members:
-                    raise ValueError(f"{zpath}: no {name} inside; pass --data=DIR with the "
-                                     f"three files")
-                with z.open(members[name]) as src, open(os.path.join(tmp, name), "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-        _check_counts(tmp, cache_dir)
+        for name, (url, sha256) in src.files.items():
+            part = os.path.join(cache_dir, name + ".part")
+            _fetch_checked(src, url, sha256, part)
+            if name.endswith(".zip"):  # kept beside the folder, as fetched
+                os.replace(part, os.path.join(cache_dir, name))
+                _unzip(os.path.join(cache_dir, name), src.counts, tmp)
+            else:
+                os.replace(part, os.path.join(tmp, name))
+        _check_counts(src, tmp, cache_dir)
         os.replace(tmp, out)  # the folder appears only once it is complete and checked
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already after a successful os.replace
     return out
 
 
+# ---------------------------------------------------------------- writing
+
 def write_atomic(path, text, encoding="utf-8"):
     """Write text to a temp file in path's folder, then rename it over path: a crash never leaves
     half a file, and a failed write (unknown folder, a folder at path, a character the encoding
-    lacks) leaves no temp file either. The one atomic-write helper of the repo."""
+    lacks) leaves no temp file either. Every text file of the repo is written here (bert.py keeps a
+    twin for weights, so that it imports nothing of ours)."""
     folder = os.path.dirname(os.path.abspath(path))
     tmp = None
     try:

@@ -49,6 +49,8 @@ class Experiment:
     shard: str = "0/1"         # i/n: only the runs whose index is i mod n (one per GPU or task)
     eval_batch_size: int = 0   # windows per inference batch; 0 = 256 on CUDA, 64 on the CPU
     graphs: bool = False       # CUDA: replay updates from CUDA graphs (see finetune.fit)
+    zero_shot: str = ""        # --lang en: also score each run on German dev/test in this folder
+    zero_shot_keep: bool = False  # GermEval there: ...deriv/...part spans as their type, not O
 
     def __post_init__(self):
         finetune.check_ranges(self, dict(seeds=(1, None, True), workers=(0, None, True),
@@ -89,10 +91,10 @@ def parse_bool(v):
 # ---------------------------------------------------------------------------------------------
 # results.jsonl: one record per run key; a run being trained holds OUT/claims/KEY.lock.
 
-def read_results(out, warn=None):
-    """The records of OUT/results.jsonl, first one per key. A damaged line is skipped with a
-    warning naming file:line, and stays on disk."""
-    path = os.path.join(out, "results.jsonl")
+def read_results(out, warn=None, name="results.jsonl"):
+    """The records of OUT/results.jsonl (or OUT/name), first one per key. A damaged line is
+    skipped with a warning naming file:line, and stays on disk."""
+    path = os.path.join(out, name)
     warn = warn or (lambda s: print(s, file=sys.stderr))
     if not os.path.isfile(path):
         return []
@@ -122,13 +124,14 @@ def locked(path):
         yield
 
 
-def append_result(out, record):
-    """Add one JSON line unless the key is recorded already -> the record on file. Under a lock,
-    the old bytes plus the new line replace the file atomically (conll.write_atomic), so a crash
-    leaves the old file or the new one and two processes never drop each other's lines."""
-    path = os.path.join(out, "results.jsonl")
+def append_result(out, record, name="results.jsonl"):
+    """Add one JSON line to OUT/name unless the key is recorded already -> the record on file.
+    Under a lock, the old bytes plus the new line replace the file atomically (conll.write_atomic),
+    so a crash leaves the old file or the new one and two processes never drop each other's
+    lines."""
+    path = os.path.join(out, name)
     with locked(path + ".lock"):
-        done = {r["key"]: r for r in read_results(out, warn=lambda s: None)}
+        done = {r["key"]: r for r in read_results(out, lambda s: None, name)}
         if record["key"] in done:
             return done[record["key"]]
         old = open(path, encoding="utf-8").read() if os.path.isfile(path) else ""
@@ -161,6 +164,8 @@ def run_one(cfg, exp, log=print):
            f"epochs {cfg.epochs}, seed {cfg.seed})"
     if key in done:
         log(f"{what} already in {exp.out}/results.jsonl: skipped")
+        if exp.zero_shot:
+            zero_shot(cfg, exp, None, log)
         return done[key]
     with claim(exp.out, key) as mine:
         if not mine:
@@ -176,9 +181,49 @@ def run_one(cfg, exp, log=print):
             conll.write_conll(os.path.join(run_dir, f"{split}.pred.txt"), sents, pred)
         if exp.save:
             finetune.save_tagger(t.tagger, run_dir)
+        if exp.zero_shot:
+            zero_shot(cfg, exp, t.tagger, log)
         log(f"{what}: dev F1 {t.record['dev']['f1']:.2f} test F1 {t.record['test']['f1']:.2f}"
             f" ({run_dir})")
         return append_result(exp.out, t.record)
+
+
+ZERO_SHOT = "zero_shot.jsonl"  # one record per (run, German data): Wu & Dredze's zero-shot rows
+_GERMAN = {}
+
+
+def german_sets(exp):
+    """--zero_shot's German dev/test in CoNLL-2003 types -> (format, {"dev", "test"}: sentences,
+    id: a digest of the format, the mapping and every word and tag), read once per process."""
+    k = (os.path.abspath(exp.zero_shot), exp.zero_shot_keep)
+    if k not in _GERMAN:
+        fmt, sets = conll.german_eval_sets(exp.zero_shot, exp.zero_shot_keep)
+        words = [[s.words, s.tags] for split in ("dev", "test") for s in sets[split]]
+        _GERMAN[k] = fmt, sets, finetune.digest([fmt, exp.zero_shot_keep, words])
+    return _GERMAN[k]
+
+
+def zero_shot(cfg, exp, tagger=None, log=print):
+    """Wu & Dredze (2019)'s zero-shot transfer: an English-trained run scored on German dev and
+    test, with no German training, recorded once in OUT/zero_shot.jsonl. tagger None: a run
+    recorded earlier, loaded from OUT/run-KEY (a warning if it was not saved)."""
+    fmt, sets, data = german_sets(exp)
+    key = finetune.digest(dict(run=cfg.key(), data=data))
+    if key in {r["key"] for r in read_results(exp.out, name=ZERO_SHOT)}:
+        return
+    folder = os.path.join(exp.out, f"run-{cfg.key()}")
+    if tagger is None and not os.path.isfile(os.path.join(folder, "model.safetensors")):
+        return log(f"warning: run {cfg.key()} has no saved model in {folder} (--save false): it "
+                   f"has no zero-shot scores; train it again with --save true in a new --out")
+    tagger = tagger or finetune.load_tagger(folder, bert.pick_device())
+    rec = dict(key=key, run=cfg.key(), data=data, format=fmt, keep=exp.zero_shot_keep)
+    for split, sents in sets.items():
+        scheme = conll.detect_scheme(s.tags for s in sents)  # score in the German file's scheme
+        pred = tag_sentences(tagger, sents, scheme, exp.eval_batch_size or 64)
+        rec[split] = conlleval.evaluate([s.tags for s in sents], pred)
+    log(f"zero-shot on {fmt} ({exp.zero_shot}): dev F1 {rec['dev']['f1']:.2f} "
+        f"test F1 {rec['test']['f1']:.2f}")
+    append_result(exp.out, rec, ZERO_SHOT)
 
 
 def worker_count(exp, n_runs):
@@ -280,8 +325,10 @@ def grid(cfg, exp, full=True, log=print):
 
 def reproduce_runs(cfg, exp):
     """Table 2 (lang=en) or 3 (lang=de): IOB1 and BIO at the chosen setting (Sec 3.3) or the whole
-    grid; with exp.ablations the Table 4-6 rows on cfg.scheme at the chosen setting."""
-    groups = [grid_runs(replace(cfg, scheme=s), exp, exp.grid) for s in ("iob1", "bio")]
+    grid; with exp.ablations the Table 4-6 rows on cfg.scheme at the chosen setting. GermEval
+    2014: BIO only, the scheme its files come in."""
+    schemes = ("bio",) if cfg.lang == "germeval" else ("iob1", "bio")
+    groups = [grid_runs(replace(cfg, scheme=s), exp, exp.grid) for s in schemes]
     groups += [grid_runs(replace(cfg, **a), exp, full=False) for a in ABLATIONS * exp.ablations]
     return groups
 
@@ -295,6 +342,39 @@ def reproduce(cfg, exp, log=print):
 
 
 SHOWN = ("lang", "model", "scheme", "batch_size", "lr", "epochs", "data", "seed")
+WU_DREDZE = 69.56  # Wu & Dredze 2019, Table 2: mBERT trained on English, CoNLL-2003 German test
+NOTES = {"germeval": "germeval: conlleval F1 of the spans of one level (outer unless the method "
+                     "says level=inner), 12 types; the shared task ranked both levels combined",
+         "zero-shot": "zero-shot: that setting's English-trained runs scored on German, no "
+                      "German training, chosen on English dev (Wu & Dredze 2019: "
+                      f"{WU_DREDZE} on CoNLL-2003 German test); GermEval types mapped "
+                      "OTH -> MISC, ...deriv/...part -> O unless 'kept'"}
+
+
+def setting(record):
+    """A record's row: its FinetuneConfig fields but the seed, data as the files' fingerprint."""
+    c = {k: v for k, v in record["config"].items()
+         if k in {f.name for f in fields(FinetuneConfig)}}
+    c.update(data=record.get("data_fingerprint", c.get("data", "")), seed=None)
+    return json.dumps(c, sort_keys=True)
+
+
+def row(c, runs, scored, zero_shot=None):
+    """One table row: setting c, its seeds' records `runs`, the records `scored` (runs, or their
+    zero-shot scores). pick: the row's rival group and the dev F1 it is chosen by, the runs' own
+    (English) dev F1 for a zero-shot row too."""
+    method = ", ".join(f"{f.name}={c[f.name]}" for f in fields(FinetuneConfig)
+                       if f.name in c and f.name not in SHOWN and c[f.name] != f.default)
+    what = source = (c["lang"], c["model"], c["scheme"], method or "BERT", c["data"])
+    dev, test = (mean_std([r[s]["f1"] for r in scored]) for s in ("dev", "test"))
+    paper = PAPER.get((c["lang"], os.path.basename(c["model"].rstrip("/")), c["scheme"]))
+    if zero_shot:
+        fmt, keep = zero_shot
+        what = ("en→de", *what[1:3], f"{what[3]}, zero-shot on {fmt}{', kept' * keep}", what[4])
+        paper = (None, WU_DREDZE if fmt == "conll2003-de" else None)
+    return dict(what=what, setting=(c["batch_size"], c["lr"], c["epochs"]), n=len(scored),
+                dev=dev, test=test, paper=paper or (None, None),
+                pick=(source, mean_std([r["dev"]["f1"] for r in runs])[0]))
 
 
 def table(out):
@@ -302,37 +382,45 @@ def table(out):
     beside it. Every setting that differs from plain BERT fine-tuning is named under "method", so
     no row mixes settings; "chosen" marks, per (lang, model, scheme, method, data), the
     batch/lr/epochs with the best mean dev F1 (Table 1's rule). Runs on different data (by the
-    files' bytes) are different rows, and a data column appears when there is more than one."""
-    groups = {}
+    files' bytes) are different rows, and a data column appears when there is more than one.
+    Zero-shot scores (OUT/zero_shot.jsonl) add a row under their English setting."""
+    groups, german = {}, {}
     for r in read_results(out):
-        c = {k: v for k, v in r["config"].items() if k in {f.name for f in fields(FinetuneConfig)}}
-        c.update(data=r.get("data_fingerprint", c.get("data", "")), seed=None)
-        groups.setdefault(json.dumps(c, sort_keys=True), []).append(r)
+        groups.setdefault(setting(r), []).append(r)
     if not groups:
         raise ValueError(f"{out}: no results.jsonl records; train or grid with --out {out} first")
+    for z in read_results(out, name=ZERO_SHOT):
+        german.setdefault(z["run"], []).append(z)
     rows = []
-    for key, runs in groups.items():
-        c = json.loads(key)
-        method = ", ".join(f"{f.name}={c[f.name]}" for f in fields(FinetuneConfig)
-                           if f.name in c and f.name not in SHOWN and c[f.name] != f.default)
-        dev, test = (mean_std([r[s]["f1"] for r in runs]) for s in ("dev", "test"))
-        what = (c["lang"], c["model"], c["scheme"], method or "BERT", c["data"])
-        rows.append((what, (c["batch_size"], c["lr"], c["epochs"]), len(runs), dev, test))
+    for key, runs in sorted(groups.items()):
+        rows.append(row(json.loads(key), runs, runs))
+        by_data = {}
+        for z in (z for r in runs for z in german.get(r["key"], [])):
+            by_data.setdefault((z["format"], z["keep"], z["data"]), []).append(z)
+        for (fmt, keep, _), zs in sorted(by_data.items()):
+            rows.append(row(json.loads(key), runs, zs, (fmt, keep)))
+    return markdown(rows)
+
+
+def markdown(rows):
+    """rows (from row) as a Markdown table, "chosen" per rival group, notes for unusual rows."""
     best = {}
-    for what, _, _, dev, _ in rows:
-        best[what] = max(best.get(what, -1.0), dev[0])
-    several = len({what[4] for what, *_ in rows}) > 1
+    for r in rows:
+        best[r["pick"][0]] = max(best.get(r["pick"][0], -1.0), r["pick"][1])
+    several = len({r["what"][4] for r in rows}) > 1
     head = ["lang", "model", "scheme", "batch", "lr", "epochs", "method"] + ["data"] * several
     head += ["seeds", "dev F1", "test F1", "paper dev", "paper test", "chosen"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for (lang, model, scheme, method, data), (b, lr, e), n, dev, test in sorted(rows):
-        pdev, ptest = PAPER.get((lang, os.path.basename(model.rstrip("/")), scheme), (None, None))
+    for r in sorted(rows, key=lambda r: (r["what"], r["setting"])):
+        (lang, model, scheme, method, data), (b, lr, e) = r["what"], r["setting"]
         cells = [lang, model, scheme.upper(), b, f"{lr:g}", e, method] + [data] * several
-        cells += [n, f"{dev[0]:.2f} ± {dev[1]:.2f}", f"{test[0]:.2f} ± {test[1]:.2f}",
-                  pdev or "–", ptest or "–",
-                  "✓" if dev[0] == best[(lang, model, scheme, method, data)] else ""]
+        cells += [r["n"], *(f"{m:.2f} ± {s:.2f}" for m, s in (r["dev"], r["test"])),
+                  *(p or "–" for p in r["paper"]),
+                  "✓" if r["pick"][1] == best[r["pick"][0]] else ""]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
-    return "\n".join(lines)
+    shown = {r["what"][0] for r in rows} | {"zero-shot" for r in rows if r["what"][0] == "en→de"}
+    notes = [n for k, n in NOTES.items() if k in shown]
+    return "\n".join(lines + [""] * bool(notes) + notes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -408,7 +496,7 @@ def predict(name_or_dir, path, text=False, output=None, encoding=None):
     return f"(predictions in {output})\n"
 
 
-def tag_sentences(t, sents, scheme):
+def tag_sentences(t, sents, scheme, batch_size=64):
     """finetune.predict_tags on any sentences (their own tags unused); empty ones get no tags."""
     full = [replace(s, tags=["O"] * len(s.words)) for s in sents if s.words]
     if not full:
@@ -417,7 +505,7 @@ def tag_sentences(t, sents, scheme):
     feats = conll.featurize(full, t.tok, label2id, t.max_len, t.doc_context)
     data = finetune.tensorize(feats, t.tok, next(t.model.parameters()).device)
     tags = iter(finetune.predict_tags(t.model, finetune.Split(full, feats, scheme), data,
-                                      t.labels, 64))
+                                      t.labels, batch_size))
     return [next(tags) if s.words else [] for s in sents]
 
 
@@ -461,7 +549,12 @@ def check_ready(cfg, exp):
     with open(probe, "w") as f:
         f.write("ok")
     os.remove(probe)
+    if exp.zero_shot and cfg.lang != "en":
+        raise ValueError(f"--zero_shot scores English-trained runs on German; --lang is "
+                         f"{cfg.lang}: use --lang en, or drop --zero_shot")
     cfg.key()  # reads the split files
+    if exp.zero_shot:
+        german_sets(exp)  # reads and maps the German files now, not after the first run
     bert.checkpoint_files(cfg.model, ["config.json", "vocab.txt", "model.safetensors"])
 
 
@@ -470,7 +563,8 @@ def parser():
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     for name, what in (("train", "one fine-tuning run"),
                        ("grid", "Table 1: 12 settings x --seeds, chosen on dev"),
-                       ("reproduce", "Table 2 (--lang en) or 3 (--lang de), IOB1 and BIO"),
+                       ("reproduce", "Table 2 (--lang en) or 3 (--lang de), IOB1 and BIO; "
+                                     "--lang germeval: GermEval 2014, BIO"),
                        ("demo", "offline: the packaged MiniLM on a slice of CoNLL-2003 English")):
         p = sub.add_parser(name, help=what, description=what)
         add_fields(p, FinetuneConfig)

@@ -28,7 +28,7 @@ import conll
 import conlleval
 from wordpiece import WordPiece
 
-CACHE = os.path.join(os.path.expanduser("~"), ".cache", "mbert-ner")  # CoNLL-2003 English, once
+CACHE = os.path.join(os.path.expanduser("~"), ".cache", "mbert-ner")  # free data, downloaded once
 BUCKET = 16  # graphs: batches are padded to a multiple of 16 pieces, one captured graph per length
 
 
@@ -37,7 +37,8 @@ class FinetuneConfig:
     """What a run is: every field can change its result, and all of them make up its key."""
     model: str = "bert-base-multilingual-cased"  # paper Sec 2.3: mBERT, cased
     data: str = ""             # folder with the CoNLL splits; "" = download CoNLL-2003 English
-    lang: str = "en"           # en | de: which file names conll.splits looks for
+    lang: str = "en"           # en | de (CoNLL-2003) | germeval (GermEval 2014): conll.splits
+    level: str = "outer"       # germeval: train and score the outer or the inner level
     scheme: str = "iob1"       # iob1 | bio: the tagging scheme trained (Sec 3.1, Tables 2-3)
     lr: float = 3e-5           # Table 1 grid {2e-5, 3e-5, 5e-5}; 3e-5 chosen (Sec 3.3)
     batch_size: int = 16       # Table 1 grid {16, 32}; 16 chosen
@@ -59,11 +60,14 @@ class FinetuneConfig:
 
     def __post_init__(self):
         choices = dict(scheme=("iob1", "bio"), schedule=("linear", "stlr", "constant"),
-                       lang=("en", "de"))
+                       lang=("en", "de", "germeval"), level=("outer", "inner"))
         for k, ok in choices.items():
             if getattr(self, k) not in ok:
                 raise ValueError(f"--{k}={getattr(self, k)}: expected one of {', '.join(ok)}")
         check_ranges(self, RANGES)
+        if self.level != "outer" and self.lang != "germeval":
+            raise ValueError(f"--level={self.level}: only GermEval 2014 has an inner level; "
+                             f"add --lang germeval or drop --level")
         if self.schedule == "stlr" and self.warmup == 0:
             raise ValueError("--schedule=stlr needs --warmup > 0 (ULMFiT's cut_frac, e.g. 0.1)")
 
@@ -100,12 +104,14 @@ def digest(d):
 
 
 def data_dir(data, lang):
-    """The folder of the splits: `data`, or CoNLL-2003 English downloaded once into CACHE."""
+    """The folder of the splits: `data`, or CoNLL-2003 English / GermEval 2014 (both free)
+    downloaded once into CACHE."""
     if lang == "de" and not data:
         raise ValueError("CoNLL-2003 German is licensed and cannot be downloaded: pass the folder "
                          "holding deu.train, deu.testa and deu.testb, e.g. make reproduce-de "
-                         "DE_DATA=/path/to/conll2003-de")
-    return data or conll.download_english(CACHE)
+                         "DE_DATA=/path/to/conll2003-de (or train on GermEval 2014, CC-BY: "
+                         "make reproduce-germeval)")
+    return data or conll.download(lang, CACHE)
 
 
 _FINGERPRINTS = {}
@@ -279,7 +285,10 @@ def load_data(cfg, tok):
     """-> ({"train", "dev", "test"}: Split, labels). Labels come from every split, so a type seen
     only in dev/test still has an id."""
     paths = conll.splits(data_dir(cfg.data, cfg.lang), cfg.lang)
-    files = {k: conll.read_conll(p) for k, p in paths.items()}
+    if cfg.lang == "germeval":  # one of its two levels of nested spans, in BIO as it comes
+        files = {k: conll.read_germeval(p, cfg.level) for k, p in paths.items()}
+    else:
+        files = {k: conll.read_conll(p) for k, p in paths.items()}
     labels = conll.tag_set([s for sents in files.values() for s in sents])
     label2id = {t: i for i, t in enumerate(labels)}
     data = {}
@@ -414,71 +423,85 @@ def graphed(fn, keep, pool):
     return graph.replay
 
 
+def updater(model, opt, loss_of, data, cfg, device_state, pool):
+    """-> do(rows, n, T): one update on the first n of rows (a device tensor of batch_size row
+    indices), cut to T pieces. pool None: eagerly, on the batch as it is. Otherwise (CUDA graphs)
+    T is rounded up to a multiple of BUCKET and the batch keeps all batch_size rows (the dummy
+    fills the rest), so each length has one static shape: recorded once, then replayed. A new
+    updater (new graphs) is made whenever unfreezing changes what trains."""
+    sched, counter, sums = device_state  # rates per step, the step, [loss sum, non-finite count]
+    for p in model.parameters():  # grads and optimizer state exist before any capture
+        if p.requires_grad and p.grad is None:
+            p.grad = torch.zeros_like(p)
+            opt.state_of(p)
+
+    def eager(idx, T):
+        update(model, opt, loss_of, take(data, idx, T), sched[counter], cfg.clip, sums)
+        counter.add_(1)
+    if pool is None:
+        return lambda rows, n, T: eager(rows[:n], T)
+    replays = {}  # length -> (index buffer, replay)
+
+    def replay(rows, n, T):
+        T = min(-(-T // BUCKET) * BUCKET, data.ids.shape[1])
+        if T not in replays:
+            buf = rows.clone()
+            grads = [p.grad for p in model.parameters() if p.grad is not None]
+            moments = [t for s in opt.state.values() for t in s.values()]
+            keep = [*model.parameters(), *grads, *moments, counter, sums]
+            replays[T] = (buf, graphed(lambda: eager(buf, T), keep, pool))
+        replays[T][0].copy_(rows)
+        replays[T][1]()
+    return replay
+
+
+def mean_loss(sums, step, mark, cfg):
+    """Host sync at a log point -> (mean loss since mark, new mark). A NaN/inf loss stops the run:
+    a diverged run is never recorded as a result."""
+    loss_sum, bad = sums.tolist()
+    if bad:
+        raise FloatingPointError(f"loss became NaN/inf by update {step} (lr {cfg.lr}); "
+                                 f"the run is not recorded")
+    return (loss_sum - mark[1]) / (step - mark[0]), (step, loss_sum)
+
+
 def fit(model, opt, data, plan, cfg, loss_of, graphs=False, log=print, after_epoch=None):
     """The training loop of both stages: per epoch, thaw (Sec 4.1), one update per batch of `plan`
     at the scheduled rate, then after_epoch(epoch, mean loss) (the dev evaluation).
 
     The rates come from a table of lr_factor on the device indexed by a device step counter, the
-    batches from `data` on the device, so an update needs nothing from the host. graphs=True
-    (CUDA): each batch is padded to a multiple of BUCKET pieces and to batch_size rows with the
-    dummy row, and replayed from the graph of its length, recaptured when unfreezing changes what
-    trains. Otherwise the same update runs eagerly on the batch as it is.
-    -> dict(updates, tokens, train_s): training time leaves the after_epoch calls out."""
+    batches from `data` on the device, so an update needs nothing from the host and graphs=True
+    (CUDA) can replay it from CUDA graphs (see updater). The loss reaches the host at log points
+    only. -> dict(updates, tokens, train_s): training time leaves the after_epoch calls out."""
     device, N = data.ids.device, data.ids.shape[0] - 1
     total = sum(map(len, plan))
     sched = torch.tensor([lr_factor(t, total, cfg.warmup, cfg.schedule, cfg.stlr_ratio)
                           for t in range(total)] + [0.0, 0.0], device=device)  # + 2: see graphed
-    counter = torch.zeros((), dtype=torch.long, device=device)
-    sums = torch.zeros(2, device=device)
+    state = (sched, torch.zeros((), dtype=torch.long, device=device), torch.zeros(2, device=device))
+    pool = None  # eager; graphs: one memory pool for all graphs (0 on the CPU: nothing captured)
+    if graphs:
+        pool = torch.cuda.graph_pool_handle() if device.type == "cuda" else 0
     lengths = data.lengths.tolist()
-    step, tokens, train_s, logged = 0, 0, 0.0, (0, 0.0)
-    replays, pool, units = {}, None, None  # graphs: length -> (index buffer, replay)
-
-    def one_update(idx, T):
-        update(model, opt, loss_of, take(data, idx, T), sched[counter], cfg.clip, sums)
-        counter.add_(1)
-
+    step, tokens, train_s = 0, 0, 0.0
+    mark, units = (0, 0.0), None
     for epoch, epoch_batches in enumerate(plan):
-        t0, loss0 = time.time(), sums[0].item()
-        n = thaw(model, epoch, cfg.unfreeze)
-        if n != units:  # new tensors train: new grads, new graphs
-            units, replays = n, {}
-            for p in model.parameters():
-                if p.requires_grad and p.grad is None:
-                    p.grad = torch.zeros_like(p)
-                    opt.state_of(p)  # created now, outside any graph
+        t0, loss0 = time.time(), state[2][0].item()
+        if (n := thaw(model, epoch, cfg.unfreeze)) != units:  # new tensors train: new graphs
+            units, do = n, updater(model, opt, loss_of, data, cfg, state, pool)
         model.train()
         rows = torch.tensor([i + [N] * (cfg.batch_size - len(i)) for i in epoch_batches],
                             device=device)  # (batches, B), short batches filled with the dummy
         for b, idx in enumerate(epoch_batches):
-            T = max(lengths[i] for i in idx)
-            if graphs:  # --- CUDA graphs: the one place for them (see fit's docstring) ---
-                T = min(-(-T // BUCKET) * BUCKET, data.ids.shape[1])
-                if T not in replays:
-                    buf = torch.full((cfg.batch_size,), N, device=device)
-                    keep = [*model.parameters(), *(p.grad for p in model.parameters()
-                                                   if p.grad is not None),
-                            *(t for s in opt.state.values() for t in s.values()), counter, sums]
-                    pool = pool or (torch.cuda.graph_pool_handle() if device.type == "cuda" else 0)
-                    replays[T] = (buf, graphed(lambda b=buf, t=T: one_update(b, t), keep, pool))
-                replays[T][0].copy_(rows[b])
-                replays[T][1]()
-            else:
-                one_update(rows[b, :len(idx)], T)
+            do(rows[b], len(idx), max(lengths[i] for i in idx))
             step, tokens = step + 1, tokens + sum(lengths[i] for i in idx)
             if step % 50 == 0 or b == len(epoch_batches) - 1:  # the only host syncs
-                loss_sum, bad = sums.tolist()
-                if bad:
-                    raise FloatingPointError(f"loss became NaN/inf by update {step} "
-                                             f"(lr {cfg.lr}); the run is not recorded")
-                mean = (loss_sum - logged[1]) / (step - logged[0])
-                logged = (step, loss_sum)
+                loss, mark = mean_loss(state[2], step, mark, cfg)
                 rate = tokens / (train_s + time.time() - t0)
-                log(f"epoch {epoch + 1}/{len(plan)} step {step}/{total} loss {mean:.4f} "
+                log(f"epoch {epoch + 1}/{len(plan)} step {step}/{total} loss {loss:.4f} "
                     f"units {units} {rate:,.0f} tok/s")
         train_s += time.time() - t0
         if after_epoch:
-            after_epoch(epoch, (sums[0].item() - loss0) / len(epoch_batches))
+            after_epoch(epoch, (state[2][0].item() - loss0) / len(epoch_batches))
     if device.type == "cuda":
         log(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
     return dict(updates=total, tokens=tokens, train_s=train_s)
@@ -539,8 +562,9 @@ def lm_config(cfg):
     BertAdam). The fields the stage does not use are reset to their defaults, so its key -- and so
     its folder -- is shared by every task run that would train the same stage."""
     d = FinetuneConfig()
-    return replace(cfg, epochs=cfg.lm_epochs, lm_epochs=0, scheme=d.scheme, schedule="linear",
-                   stlr_ratio=d.stlr_ratio, delta=1.0, unfreeze=0, bias_correction=False)
+    return replace(cfg, epochs=cfg.lm_epochs, lm_epochs=0, scheme=d.scheme, level=d.level,
+                   schedule="linear", stlr_ratio=d.stlr_ratio, delta=1.0, unfreeze=0,
+                   bias_correction=False)
 
 
 def lm_finetune(cfg, root, graphs=False, log=print):

@@ -18,7 +18,7 @@ import conlleval
 import experiments
 import finetune
 import wordpiece
-from conftest import ROOT, TINY, bert_folder
+from conftest import FIXTURES, ROOT, TINY, bert_folder
 from experiments import Experiment
 from finetune import FinetuneConfig
 
@@ -490,3 +490,156 @@ def test_predict_with_a_hub_style_ner_model(tmp_path):
     other = hf_tagger_folder(str(tmp_path / "onto"), ["O", "B-PERSON", "I-PERSON", "B-GPE"])
     with pytest.raises(ValueError, match="no type in common"):
         experiments.predict(other, test, output=str(tmp_path / "q.txt"))
+
+
+# ---------------------------------------------------------------------------------------------
+# German without a licence: GermEval 2014 runs and zero-shot rows (Wu & Dredze 2019).
+
+GERMAN = {"conll2003-de": os.path.join(FIXTURES, "deu_tiny"),
+          "germeval2014": os.path.join(FIXTURES, "germeval_tiny")}
+
+
+def report_f1(report):
+    """The overall FB1 of a conlleval report (its second line)."""
+    return float(re.search(r"FB1:\s+([\d.]+)", report).group(1))
+
+
+@pytest.mark.parametrize("fmt", GERMAN)
+def test_zero_shot_scores_a_recorded_run_as_predict_does(trained, tmp_path, fmt):
+    """A run recorded without --zero_shot, asked again with it, is scored from its saved folder:
+    the test F1 equals the one `predict` reports on the same German test file (GermEval first
+    written out with its tags mapped to CoNLL's types), dev and test are both there, and asking a
+    third time adds no second record."""
+    cfg, exp, rec = trained
+    exp = replace(exp, zero_shot=GERMAN[fmt])
+    experiments.run_one(cfg, exp, log=lambda s: None)
+    experiments.run_one(cfg, exp, log=lambda s: None)
+    zs = [z for z in experiments.read_results(exp.out, name=experiments.ZERO_SHOT)
+          if z["format"] == fmt]
+    assert len(zs) == 1 and zs[0]["run"] == rec["key"] and zs[0]["keep"] is False
+    _, sets = conll.german_eval_sets(GERMAN[fmt])
+    test = str(tmp_path / "test.conll")
+    conll.write_conll(test, sets["test"], [s.tags for s in sets["test"]])
+    run_dir = os.path.join(exp.out, f"run-{rec['key']}")
+    report = experiments.predict(run_dir, test, output=str(tmp_path / "pred.txt"))
+    assert round(zs[0]["test"]["f1"], 2) == report_f1(report)
+    assert set(zs[0]) >= {"dev", "test", "data"}
+
+
+def test_zero_shot_of_an_unsaved_run_is_a_warning_not_a_record(trained, tmp_path):
+    """A recorded run with no saved model cannot be scored: one warning naming the run, nothing
+    written to zero_shot.jsonl."""
+    cfg, exp, rec = trained
+    out = tmp_path / "runs"
+    out.mkdir()
+    with open(out / "results.jsonl", "w") as f:
+        f.write(json.dumps(rec) + "\n")
+    logged = []
+    experiments.run_one(cfg, Experiment(out=str(out), zero_shot=GERMAN["conll2003-de"]),
+                        log=logged.append)
+    assert any("no saved model" in s and rec["key"] in s for s in logged)
+    assert experiments.read_results(str(out), name=experiments.ZERO_SHOT) == []
+
+
+def add_zero_shot(out, fmt, f1s, keep=False, **setting):
+    """Zero-shot records for the runs add_runs made with the same setting (seeds 1, 2, ...)."""
+    for seed, (dev, test) in enumerate(f1s, start=1):
+        run = FinetuneConfig(data=TINY, seed=seed, **setting).key()
+        experiments.append_result(out, dict(key=f"{run}-{fmt}-{keep}", run=run, data=fmt,
+                                            format=fmt, keep=keep, dev=dict(f1=dev),
+                                            test=dict(f1=test)), experiments.ZERO_SHOT)
+
+
+def test_table_adds_zero_shot_rows_chosen_on_english_dev(tmp_path):
+    """Two English settings (dev 90 at lr 3e-5, 91 at lr 5e-5), each scored zero-shot on CoNLL-2003
+    German (test 70 and 72, 60) and the lr 5e-5 one on GermEval too (test 75, deriv/part kept):
+    three zero-shot rows under lang en→de; Wu & Dredze's 69.56 stands beside the CoNLL-German rows
+    only; the chosen mark follows English dev (lr 5e-5), not German dev (which favours 3e-5);
+    notes under the table say what the rows are."""
+    out = str(tmp_path)
+    add_runs(out, [(90.0, 95.0), (90.0, 95.0)], lr=3e-5)
+    add_runs(out, [(91.0, 90.0)], lr=5e-5)
+    add_zero_shot(out, "conll2003-de", [(80.0, 70.0), (80.0, 72.0)], lr=3e-5)
+    add_zero_shot(out, "conll2003-de", [(50.0, 60.0)], lr=5e-5)
+    add_zero_shot(out, "germeval2014", [(55.0, 75.0)], keep=True, lr=5e-5)
+    text = experiments.table(out)
+    rows = [line.split(" | ") for line in text.split("\n") if line.startswith("| en→de ")]
+    got = {(r[4], *r[6:]) for r in rows}
+    assert got == {
+        ("3e-05", "BERT, zero-shot on conll2003-de", "2", "80.00 ± 0.00", "71.00 ± 1.41", "–",
+         "69.56", " |"),
+        ("5e-05", "BERT, zero-shot on conll2003-de", "1", "50.00 ± 0.00", "60.00 ± 0.00", "–",
+         "69.56", "✓ |"),
+        ("5e-05", "BERT, zero-shot on germeval2014, kept", "1", "55.00 ± 0.00", "75.00 ± 0.00",
+         "–", "–", "✓ |")}
+    notes = text.split("\n\n")[1]
+    assert "Wu & Dredze" in notes and "OTH -> MISC" in notes and "germeval:" not in notes
+
+
+def test_zero_shot_needs_english_runs_and_a_german_pair(tmp_path):
+    """--zero_shot with --lang de, or a folder with neither German pair, fails before training."""
+    with pytest.raises(ValueError, match="--lang en"):
+        experiments.check_ready(FinetuneConfig(lang="de", data=GERMAN["conll2003-de"]),
+                                Experiment(out=str(tmp_path), zero_shot=GERMAN["conll2003-de"]))
+    with pytest.raises(FileNotFoundError, match="deu.testa and deu.testb"):
+        experiments.check_ready(FinetuneConfig(data=TINY),
+                                Experiment(out=str(tmp_path), zero_shot=TINY))
+
+
+@pytest.mark.parametrize("level", ["outer", "inner"])
+def test_germeval_run_trains_and_scores_its_level(tmp_path, level):
+    """--lang germeval trains on NER-de-train.tsv at one level and scores that level: the recorded
+    dev F1 is conlleval's on the written dev predictions against read_germeval's tags of that
+    level, in BIO (the files' scheme)."""
+    folder = bert_folder(str(tmp_path / "bert"), layers=1, hidden=16)
+    data = GERMAN["germeval2014"]
+    cfg = FinetuneConfig(model=folder, data=data, lang="germeval", level=level, scheme="bio",
+                         lr=1e-3, batch_size=4, epochs=2)
+    rec = experiments.run_one(cfg, Experiment(out=str(tmp_path / "runs"), save=False),
+                              log=lambda s: None)
+    assert rec["config"]["lang"] == "germeval" and rec["config"]["level"] == level
+    gold = conll.read_germeval(conll.splits(data, "germeval")["dev"], level)
+    pred = conll.read_conll(os.path.join(tmp_path, "runs", f"run-{rec['key']}", "dev.pred.txt"))
+    assert [s.words for s in pred] == [s.words for s in gold]
+    want = conlleval.evaluate([s.tags for s in gold], [p.tags for p in pred])["f1"]
+    assert rec["dev"]["f1"] == want
+
+
+def test_germeval_reproduce_is_bio_only_and_level_needs_germeval(tmp_path, monkeypatch):
+    """reproduce --lang germeval: BIO alone (the files' scheme), 2 seeds -> 2 runs; --level inner
+    without --lang germeval is an error naming the flag."""
+    calls = []
+    monkeypatch.setattr(finetune, "train", fake_train(calls))
+    cfg = FinetuneConfig(lang="germeval", data=GERMAN["germeval2014"])
+    experiments.reproduce(cfg, Experiment(out=str(tmp_path), seeds=2, save=False),
+                          log=lambda s: None)
+    assert [c.scheme for c in calls] == ["bio", "bio"]
+    with pytest.raises(ValueError, match="--level=inner"):
+        FinetuneConfig(level="inner")
+
+
+def test_germeval_without_a_folder_downloads_it(monkeypatch):
+    """No --data with --lang germeval: the free corpus is downloaded into the cache (GermEval
+    2014, CC-BY); CoNLL-2003 German is licensed and says how to get a German row without it."""
+    asked = []
+    monkeypatch.setattr(conll, "download", lambda lang, cache: asked.append(lang) or "x")
+    assert finetune.data_dir("", "germeval") == "x" and asked == ["germeval"]
+    with pytest.raises(ValueError, match="make reproduce-germeval"):
+        finetune.data_dir("", "de")
+
+
+def test_reproduce_with_zero_shot_end_to_end_on_real_weights(minilm_dir, tmp_path):
+    """The command line, the packaged MiniLM (real weights), English fixture data, one seed:
+    `reproduce --zero_shot DIR` trains IOB1 and BIO, scores both on the GermEval fixture, and
+    prints one zero-shot row per scheme under the English rows, with the notes."""
+    out = str(tmp_path / "runs")
+    cmd = [sys.executable, os.path.join(ROOT, "experiments.py"), "reproduce", "--model",
+           minilm_dir, "--data", TINY, "--seeds", "1", "--epochs", "1", "--lr", "1e-4",
+           "--max_train_sentences", "40", "--out", out, "--save", "false",
+           "--zero_shot", GERMAN["germeval2014"]]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line for line in done.stdout.split("\n") if line.startswith("| en→de ")]
+    assert sorted(r.split(" | ")[2] for r in rows) == ["BIO", "IOB1"]
+    assert all("zero-shot on germeval2014" in r for r in rows)
+    assert len(experiments.read_results(out, name=experiments.ZERO_SHOT)) == 2
