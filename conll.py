@@ -626,8 +626,9 @@ def _check_fits(s, pieces, label2id, max_len):
                              f"max_len - 2 = {max_len - 2}; raise max_len")
 
 
-def _features(k, labels, pieces, pre, wins, t0, tok):
-    """One Feature per window that predicts some word of sentence k (words t0.. of the stream)."""
+def _features(k, labels, wins, *, t0, pieces, pre, tok):
+    """One Feature per window that predicts some word of sentence k: its label ids, its windows,
+    and where it sits in its stream (words t0.., the stream's pieces and piece offsets)."""
     owner = _owners(pre, wins, t0, t0 + len(labels))
     feats = []
     for w, (a, b) in enumerate(wins):
@@ -666,7 +667,8 @@ def featurize(sentences, tok, label2id, max_len=128, doc_context=False):
             wins = _windows(pre, t0, t1, max_len - 2)
             if doc_context:
                 wins = [_widen(pre, a, b, max_len - 2) for a, b in wins]
-            feats += _features(j, [label2id[t] for t in s.tags], pieces, pre, wins, t0, tok)
+            labels = [label2id[t] for t in s.tags]
+            feats += _features(j, labels, wins, t0=t0, pieces=pieces, pre=pre, tok=tok)
             t0 = t1
     return feats
 

@@ -131,26 +131,27 @@ def scan(rows):
     the guessed chunk ends one word early, so it is not counted as correct."""
     c = Counts()
     parts = {}  # tag -> split_tag(tag); a test set has a few dozen distinct tags
-    last = ("O", "", "O", "")  # previous gold tag, gold type, guessed tag, guessed type
+    last = ("O", ""), ("O", "")  # previous word: gold (tag, type), guessed (tag, type)
     in_correct = False  # $inCorrect: gold and guess opened the same chunk, both still open
     for gold, guess, is_break in rows:
         g, gt = parts.get(gold) or parts.setdefault(gold, split_tag(gold))
         p, pt = parts.get(guess) or parts.setdefault(guess, split_tag(guess))
-        in_correct = _step(c, in_correct, last, (g, gt, p, pt))
+        in_correct = _step(c, in_correct, last, ((g, gt), (p, pt)))
         if not is_break:  # conlleval.pl: `$firstItem ne $boundary`
             c.tokens += 1
             c.correct_tags += g == p and gt == pt  # compares the split parts, as perl does
-        last = (g, gt, p, pt)
+        last = (g, gt), (p, pt)
     if in_correct:  # a phrase still open at the end of the input
         c.correct += 1
-        _bump(c.correct_by_type, last[1])
+        _bump(c.correct_by_type, last[0][1])
     return c
 
 
 def _step(c, in_correct, last, cur):
-    """One word of the main loop: count chunk starts and correct phrases; new $inCorrect."""
-    last_g, last_gt, last_p, last_pt = last
-    g, gt, p, pt = cur
+    """One word of the main loop: count chunk starts and correct phrases; new $inCorrect.
+    last, cur: ((gold tag, type), (guessed tag, type)) of the previous word and of this one."""
+    (last_g, last_gt), (last_p, last_pt) = last
+    (g, gt), (p, pt) = cur
     g_end = end_of_chunk(last_g, g, last_gt, gt)
     p_end = end_of_chunk(last_p, p, last_pt, pt)
     if in_correct:

@@ -342,7 +342,7 @@ def reproduce(cfg, exp, log=print):
 
 
 SHOWN = ("lang", "model", "scheme", "batch_size", "lr", "epochs", "data", "seed")
-WU_DREDZE = 69.56  # Wu & Dredze 2019, Table 2: mBERT trained on English, CoNLL-2003 German test
+WU_DREDZE = 69.56  # Wu & Dredze 2019: mBERT trained on English, tested on CoNLL-2003 German
 NOTES = {"germeval": "germeval: conlleval F1 of the spans of one level (outer unless the method "
                      "says level=inner), 12 types; the shared task ranked both levels combined",
          "zero-shot": "zero-shot: that setting's English-trained runs scored on German, no "

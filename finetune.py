@@ -383,7 +383,7 @@ def lm_loss(tok):
     return loss
 
 
-def update(model, opt, loss_of, batch, scale, clip, sums):
+def update(model, opt, loss_of, batch, *, scale, clip, sums):
     """One update: loss, backward, BERT's global-norm clip, AdamW at lr * scale, and the grads
     zeroed in place (they keep their memory, so a graph replays into the same buffers). The loss
     is added to sums = [running loss, non-finite count] on the device: no host sync here."""
@@ -423,20 +423,21 @@ def graphed(fn, keep, pool):
     return graph.replay
 
 
-def updater(model, opt, loss_of, data, cfg, device_state, pool):
+def updater(model, opt, loss_of, data, cfg, *, state, pool):
     """-> do(rows, n, T): one update on the first n of rows (a device tensor of batch_size row
     indices), cut to T pieces. pool None: eagerly, on the batch as it is. Otherwise (CUDA graphs)
     T is rounded up to a multiple of BUCKET and the batch keeps all batch_size rows (the dummy
     fills the rest), so each length has one static shape: recorded once, then replayed. A new
     updater (new graphs) is made whenever unfreezing changes what trains."""
-    sched, counter, sums = device_state  # rates per step, the step, [loss sum, non-finite count]
+    sched, counter, sums = state  # rates per step, the step, [loss sum, non-finite count]
     for p in model.parameters():  # grads and optimizer state exist before any capture
         if p.requires_grad and p.grad is None:
             p.grad = torch.zeros_like(p)
             opt.state_of(p)
 
     def eager(idx, T):
-        update(model, opt, loss_of, take(data, idx, T), sched[counter], cfg.clip, sums)
+        update(model, opt, loss_of, take(data, idx, T), scale=sched[counter], clip=cfg.clip,
+               sums=sums)
         counter.add_(1)
     if pool is None:
         return lambda rows, n, T: eager(rows[:n], T)
@@ -465,7 +466,7 @@ def mean_loss(sums, step, mark, cfg):
     return (loss_sum - mark[1]) / (step - mark[0]), (step, loss_sum)
 
 
-def fit(model, opt, data, plan, cfg, loss_of, graphs=False, log=print, after_epoch=None):
+def fit(model, opt, data, plan, cfg, loss_of, *, graphs=False, log=print, after_epoch=None):
     """The training loop of both stages: per epoch, thaw (Sec 4.1), one update per batch of `plan`
     at the scheduled rate, then after_epoch(epoch, mean loss) (the dev evaluation).
 
@@ -487,7 +488,7 @@ def fit(model, opt, data, plan, cfg, loss_of, graphs=False, log=print, after_epo
     for epoch, epoch_batches in enumerate(plan):
         t0, loss0 = time.time(), state[2][0].item()
         if (n := thaw(model, epoch, cfg.unfreeze)) != units:  # new tensors train: new graphs
-            units, do = n, updater(model, opt, loss_of, data, cfg, state, pool)
+            units, do = n, updater(model, opt, loss_of, data, cfg, state=state, pool=pool)
         model.train()
         rows = torch.tensor([i + [N] * (cfg.batch_size - len(i)) for i in epoch_batches],
                             device=device)  # (batches, B), short batches filled with the dummy
@@ -587,7 +588,7 @@ def lm_finetune(cfg, root, graphs=False, log=print):
     def after_epoch(epoch, loss):
         log(f"LM epoch {epoch + 1}/{lm.epochs}: masked-LM loss {loss:.4f} (epoch mean)")
     fit(model, opt, tensorize(feats, tok, device), batch_plan(feats, lm, lm.epochs), lm,
-        lm_loss(tok), graphs and device.type == "cuda", log, after_epoch)
+        lm_loss(tok), graphs=graphs and device.type == "cuda", log=log, after_epoch=after_epoch)
     tmp = f"{folder}.tmp{os.getpid()}"
     bert.save_pretrained(model, tmp)
     try:
@@ -623,7 +624,7 @@ def train(cfg, lm_root=CACHE, eval_batch_size=0, graphs=False, log=print):
         log(f"epoch {epoch + 1}: dev F1 {history[-1]:.2f}")
     feats = data["train"].feats
     done = fit(model, opt, on_device["train"], batch_plan(feats, cfg, cfg.epochs), cfg, task_loss,
-               graphs, log, after_epoch)
+               graphs=graphs, log=log, after_epoch=after_epoch)
     test, test_pred = evaluate(model, data["test"], on_device["test"], labels, eval_bs)
     record = dict(key=cfg.key(), config=asdict(cfg), dev=dev["scores"], test=test,
                   dev_f1_per_epoch=history, train_time_s=round(done["train_s"], 1),

@@ -63,7 +63,7 @@ def ours_epoch(cfg, labels, on_device, plan, graphs):
     opt = finetune.AdamW(finetune.param_groups(model, cfg.lr, cfg.delta, cfg.weight_decay),
                          lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay)
     torch.cuda.reset_peak_memory_stats() if device.type == "cuda" else None
-    done = finetune.fit(model, opt, on_device, plan, cfg, finetune.task_loss, graphs,
+    done = finetune.fit(model, opt, on_device, plan, cfg, finetune.task_loss, graphs=graphs,
                         log=lambda s: None)
     return done["train_s"], peak_gib(device)
 

@@ -282,8 +282,8 @@ def fit_once(folder, cfg, graphs, seed=0):
                          weight_decay=cfg.weight_decay, bias_correction=cfg.bias_correction)
     feats = data["train"].feats
     finetune.fit(model, opt, finetune.tensorize(feats, tok, torch.device("cpu")),
-                 finetune.batch_plan(feats, cfg, cfg.epochs), cfg, finetune.task_loss, graphs,
-                 log=lambda s: None)
+                 finetune.batch_plan(feats, cfg, cfg.epochs), cfg, finetune.task_loss,
+                 graphs=graphs, log=lambda s: None)
     return model
 
 
@@ -352,7 +352,7 @@ def test_cuda_graph_replay_equals_eager(tmp_path, monkeypatch):
         finetune.fit(model, opt, on_gpu, finetune.batch_plan(feats, cfg, 2), cfg,
                      lambda m, ids, mask, y: F.cross_entropy(
                          m(ids, mask).float().flatten(0, 1), y.flatten(), ignore_index=-100),
-                     graphs, log=lambda s: None)
+                     graphs=graphs, log=lambda s: None)
         out.append(model)
     for (n, p), q in zip(out[0].named_parameters(), out[1].parameters()):
         torch.testing.assert_close(p, q, rtol=1e-3, atol=1e-5, msg=n)
@@ -545,7 +545,8 @@ def test_training_steps_equal_hf(minilm_dir, bias_correction):
         mask = (torch.arange(11) < torch.tensor([11, 9, 7, 11, 3])[:, None]).long()
         y = torch.randint(0, 9, (5, 11), generator=gen).masked_fill(mask == 0, -100)
         before = sums[0].item()
-        finetune.update(ours_model, opt, finetune.task_loss, (ids, mask, y), 1.0, cfg.clip, sums)
+        finetune.update(ours_model, opt, finetune.task_loss, (ids, mask, y), scale=1.0,
+                        clip=cfg.clip, sums=sums)
         ref_loss = F.cross_entropy(ref(input_ids=ids, attention_mask=mask).logits.flatten(0, 1),
                                    y.flatten(), ignore_index=-100)
         assert sums[0].item() - before == pytest.approx(ref_loss.item(), rel=1e-5), step
