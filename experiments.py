@@ -25,10 +25,11 @@ import os
 import re
 import statistics
 import sys
-from dataclasses import MISSING, asdict, dataclass, fields, replace
+from dataclasses import MISSING, dataclass, fields, replace
 
 import bert
 import conll
+import corpora
 import conlleval
 import finetune
 from finetune import FinetuneConfig
@@ -197,7 +198,7 @@ def german_sets(exp):
     id: a digest of the format, the mapping and every word and tag), read once per process."""
     k = (os.path.abspath(exp.zero_shot), exp.zero_shot_keep)
     if k not in _GERMAN:
-        fmt, sets = conll.german_eval_sets(exp.zero_shot, exp.zero_shot_keep)
+        fmt, sets = corpora.german_eval_sets(exp.zero_shot, exp.zero_shot_keep)
         words = [[s.words, s.tags] for split in ("dev", "test") for s in sets[split]]
         _GERMAN[k] = fmt, sets, finetune.digest([fmt, exp.zero_shot_keep, words])
     return _GERMAN[k]
@@ -530,7 +531,7 @@ def demo(cfg, exp):
     data = data if os.path.isdir(data) else os.path.join(ROOT, "tests", "fixtures", "en_tiny")
     cfg = replace(cfg, model=minilm_folder(), data=cfg.data or data)
     r = run_one(cfg, exp)
-    sents = conll.read_conll(conll.splits(cfg.data, cfg.lang)["test"])
+    sents = conll.read_conll(corpora.splits(cfg.data, cfg.lang)["test"])
     pred = conll.read_conll(os.path.join(exp.out, f"run-{r['key']}", "test.pred.txt"))
     print(f"test split of {cfg.data}, after training on at most "
           f"{cfg.max_train_sentences or 'all'} sentences:")

@@ -26,9 +26,9 @@ import torch.nn.functional as F
 import bert
 import conll
 import conlleval
+import corpora
 from wordpiece import WordPiece
 
-CACHE = os.path.join(os.path.expanduser("~"), ".cache", "mbert-ner")  # free data, downloaded once
 BUCKET = 16  # graphs: batches are padded to a multiple of 16 pieces, one captured graph per length
 
 
@@ -37,7 +37,7 @@ class FinetuneConfig:
     """What a run is: every field can change its result, and all of them make up its key."""
     model: str = "bert-base-multilingual-cased"  # paper Sec 2.3: mBERT, cased
     data: str = ""             # folder with the CoNLL splits; "" = download CoNLL-2003 English
-    lang: str = "en"           # en | de (CoNLL-2003) | germeval (GermEval 2014): conll.splits
+    lang: str = "en"           # en | de (CoNLL-2003) | germeval (GermEval 2014): corpora.splits
     level: str = "outer"       # germeval: train and score the outer or the inner level
     scheme: str = "iob1"       # iob1 | bio: the tagging scheme trained (Sec 3.1, Tables 2-3)
     lr: float = 3e-5           # Table 1 grid {2e-5, 3e-5, 5e-5}; 3e-5 chosen (Sec 3.3)
@@ -75,7 +75,7 @@ class FinetuneConfig:
         """Id of a run: a hash of every field, with `data` as a fingerprint of the files' bytes
         (so an edited file is a new run, and `dir/` is `dir`) and `model` without a trailing /."""
         d = asdict(self)
-        d["data"] = data_fingerprint(self.data, self.lang)
+        d["data"] = corpora.data_fingerprint(self.data, self.lang)
         d["model"] = self.model.rstrip("/")
         return digest(d)
 
@@ -101,33 +101,6 @@ def check_ranges(cfg, ranges):
 
 def digest(d):
     return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def data_dir(data, lang):
-    """The folder of the splits: `data`, or CoNLL-2003 English / GermEval 2014 (both free)
-    downloaded once into CACHE."""
-    if lang == "de" and not data:
-        raise ValueError("CoNLL-2003 German is licensed and cannot be downloaded: pass the folder "
-                         "holding deu.train, deu.testa and deu.testb, e.g. make reproduce-de "
-                         "DE_DATA=/path/to/conll2003-de (or train on GermEval 2014, CC-BY: "
-                         "make reproduce-germeval)")
-    return data or conll.download(lang, CACHE)
-
-
-_FINGERPRINTS = {}
-
-
-def data_fingerprint(data, lang):
-    """sha1 of the split files' bytes (train, dev, test), cached per (path, size, mtime)."""
-    paths = conll.splits(data_dir(data, lang), lang)
-    stamp = tuple((p, os.path.getsize(p), os.path.getmtime(p)) for p in paths.values())
-    if stamp not in _FINGERPRINTS:
-        h = hashlib.sha1()
-        for split, p in sorted(paths.items()):
-            with open(p, "rb") as f:
-                h.update(split.encode() + f.read())
-        _FINGERPRINTS[stamp] = h.hexdigest()[:12]
-    return _FINGERPRINTS[stamp]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,7 +257,7 @@ class Split:
 def load_data(cfg, tok):
     """-> ({"train", "dev", "test"}: Split, labels). Labels come from every split, so a type seen
     only in dev/test still has an id."""
-    paths = conll.splits(data_dir(cfg.data, cfg.lang), cfg.lang)
+    paths = corpora.splits(corpora.data_dir(cfg.data, cfg.lang), cfg.lang)
     if cfg.lang == "germeval":  # one of its two levels of nested spans, in BIO as it comes
         files = {k: conll.read_germeval(p, cfg.level) for k, p in paths.items()}
     else:
@@ -598,7 +571,7 @@ def lm_finetune(cfg, root, graphs=False, log=print):
     return folder
 
 
-def train(cfg, lm_root=CACHE, eval_batch_size=0, graphs=False, log=print):
+def train(cfg, lm_root=corpora.CACHE, eval_batch_size=0, graphs=False, log=print):
     """One fine-tuning run -> Trained(record, tagger, predictions). Nothing is written here but
     the masked-LM stage's folder under lm_root; experiments.py records and saves runs."""
     seed_torch(cfg.seed)
@@ -630,7 +603,7 @@ def train(cfg, lm_root=CACHE, eval_batch_size=0, graphs=False, log=print):
                   dev_f1_per_epoch=history, train_time_s=round(done["train_s"], 1),
                   time_s=round(time.time() - t_start, 1), updates=done["updates"],
                   tokens_per_s=round(done["tokens"] / done["train_s"]), device=str(device),
-                  graphs=graphs, data_fingerprint=data_fingerprint(cfg.data, cfg.lang))
+                  graphs=graphs, data_fingerprint=corpora.data_fingerprint(cfg.data, cfg.lang))
     log(f"dev F1 {dev['scores']['f1']:.2f}  test F1 {test['f1']:.2f}")
     tagger = Tagger(model, tok, labels, cfg.scheme, cfg.max_len, cfg.doc_context)
     pred = {k: (data[k].sents, p) for k, p in (("dev", dev["pred"]), ("test", test_pred))}

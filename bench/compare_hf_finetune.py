@@ -20,7 +20,6 @@ import torch.nn.functional as F
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import bert  # noqa: E402
-import conlleval  # noqa: E402
 import experiments  # noqa: E402
 import finetune  # noqa: E402
 from wordpiece import WordPiece  # noqa: E402

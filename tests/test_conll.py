@@ -9,19 +9,13 @@ Fixtures (made-up sentences, not the Reuters or Wikipedia text):
                 (lines 2, 10, 23), the first two from one URL; deriv, part, OTH and an inner tag.
   deu_tiny/deu.testa, deu.testb  CoNLL-2003 German dev/test layout (5 columns, IOB1, latin-1),
                 2 sentences each; testb has 2 documents and a B-ORG (two clubs side by side).
-Downloads never touch the network: tests replace conll._fetch and patch conll.DOWNLOADS.
 """
-import dataclasses
-import hashlib
 import json
 import os
 import random
 import re
-import shutil
 import subprocess
 import sys
-import urllib.error
-import zipfile
 
 import pytest
 from seqeval.metrics.sequence_labeling import get_entities
@@ -33,7 +27,6 @@ EN = os.path.join(FIXTURES, "conll_en.txt")
 DE = os.path.join(FIXTURES, "conll_de.txt")
 GE = os.path.join(FIXTURES, "germeval_tiny")
 GE_TRAIN = os.path.join(GE, "NER-de-train.tsv")
-DEU = os.path.join(FIXTURES, "deu_tiny")
 L2I = {"O": 0, "B-PER": 1, "I-PER": 2, "B-LOC": 3, "I-LOC": 4}
 
 
@@ -69,7 +62,7 @@ def sent(words, tags=None, doc=0, line=1):
 def test_read_english_fixture():
     """Hand-read from conll_en.txt: 3 sentences (lines 3, 9, 17), documents 0, 0, 1; NE is
     column 4."""
-    got, enc = conll.read_conll_info(EN)
+    got, enc, _ = conll.read_conll_info(EN)
     assert enc == "utf-8"  # ASCII is valid UTF-8
     assert got == [
         sent(["Anna", "Berg", "visited", "Oslo", "."], ["I-PER", "I-PER", "O", "I-LOC", "O"], 0, 3),
@@ -80,7 +73,7 @@ def test_read_english_fixture():
 def test_read_german_latin1_crlf():
     """conll_de.txt is latin-1 with CRLF and no final newline: umlauts come back intact, NE is
     column 5 (not column 4, the chunk), the line with trailing blanks parses, one document."""
-    got, enc = conll.read_conll_info(DE)
+    got, enc, _ = conll.read_conll_info(DE)
     assert enc == "latin-1"
     assert got == [
         sent(["Jürgen", "Müller", "grüßt", "Köln", "."], ["I-PER", "I-PER", "O", "I-LOC", "O"],
@@ -93,10 +86,10 @@ def test_utf8_umlauts_not_taken_for_latin1(tmp_path):
     fallback only fires on bytes that are not UTF-8."""
     p = tmp_path / "de_utf8.txt"
     p.write_bytes(open(DE, "rb").read().decode("latin-1").encode("utf-8"))
-    got, enc = conll.read_conll_info(p)
+    got, enc, _ = conll.read_conll_info(p)
     assert enc == "utf-8" and got == conll.read_conll(DE)
     p.write_bytes(b"\xef\xbb\xbf" + p.read_bytes())  # a BOM is not part of the first word
-    assert conll.read_conll_info(p) == (got, "utf-8-sig")
+    assert conll.read_conll_info(p) == (got, "utf-8-sig", "conll")
 
 
 @pytest.mark.parametrize("text, docs", [
@@ -360,7 +353,7 @@ def test_featurize_matches_hf_tokenizer(minilm_dir):
         assert f.input_ids == enc["input_ids"] and f.labels == want
 
 
-# ---------------------------------------------------------------- writing, files, download
+# ---------------------------------------------------------------- writing
 
 def test_write_conll(tmp_path):
     """'word gold pred' per line, a blank line after each sentence, "-DOCSTART- O O" opening each
@@ -374,183 +367,6 @@ def test_write_conll(tmp_path):
     assert lines[:5] == ["-DOCSTART- O O", "", "Anna I-PER O", "Berg I-PER O", "visited O O"]
     assert out.read_text().endswith("\n-DOCSTART- O O\n\nParis I-LOC I-LOC\nOpen I-MISC O\n\n")
     assert [s.tags for s in conll.read_conll(out)] == pred and os.listdir(tmp_path) == ["pred.txt"]
-
-
-def test_splits(tmp_path):
-    """Both English namings are found (both at once is ambiguous); German missing -> the message
-    says how to pass it."""
-    for names in (["train.txt", "valid.txt", "test.txt"], ["eng.train", "eng.testa", "eng.testb"]):
-        d = tmp_path / names[0]
-        d.mkdir()
-        for n in names:
-            (d / n).write_text("a X O\n")
-        want = dict(train=str(d / names[0]), dev=str(d / names[1]), test=str(d / names[2]))
-        assert conll.splits(d) == want
-    with pytest.raises(FileNotFoundError,
-                       match=r"deu.train, deu.testa, deu.testb \(make reproduce-de DE_DATA="):
-        conll.splits(tmp_path / "train.txt", lang="de")
-    for n in ("eng.train", "eng.testa", "eng.testb"):
-        (tmp_path / "train.txt" / n).write_text("a X O\n")
-    with pytest.raises(FileNotFoundError, match="both naming schemes"):
-        conll.splits(tmp_path / "train.txt")
-    with pytest.raises(FileNotFoundError, match="DE_DATA"):
-        conll.splits(tmp_path / "german", lang="de")
-    with pytest.raises(ValueError, match="lang='fr'"):
-        conll.splits(tmp_path, lang="fr")
-
-
-def patch_corpus(monkeypatch, lang, **changes):
-    """Replace fields of conll.DOWNLOADS[lang] for one test (tiny files need tiny counts)."""
-    new = dataclasses.replace(conll.DOWNLOADS[lang], **changes)
-    monkeypatch.setitem(conll.DOWNLOADS, lang, new)
-
-
-def sha(path):
-    return hashlib.sha256(open(path, "rb").read()).hexdigest()
-
-
-@pytest.fixture
-def fake_archive(tmp_path, monkeypatch):
-    """A small conll2003.zip (files inside a folder, as some copies have) standing in for the
-    real one, recorded under the real URL."""
-    zpath = tmp_path / "conll2003.zip"
-    with zipfile.ZipFile(zpath, "w") as z:
-        for name in ("train.txt", "valid.txt", "test.txt"):
-            text = "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\n\nX NN B-NP O\n"
-            z.writestr(f"conll2003/{name}", text)
-        z.writestr("conll2003/metadata", "not CoNLL")
-    (url, _), = conll.DOWNLOADS["en"].files.values()
-    patch_corpus(monkeypatch, "en", files={"conll2003.zip": (url, sha(zpath))},
-                 counts={"train.txt": 2, "valid.txt": 2, "test.txt": 2})
-    fetched = []
-
-    def fetch(url, dest):
-        fetched.append(url)
-        shutil.copy(zpath, dest)
-    monkeypatch.setattr(conll, "_fetch", fetch)
-    return fetched
-
-
-def test_download_english(tmp_path, fake_archive):
-    """Fetched once from data.deepai.org, checked (sha256, sentence counts), unpacked to
-    cache/conll2003-en, the archive kept beside it; the second call uses the cache."""
-    d = conll.download("en", tmp_path / "cache")
-    assert d == os.path.join(tmp_path, "cache", "conll2003-en")
-    assert fake_archive == ["https://data.deepai.org/conll2003.zip"]
-    assert sorted(os.listdir(d)) == ["test.txt", "train.txt", "valid.txt"]
-    assert sorted(os.listdir(tmp_path / "cache")) == ["conll2003-en", "conll2003.zip"]
-    assert conll.splits(d)["dev"] == os.path.join(d, "valid.txt")
-    assert conll.download("en", tmp_path / "cache") == d and len(fake_archive) == 1
-
-
-def test_download_rejects_bad_archive(tmp_path, fake_archive, monkeypatch):
-    """A wrong checksum or wrong sentence counts stop the download, leaving no data folder."""
-    (url, real), = conll.DOWNLOADS["en"].files.values()
-    patch_corpus(monkeypatch, "en", files={"conll2003.zip": (url, "0" * 64)})
-    with pytest.raises(ValueError, match=f"conll2003.zip.part: sha256 {real}, expected 0{{64}}; "
-                                         f"the archive changed upstream"):
-        conll.download("en", tmp_path / "c1")
-    patch_corpus(monkeypatch, "en", files={"conll2003.zip": (url, real)},
-                 counts={"train.txt": 14041, "valid.txt": 2, "test.txt": 2})
-    with pytest.raises(ValueError, match="2 sentences, CoNLL-2003 English has 14041"):
-        conll.download("en", tmp_path / "c2")
-    assert os.listdir(tmp_path / "c1") == ["conll2003.zip.part"]  # kept to check by hand
-    assert os.listdir(tmp_path / "c2") == ["conll2003.zip"]  # no half-checked folder left behind
-
-
-def test_download_offline(tmp_path, monkeypatch):
-    """No network: an OSError that says how to use a local copy, for each corpus."""
-    def offline(url, dest):
-        raise urllib.error.URLError("no route to host")
-    monkeypatch.setattr(conll, "_fetch", offline)
-    with pytest.raises(OSError, match=r"could not download .*conll2003.zip.*--data=DIR"):
-        conll.download("en", tmp_path)
-    want = ("could not download https://drive.google.com/uc?export=download&id=1Jjhbal535VVz2ap4v4"
-            "r_rN1UEHTdLK5P (<urlopen error no route to host>). Offline? Download the three files "
-            "from https://sites.google.com/site/germeval2014ner/data (CC-BY 4.0) and pass --data "
-            "DIR / make reproduce-germeval GERMEVAL_DATA=DIR")
-    with pytest.raises(OSError) as e:
-        conll.download("germeval", tmp_path / "g")
-    assert str(e.value) == want and os.listdir(tmp_path / "g") == []  # no temp folder left
-
-
-@pytest.fixture
-def fake_germeval(monkeypatch):
-    """The three tiny GermEval fixtures (3, 1, 1 sentences) served under the real Drive URLs."""
-    files = conll.DOWNLOADS["germeval"].files
-    serve = {url: os.path.join(GE, name) for name, (url, _) in files.items()}
-    patch_corpus(monkeypatch, "germeval",
-                 files={n: (url, sha(os.path.join(GE, n))) for n, (url, _) in files.items()},
-                 counts={"NER-de-train.tsv": 3, "NER-de-dev.tsv": 1, "NER-de-test.tsv": 1})
-    fetched = []
-
-    def fetch(url, dest):
-        fetched.append(url)
-        shutil.copy(serve[url], dest)
-    monkeypatch.setattr(conll, "_fetch", fetch)
-    return fetched
-
-
-def test_download_germeval(tmp_path, fake_germeval):
-    """Three files fetched one by one (train, dev, test) from the Drive URLs HF records, kept
-    byte for byte under their own names in cache/germeval2014, nothing else left in the
-    cache; the second call fetches nothing; splits() finds them."""
-    d = conll.download("germeval", tmp_path / "cache")
-    assert d == os.path.join(tmp_path, "cache", "germeval2014")
-    drive = "https://drive.google.com/uc?export=download&id="  # as HF's germeval_14 script
-    assert fake_germeval == [drive + "1Jjhbal535VVz2ap4v4r_rN1UEHTdLK5P",
-                             drive + "1ZfRcQThdtAR5PPRjIDtrVP7BtXSCUBbm",
-                             drive + "1u9mb7kNJHWQCWyweMDRMuTFoOHOfeBTH"]
-    assert os.listdir(tmp_path / "cache") == ["germeval2014"]
-    for name in ("NER-de-train.tsv", "NER-de-dev.tsv", "NER-de-test.tsv"):
-        assert open(os.path.join(d, name), "rb").read() == open(os.path.join(GE, name), "rb").read()
-    assert conll.download("germeval", tmp_path / "cache") == d and len(fake_germeval) == 3
-    assert conll.splits(d, "germeval")["dev"] == os.path.join(d, "NER-de-dev.tsv")
-
-
-def test_download_germeval_rejects_bad_files(tmp_path, fake_germeval, monkeypatch):
-    """A wrong dev checksum stops after fetching train and dev: only NER-de-dev.tsv.part stays
-    (to check by hand), no folder. Wrong sentence counts (train has 3, not 24000) stop it too, and
-    a cached folder whose file was cut short fails on the next call."""
-    files = dict(conll.DOWNLOADS["germeval"].files)
-    url, real = files["NER-de-dev.tsv"]
-    patch_corpus(monkeypatch, "germeval", files=dict(files, **{"NER-de-dev.tsv": (url, "0" * 64)}))
-    with pytest.raises(ValueError) as e:
-        conll.download("germeval", tmp_path / "c1")
-    assert str(e.value).startswith(f"{tmp_path}/c1/NER-de-dev.tsv.part: sha256 {real}, expected "
-                                   f"{'0' * 64}; the file changed upstream, or Google Drive sent")
-    assert len(fake_germeval) == 2 and os.listdir(tmp_path / "c1") == ["NER-de-dev.tsv.part"]
-    patch_corpus(monkeypatch, "germeval", files=files,
-                 counts={"NER-de-train.tsv": 24000, "NER-de-dev.tsv": 1, "NER-de-test.tsv": 1})
-    with pytest.raises(ValueError, match="NER-de-train.tsv: 3 sentences, GermEval 2014 has 24000"):
-        conll.download("germeval", tmp_path / "c2")
-    assert os.listdir(tmp_path / "c2") == []
-    patch_corpus(monkeypatch, "germeval", counts={"NER-de-train.tsv": 3, "NER-de-dev.tsv": 1,
-                                                  "NER-de-test.tsv": 1})
-    d = conll.download("germeval", tmp_path / "c3")
-    train = os.path.join(d, "NER-de-train.tsv")
-    with open(train, "rb") as f:
-        head = f.read().split(b"\n\n")[0]  # the first sentence only
-    with open(train, "wb") as f:
-        f.write(head)
-    with pytest.raises(ValueError, match=f"1 sentences, GermEval 2014 has 3; empty {tmp_path}/c3 "
-                                         f"to download again"):
-        conll.download("germeval", tmp_path / "c3")
-
-
-def test_download_sources():
-    """Each corpus' folder holds exactly the split names splits() looks for, so download's
-    output is always a valid --data folder; German CoNLL-2003 and unknown languages are refused,
-    German saying it is licensed."""
-    for lang, src in conll.DOWNLOADS.items():
-        assert tuple(src.counts) in conll.SPLIT_NAMES[lang]
-        assert all(re.fullmatch(r"[0-9a-f]{64}", h) for _, h in src.files.values())
-    assert conll.DOWNLOADS["germeval"].counts == {
-        "NER-de-train.tsv": 24000, "NER-de-dev.tsv": 2200, "NER-de-test.tsv": 5100}
-    with pytest.raises(ValueError, match="'de': expected 'en' or 'germeval' .* licensed"):
-        conll.download("de", "unused")
-    with pytest.raises(ValueError, match="lang='fr': expected 'en' or 'germeval'"):
-        conll.download("fr", "unused")
 
 
 # ---------------------------------------------------------------- command line
@@ -597,7 +413,6 @@ def test_convert_keeps_latin1_crlf(tmp_path):
     conll.convert(DE, out, "bio")
     want = open(DE, "rb").read().replace(b"I-PER\r\nM", b"B-PER\r\nM").replace(b"I-LOC", b"B-LOC")
     assert out.read_bytes() == want
-
 
 
 def test_convert_equals_form_and_encoding_flag(tmp_path):
@@ -758,17 +573,6 @@ def test_germeval_to_conll_rejects_other_types():
         conll.germeval_to_conll(["B-MISC"])
 
 
-def test_splits_germeval(tmp_path):
-    """lang="germeval" finds NER-de-{train,dev,test}.tsv; missing files say what to pass; the
-    English and German namings are unaffected (test_splits)."""
-    assert conll.splits(GE, "germeval") == {
-        k: os.path.join(GE, f"NER-de-{k}.tsv") for k in ("train", "dev", "test")}
-    with pytest.raises(FileNotFoundError, match="lacks some of the files; pass the folder "
-                                                "holding the GermEval 2014 files"):
-        conll.splits(tmp_path, "germeval")
-    assert [len(conll.read_conll(p)) for p in conll.splits(GE, "germeval").values()] == [3, 1, 1]
-
-
 def test_stats_germeval(capsys):
     """Counted by hand on NER-de-train.tsv (outer level): 2 documents, 3 sentences, 6+11+8 = 25
     words; entities PER 2, LOC 1, LOCderiv 1, ORG 1, ORGpart 1, OTH 1; every entity opens with
@@ -793,76 +597,3 @@ def test_convert_germeval(tmp_path):
     assert new.count("B-") == 0 and new.count("I-") == old.count("B-") + old.count("I-")
     conll.convert(iob1, back, "bio")
     assert back.read_bytes() == open(GE_TRAIN, "rb").read()
-
-
-# ---------------------------------------------------------------- German sets for zero-shot
-
-def test_german_eval_sets_conll2003_de():
-    """deu_tiny holds deu.testa/deu.testb only (no deu.train): format "conll2003-de", tags as in
-    the files (IOB1, so "Werder" keeps B-ORG after Bayern München's I-ORG), latin-1 umlauts
-    intact, lines and documents the file's: testa lines 3 and 11 (doc 0, 0), testb lines 3 and 12
-    (doc 0, 1).
-    keep_deriv_part changes nothing: it only concerns GermEval types."""
-    fmt, sets = conll.german_eval_sets(DEU)
-    assert fmt == "conll2003-de" and list(sets) == ["dev", "test"]
-    dev, test = sets["dev"], sets["test"]
-    assert [(s.line, s.doc) for s in dev] == [(3, 0), (11, 0)]
-    assert [(s.line, s.doc) for s in test] == [(3, 0), (12, 1)]
-    assert dev[0].words[1] == "Europäische" and test[1].words[0] == "Fußball"
-    assert dev[0].tags == ["O", "I-ORG", "I-ORG", "O", "O", "I-LOC", "O"]
-    assert test[0].tags[0] == "I-MISC"
-    assert test[1].tags == ["O", "O", "I-ORG", "I-ORG", "B-ORG", "I-ORG", "O"]
-    assert conll.german_eval_sets(DEU, keep_deriv_part=True) == (fmt, sets)
-
-
-@pytest.mark.parametrize("keep, bremer, goethes", [(False, "O", "O"), (True, "B-LOC", "B-PER")])
-def test_german_eval_sets_germeval(tmp_path, keep, bremer, goethes):
-    """A folder with NER-de-dev.tsv (here a copy of the 3-sentence train fixture) and
-    NER-de-test.tsv, no train file: format "germeval2014", the outer level in CoNLL types.
-    Dev, by hand: Anna Berg B-PER I-PER and Köln B-LOC stay; Kölner (B-LOCderiv) and EU-Politik
-    (B-ORGpart) -> O, or B-LOC / B-ORG with keep; Universität zu Köln B-ORG I-ORG I-ORG stays (its
-    inner B-LOC is not read); Der Zauberberg B-OTH I-OTH -> B-MISC I-MISC. Test: Goethes
-    (B-PERderiv) -> O or B-PER; Faust B-OTH -> B-MISC; Leipzig B-LOC. Lines 2, 10, 23 and
-    documents 0, 0, 1 stay the file's."""
-    shutil.copy(GE_TRAIN, tmp_path / "NER-de-dev.tsv")
-    shutil.copy(os.path.join(GE, "NER-de-test.tsv"), tmp_path)
-    fmt, sets = conll.german_eval_sets(tmp_path, keep)
-    assert fmt == "germeval2014"
-    dev, (test,) = sets["dev"], sets["test"]
-    assert [(s.line, s.doc) for s in dev] == [(2, 0), (10, 0), (23, 1)] and test.line == 2
-    assert dev[0].tags == ["B-PER", "I-PER", "O", "O", "B-LOC", "O"]
-    org = "B-ORG" if keep else "O"
-    assert dev[1].tags == ["O", bremer, "O", "O", "B-ORG", "I-ORG", "I-ORG", "O", "O", org, "O"]
-    assert dev[2].tags == ["O", "O", "B-MISC", "I-MISC", "O", "B-PER", "I-PER", "O"]
-    assert test.words[:2] == ["Goethes", "Faust"] and test.words[4] == "Leipzig"
-    assert test.tags == [goethes, "B-MISC", "O", "O", "B-LOC", "O"]
-    assert [s.words for s in dev] == [s.words for s in conll.read_germeval(GE_TRAIN)]
-
-
-def test_german_eval_sets_errors(tmp_path):
-    """An empty folder or half a pair (deu.testa alone) -> FileNotFoundError naming the folder and
-    both pairs; both pairs at once -> ValueError; a words-only deu.testa (no gold tags to score)
-    and a CoNLL file named NER-de-dev.tsv are refused, naming the file."""
-    need = (f"{tmp_path}: zero-shot evaluation needs deu.testa and deu.testb (CoNLL-2003 German) "
-            f"or NER-de-dev.tsv and NER-de-test.tsv (GermEval 2014) in it")
-    with pytest.raises(FileNotFoundError) as e:
-        conll.german_eval_sets(tmp_path)
-    assert str(e.value) == need + "; pass the folder holding one pair"
-    shutil.copy(os.path.join(DEU, "deu.testa"), tmp_path)
-    with pytest.raises(FileNotFoundError, match="pass the folder holding one pair"):
-        conll.german_eval_sets(tmp_path)
-    shutil.copy(os.path.join(DEU, "deu.testb"), tmp_path)
-    for name in ("NER-de-dev.tsv", "NER-de-test.tsv"):
-        shutil.copy(os.path.join(GE, name), tmp_path)
-    with pytest.raises(ValueError, match="and it holds both; pass a folder with one pair"):
-        conll.german_eval_sets(tmp_path)
-    os.remove(tmp_path / "NER-de-dev.tsv")
-    (tmp_path / "deu.testa").write_text("Köln\n\nBonn\n", encoding="latin-1")
-    with pytest.raises(ValueError, match=r"deu.testa: read as a 'words' file, expected "
-                                         r"conll2003-de's 'conll' layout"):
-        conll.german_eval_sets(tmp_path)
-    os.remove(tmp_path / "deu.testa")
-    shutil.copy(DE, tmp_path / "NER-de-dev.tsv")
-    with pytest.raises(ValueError, match=r"NER-de-dev.tsv: read as a 'conll' file, expected "
-                                         r"germeval2014's 'germeval' layout"):
-        conll.german_eval_sets(tmp_path)

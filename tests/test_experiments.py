@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import conll
+import corpora
 import conlleval
 import experiments
 import finetune
@@ -50,7 +51,7 @@ def test_run_one_records_and_writes_the_run(trained):
     run_dir = os.path.join(exp.out, f"run-{rec['key']}")
     for split in ("dev", "test"):
         pred = conll.read_conll(os.path.join(run_dir, f"{split}.pred.txt"))
-        gold = conll.read_conll(conll.splits(TINY)[split])
+        gold = conll.read_conll(corpora.splits(TINY)[split])
         f1 = conlleval.evaluate([s.tags for s in gold], [s.tags for s in pred])["f1"]
         assert f1 == rec[split]["f1"], split
     for name in ("config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json"):
@@ -91,7 +92,7 @@ def test_predict_conll_file_round_trip(trained, tmp_path):
     recorded test F1; a second call never overwrites: it picks test.txt.pred-2.txt."""
     cfg, exp, rec = trained
     run_dir = os.path.join(exp.out, f"run-{rec['key']}")
-    test = conll.splits(TINY)["test"]
+    test = corpora.splits(TINY)["test"]
     out = str(tmp_path / "test.pred.txt")
     report = experiments.predict(run_dir, test, output=out)
     with open(out, "rb") as f, open(os.path.join(run_dir, "test.pred.txt"), "rb") as g:
@@ -111,7 +112,7 @@ def test_predict_keeps_the_models_scheme_for_unlabelled_input(trained, tmp_path)
     IOB1 predictions, as conlleval needs."""
     cfg, exp, rec = trained
     run_dir = os.path.join(exp.out, f"run-{rec['key']}")
-    gold = conll.read_conll(conll.splits(TINY)["test"])
+    gold = conll.read_conll(corpora.splits(TINY)["test"])
     words = tmp_path / "words.txt"
     words.write_text("".join("".join(w + "\n" for w in s.words) + "\n" for s in gold))
     allo = tmp_path / "allo.txt"
@@ -136,7 +137,7 @@ def test_predict_text(trained, tmp_path):
     error naming the file and line."""
     cfg, exp, rec = trained
     run_dir = os.path.join(exp.out, f"run-{rec['key']}")
-    gold = conll.read_conll(conll.splits(TINY)["test"])
+    gold = conll.read_conll(corpora.splits(TINY)["test"])
     pred = conll.read_conll(os.path.join(run_dir, "test.pred.txt"))
     plain = [k for k, s in enumerate(gold)
              if all(wordpiece.split_punct(w) == [w] for w in s.words)][:3]
@@ -480,7 +481,7 @@ def test_predict_with_a_hub_style_ner_model(tmp_path):
     file's scheme (IOB1). Entity types with nothing in common with the gold file's are an error."""
     tags = ["O"] + [p + t for t in ("PER", "LOC", "ORG", "MISC") for p in ("B-", "I-", "S-", "E-")]
     folder = hf_tagger_folder(str(tmp_path / "hub"), tags)
-    test = conll.splits(TINY)["test"]
+    test = corpora.splits(TINY)["test"]
     report = experiments.predict(folder, test, output=str(tmp_path / "p.txt"))
     assert report.startswith("processed ") and "FB1:" in report
     pred = conll.read_conll(str(tmp_path / "p.txt"))
@@ -517,7 +518,7 @@ def test_zero_shot_scores_a_recorded_run_as_predict_does(trained, tmp_path, fmt)
     zs = [z for z in experiments.read_results(exp.out, name=experiments.ZERO_SHOT)
           if z["format"] == fmt]
     assert len(zs) == 1 and zs[0]["run"] == rec["key"] and zs[0]["keep"] is False
-    _, sets = conll.german_eval_sets(GERMAN[fmt])
+    _, sets = corpora.german_eval_sets(GERMAN[fmt])
     test = str(tmp_path / "test.conll")
     conll.write_conll(test, sets["test"], [s.tags for s in sets["test"]])
     run_dir = os.path.join(exp.out, f"run-{rec['key']}")
@@ -598,7 +599,7 @@ def test_germeval_run_trains_and_scores_its_level(tmp_path, level):
     rec = experiments.run_one(cfg, Experiment(out=str(tmp_path / "runs"), save=False),
                               log=lambda s: None)
     assert rec["config"]["lang"] == "germeval" and rec["config"]["level"] == level
-    gold = conll.read_germeval(conll.splits(data, "germeval")["dev"], level)
+    gold = conll.read_germeval(corpora.splits(data, "germeval")["dev"], level)
     pred = conll.read_conll(os.path.join(tmp_path, "runs", f"run-{rec['key']}", "dev.pred.txt"))
     assert [s.words for s in pred] == [s.words for s in gold]
     want = conlleval.evaluate([s.tags for s in gold], [p.tags for p in pred])["f1"]
@@ -622,10 +623,10 @@ def test_germeval_without_a_folder_downloads_it(monkeypatch):
     """No --data with --lang germeval: the free corpus is downloaded into the cache (GermEval
     2014, CC-BY); CoNLL-2003 German is licensed and says how to get a German row without it."""
     asked = []
-    monkeypatch.setattr(conll, "download", lambda lang, cache: asked.append(lang) or "x")
-    assert finetune.data_dir("", "germeval") == "x" and asked == ["germeval"]
+    monkeypatch.setattr(corpora, "download", lambda lang, cache: asked.append(lang) or "x")
+    assert corpora.data_dir("", "germeval") == "x" and asked == ["germeval"]
     with pytest.raises(ValueError, match="make reproduce-germeval"):
-        finetune.data_dir("", "de")
+        corpora.data_dir("", "de")
 
 
 def test_reproduce_with_zero_shot_end_to_end_on_real_weights(minilm_dir, tmp_path):

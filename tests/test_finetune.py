@@ -10,7 +10,6 @@ tests/fixtures/en_tiny whole, so they need no download.
 import contextlib
 import copy
 import io
-import json
 import math
 import os
 import re
@@ -22,7 +21,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import bert
-import conll
 import conlleval
 import finetune
 import wordpiece

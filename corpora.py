@@ -1,0 +1,243 @@
+"""Where the data comes from: each corpus's split files, the free ones downloaded once, the German
+dev/test pairs for zero-shot rows, and the fingerprint that names a run's data.
+
+- CoNLL-2003 English (Tjong Kim Sang & De Meulder 2003; the paper's Table 2) and German (Table 3,
+  licensed: never downloaded, always a folder the user has), GermEval 2014 (Benikova et al. 2014,
+  CC-BY 4.0: German without a licence). `splits(folder, lang)` finds the train/dev/test files.
+- `download(lang, cache_dir)`: CoNLL-2003 English and GermEval 2014 fetched once, checked against
+  the sha256 and sentence counts huggingface/datasets records, appearing only once complete.
+- `german_eval_sets(folder)`: German dev + test with CoNLL's four types, CoNLL-2003 German as it is
+  or GermEval mapped (conll.germeval_to_conll), for Wu & Dredze (2019)'s zero-shot transfer.
+- `data_dir` / `data_fingerprint`: the folder a run trains on and a hash of its files' bytes (part
+  of a run's key, so an edited file is a new run).
+
+Reading the files, the tagging schemes and the features are conll.py's.
+"""
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.request
+import zipfile
+from dataclasses import dataclass, replace
+
+import conll
+
+CACHE = os.path.join(os.path.expanduser("~"), ".cache", "mbert-ner")  # free data, downloaded once
+
+# ---------------------------------------------------------------------------------------------
+# Each corpus's split files.
+
+SPLIT_NAMES = {"en": [("train.txt", "valid.txt", "test.txt"),
+                      ("eng.train", "eng.testa", "eng.testb")],
+               "de": [("deu.train", "deu.testa", "deu.testb")],
+               "germeval": [("NER-de-train.tsv", "NER-de-dev.tsv", "NER-de-test.tsv")]}
+SPLIT_HOW = {
+    "en": "pass a folder with train.txt/valid.txt/test.txt or eng.train/eng.testa/eng.testb",
+    "de": "German CoNLL-2003 is licensed, so it is never downloaded: pass the folder holding "
+          "deu.train, deu.testa, deu.testb (make reproduce-de DE_DATA=/path/to/folder)",
+    "germeval": "pass the folder holding the GermEval 2014 files (CC-BY) NER-de-train.tsv, "
+                "NER-de-dev.tsv, NER-de-test.tsv"}
+
+
+def splits(data_dir, lang="en"):
+    """{"train", "dev", "test"} -> paths in data_dir: train.txt/valid.txt/test.txt or eng.train/
+    eng.testa/eng.testb (lang "en"), deu.train/deu.testa/deu.testb ("de"), NER-de-train.tsv/
+    NER-de-dev.tsv/NER-de-test.tsv ("germeval"; read_conll reads their outer level)."""
+    if lang not in SPLIT_NAMES:
+        raise ValueError(f"lang={lang!r}: expected 'en', 'de' or 'germeval'")
+    how = SPLIT_HOW[lang]
+    if not data_dir or not os.path.isdir(data_dir):
+        raise FileNotFoundError(f"{data_dir}: no such folder; {how}")
+    found = [names for names in SPLIT_NAMES[lang]
+             if all(os.path.isfile(os.path.join(data_dir, n)) for n in names)]
+    if len(found) != 1:
+        why = "has both naming schemes, keep one" if found else "lacks some of the files"
+        raise FileNotFoundError(f"{data_dir}: {why}; {how}")
+    return dict(zip(("train", "dev", "test"), (os.path.join(data_dir, n) for n in found[0])))
+
+
+# German dev and test for zero-shot evaluation (Wu & Dredze 2019): format -> (the splits() lang
+# whose dev and test names it uses, the layout conll.read_conll_info must detect in them). No train file needed.
+GERMAN_EVAL = {"conll2003-de": ("de", "conll"), "germeval2014": ("germeval", "germeval")}
+
+
+def german_eval_sets(folder, keep_deriv_part=False):
+    """German dev and test with CoNLL-2003's types, to score an English-trained model with no
+    German training -> (format, {"dev": sentences, "test": sentences}). The folder holds
+    deu.testa + deu.testb ("conll2003-de", read as they are: IOB1, PER/LOC/ORG/MISC already) or
+    NER-de-dev.tsv + NER-de-test.tsv ("germeval2014", the outer level through germeval_to_conll:
+    "B-OTH I-OTH" -> "B-MISC I-MISC", "B-LOCderiv" -> "O", or "B-LOC" with keep_deriv_part, which
+    only GermEval uses). Sentences keep their file's line numbers and documents."""
+    found = {}
+    for fmt, (lang, _) in GERMAN_EVAL.items():
+        (names,) = SPLIT_NAMES[lang]
+        paths = [os.path.join(folder, n) for n in names[1:]]  # dev, test
+        if all(os.path.isfile(p) for p in paths):
+            found[fmt] = paths
+    need = (f"{folder}: zero-shot evaluation needs deu.testa and deu.testb (CoNLL-2003 German) or "
+            f"NER-de-dev.tsv and NER-de-test.tsv (GermEval 2014) in it")
+    if not found:
+        raise FileNotFoundError(f"{need}; pass the folder holding one pair")
+    if len(found) > 1:
+        raise ValueError(f"{need}, and it holds both; pass a folder with one pair")
+    ((fmt, paths),) = found.items()
+    sets = {}
+    for split, path in zip(("dev", "test"), paths):
+        sents, _, layout = conll.read_conll_info(path)
+        if layout != GERMAN_EVAL[fmt][1]:  # e.g. a words-only deu.testa: no gold tags to score
+            raise ValueError(f"{path}: read as a {layout!r} file, expected {fmt}'s "
+                             f"{GERMAN_EVAL[fmt][1]!r} layout with gold tags; pass the real file")
+        if fmt == "germeval2014":
+            sents = [replace(s, tags=conll.germeval_to_conll(s.tags, keep_deriv_part)) for s in sents]
+        sets[split] = sents
+    return fmt, sets
+
+
+# ---------------------------------------------------------------------------------------------
+# Downloading the free corpora once, checked.
+
+@dataclass(frozen=True)
+class Corpus:
+    """A free corpus that download() fetches once, checks and keeps in cache_dir/folder."""
+    name: str  # for messages
+    folder: str
+    files: dict  # file to fetch -> (url, sha256); a .zip is unpacked, other files kept as fetched
+    counts: dict  # split file -> its sentences, checked after the download and on each cache hit
+    offline: str  # what to do without the network
+    changed: str  # what to do when a file's sha256 is not the recorded one
+
+
+GDRIVE = "https://drive.google.com/uc?export=download&id="
+# URLs and sha256 as huggingface/datasets records them (datasets/conll2003 and datasets/germeval_14:
+# the loading scripts and dataset_infos.json). English is the archive HF's conll2003 script used.
+DOWNLOADS = {
+    "en": Corpus(
+        name="CoNLL-2003 English", folder="conll2003-en",
+        files={"conll2003.zip": (
+            "https://data.deepai.org/conll2003.zip",
+            "96a104d174ddae7558bab603f19382c5fe02ff1da5c077a7f3ce2ced1578a2c3")},
+        counts={"train.txt": 14041, "valid.txt": 3250, "test.txt": 3453},  # Tjong Kim Sang 2003
+        offline="Unzip a copy of conll2003.zip (train.txt, valid.txt, test.txt) anywhere and pass "
+                "--data=DIR",
+        changed="the archive changed upstream: check it by hand, unzip it and pass --data=DIR"),
+    "germeval": Corpus(  # CC-BY 4.0; UTF-8 files of 7882358, 723876 and 1682738 bytes
+        name="GermEval 2014", folder="germeval2014",
+        files={"NER-de-train.tsv": (
+                   GDRIVE + "1Jjhbal535VVz2ap4v4r_rN1UEHTdLK5P",
+                   "1e5a803d81f5fe6ade54700a7e8e9107a45edba80469d42e41a360550d1758e7"),
+               "NER-de-dev.tsv": (
+                   GDRIVE + "1ZfRcQThdtAR5PPRjIDtrVP7BtXSCUBbm",
+                   "d69d1347847e3ac0d1bfd14d7e5c0713dcb82899624301ced6df807dbb070056"),
+               "NER-de-test.tsv": (
+                   GDRIVE + "1u9mb7kNJHWQCWyweMDRMuTFoOHOfeBTH",
+                   "9405e49532379f3aee048851d116b35823d31c04e9521b87a9c4e6572c269097")},
+        counts={"NER-de-train.tsv": 24000, "NER-de-dev.tsv": 2200,
+                "NER-de-test.tsv": 5100},  # Benikova et al. 2014
+        offline="Download the three files from https://sites.google.com/site/germeval2014ner/data "
+                "(CC-BY 4.0) and pass --data DIR / make reproduce-germeval GERMEVAL_DATA=DIR",
+        changed="the file changed upstream, or Google Drive sent a web page instead: check it by "
+                "hand and pass --data DIR (make reproduce-germeval GERMEVAL_DATA=DIR)"),
+}
+
+
+def _fetch(url, dest):
+    """Download url to dest (a separate function so tests can replace the network)."""
+    # some CDNs refuse urllib's default User-Agent
+    req = urllib.request.Request(url, headers={"User-Agent": "mbert-ner"})
+    with urllib.request.urlopen(req, timeout=60) as r, open(dest, "wb") as f:
+        shutil.copyfileobj(r, f)
+
+
+def _fetch_checked(src, url, sha256, part):
+    """_fetch url to part; a failure or a sha256 other than the recorded one says what to do."""
+    try:
+        _fetch(url, part)
+    except OSError as e:  # urllib's URLError is an OSError: offline, DNS, HTTP error
+        raise OSError(f"could not download {url} ({e}). Offline? {src.offline}") from e
+    with open(part, "rb") as f:
+        got = hashlib.sha256(f.read()).hexdigest()
+    if got != sha256:  # part stays, so it can be checked by hand
+        raise ValueError(f"{part}: sha256 {got}, expected {sha256}; {src.changed}")
+
+
+def _unzip(zpath, names, folder):
+    """Copy the members called `names` into folder, matched by base name (some copies of the
+    archive hold them in a subfolder): we write fixed names, never the archive's paths."""
+    with zipfile.ZipFile(zpath) as z:
+        members = {os.path.basename(m): m for m in z.namelist()}
+        for name in names:
+            if name not in members:
+                raise ValueError(f"{zpath}: no {name} inside; pass --data=DIR with the three files")
+            with z.open(members[name]) as src, open(os.path.join(folder, name), "wb") as dst:
+                shutil.copyfileobj(src, dst)
+
+
+def _check_counts(src, folder, cache_dir):
+    """Each split file has its published sentence count: a cut-off or wrong file fails here."""
+    for name, want in src.counts.items():
+        path = os.path.join(folder, name)
+        got = len(conll.read_conll(path))
+        if got != want:
+            raise ValueError(f"{path}: {got} sentences, {src.name} has {want}; empty {cache_dir} "
+                             f"to download again, or pass --data=DIR")
+
+
+def download(lang, cache_dir):
+    """Fetch, check (sha256, sentence counts) and unpack a free corpus once -> its folder:
+    "en" -> cache_dir/conll2003-en (train.txt, valid.txt, test.txt), "germeval" ->
+    cache_dir/germeval2014 (NER-de-{train,dev,test}.tsv). Later calls only recount."""
+    if lang not in DOWNLOADS:
+        how = f"; {SPLIT_HOW['de']}" if lang == "de" else ""
+        raise ValueError(f"lang={lang!r}: expected 'en' or 'germeval' to download{how}")
+    src = DOWNLOADS[lang]
+    out = os.path.join(cache_dir, src.folder)
+    if all(os.path.isfile(os.path.join(out, n)) for n in src.counts):
+        _check_counts(src, out, cache_dir)
+        return out
+    os.makedirs(cache_dir, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=cache_dir)
+    try:
+        for name, (url, sha256) in src.files.items():
+            part = os.path.join(cache_dir, name + ".part")
+            _fetch_checked(src, url, sha256, part)
+            if name.endswith(".zip"):  # kept beside the folder, as fetched
+                os.replace(part, os.path.join(cache_dir, name))
+                _unzip(os.path.join(cache_dir, name), src.counts, tmp)
+            else:
+                os.replace(part, os.path.join(tmp, name))
+        _check_counts(src, tmp, cache_dir)
+        os.replace(tmp, out)  # the folder appears only once it is complete and checked
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already after a successful os.replace
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The data of a run: its folder and the fingerprint of its files.
+
+def data_dir(data, lang):
+    """The folder of the splits: `data`, or CoNLL-2003 English / GermEval 2014 (both free)
+    downloaded once into CACHE."""
+    if lang == "de" and not data:
+        raise ValueError("CoNLL-2003 German is licensed and cannot be downloaded: pass the folder "
+                         "holding deu.train, deu.testa and deu.testb, e.g. make reproduce-de "
+                         "DE_DATA=/path/to/conll2003-de (or train on GermEval 2014, CC-BY: "
+                         "make reproduce-germeval)")
+    return data or download(lang, CACHE)
+
+
+_FINGERPRINTS = {}
+
+
+def data_fingerprint(data, lang):
+    """sha1 of the split files' bytes (train, dev, test), cached per (path, size, mtime)."""
+    paths = splits(data_dir(data, lang), lang)
+    stamp = tuple((p, os.path.getsize(p), os.path.getmtime(p)) for p in paths.values())
+    if stamp not in _FINGERPRINTS:
+        h = hashlib.sha1()
+        for split, p in sorted(paths.items()):
+            with open(p, "rb") as f:
+                h.update(split.encode() + f.read())
+        _FINGERPRINTS[stamp] = h.hexdigest()[:12]
+    return _FINGERPRINTS[stamp]

@@ -1,0 +1,284 @@
+"""corpora.py: each corpus's split files, the free corpora downloaded once and checked, German
+dev/test for zero-shot rows (Wu & Dredze 2019), a run's data folder.
+
+Fixtures (made-up sentences): conll_de.txt, germeval_tiny/ and deu_tiny/ as tests/test_conll.py
+describes them. Downloads never touch the network: tests replace corpora._fetch and patch
+corpora.DOWNLOADS.
+"""
+import dataclasses
+import hashlib
+import os
+import re
+import shutil
+import urllib.error
+import zipfile
+
+import pytest
+
+import conll
+import corpora
+from conftest import FIXTURES
+
+DE = os.path.join(FIXTURES, "conll_de.txt")
+GE = os.path.join(FIXTURES, "germeval_tiny")
+GE_TRAIN = os.path.join(GE, "NER-de-train.tsv")
+DEU = os.path.join(FIXTURES, "deu_tiny")
+
+
+def test_splits(tmp_path):
+    """Both English namings are found (both at once is ambiguous); German missing -> the message
+    says how to pass it."""
+    for names in (["train.txt", "valid.txt", "test.txt"], ["eng.train", "eng.testa", "eng.testb"]):
+        d = tmp_path / names[0]
+        d.mkdir()
+        for n in names:
+            (d / n).write_text("a X O\n")
+        want = dict(train=str(d / names[0]), dev=str(d / names[1]), test=str(d / names[2]))
+        assert corpora.splits(d) == want
+    with pytest.raises(FileNotFoundError,
+                       match=r"deu.train, deu.testa, deu.testb \(make reproduce-de DE_DATA="):
+        corpora.splits(tmp_path / "train.txt", lang="de")
+    for n in ("eng.train", "eng.testa", "eng.testb"):
+        (tmp_path / "train.txt" / n).write_text("a X O\n")
+    with pytest.raises(FileNotFoundError, match="both naming schemes"):
+        corpora.splits(tmp_path / "train.txt")
+    with pytest.raises(FileNotFoundError, match="DE_DATA"):
+        corpora.splits(tmp_path / "german", lang="de")
+    with pytest.raises(ValueError, match="lang='fr'"):
+        corpora.splits(tmp_path, lang="fr")
+
+
+def patch_corpus(monkeypatch, lang, **changes):
+    """Replace fields of corpora.DOWNLOADS[lang] for one test (tiny files need tiny counts)."""
+    new = dataclasses.replace(corpora.DOWNLOADS[lang], **changes)
+    monkeypatch.setitem(corpora.DOWNLOADS, lang, new)
+
+
+def sha(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+@pytest.fixture
+def fake_archive(tmp_path, monkeypatch):
+    """A small conll2003.zip (files inside a folder, as some copies have) standing in for the
+    real one, recorded under the real URL."""
+    zpath = tmp_path / "conll2003.zip"
+    with zipfile.ZipFile(zpath, "w") as z:
+        for name in ("train.txt", "valid.txt", "test.txt"):
+            text = "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\n\nX NN B-NP O\n"
+            z.writestr(f"conll2003/{name}", text)
+        z.writestr("conll2003/metadata", "not CoNLL")
+    (url, _), = corpora.DOWNLOADS["en"].files.values()
+    patch_corpus(monkeypatch, "en", files={"conll2003.zip": (url, sha(zpath))},
+                 counts={"train.txt": 2, "valid.txt": 2, "test.txt": 2})
+    fetched = []
+
+    def fetch(url, dest):
+        fetched.append(url)
+        shutil.copy(zpath, dest)
+    monkeypatch.setattr(corpora, "_fetch", fetch)
+    return fetched
+
+
+def test_download_english(tmp_path, fake_archive):
+    """Fetched once from data.deepai.org, checked (sha256, sentence counts), unpacked to
+    cache/conll2003-en, the archive kept beside it; the second call uses the cache."""
+    d = corpora.download("en", tmp_path / "cache")
+    assert d == os.path.join(tmp_path, "cache", "conll2003-en")
+    assert fake_archive == ["https://data.deepai.org/conll2003.zip"]
+    assert sorted(os.listdir(d)) == ["test.txt", "train.txt", "valid.txt"]
+    assert sorted(os.listdir(tmp_path / "cache")) == ["conll2003-en", "conll2003.zip"]
+    assert corpora.splits(d)["dev"] == os.path.join(d, "valid.txt")
+    assert corpora.download("en", tmp_path / "cache") == d and len(fake_archive) == 1
+
+
+def test_download_rejects_bad_archive(tmp_path, fake_archive, monkeypatch):
+    """A wrong checksum or wrong sentence counts stop the download, leaving no data folder."""
+    (url, real), = corpora.DOWNLOADS["en"].files.values()
+    patch_corpus(monkeypatch, "en", files={"conll2003.zip": (url, "0" * 64)})
+    with pytest.raises(ValueError, match=f"conll2003.zip.part: sha256 {real}, expected 0{{64}}; "
+                                         f"the archive changed upstream"):
+        corpora.download("en", tmp_path / "c1")
+    patch_corpus(monkeypatch, "en", files={"conll2003.zip": (url, real)},
+                 counts={"train.txt": 14041, "valid.txt": 2, "test.txt": 2})
+    with pytest.raises(ValueError, match="2 sentences, CoNLL-2003 English has 14041"):
+        corpora.download("en", tmp_path / "c2")
+    assert os.listdir(tmp_path / "c1") == ["conll2003.zip.part"]  # kept to check by hand
+    assert os.listdir(tmp_path / "c2") == ["conll2003.zip"]  # no half-checked folder left behind
+
+
+def test_download_offline(tmp_path, monkeypatch):
+    """No network: an OSError that says how to use a local copy, for each corpus."""
+    def offline(url, dest):
+        raise urllib.error.URLError("no route to host")
+    monkeypatch.setattr(corpora, "_fetch", offline)
+    with pytest.raises(OSError, match=r"could not download .*conll2003.zip.*--data=DIR"):
+        corpora.download("en", tmp_path)
+    want = ("could not download https://drive.google.com/uc?export=download&id=1Jjhbal535VVz2ap4v4"
+            "r_rN1UEHTdLK5P (<urlopen error no route to host>). Offline? Download the three files "
+            "from https://sites.google.com/site/germeval2014ner/data (CC-BY 4.0) and pass --data "
+            "DIR / make reproduce-germeval GERMEVAL_DATA=DIR")
+    with pytest.raises(OSError) as e:
+        corpora.download("germeval", tmp_path / "g")
+    assert str(e.value) == want and os.listdir(tmp_path / "g") == []  # no temp folder left
+
+
+@pytest.fixture
+def fake_germeval(monkeypatch):
+    """The three tiny GermEval fixtures (3, 1, 1 sentences) served under the real Drive URLs."""
+    files = corpora.DOWNLOADS["germeval"].files
+    serve = {url: os.path.join(GE, name) for name, (url, _) in files.items()}
+    patch_corpus(monkeypatch, "germeval",
+                 files={n: (url, sha(os.path.join(GE, n))) for n, (url, _) in files.items()},
+                 counts={"NER-de-train.tsv": 3, "NER-de-dev.tsv": 1, "NER-de-test.tsv": 1})
+    fetched = []
+
+    def fetch(url, dest):
+        fetched.append(url)
+        shutil.copy(serve[url], dest)
+    monkeypatch.setattr(corpora, "_fetch", fetch)
+    return fetched
+
+
+def test_download_germeval(tmp_path, fake_germeval):
+    """Three files fetched one by one (train, dev, test) from the Drive URLs HF records, kept
+    byte for byte under their own names in cache/germeval2014, nothing else left in the
+    cache; the second call fetches nothing; splits() finds them."""
+    d = corpora.download("germeval", tmp_path / "cache")
+    assert d == os.path.join(tmp_path, "cache", "germeval2014")
+    drive = "https://drive.google.com/uc?export=download&id="  # as HF's germeval_14 script
+    assert fake_germeval == [drive + "1Jjhbal535VVz2ap4v4r_rN1UEHTdLK5P",
+                             drive + "1ZfRcQThdtAR5PPRjIDtrVP7BtXSCUBbm",
+                             drive + "1u9mb7kNJHWQCWyweMDRMuTFoOHOfeBTH"]
+    assert os.listdir(tmp_path / "cache") == ["germeval2014"]
+    for name in ("NER-de-train.tsv", "NER-de-dev.tsv", "NER-de-test.tsv"):
+        assert open(os.path.join(d, name), "rb").read() == open(os.path.join(GE, name), "rb").read()
+    assert corpora.download("germeval", tmp_path / "cache") == d and len(fake_germeval) == 3
+    assert corpora.splits(d, "germeval")["dev"] == os.path.join(d, "NER-de-dev.tsv")
+
+
+def test_download_germeval_rejects_bad_files(tmp_path, fake_germeval, monkeypatch):
+    """A wrong dev checksum stops after fetching train and dev: only NER-de-dev.tsv.part stays
+    (to check by hand), no folder. Wrong sentence counts (train has 3, not 24000) stop it too, and
+    a cached folder whose file was cut short fails on the next call."""
+    files = dict(corpora.DOWNLOADS["germeval"].files)
+    url, real = files["NER-de-dev.tsv"]
+    patch_corpus(monkeypatch, "germeval", files=dict(files, **{"NER-de-dev.tsv": (url, "0" * 64)}))
+    with pytest.raises(ValueError) as e:
+        corpora.download("germeval", tmp_path / "c1")
+    assert str(e.value).startswith(f"{tmp_path}/c1/NER-de-dev.tsv.part: sha256 {real}, expected "
+                                   f"{'0' * 64}; the file changed upstream, or Google Drive sent")
+    assert len(fake_germeval) == 2 and os.listdir(tmp_path / "c1") == ["NER-de-dev.tsv.part"]
+    patch_corpus(monkeypatch, "germeval", files=files,
+                 counts={"NER-de-train.tsv": 24000, "NER-de-dev.tsv": 1, "NER-de-test.tsv": 1})
+    with pytest.raises(ValueError, match="NER-de-train.tsv: 3 sentences, GermEval 2014 has 24000"):
+        corpora.download("germeval", tmp_path / "c2")
+    assert os.listdir(tmp_path / "c2") == []
+    patch_corpus(monkeypatch, "germeval", counts={"NER-de-train.tsv": 3, "NER-de-dev.tsv": 1,
+                                                  "NER-de-test.tsv": 1})
+    d = corpora.download("germeval", tmp_path / "c3")
+    train = os.path.join(d, "NER-de-train.tsv")
+    with open(train, "rb") as f:
+        head = f.read().split(b"\n\n")[0]  # the first sentence only
+    with open(train, "wb") as f:
+        f.write(head)
+    with pytest.raises(ValueError, match=f"1 sentences, GermEval 2014 has 3; empty {tmp_path}/c3 "
+                                         f"to download again"):
+        corpora.download("germeval", tmp_path / "c3")
+
+
+def test_download_sources():
+    """Each corpus' folder holds exactly the split names splits() looks for, so download's
+    output is always a valid --data folder; German CoNLL-2003 and unknown languages are refused,
+    German saying it is licensed."""
+    for lang, src in corpora.DOWNLOADS.items():
+        assert tuple(src.counts) in corpora.SPLIT_NAMES[lang]
+        assert all(re.fullmatch(r"[0-9a-f]{64}", h) for _, h in src.files.values())
+    assert corpora.DOWNLOADS["germeval"].counts == {
+        "NER-de-train.tsv": 24000, "NER-de-dev.tsv": 2200, "NER-de-test.tsv": 5100}
+    with pytest.raises(ValueError, match="'de': expected 'en' or 'germeval' .* licensed"):
+        corpora.download("de", "unused")
+    with pytest.raises(ValueError, match="lang='fr': expected 'en' or 'germeval'"):
+        corpora.download("fr", "unused")
+
+
+def test_splits_germeval(tmp_path):
+    """lang="germeval" finds NER-de-{train,dev,test}.tsv; missing files say what to pass; the
+    English and German namings are unaffected (test_splits)."""
+    assert corpora.splits(GE, "germeval") == {
+        k: os.path.join(GE, f"NER-de-{k}.tsv") for k in ("train", "dev", "test")}
+    with pytest.raises(FileNotFoundError, match="lacks some of the files; pass the folder "
+                                                "holding the GermEval 2014 files"):
+        corpora.splits(tmp_path, "germeval")
+    assert [len(conll.read_conll(p)) for p in corpora.splits(GE, "germeval").values()] == [3, 1, 1]
+
+
+def test_german_eval_sets_conll2003_de():
+    """deu_tiny holds deu.testa/deu.testb only (no deu.train): format "conll2003-de", tags as in
+    the files (IOB1, so "Werder" keeps B-ORG after Bayern München's I-ORG), latin-1 umlauts
+    intact, lines and documents the file's: testa lines 3 and 11 (doc 0, 0), testb lines 3 and 12
+    (doc 0, 1).
+    keep_deriv_part changes nothing: it only concerns GermEval types."""
+    fmt, sets = corpora.german_eval_sets(DEU)
+    assert fmt == "conll2003-de" and list(sets) == ["dev", "test"]
+    dev, test = sets["dev"], sets["test"]
+    assert [(s.line, s.doc) for s in dev] == [(3, 0), (11, 0)]
+    assert [(s.line, s.doc) for s in test] == [(3, 0), (12, 1)]
+    assert dev[0].words[1] == "Europäische" and test[1].words[0] == "Fußball"
+    assert dev[0].tags == ["O", "I-ORG", "I-ORG", "O", "O", "I-LOC", "O"]
+    assert test[0].tags[0] == "I-MISC"
+    assert test[1].tags == ["O", "O", "I-ORG", "I-ORG", "B-ORG", "I-ORG", "O"]
+    assert corpora.german_eval_sets(DEU, keep_deriv_part=True) == (fmt, sets)
+
+
+@pytest.mark.parametrize("keep, bremer, goethes", [(False, "O", "O"), (True, "B-LOC", "B-PER")])
+def test_german_eval_sets_germeval(tmp_path, keep, bremer, goethes):
+    """A folder with NER-de-dev.tsv (here a copy of the 3-sentence train fixture) and
+    NER-de-test.tsv, no train file: format "germeval2014", the outer level in CoNLL types.
+    Dev, by hand: Anna Berg B-PER I-PER and Köln B-LOC stay; Kölner (B-LOCderiv) and EU-Politik
+    (B-ORGpart) -> O, or B-LOC / B-ORG with keep; Universität zu Köln B-ORG I-ORG I-ORG stays (its
+    inner B-LOC is not read); Der Zauberberg B-OTH I-OTH -> B-MISC I-MISC. Test: Goethes
+    (B-PERderiv) -> O or B-PER; Faust B-OTH -> B-MISC; Leipzig B-LOC. Lines 2, 10, 23 and
+    documents 0, 0, 1 stay the file's."""
+    shutil.copy(GE_TRAIN, tmp_path / "NER-de-dev.tsv")
+    shutil.copy(os.path.join(GE, "NER-de-test.tsv"), tmp_path)
+    fmt, sets = corpora.german_eval_sets(tmp_path, keep)
+    assert fmt == "germeval2014"
+    dev, (test,) = sets["dev"], sets["test"]
+    assert [(s.line, s.doc) for s in dev] == [(2, 0), (10, 0), (23, 1)] and test.line == 2
+    assert dev[0].tags == ["B-PER", "I-PER", "O", "O", "B-LOC", "O"]
+    org = "B-ORG" if keep else "O"
+    assert dev[1].tags == ["O", bremer, "O", "O", "B-ORG", "I-ORG", "I-ORG", "O", "O", org, "O"]
+    assert dev[2].tags == ["O", "O", "B-MISC", "I-MISC", "O", "B-PER", "I-PER", "O"]
+    assert test.words[:2] == ["Goethes", "Faust"] and test.words[4] == "Leipzig"
+    assert test.tags == [goethes, "B-MISC", "O", "O", "B-LOC", "O"]
+    assert [s.words for s in dev] == [s.words for s in conll.read_germeval(GE_TRAIN)]
+
+
+def test_german_eval_sets_errors(tmp_path):
+    """An empty folder or half a pair (deu.testa alone) -> FileNotFoundError naming the folder and
+    both pairs; both pairs at once -> ValueError; a words-only deu.testa (no gold tags to score)
+    and a CoNLL file named NER-de-dev.tsv are refused, naming the file."""
+    need = (f"{tmp_path}: zero-shot evaluation needs deu.testa and deu.testb (CoNLL-2003 German) "
+            f"or NER-de-dev.tsv and NER-de-test.tsv (GermEval 2014) in it")
+    with pytest.raises(FileNotFoundError) as e:
+        corpora.german_eval_sets(tmp_path)
+    assert str(e.value) == need + "; pass the folder holding one pair"
+    shutil.copy(os.path.join(DEU, "deu.testa"), tmp_path)
+    with pytest.raises(FileNotFoundError, match="pass the folder holding one pair"):
+        corpora.german_eval_sets(tmp_path)
+    shutil.copy(os.path.join(DEU, "deu.testb"), tmp_path)
+    for name in ("NER-de-dev.tsv", "NER-de-test.tsv"):
+        shutil.copy(os.path.join(GE, name), tmp_path)
+    with pytest.raises(ValueError, match="and it holds both; pass a folder with one pair"):
+        corpora.german_eval_sets(tmp_path)
+    os.remove(tmp_path / "NER-de-dev.tsv")
+    (tmp_path / "deu.testa").write_text("Köln\n\nBonn\n", encoding="latin-1")
+    with pytest.raises(ValueError, match=r"deu.testa: read as a 'words' file, expected "
+                                         r"conll2003-de's 'conll' layout"):
+        corpora.german_eval_sets(tmp_path)
+    os.remove(tmp_path / "deu.testa")
+    shutil.copy(DE, tmp_path / "NER-de-dev.tsv")
+    with pytest.raises(ValueError, match=r"NER-de-dev.tsv: read as a 'conll' file, expected "
+                                         r"germeval2014's 'germeval' layout"):
+        corpora.german_eval_sets(tmp_path)
