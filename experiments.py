@@ -368,11 +368,12 @@ def row(c, runs, scored, zero_shot=None):
                        if f.name in c and f.name not in SHOWN and c[f.name] != f.default)
     what = source = (c["lang"], c["model"], c["scheme"], method or "BERT", c["data"])
     dev, test = (mean_std([r[s]["f1"] for r in scored]) for s in ("dev", "test"))
-    paper = PAPER.get((c["lang"], os.path.basename(c["model"].rstrip("/")), c["scheme"]))
-    if zero_shot:
+    name = os.path.basename(c["model"].rstrip("/"))
+    paper = PAPER.get((c["lang"], name, c["scheme"]))
+    if zero_shot:  # Wu & Dredze's number belongs to mBERT on CoNLL-2003 German only
         fmt, keep = zero_shot
         what = ("en→de", *what[1:3], f"{what[3]}, zero-shot on {fmt}{', kept' * keep}", what[4])
-        paper = (None, WU_DREDZE if fmt == "conll2003-de" else None)
+        paper = (None, WU_DREDZE if (fmt, name) == ("conll2003-de", MBERT) else None)
     return dict(what=what, setting=(c["batch_size"], c["lr"], c["epochs"]), n=len(scored),
                 dev=dev, test=test, paper=paper or (None, None),
                 pick=(source, mean_std([r["dev"]["f1"] for r in runs])[0]))

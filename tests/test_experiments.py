@@ -577,6 +577,15 @@ def test_table_adds_zero_shot_rows_chosen_on_english_dev(tmp_path):
     assert "Wu & Dredze" in notes and "OTH -> MISC" in notes and "germeval:" not in notes
 
 
+def test_wu_and_dredze_stand_beside_mbert_only(tmp_path):
+    """Their 69.56 is mBERT's: another model's zero-shot row on CoNLL-2003 German shows none."""
+    out, model = str(tmp_path), "/models/minilm"
+    add_runs(out, [(90.0, 90.0)], model=model)
+    add_zero_shot(out, "conll2003-de", [(50.0, 60.0)], model=model)
+    (row,) = [line for line in experiments.table(out).split("\n") if line.startswith("| en→de")]
+    assert row.split(" | ")[10:12] == ["–", "–"]
+
+
 def test_zero_shot_needs_english_runs_and_a_german_pair(tmp_path):
     """--zero_shot with --lang de, or a folder with neither German pair, fails before training."""
     with pytest.raises(ValueError, match="--lang en"):
