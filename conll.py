@@ -326,8 +326,8 @@ def germeval_to_conll(tags, keep_deriv_part=False):
 def write_atomic(path, text, encoding="utf-8"):
     """Write text to a temp file in path's folder, then rename it over path: a crash never leaves
     half a file, and a failed write (unknown folder, a folder at path, a character the encoding
-    lacks) leaves no temp file either. Every text file of the repo is written here (bert.py keeps a
-    twin for weights, so that it imports nothing of ours)."""
+    lacks) leaves no temp file either. Results, predictions and converted files are written here;
+    bert.py keeps a twin for its checkpoints, so that it imports nothing of ours."""
     folder = os.path.dirname(os.path.abspath(path))
     tmp = None
     try:

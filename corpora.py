@@ -13,6 +13,7 @@ dev/test pairs for zero-shot rows, and the fingerprint that names a run's data.
 
 Reading the files, the tagging schemes and the features are conll.py's.
 """
+import fcntl
 import hashlib
 import os
 import shutil
@@ -58,7 +59,7 @@ def splits(data_dir, lang="en"):
 
 
 # German dev and test for zero-shot evaluation (Wu & Dredze 2019): format -> (the splits() lang
-# whose dev and test names it uses, the layout conll.read_conll_info must detect in them). No train file needed.
+# whose dev and test names it uses, the layout conll.read_conll_info must find). No train file.
 GERMAN_EVAL = {"conll2003-de": ("de", "conll"), "germeval2014": ("germeval", "germeval")}
 
 
@@ -89,7 +90,8 @@ def german_eval_sets(folder, keep_deriv_part=False):
             raise ValueError(f"{path}: read as a {layout!r} file, expected {fmt}'s "
                              f"{GERMAN_EVAL[fmt][1]!r} layout with gold tags; pass the real file")
         if fmt == "germeval2014":
-            sents = [replace(s, tags=conll.germeval_to_conll(s.tags, keep_deriv_part)) for s in sents]
+            sents = [replace(s, tags=conll.germeval_to_conll(s.tags, keep_deriv_part))
+                     for s in sents]
         sets[split] = sents
     return fmt, sets
 
@@ -173,29 +175,50 @@ def _unzip(zpath, names, folder):
                 shutil.copyfileobj(src, dst)
 
 
+_COUNTED = set()  # (path, size, mtime) of files whose count was checked in this process
+
+
 def _check_counts(src, folder, cache_dir):
-    """Each split file has its published sentence count: a cut-off or wrong file fails here."""
+    """Each split file has its published sentence count: a cut-off or wrong file fails here.
+    A file is counted once per process while it is unchanged (each run's key asks again)."""
     for name, want in src.counts.items():
         path = os.path.join(folder, name)
+        stamp = (path, os.path.getsize(path), os.path.getmtime(path))
+        if stamp in _COUNTED:
+            continue
         got = len(conll.read_conll(path))
         if got != want:
             raise ValueError(f"{path}: {got} sentences, {src.name} has {want}; empty {cache_dir} "
                              f"to download again, or pass --data=DIR")
+        _COUNTED.add(stamp)
 
 
 def download(lang, cache_dir):
     """Fetch, check (sha256, sentence counts) and unpack a free corpus once -> its folder:
     "en" -> cache_dir/conll2003-en (train.txt, valid.txt, test.txt), "germeval" ->
-    cache_dir/germeval2014 (NER-de-{train,dev,test}.tsv). Later calls only recount."""
+    cache_dir/germeval2014 (NER-de-{train,dev,test}.tsv). Later calls only check the counts.
+    Processes that start at once (shards, workers) take turns: the first downloads, the others
+    find its folder."""
     if lang not in DOWNLOADS:
         how = f"; {SPLIT_HOW['de']}" if lang == "de" else ""
         raise ValueError(f"lang={lang!r}: expected 'en' or 'germeval' to download{how}")
     src = DOWNLOADS[lang]
     out = os.path.join(cache_dir, src.folder)
-    if all(os.path.isfile(os.path.join(out, n)) for n in src.counts):
-        _check_counts(src, out, cache_dir)
-        return out
     os.makedirs(cache_dir, exist_ok=True)
+    lock = os.open(cache_dir, os.O_RDONLY)  # a lock on the folder itself: no file left behind
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released by close, or by the OS if the process dies
+        if not all(os.path.isfile(os.path.join(out, n)) for n in src.counts):
+            _fetch_all(src, cache_dir, out)
+        _check_counts(src, out, cache_dir)
+    finally:
+        os.close(lock)
+    return out
+
+
+def _fetch_all(src, cache_dir, out):
+    """Every file of src fetched and checked into a temp folder, renamed to `out` at the end: the
+    folder appears only once it is complete and checked."""
     tmp = tempfile.mkdtemp(dir=cache_dir)
     try:
         for name, (url, sha256) in src.files.items():
@@ -207,10 +230,9 @@ def download(lang, cache_dir):
             else:
                 os.replace(part, os.path.join(tmp, name))
         _check_counts(src, tmp, cache_dir)
-        os.replace(tmp, out)  # the folder appears only once it is complete and checked
+        os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already after a successful os.replace
-    return out
 
 
 # ---------------------------------------------------------------------------------------------

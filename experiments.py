@@ -56,6 +56,9 @@ class Experiment:
     def __post_init__(self):
         finetune.check_ranges(self, dict(seeds=(1, None, True), workers=(0, None, True),
                                           eval_batch_size=(0, None, True)))
+        if self.zero_shot_keep and not self.zero_shot:
+            raise ValueError("--zero_shot_keep applies to GermEval zero-shot data: add "
+                             "--zero_shot DIR, or drop it")
         m = re.fullmatch(r"(\d+)/(\d+)", self.shard)
         if not m or not int(m[1]) < int(m[2]):
             raise ValueError(f"--shard={self.shard}: expected i/n with 0 <= i < n, e.g. 0/4")
@@ -182,11 +185,12 @@ def run_one(cfg, exp, log=print):
             conll.write_conll(os.path.join(run_dir, f"{split}.pred.txt"), sents, pred)
         if exp.save:
             finetune.save_tagger(t.tagger, run_dir)
-        if exp.zero_shot:
-            zero_shot(cfg, exp, t.tagger, log)
         log(f"{what}: dev F1 {t.record['dev']['f1']:.2f} test F1 {t.record['test']['f1']:.2f}"
             f" ({run_dir})")
-        return append_result(exp.out, t.record)
+        record = append_result(exp.out, t.record)
+        if exp.zero_shot:  # after the record: a failure here loses no training
+            zero_shot(cfg, exp, t.tagger, log)
+        return record
 
 
 ZERO_SHOT = "zero_shot.jsonl"  # one record per (run, German data): Wu & Dredze's zero-shot rows
@@ -206,25 +210,29 @@ def german_sets(exp):
 
 def zero_shot(cfg, exp, tagger=None, log=print):
     """Wu & Dredze (2019)'s zero-shot transfer: an English-trained run scored on German dev and
-    test, with no German training, recorded once in OUT/zero_shot.jsonl. tagger None: a run
-    recorded earlier, loaded from OUT/run-KEY (a warning if it was not saved)."""
+    test, with no German training, recorded once in OUT/zero_shot.jsonl (under a claim, so that
+    workers never score one run twice). tagger None: a run recorded earlier, loaded from
+    OUT/run-KEY (a warning if it was not saved)."""
     fmt, sets, data = german_sets(exp)
     key = finetune.digest(dict(run=cfg.key(), data=data))
-    if key in {r["key"] for r in read_results(exp.out, name=ZERO_SHOT)}:
-        return
     folder = os.path.join(exp.out, f"run-{cfg.key()}")
-    if tagger is None and not os.path.isfile(os.path.join(folder, "model.safetensors")):
-        return log(f"warning: run {cfg.key()} has no saved model in {folder} (--save false): it "
-                   f"has no zero-shot scores; train it again with --save true in a new --out")
-    tagger = tagger or finetune.load_tagger(folder, bert.pick_device())
-    rec = dict(key=key, run=cfg.key(), data=data, format=fmt, keep=exp.zero_shot_keep)
-    for split, sents in sets.items():
-        scheme = conll.detect_scheme(s.tags for s in sents)  # score in the German file's scheme
-        pred = tag_sentences(tagger, sents, scheme, exp.eval_batch_size or 64)
-        rec[split] = conlleval.evaluate([s.tags for s in sents], pred)
-    log(f"zero-shot on {fmt} ({exp.zero_shot}): dev F1 {rec['dev']['f1']:.2f} "
-        f"test F1 {rec['test']['f1']:.2f}")
-    append_result(exp.out, rec, ZERO_SHOT)
+    with claim(exp.out, f"zero-shot-{key}") as mine:
+        if not mine or key in {r["key"] for r in read_results(exp.out, name=ZERO_SHOT)}:
+            return  # being scored by another process, or scored
+        if tagger is None and not os.path.isfile(os.path.join(folder, "model.safetensors")):
+            return log(f"warning: run {cfg.key()} has no saved model in {folder} (--save false): "
+                       f"no zero-shot scores; train it again with --save true in a new --out")
+        tagger = tagger or finetune.load_tagger(folder, bert.pick_device())
+        bs = finetune.eval_batch(exp.eval_batch_size, next(tagger.model.parameters()).device)
+        rec = dict(key=key, run=cfg.key(), data=data, format=fmt, keep=exp.zero_shot_keep,
+                   folder=exp.zero_shot)
+        for split, sents in sets.items():
+            scheme = conll.detect_scheme(s.tags for s in sents)  # scored in the file's scheme
+            pred = tag_sentences(tagger, sents, scheme, bs)
+            rec[split] = conlleval.evaluate([s.tags for s in sents], pred)
+        log(f"zero-shot on {fmt} ({exp.zero_shot}): dev F1 {rec['dev']['f1']:.2f} "
+            f"test F1 {rec['test']['f1']:.2f}")
+        append_result(exp.out, rec, ZERO_SHOT)
 
 
 def worker_count(exp, n_runs):
@@ -328,6 +336,8 @@ def reproduce_runs(cfg, exp):
     """Table 2 (lang=en) or 3 (lang=de): IOB1 and BIO at the chosen setting (Sec 3.3) or the whole
     grid; with exp.ablations the Table 4-6 rows on cfg.scheme at the chosen setting. GermEval
     2014: BIO only, the scheme its files come in."""
+    if cfg.lang == "germeval":  # its files' scheme, for the ablation rows too
+        cfg = replace(cfg, scheme="bio")
     schemes = ("bio",) if cfg.lang == "germeval" else ("iob1", "bio")
     groups = [grid_runs(replace(cfg, scheme=s), exp, exp.grid) for s in schemes]
     groups += [grid_runs(replace(cfg, **a), exp, full=False) for a in ABLATIONS * exp.ablations]
@@ -353,9 +363,9 @@ NOTES = {"germeval": "germeval: conlleval F1 of the spans of one level (outer un
 
 
 def setting(record):
-    """A record's row: its FinetuneConfig fields but the seed, data as the files' fingerprint."""
-    c = {k: v for k, v in record["config"].items()
-         if k in {f.name for f in fields(FinetuneConfig)}}
+    """A record's row: its FinetuneConfig fields but the seed, data as the files' fingerprint; a
+    field the record predates (level) at its default, so old and new runs of a setting pool."""
+    c = {f.name: record["config"].get(f.name, f.default) for f in fields(FinetuneConfig)}
     c.update(data=record.get("data_fingerprint", c.get("data", "")), seed=None)
     return json.dumps(c, sort_keys=True)
 
@@ -371,8 +381,9 @@ def row(c, runs, scored, zero_shot=None):
     name = os.path.basename(c["model"].rstrip("/"))
     paper = PAPER.get((c["lang"], name, c["scheme"]))
     if zero_shot:  # Wu & Dredze's number belongs to mBERT on CoNLL-2003 German only
-        fmt, keep = zero_shot
-        what = ("en→de", *what[1:3], f"{what[3]}, zero-shot on {fmt}{', kept' * keep}", what[4])
+        fmt, keep, data = zero_shot  # data: the German files' digest, shown (first 6)
+        method = f"{what[3]}, zero-shot on {fmt} {data[:6]}{', kept' * keep}"
+        what = ("en→de", *what[1:3], method, what[4])
         paper = (None, WU_DREDZE if (fmt, name) == ("conll2003-de", MBERT) else None)
     return dict(what=what, setting=(c["batch_size"], c["lr"], c["epochs"]), n=len(scored),
                 dev=dev, test=test, paper=paper or (None, None),
@@ -399,8 +410,8 @@ def table(out):
         by_data = {}
         for z in (z for r in runs for z in german.get(r["key"], [])):
             by_data.setdefault((z["format"], z["keep"], z["data"]), []).append(z)
-        for (fmt, keep, _), zs in sorted(by_data.items()):
-            rows.append(row(json.loads(key), runs, zs, (fmt, keep)))
+        for which, zs in sorted(by_data.items()):
+            rows.append(row(json.loads(key), runs, zs, which))
     return markdown(rows)
 
 
@@ -413,7 +424,8 @@ def markdown(rows):
     head = ["lang", "model", "scheme", "batch", "lr", "epochs", "method"] + ["data"] * several
     head += ["seeds", "dev F1", "test F1", "paper dev", "paper test", "chosen"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in sorted(rows, key=lambda r: (r["what"], r["setting"])):
+    for r in sorted(rows, key=lambda r: (r["pick"][0], r["setting"], r["what"])):  # zero-shot
+        # rows come right under their English row
         (lang, model, scheme, method, data), (b, lr, e) = r["what"], r["setting"]
         cells = [lang, model, scheme.upper(), b, f"{lr:g}", e, method] + [data] * several
         cells += [r["n"], *(f"{m:.2f} ± {s:.2f}" for m, s in (r["dev"], r["test"])),

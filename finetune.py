@@ -36,9 +36,9 @@ BUCKET = 16  # graphs: batches are padded to a multiple of 16 pieces, one captur
 class FinetuneConfig:
     """What a run is: every field can change its result, and all of them make up its key."""
     model: str = "bert-base-multilingual-cased"  # paper Sec 2.3: mBERT, cased
-    data: str = ""             # folder with the CoNLL splits; "" = download CoNLL-2003 English
+    data: str = ""             # folder with the splits; "" = download (English, GermEval)
     lang: str = "en"           # en | de (CoNLL-2003) | germeval (GermEval 2014): corpora.splits
-    level: str = "outer"       # germeval: train and score the outer or the inner level
+    level: str = "outer"       # germeval: outer or inner entities (Benikova et al. 2014: cols 3/4)
     scheme: str = "iob1"       # iob1 | bio: the tagging scheme trained (Sec 3.1, Tables 2-3)
     lr: float = 3e-5           # Table 1 grid {2e-5, 3e-5, 5e-5}; 3e-5 chosen (Sec 3.3)
     batch_size: int = 16       # Table 1 grid {16, 32}; 16 chosen
@@ -73,8 +73,12 @@ class FinetuneConfig:
 
     def key(self):
         """Id of a run: a hash of every field, with `data` as a fingerprint of the files' bytes
-        (so an edited file is a new run, and `dir/` is `dir`) and `model` without a trailing /."""
+        (so an edited file is a new run, and `dir/` is `dir`) and `model` without a trailing /.
+        `level` came later: at "outer", the only behaviour before it, it is left out, so runs
+        recorded before it keep their keys (and resume)."""
         d = asdict(self)
+        if d["level"] == "outer":
+            del d["level"]
         d["data"] = corpora.data_fingerprint(self.data, self.lang)
         d["model"] = self.model.rstrip("/")
         return digest(d)
@@ -502,6 +506,11 @@ def predict_tags(model, split, data, labels, batch_size):
     return [conll.to_scheme([labels[i] for i in w], split.scheme) for w in words]
 
 
+def eval_batch(n, device):
+    """Windows per inference batch: n, or by default 256 on CUDA and 64 on the CPU."""
+    return n or (256 if device.type == "cuda" else 64)
+
+
 def evaluate(model, split, data, labels, batch_size):
     """conlleval scores (the paper's F1, Sec 3.2) of one split, and the predicted tags."""
     pred = predict_tags(model, split, data, labels, batch_size)
@@ -577,7 +586,7 @@ def train(cfg, lm_root=corpora.CACHE, eval_batch_size=0, graphs=False, log=print
     seed_torch(cfg.seed)
     device, t_start = bert.pick_device(), time.time()
     graphs = graphs and device.type == "cuda"
-    eval_bs = eval_batch_size or (256 if device.type == "cuda" else 64)
+    eval_bs = eval_batch(eval_batch_size, device)
     tok = WordPiece.from_pretrained(cfg.model)
     data, labels = load_data(cfg, tok)
     encoder = lm_finetune(cfg, lm_root, graphs, log) if cfg.lm_epochs else cfg.model  # Table 6

@@ -19,14 +19,15 @@ def minilm_dir():
     return experiments.minilm_folder()
 
 
-def bert_folder(folder, layers, hidden, mlm=False):
-    """Random BERT in Hub layout; vocab = the specials + every basic token of en_tiny, cased."""
+def bert_folder(folder, layers, hidden, mlm=False, data=TINY):
+    """Random BERT in Hub layout; vocab = the specials + every basic token of the splits in `data`
+    (train.txt, valid.txt, test.txt; en_tiny by default), cased."""
     import bert
     import conll
     import wordpiece
     basic = wordpiece.WordPiece(list(wordpiece.SPECIALS), do_lower_case=False).basic
     words = {w for f in ("train.txt", "valid.txt", "test.txt")
-             for s in conll.read_conll(os.path.join(TINY, f)) for w in s.words}
+             for s in conll.read_conll(os.path.join(data, f)) for w in s.words}
     vocab = list(wordpiece.SPECIALS) + sorted({t for w in words for t in basic(w)})
     torch.manual_seed(0)
     cfg = bert.BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers,

@@ -7,9 +7,11 @@ corpora.DOWNLOADS.
 """
 import dataclasses
 import hashlib
+import multiprocessing
 import os
 import re
 import shutil
+import time
 import urllib.error
 import zipfile
 
@@ -155,6 +157,29 @@ def test_download_germeval(tmp_path, fake_germeval):
         assert open(os.path.join(d, name), "rb").read() == open(os.path.join(GE, name), "rb").read()
     assert corpora.download("germeval", tmp_path / "cache") == d and len(fake_germeval) == 3
     assert corpora.splits(d, "germeval")["dev"] == os.path.join(d, "NER-de-dev.tsv")
+
+
+def test_downloads_started_at_once_take_turns(tmp_path, monkeypatch):
+    """Four processes (as four shards would) ask for GermEval at once, each fetch slowed down: the
+    files are fetched once, by one of them, and all four get the same complete folder."""
+    files = corpora.DOWNLOADS["germeval"].files
+    serve = {url: os.path.join(GE, name) for name, (url, _) in files.items()}
+    patch_corpus(monkeypatch, "germeval",
+                 files={n: (url, sha(os.path.join(GE, n))) for n, (url, _) in files.items()},
+                 counts={"NER-de-train.tsv": 3, "NER-de-dev.tsv": 1, "NER-de-test.tsv": 1})
+    log = tmp_path / "fetched"
+
+    def fetch(url, dest):
+        with open(log, "a") as f:
+            f.write(url + "\n")
+        time.sleep(0.2)
+        shutil.copy(serve[url], dest)
+    monkeypatch.setattr(corpora, "_fetch", fetch)
+    ctx = multiprocessing.get_context("fork")  # the children keep this test's patches
+    with ctx.Pool(4) as pool:
+        got = pool.starmap(corpora.download, [("germeval", str(tmp_path / "cache"))] * 4)
+    assert set(got) == {str(tmp_path / "cache" / "germeval2014")}
+    assert len(log.read_text().split()) == 3 and os.listdir(tmp_path / "cache") == ["germeval2014"]
 
 
 def test_download_germeval_rejects_bad_files(tmp_path, fake_germeval, monkeypatch):
