@@ -455,7 +455,8 @@ def fit(model, opt, data, plan, cfg, loss_of, *, graphs=False, log=print, after_
     total = sum(map(len, plan))
     sched = torch.tensor([lr_factor(t, total, cfg.warmup, cfg.schedule, cfg.stlr_ratio)
                           for t in range(total)] + [0.0, 0.0], device=device)  # + 2: see graphed
-    state = (sched, torch.zeros((), dtype=torch.long, device=device), torch.zeros(2, device=device))
+    counter = torch.zeros((), dtype=torch.long, device=device)  # the step, on the device
+    sums = torch.zeros(2, device=device)  # [loss sum, non-finite losses], on the device
     pool = None  # eager; graphs: one memory pool for all graphs (0 on the CPU: nothing captured)
     if graphs:
         pool = torch.cuda.graph_pool_handle() if device.type == "cuda" else 0
@@ -463,8 +464,9 @@ def fit(model, opt, data, plan, cfg, loss_of, *, graphs=False, log=print, after_
     step, tokens, train_s = 0, 0, 0.0
     mark, units = (0, 0.0), None
     for epoch, epoch_batches in enumerate(plan):
-        t0, loss0 = time.time(), state[2][0].item()
+        t0, loss0 = time.time(), sums[0].item()
         if (n := thaw(model, epoch, cfg.unfreeze)) != units:  # new tensors train: new graphs
+            state = (sched, counter, sums)
             units, do = n, updater(model, opt, loss_of, data, cfg, state=state, pool=pool)
         model.train()
         rows = torch.tensor([i + [N] * (cfg.batch_size - len(i)) for i in epoch_batches],
@@ -473,13 +475,13 @@ def fit(model, opt, data, plan, cfg, loss_of, *, graphs=False, log=print, after_
             do(rows[b], len(idx), max(lengths[i] for i in idx))
             step, tokens = step + 1, tokens + sum(lengths[i] for i in idx)
             if step % 50 == 0 or b == len(epoch_batches) - 1:  # the only host syncs
-                loss, mark = mean_loss(state[2], step, mark, cfg)
+                loss, mark = mean_loss(sums, step, mark, cfg)
                 rate = tokens / (train_s + time.time() - t0)
                 log(f"epoch {epoch + 1}/{len(plan)} step {step}/{total} loss {loss:.4f} "
                     f"units {units} {rate:,.0f} tok/s")
         train_s += time.time() - t0
         if after_epoch:
-            after_epoch(epoch, (state[2][0].item() - loss0) / len(epoch_batches))
+            after_epoch(epoch, (sums[0].item() - loss0) / len(epoch_batches))
     if device.type == "cuda":
         log(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
     return dict(updates=total, tokens=tokens, train_s=train_s)
