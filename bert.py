@@ -357,9 +357,9 @@ def save_pretrained(model, folder, config_extra=None):
 
 def write_atomic(path, write):
     """write(temp) beside `path`, then rename it over `path`: a crash leaves the old file or the
-    new one, never half a model.safetensors. conll.write_atomic is its twin for text (results,
-    predictions); bert.py keeps its own so that it imports nothing of ours and can be copied into
-    another project with torch and safetensors alone."""
+    new one, never half a model.safetensors. conll.replace_atomic is the repo's general form;
+    bert.py keeps this twin so that it imports nothing of ours and can be copied into another
+    project with torch and safetensors alone."""
     tmp = f"{path}.tmp{os.getpid()}"
     try:
         write(tmp)

@@ -26,8 +26,8 @@ import itertools
 import json
 import os
 import re
+import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 
 DOCSTART = "-DOCSTART-"
@@ -323,24 +323,43 @@ def germeval_to_conll(tags, keep_deriv_part=False):
 
 # ---------------------------------------------------------------- writing
 
-def write_atomic(path, text, encoding="utf-8"):
-    """Write text to a temp file in path's folder, then rename it over path: a crash never leaves
-    half a file, and a failed write (unknown folder, a folder at path, a character the encoding
-    lacks) leaves no temp file either. Results, predictions and converted files are written here;
-    bert.py keeps a twin for its checkpoints, so that it imports nothing of ours."""
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = None
+def replace_atomic(path, write):
+    """write(tmp) makes a file or a folder at a temp name beside `path`, which is then renamed to
+    `path`: nothing half-written is ever seen at `path`, a crash or a failed write leaves no temp
+    behind, and a file replaces the old one in one step. A folder that exists already (another
+    process finished the same one first) is kept, ours dropped: -> False; else True. The repo's
+    one way to write atomically: results, predictions, masked-LM stages, downloads (bert.py
+    keeps a twin for its checkpoints, so that it imports nothing of ours)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{name}.tmp{os.getpid()}")
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding=encoding, newline="") as f:
+        write(tmp)
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            if not (os.path.isdir(tmp) and os.path.isdir(path)):
+                raise
+            return False
+        return True
+    finally:
+        if os.path.isdir(tmp):  # gone already after a successful replace
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_atomic(path, text, encoding="utf-8"):
+    """Text into `path` through replace_atomic. An unknown folder or a folder at `path` is an
+    error that says so; a character the encoding lacks raises as it is; either way the old file
+    stays as it was."""
+    def write(tmp):
+        with open(tmp, "w", encoding=encoding, newline="") as f:
             f.write(text)
-        os.replace(tmp, path)
+    try:
+        replace_atomic(path, write)
     except OSError as e:
         raise OSError(f"{path}: cannot write ({e.strerror or e}); pass a file path in an "
                       f"existing, writable folder") from e
-    finally:
-        if tmp is not None and os.path.exists(tmp):  # gone already after a successful replace
-            os.remove(tmp)
 
 
 def write_conll(path, sentences, pred_tags, docstart=True):

@@ -17,7 +17,6 @@ import fcntl
 import hashlib
 import os
 import shutil
-import tempfile
 import urllib.request
 import zipfile
 from dataclasses import dataclass, replace
@@ -217,10 +216,10 @@ def download(lang, cache_dir):
 
 
 def _fetch_all(src, cache_dir, out):
-    """Every file of src fetched and checked into a temp folder, renamed to `out` at the end: the
-    folder appears only once it is complete and checked."""
-    tmp = tempfile.mkdtemp(dir=cache_dir)
-    try:
+    """Every file of src fetched and checked into a temp folder that becomes `out` only once it is
+    complete and checked (conll.replace_atomic)."""
+    def fill(tmp):
+        os.makedirs(tmp)
         for name, (url, sha256) in src.files.items():
             part = os.path.join(cache_dir, name + ".part")
             _fetch_checked(src, url, sha256, part)
@@ -230,9 +229,7 @@ def _fetch_all(src, cache_dir, out):
             else:
                 os.replace(part, os.path.join(tmp, name))
         _check_counts(src, tmp, cache_dir)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # gone already after a successful os.replace
+    conll.replace_atomic(out, fill)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 
@@ -573,12 +572,8 @@ def lm_finetune(cfg, root, graphs=False, log=print):
         log(f"LM epoch {epoch + 1}/{lm.epochs}: masked-LM loss {loss:.4f} (epoch mean)")
     fit(model, opt, tensorize(feats, tok, device), batch_plan(feats, lm, lm.epochs), lm,
         lm_loss(tok), graphs=graphs and device.type == "cuda", log=log, after_epoch=after_epoch)
-    tmp = f"{folder}.tmp{os.getpid()}"
-    bert.save_pretrained(model, tmp)
-    try:
-        os.replace(tmp, folder)  # appears only once complete: a crash leaves no half model
-    except OSError:  # another process wrote the same stage first: keep one
-        shutil.rmtree(tmp)
+    # the folder appears only once complete; if another process wrote it first, theirs is kept
+    conll.replace_atomic(folder, lambda tmp: bert.save_pretrained(model, tmp))
     return folder
 
 
