@@ -29,8 +29,8 @@ from dataclasses import MISSING, dataclass, fields, replace
 
 import bert
 import conll
-import corpora
 import conlleval
+import corpora
 import finetune
 from finetune import FinetuneConfig
 from wordpiece import split_punct
@@ -336,9 +336,9 @@ def reproduce_runs(cfg, exp):
     """Table 2 (lang=en) or 3 (lang=de): IOB1 and BIO at the chosen setting (Sec 3.3) or the whole
     grid; with exp.ablations the Table 4-6 rows on cfg.scheme at the chosen setting. GermEval
     2014: BIO only, the scheme its files come in."""
-    if cfg.lang == "germeval":  # its files' scheme, for the ablation rows too
-        cfg = replace(cfg, scheme="bio")
-    schemes = ("bio",) if cfg.lang == "germeval" else ("iob1", "bio")
+    schemes = ("iob1", "bio")
+    if cfg.lang == "germeval":  # BIO only, its files' scheme, for the ablation rows too
+        cfg, schemes = replace(cfg, scheme="bio"), ("bio",)
     groups = [grid_runs(replace(cfg, scheme=s), exp, exp.grid) for s in schemes]
     groups += [grid_runs(replace(cfg, **a), exp, full=False) for a in ABLATIONS * exp.ablations]
     return groups

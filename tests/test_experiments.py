@@ -14,8 +14,8 @@ import pytest
 import torch
 
 import conll
-import corpora
 import conlleval
+import corpora
 import experiments
 import finetune
 import wordpiece
