@@ -214,17 +214,18 @@ def zero_shot(cfg, exp, tagger=None, log=print):
     workers never score one run twice). tagger None: a run recorded earlier, loaded from
     OUT/run-KEY (a warning if it was not saved)."""
     fmt, sets, data = german_sets(exp)
-    key = finetune.digest(dict(run=cfg.key(), data=data))
-    folder = os.path.join(exp.out, f"run-{cfg.key()}")
+    run = cfg.key()
+    key = finetune.digest(dict(run=run, data=data))
+    folder = os.path.join(exp.out, f"run-{run}")
     with claim(exp.out, f"zero-shot-{key}") as mine:
         if not mine or key in {r["key"] for r in read_results(exp.out, name=ZERO_SHOT)}:
             return  # being scored by another process, or scored
         if tagger is None and not os.path.isfile(os.path.join(folder, "model.safetensors")):
-            return log(f"warning: run {cfg.key()} has no saved model in {folder} (--save false): "
+            return log(f"warning: run {run} has no saved model in {folder} (--save false): "
                        f"no zero-shot scores; train it again with --save true in a new --out")
         tagger = tagger or finetune.load_tagger(folder, bert.pick_device())
         bs = finetune.eval_batch(exp.eval_batch_size, next(tagger.model.parameters()).device)
-        rec = dict(key=key, run=cfg.key(), data=data, format=fmt, keep=exp.zero_shot_keep,
+        rec = dict(key=key, run=run, data=data, format=fmt, keep=exp.zero_shot_keep,
                    folder=exp.zero_shot)
         for split, sents in sets.items():
             scheme = conll.detect_scheme(s.tags for s in sents)  # scored in the file's scheme
@@ -366,7 +367,7 @@ def setting(record):
     """A record's row: its FinetuneConfig fields but the seed, data as the files' fingerprint; a
     field the record predates (level) at its default, so old and new runs of a setting pool."""
     c = {f.name: record["config"].get(f.name, f.default) for f in fields(FinetuneConfig)}
-    c.update(data=record.get("data_fingerprint", c.get("data", "")), seed=None)
+    c.update(data=record.get("data_fingerprint", c["data"]), seed=None)
     return json.dumps(c, sort_keys=True)
 
 
@@ -375,7 +376,7 @@ def row(c, runs, scored, zero_shot=None):
     zero-shot scores). pick: the row's rival group and the dev F1 it is chosen by, the runs' own
     (English) dev F1 for a zero-shot row too."""
     method = ", ".join(f"{f.name}={c[f.name]}" for f in fields(FinetuneConfig)
-                       if f.name in c and f.name not in SHOWN and c[f.name] != f.default)
+                       if f.name not in SHOWN and c[f.name] != f.default)
     what = source = (c["lang"], c["model"], c["scheme"], method or "BERT", c["data"])
     dev, test = (mean_std([r[s]["f1"] for r in scored]) for s in ("dev", "test"))
     name = os.path.basename(c["model"].rstrip("/"))
