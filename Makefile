@@ -8,7 +8,7 @@ ZERO_SHOT ?=
 GRID    ?=
 OUT     ?= runs
 
-.PHONY: venv test reproduce-en reproduce-de reproduce-germeval demo bench bench-model bench-wordpiece bench-conlleval bench-finetune bench-gpu
+.PHONY: venv test reproduce-en reproduce-de reproduce-germeval demo bench bench-model bench-wordpiece bench-conlleval bench-adamw bench-finetune bench-gpu
 
 # A venv with the runtime and test requirements. Torch: a wheel from the machine's own
 # find-links (pip --no-index) is taken first when there is one (a fast local CPU build);
@@ -37,7 +37,7 @@ reproduce-germeval: venv
 demo: venv
 	$(PY) experiments.py demo --out $(OUT)/demo $(ARGS)
 
-bench: bench-model bench-wordpiece bench-conlleval
+bench: bench-model bench-wordpiece bench-conlleval bench-adamw
 
 # Real-weights check: MiniLM fine-tuned by ours vs HF + torch.optim.AdamW (about 8 minutes on 2 CPU cores).
 bench-finetune: venv
@@ -55,3 +55,6 @@ bench-wordpiece: venv
 
 bench-conlleval: venv
 	$(PY) bench/bench_conlleval.py $(ARGS)
+
+bench-adamw: venv
+	$(PY) bench/bench_adamw.py $(ARGS)

@@ -1,8 +1,10 @@
-"""Time one training step (forward + backward) of our TokenClassifier vs HF's BertForTokenClassification
-on the same weights, same batch, same device, in one run, and print the ratio HF/ours (> 1: we are faster).
+"""Time one training step (forward + backward) of our TokenClassifier vs HF's
+BertForTokenClassification on the same weights, same batch, same device, in one run, and print the
+ratio HF/ours (> 1: we are faster).
 
     python bench/bench_model.py                 # packaged MiniLM-L6-H384 (real weights)
-    python bench/bench_model.py --model=DIR     # any BERT folder or Hub id, e.g. bert-base-multilingual-cased
+    python bench/bench_model.py --model=DIR     # any BERT folder or Hub id,
+                                                # e.g. bert-base-multilingual-cased
     python bench/bench_model.py --mbert-shape   # random-init mBERT shape (12 x 768, vocab 119547)
 """
 import os
@@ -33,7 +35,8 @@ def step(model, ids, mask, labels, hf):
         logits = model(input_ids=ids, attention_mask=mask).logits
     else:
         logits = model(ids, mask)
-    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(),
+                                             ignore_index=-100)
     loss.backward()
     model.zero_grad(set_to_none=True)
 
@@ -51,13 +54,15 @@ def time_steps(model, batch, hf, device, n):
 
 
 def main():
-    args = dict(a.lstrip("-").split("=", 1) if "=" in a else (a.lstrip("-"), "1") for a in sys.argv[1:])
+    args = dict(a.lstrip("-").split("=", 1) if "=" in a else (a.lstrip("-"), "1")
+                for a in sys.argv[1:])
     device = bert.pick_device()
     B, T, steps = int(args.get("batch", 16)), int(args.get("len", 48)), int(args.get("steps", 10))
     if "mbert-shape" in args:
         import transformers
         folder = tempfile.mkdtemp()
-        transformers.BertForMaskedLM(transformers.BertConfig(vocab_size=119547)).save_pretrained(folder)
+        config = transformers.BertConfig(vocab_size=119547)
+        transformers.BertForMaskedLM(config).save_pretrained(folder)
     else:
         folder = args.get("model", minilm_folder())
     ours, ref = models(folder, 9, device)
@@ -65,19 +70,23 @@ def main():
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(1000, V, (B, T), generator=g)
     lengths = torch.randint(T // 2, T + 1, (B,), generator=g)
-    mask = (torch.arange(T)[None] < lengths[:, None]).long()  # ragged batch, like padded CoNLL sentences
+    # ragged batch, like padded CoNLL sentences
+    mask = (torch.arange(T)[None] < lengths[:, None]).long()
     labels = torch.randint(0, 9, (B, T), generator=g).masked_fill(mask == 0, -100)
     batch = [x.to(device) for x in (ids, mask, labels)]
     for m, hf in ((ours, False), (ref, True)):  # warm-up
         time_steps(m, batch, hf, device, 2)
     ratios, t_ours, t_ref = [], [], []
     for _ in range(steps):  # interleave so drift on a shared machine hits both alike
-        a, b = time_steps(ours, batch, False, device, 1)[0], time_steps(ref, batch, True, device, 1)[0]
+        a = time_steps(ours, batch, False, device, 1)[0]
+        b = time_steps(ref, batch, True, device, 1)[0]
         t_ours.append(a), t_ref.append(b), ratios.append(b / a)
-    print(f"device {device}, batch {B} x {T}, model {folder}, {steps} steps each, torch {torch.__version__}")
+    print(f"device {device}, batch {B} x {T}, model {folder}, {steps} steps each, "
+          f"torch {torch.__version__}")
     print(f"ours  train step: median {statistics.median(t_ours) * 1e3:8.1f} ms")
     print(f"HF    train step: median {statistics.median(t_ref) * 1e3:8.1f} ms")
-    print(f"ratio HF/ours (median of pairs): {statistics.median(ratios):.3f}  (> 1 means ours is faster)")
+    print(f"ratio HF/ours (median of pairs): {statistics.median(ratios):.3f}  "
+          "(> 1 means ours is faster)")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ REPEAT = 3
 def read_sentences(path):
     """First column of a CoNLL file, one list of words per sentence; -DOCSTART- lines skipped."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such file; pass --data=PATH/train.txt (CoNLL-2003 English)")
+        raise FileNotFoundError(f"{path}: no such file; pass --data=PATH/train.txt "
+                                "(CoNLL-2003 English)")
     sents, cur = [], []
     with open(path, encoding="utf-8") as f:
         for line in f:
@@ -42,7 +43,8 @@ def read_sentences(path):
 
 
 def best_of(runs, fn):
-    """fn(run) for each run; its output and the fastest time (the CPU is shared, so take the min)."""
+    """fn(run) for each run; its output and the fastest time (the CPU is shared, so take the
+    min)."""
     times = []
     for r in runs:
         t = time.perf_counter()
@@ -67,18 +69,21 @@ def main(argv):
     opts = dict(a[2:].split("=", 1) for a in argv[1:] if a.startswith("--") and "=" in a)
     unknown = [a for a in argv[1:] if not a.startswith(("--data=", "--model="))]
     if unknown:
-        sys.exit(f"unknown arguments {unknown}; usage: bench_wordpiece.py [--data=PATH] [--model=DIR]")
+        sys.exit(f"unknown arguments {unknown}; "
+                 "usage: bench_wordpiece.py [--data=PATH] [--model=DIR]")
     model, data = opts.get("model") or minilm_folder(), opts.get("data") or DATA
     import transformers  # test-only reference, never imported by the top-level files
     from transformers.models.bert.tokenization_bert_legacy import BertTokenizerLegacy
 
     sents = read_sentences(data)
     words = [w for s in sents for w in s]
-    print(f"{data}: {len(sents)} sentences, {len(words)} words, {len(set(words))} distinct; model {model}")
+    print(f"{data}: {len(sents)} sentences, {len(words)} words, {len(set(words))} distinct; "
+          f"model {model}")
     wp = WordPiece.from_pretrained(model)
     slow = BertTokenizerLegacy.from_pretrained(model)
     fast = transformers.BertTokenizer.from_pretrained(model)
-    assert slow.do_lower_case == fast.do_lower_case == wp.lower, "the three tokenizers read different casings"
+    assert slow.do_lower_case == fast.do_lower_case == wp.lower, (
+        "the three tokenizers read different casings")
 
     fresh = [WordPiece.from_pretrained(model) for _ in range(REPEAT)]  # each with a cold cache
     ours, t_ours = best_of(fresh, lambda wp: [wp.encode_words(s) for s in sents])
@@ -86,9 +91,11 @@ def main(argv):
     per_word = lambda w: slow.convert_tokens_to_ids(slow.tokenize(w))  # noqa: E731
     ref_slow, t_slow = best_of(range(REPEAT), lambda _: [[per_word(w) for w in s] for s in sents])
     ref_fast, t_fast = best_of(range(REPEAT), lambda _: rust_word_ids(fast, sents))
-    _, t_call = best_of(range(REPEAT), lambda _: fast(sents, is_split_into_words=True, add_special_tokens=False))
-    _, t_each = best_of(range(REPEAT), lambda _: [fast(s, is_split_into_words=True, add_special_tokens=False)
-                                                  for s in sents])
+    _, t_call = best_of(range(REPEAT),
+                        lambda _: fast(sents, is_split_into_words=True, add_special_tokens=False))
+    _, t_each = best_of(range(REPEAT),
+                        lambda _: [fast(s, is_split_into_words=True, add_special_tokens=False)
+                                   for s in sents])
 
     print(f"best of {REPEAT} runs")
     for what, t in (("ours, cold cache", t_ours), ("ours, warm cache", t_warm),

@@ -183,7 +183,8 @@ def test_saved_run_is_an_hf_token_classifier(trained):
 
 def test_conll_tag_maps_hub_label_names():
     """IOB1/BIO stay; IOBES S- -> B-, E- -> I-; a bare type is an I- (IO tagging)."""
-    got = [finetune.conll_tag(x) for x in ("O", "B-PER", "I-LOC", "S-ORG", "E-ORG", "MISC", "B_PER")]
+    names = ("O", "B-PER", "I-LOC", "S-ORG", "E-ORG", "MISC", "B_PER")
+    got = [finetune.conll_tag(x) for x in names]
     assert got == ["O", "B-PER", "I-LOC", "B-ORG", "I-ORG", "I-MISC", "B-PER"]
 
 
@@ -216,7 +217,8 @@ def test_damaged_results_line_is_named_skipped_and_kept(tmp_path):
     path = tmp_path / "results.jsonl"
     path.write_text('{"key": "a", "x": 1}\n{"key": "b", "x\n{"key": "c"}\n')
     warnings = []
-    assert [r["key"] for r in experiments.read_results(str(tmp_path), warnings.append)] == ["a", "c"]
+    records = experiments.read_results(str(tmp_path), warnings.append)
+    assert [r["key"] for r in records] == ["a", "c"]
     assert warnings == [f"warning: {path}:2: not a result record; skipped (left in the file)"]
     experiments.append_result(str(tmp_path), dict(key="d"))
     assert path.read_text().split("\n")[1] == '{"key": "b", "x'
@@ -376,8 +378,9 @@ def test_table_names_the_method(tmp_path, setting, method):
 
 
 def test_table_marks_the_dev_choice_per_method(tmp_path):
-    """Two settings of plain BERT (dev 90 vs 91) and one with delta=2.6 (dev 80): the chosen mark
-    goes to the dev-best setting of each method, lr 5e-5 for BERT (91 > 90) and the delta=2.6 row."""
+    """Two settings of plain BERT (dev 90 vs 91) and one with delta=2.6 (dev 80): the chosen
+    mark goes to the dev-best setting of each method, lr 5e-5 for BERT (91 > 90) and the
+    delta=2.6 row."""
     add_runs(str(tmp_path), [(90.0, 95.0)], lr=3e-5)
     add_runs(str(tmp_path), [(91.0, 90.0)], lr=5e-5)
     add_runs(str(tmp_path), [(80.0, 80.0)], delta=2.6)
@@ -410,9 +413,12 @@ def test_flags_take_both_forms_and_their_types():
 
 
 @pytest.mark.parametrize("argv, match", [
-    (["train", "--batch_size=16.0"], "invalid int value"), (["train", "--lr", "fast"], "invalid float"),
-    (["train", "--save=yes"], "expected true or false"), (["train", "--learning_rate=3e-5"], "unrecognized"),
-    (["train", "--clip=-1"], "--clip=-1.0: clip must be > 0"), (["train", "--shard=4/4"], "0 <= i < n"),
+    (["train", "--batch_size=16.0"], "invalid int value"),
+    (["train", "--lr", "fast"], "invalid float"),
+    (["train", "--save=yes"], "expected true or false"),
+    (["train", "--learning_rate=3e-5"], "unrecognized"),
+    (["train", "--clip=-1"], "--clip=-1.0: clip must be > 0"),
+    (["train", "--shard=4/4"], "0 <= i < n"),
     (["grid", "--lr=3e-5", "--data", TINY], "the grid searches Table 1"),
     (["train", "--eval_batch_size=-1"], "eval_batch_size must be >= 0"),
     (["train", "--schedule=stlr", "--stlr_ratio=0"], "stlr_ratio must be >= 1")])
@@ -436,7 +442,8 @@ def test_output_under_a_file_fails_before_training(tmp_path, monkeypatch):
     (tmp_path / "x.txt").write_text("")
     monkeypatch.setattr(finetune, "train", lambda *a, **k: pytest.fail("trained"))
     r = subprocess.run([sys.executable, "experiments.py", "train", "--data", TINY,
-                        "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "x.txt" / "sub")],
+                        "--model", str(tmp_path / "nope"),
+                        "--out", str(tmp_path / "x.txt" / "sub")],
                        cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 1 and r.stderr.startswith("error: ") and "Traceback" not in r.stderr
     assert "x.txt" in r.stderr

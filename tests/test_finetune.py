@@ -1,9 +1,9 @@
 """finetune.py: the optimizer, schedules, Eq. (1), gradual unfreezing (paper Sec 3.3, 4.1), the
-masked-LM stage (Sec 4.2) and the training loop, eager and static-shape (the CUDA-graph path), on the
-CPU in seconds; the same loop replayed from CUDA graphs where there is a GPU.
+masked-LM stage (Sec 4.2) and the training loop, eager and static-shape (the CUDA-graph path), on
+the CPU in seconds; the same loop replayed from CUDA graphs where there is a GPU.
 
-References: torch.optim.AdamW (the bias-corrected update), google-research/bert optimization.py written
-out by hand (BertAdam), ULMFiT Eq. (3) and the paper's Eq. (1) worked by hand, HF's
+References: torch.optim.AdamW (the bias-corrected update), google-research/bert optimization.py
+written out by hand (BertAdam), ULMFiT Eq. (3) and the paper's Eq. (1) worked by hand, HF's
 BertForTokenClassification. The runs use a random BERT whose vocab holds every word of
 tests/fixtures/en_tiny whole, so they need no download.
 """
@@ -46,8 +46,9 @@ def one_thread():
 def tiny_classifier(layers=2, hidden=8, mlm=False, seed=0):
     """Random TokenClassifier (A=2, vocab 30, 5 labels), dropout off so copies compute alike."""
     torch.manual_seed(seed)
-    cfg = bert.BertConfig(vocab_size=30, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
-                          intermediate_size=2 * hidden, max_position_embeddings=16,
+    cfg = bert.BertConfig(vocab_size=30, hidden_size=hidden, num_hidden_layers=layers,
+                          num_attention_heads=2, intermediate_size=2 * hidden,
+                          max_position_embeddings=16,
                           hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     return bert.TokenClassifier(bert.Bert(cfg, mlm=mlm), 5)
 
@@ -106,13 +107,17 @@ def test_bertadam_equals_hand_update():
     written out here in float64 for 3 steps:
         m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  p = p - lr (m / (sqrt(v) + eps) + wd p)
     with no 1 - b^t corrections. So step 1 (m = v = 0) moves a weight whose |g| >> eps by
-    lr (0.1 / sqrt(0.001) + wd p) = lr (sqrt(10) + wd p), 3.16 lr, where corrected Adam moves it lr."""
+    lr (0.1 / sqrt(0.001) + wd p) = lr (sqrt(10) + wd p), 3.16 lr, where corrected Adam moves
+    it lr."""
     lr, wd, eps, b1, b2 = 0.1, 0.01, 1e-6, 0.9, 0.999
     p0 = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64)
-    grads = torch.tensor([[0.3, -0.2, 1e-3], [-0.1, 0.4, 0.0], [0.2, 0.2, -5.0]], dtype=torch.float64)
+    grads = torch.tensor([[0.3, -0.2, 1e-3], [-0.1, 0.4, 0.0], [0.2, 0.2, -5.0]],
+                         dtype=torch.float64)
     p = nn.Parameter(p0.clone())
-    opt = finetune.AdamW([p], lr=lr, eps=eps, weight_decay=wd)  # BERT's betas and eps are the defaults
-    want, m, v = p0.clone(), torch.zeros(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
+    # BERT's betas and eps are the defaults
+    opt = finetune.AdamW([p], lr=lr, eps=eps, weight_decay=wd)
+    want, m, v = (p0.clone(), torch.zeros(3, dtype=torch.float64),
+                  torch.zeros(3, dtype=torch.float64))
     for t, g in enumerate(grads):
         p.grad = g.clone()
         opt.step()
@@ -120,18 +125,21 @@ def test_bertadam_equals_hand_update():
         want = want - lr * (m / (v.sqrt() + eps) + wd * want)
         torch.testing.assert_close(p.detach(), want, rtol=1e-14, atol=0, msg=f"step {t + 1}")
         if t == 0:
-            moved = (p0 - p.detach()) / lr - wd * p0  # eps costs 0.01%; g[2] = 1e-3 is not >> eps: 3% short
+            # eps costs 0.01%; g[2] = 1e-3 is not >> eps: 3% short
+            moved = (p0 - p.detach()) / lr - wd * p0
             torch.testing.assert_close(moved[:2], math.sqrt(10) * g[:2].sign(), rtol=1e-3, atol=0)
 
 
 def test_weight_decay_skips_biases_and_layernorm():
     """Decay falls on weight matrices (Linear, Embedding) only; every bias and both LayerNorm
     parameters get weight_decay 0 (BERT optimization.py's exclude_from_weight_decay). Each
-    parameter is in exactly one group. Judged by module type, not by the names param_groups reads."""
+    parameter is in exactly one group. Judged by module type, not by the names param_groups
+    reads."""
     model = tiny_classifier(layers=2, mlm=True)
     groups = finetune.param_groups(model, 1e-3, 1.0, 0.01)
     wd = [(id(p), g["weight_decay"]) for g in groups for p in g["params"]]  # noqa
-    assert len(wd) == len(dict(wd)) == len(list(model.parameters())), "a parameter in no group or in two"
+    assert len(wd) == len(dict(wd)) == len(list(model.parameters())), (
+        "a parameter in no group or in two")
     wd = dict(wd)
     for name, mod in model.named_modules():
         for n, p in mod.named_parameters(recurse=False):
@@ -147,7 +155,8 @@ def test_step_leaves_gradless_param_alone():
     opt = finetune.AdamW([a, b], lr=0.1, weight_decay=0.5)
     a.grad = torch.ones(3)
     opt.step()
-    torch.testing.assert_close(a.detach(), torch.full((3,), 0.95 - 0.1 * 0.1 / (math.sqrt(1e-3) + 1e-6)))
+    want = 0.95 - 0.1 * 0.1 / (math.sqrt(1e-3) + 1e-6)
+    torch.testing.assert_close(a.detach(), torch.full((3,), want))
     assert torch.equal(b.detach(), torch.ones(3)) and b not in opt.state
     b.grad = torch.ones(3)
     opt.step()
@@ -171,7 +180,8 @@ def test_optimizer_state_dict_round_trip(bias_correction):
     saved = torch.load(buf, weights_only=True)
     fresh = tiny_classifier(seed=1)
     fresh.load_state_dict(saved["model"])
-    fresh_opt = ours(fresh, replace(cfg, lr=0.5), not bias_correction)  # both come back from the state
+    # both come back from the state
+    fresh_opt = ours(fresh, replace(cfg, lr=0.5), not bias_correction)
     fresh_opt.load_state_dict(saved["opt"])
     run_steps(fresh, fresh_opt, gen, 5)
     for (n, p), q in zip(fresh.named_parameters(), straight.parameters()):
@@ -181,12 +191,13 @@ def test_optimizer_state_dict_round_trip(bias_correction):
 # ---------------------------------------------------------------------------------------------
 # Schedules, Eq. (1), gradual unfreezing.
 
-# total = 100 updates, warmup / cut_frac 0.1 -> cut = 10. linear (BERT's warmup_linear / polynomial_decay):
-# step/10 up to 10, then 1 - step/100: 0.9 at step 10, 0.45 at 55, 0.01 at 99.
+# total = 100 updates, warmup / cut_frac 0.1 -> cut = 10. linear (BERT's warmup_linear /
+# polynomial_decay): step/10 up to 10, then 1 - step/100: 0.9 at step 10, 0.45 at 55, 0.01 at 99.
 # stlr, ULMFiT Eq. (3) with ratio 32: p = t/10 before the cut, 1 - (t - 10)/90 after it;
 # lr = (1 + 31 p) / 32, so p = 0 -> 1/32, p = 1/2 -> 16.5/32, p = 1/90 (step 99) -> (1 + 31/90)/32.
 @pytest.mark.parametrize("schedule, step, want", [
-    ("linear", 0, 0.0), ("linear", 5, 0.5), ("linear", 10, 0.9), ("linear", 55, 0.45), ("linear", 99, 0.01),
+    ("linear", 0, 0.0), ("linear", 5, 0.5), ("linear", 10, 0.9), ("linear", 55, 0.45),
+    ("linear", 99, 0.01),
     ("stlr", 0, 1 / 32), ("stlr", 5, 16.5 / 32), ("stlr", 10, 1.0), ("stlr", 55, 16.5 / 32),
     ("stlr", 99, (1 + 31 / 90) / 32),
     ("constant", 0, 1.0), ("constant", 55, 1.0), ("constant", 99, 1.0)])
@@ -205,20 +216,24 @@ def test_discriminative_lr_every_group(mlm):
     eta0 = 1e-3
     model = tiny_classifier(layers=12, mlm=mlm)
     gs = finetune.param_groups(model, eta0, 2.6)
-    assert sorted(g["depth"] for g in gs) == [d for d in range(14) for _ in range(2)]  # decay, plain
+    assert sorted(g["depth"] for g in gs) == [d for d in range(14)
+                                              for _ in range(2)]  # decay, plain
     for g in gs:
         assert g["lr"] == pytest.approx(eta0 / 2.6 ** max(0, g["depth"] - 1), rel=1e-12)
     lr = {id(p): g["lr"] for g in gs for p in g["params"]}
     for n, p in model.named_parameters():  # the tied matrix is named once, as bert.emb.word.weight
         m = re.match(r"bert\.layers\.(\d+)\.", n)
-        want = eta0 / 2.6 ** (11 - int(m[1])) if m else eta0 / 2.6 ** 12 if n.startswith("bert.emb.") else eta0
+        want = (eta0 / 2.6 ** (11 - int(m[1])) if m
+                else eta0 / 2.6 ** 12 if n.startswith("bert.emb.") else eta0)
         assert lr[id(p)] == pytest.approx(want, rel=1e-12), (
-            f"{n}: lr {lr[id(p)]:.3g}, want {want:.3g}" + (" (the tied word embeddings took the MLM head's "
-                                                           "rate: param_groups lets the head own them)" * mlm))
+            f"{n}: lr {lr[id(p)]:.3g}, want {want:.3g}"
+            + (" (the tied word embeddings took the MLM head's "
+               "rate: param_groups lets the head own them)" * mlm))
 
 
-# Hand-derived plan for L = 12, unfreeze = 3 (Sec 4.1): which layers train in each epoch, and whether
-# the embeddings do. Epoch 4 adds the embeddings once every layer has thawed; epoch 5 changes nothing.
+# Hand-derived plan for L = 12, unfreeze = 3 (Sec 4.1): which layers train in each epoch, and
+# whether the embeddings do. Epoch 4 adds the embeddings once every layer has thawed; epoch 5
+# changes nothing.
 PLAN = {0: (range(9, 12), False), 1: (range(6, 12), False), 2: (range(3, 12), False),
         3: (range(12), False), 4: (range(12), True), 5: (range(12), True)}
 
@@ -237,7 +252,8 @@ def test_gradual_unfreezing_plan(epoch, mlm):
         want = int(m[1]) in layers if m else emb if n.startswith("bert.emb.") else True
         assert p.requires_grad == want, f"epoch {epoch}: {n}"
     assert finetune.thaw(model, 0, 0) == 14
-    assert all(p.requires_grad for p in model.parameters()), "unfreeze=0: everything trains from the start"
+    assert all(p.requires_grad for p in model.parameters()), (
+        "unfreeze=0: everything trains from the start")
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -424,7 +440,8 @@ def test_run_key_follows_the_data_bytes_not_the_path(tmp_path):
     copy_dir = tmp_path / "copy"
     shutil.copytree(TINY, copy_dir)
     cfg = FinetuneConfig(data=str(copy_dir))
-    assert cfg.key() == replace(cfg, data=str(copy_dir) + "/").key() == replace(cfg, data=TINY).key()
+    assert (cfg.key() == replace(cfg, data=str(copy_dir) + "/").key()
+            == replace(cfg, data=TINY).key())
     assert replace(cfg, model="x/").key() == replace(cfg, model="x").key()
     with open(copy_dir / "test.txt", "a") as f:
         f.write("\nEU NNP B-NP B-ORG\n")
@@ -466,7 +483,8 @@ def test_mask_pieces_follows_bert_80_10_10():
     masked = (x[chosen] == 4).float().mean()
     kept = (x[chosen] == ids[chosen]).float().mean()
     assert abs(share - 0.15) < 0.01 and abs(masked - 0.8) < 0.01
-    assert abs(kept - 0.1) < 0.01 + 1 / 1000, "10% stay (plus the random draws that hit the same id)"
+    assert abs(kept - 0.1) < 0.01 + 1 / 1000, (
+        "10% stay (plus the random draws that hit the same id)")
 
 
 def test_lm_finetune_lowers_mlm_loss_and_is_reused(tmp_path, monkeypatch):
@@ -489,7 +507,8 @@ def test_lm_finetune_lowers_mlm_loss_and_is_reused(tmp_path, monkeypatch):
     assert finetune.lm_finetune(replace(cfg, seed=2), root, log=log.append) != lm
     loaded = []
     real_load = bert.from_pretrained
-    monkeypatch.setattr(bert, "from_pretrained", lambda name: loaded.append(name) or real_load(name))
+    monkeypatch.setattr(bert, "from_pretrained",
+                        lambda name: loaded.append(name) or real_load(name))
     rec = finetune.train(cfg, lm_root=root, log=lambda s: None).record
     assert loaded == [lm], "the task run starts from the LM-adapted BERT"
     assert rec["config"]["lm_epochs"] == 3 and len(rec["dev_f1_per_epoch"]) == 1

@@ -1,0 +1,76 @@
+"""Time one optimizer step over a whole BERT token classifier's parameters, in one run on one
+device: ours (finetune.AdamW, one fused kernel per group, lr scale as a device tensor), our
+per-tensor reference (adamw_update tensor by tensor), and torch.optim.AdamW as HF's loop runs it
+(its default multi-tensor path) and fused; the ratio of each to ours (> 1: ours is faster).
+
+    python bench/bench_adamw.py                 # packaged MiniLM-L6-H384 (22M parameters)
+    python bench/bench_adamw.py --mbert-shape   # mBERT's shape: 12 x 768, vocab 119,547 (178M)
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import bert  # noqa: E402
+import finetune  # noqa: E402
+from experiments import minilm_folder  # noqa: E402
+
+
+def model(mbert_shape, device):
+    torch.manual_seed(0)
+    enc = bert.Bert(bert.BertConfig()) if mbert_shape else bert.from_pretrained(minilm_folder())
+    m = bert.TokenClassifier(enc, 9).to(device)
+    for p in m.parameters():
+        p.grad = torch.randn_like(p) * 1e-3
+    return m
+
+
+def timed(step, device, n):
+    """Median seconds of n calls, after 2 warm-up calls (state allocation, kernel setup)."""
+    for _ in range(2):
+        step()
+    times = []
+    for _ in range(n):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--mbert-shape", action="store_true")
+    ap.add_argument("--steps", type=int, default=10)
+    a = ap.parse_args()
+    device = bert.pick_device()
+    m = model(a.mbert_shape, device)
+    groups = finetune.param_groups(m, 3e-5, 1.0, 0.01)  # BERT's decay / no-decay groups
+    scale = torch.tensor(0.5, device=device)  # the schedule's factor, as fit hands it over
+    ours = finetune.AdamW(groups, lr=3e-5)
+    reference = finetune.AdamW(finetune.param_groups(m, 3e-5), lr=3e-5, fused=False)
+    def plain():  # a fresh list each time: torch writes its defaults into the group dicts
+        return [dict(params=g["params"], weight_decay=g["weight_decay"]) for g in groups]
+    torch_default = torch.optim.AdamW(plain(), lr=3e-5, eps=1e-6)
+    torch_fused = torch.optim.AdamW(plain(), lr=3e-5, eps=1e-6, fused=True)
+    t = {"ours (fused, BertAdam)": timed(lambda: ours.step(scale), device, a.steps),
+         "ours, per-tensor reference": timed(lambda: reference.step(scale), device, a.steps),
+         "torch.optim.AdamW (default)": timed(torch_default.step, device, a.steps),
+         "torch.optim.AdamW (fused)": timed(torch_fused.step, device, a.steps)}
+    n = sum(p.numel() for p in m.parameters())
+    print(f"device {device}, torch {torch.__version__}, {n / 1e6:.1f}M parameters in "
+          f"{len(groups)} groups, median of {a.steps} steps")
+    first = next(iter(t.values()))
+    for name, s in t.items():
+        print(f"{name:30s} {s * 1e3:8.1f} ms   this/ours {s / first:5.2f}")
+
+
+if __name__ == "__main__":
+    main()
