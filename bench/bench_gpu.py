@@ -55,14 +55,17 @@ def setup(a, device):
     return cfg, tok, data, labels, finetune.tensorize(feats, tok, device), plan
 
 
-def ours_epoch(cfg, labels, on_device, plan, graphs):
-    """One epoch of finetune.fit -> (seconds, peak GiB)."""
+def ours_epoch(cfg, labels, on_device, plan, graphs, ready=None):
+    """One epoch of finetune.fit -> (seconds, peak GiB). ready(), if given, is called once the
+    model and optimizer are built, just before the epoch starts."""
     finetune.seed_torch(cfg.seed)
     device = on_device.ids.device
     model = bert.TokenClassifier(bert.from_pretrained(cfg.model), len(labels)).to(device)
     opt = finetune.AdamW(finetune.param_groups(model, cfg.lr, cfg.delta, cfg.weight_decay),
                          lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay)
     torch.cuda.reset_peak_memory_stats() if device.type == "cuda" else None
+    if ready:
+        ready()
     done = finetune.fit(model, opt, on_device, plan, cfg, finetune.task_loss, graphs=graphs,
                         log=lambda s: None)
     return done["train_s"], peak_gib(device)
@@ -80,15 +83,29 @@ def peak_gib(device):
 
 
 def workers_speedup(a, n):
-    """n processes, each one graphed epoch of --batches updates, started together -> the
-    throughput of n against one alone (n x t1 / slowest of n)."""
+    """n processes, each one graphed epoch of --batches updates -> the throughput of n against one
+    alone (n x t1 / slowest of n). The epochs start together: each process says "ready" once its
+    data and model are loaded and waits for "go", so start-up times do not spread them apart."""
     def launch(k):
         cmd = [sys.executable, __file__, "--child", "--model", a.model, "--data", a.data,
-               "--device", a.device,
-               "--batches", str(a.batches or 300)]
-        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(k)]
+               "--device", a.device, "--batches", str(a.batches or 300)]
+        procs = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                 for _ in range(k)]
+        for p in procs:
+            while (line := p.stdout.readline()) and line.strip() != "ready":
+                pass
+            if not line:
+                raise RuntimeError(f"a --workers process exited before its epoch: {cmd}")
+        for p in procs:
+            p.stdin.write("go\n")
+            p.stdin.flush()
         return max(float(p.communicate()[0].split()[-1]) for p in procs)
     return n * launch(1) / launch(n)
+
+
+def wait_for_go():
+    print("ready", flush=True)
+    sys.stdin.readline()
 
 
 def main():
@@ -107,7 +124,7 @@ def main():
     a.model = a.model or mbert_shaped(tempfile.mkdtemp())
     cfg, tok, data, labels, on_device, plan = setup(a, device)
     if a.child:
-        return print(ours_epoch(cfg, labels, on_device, plan, graphs=True)[0])
+        return print(ours_epoch(cfg, labels, on_device, plan, graphs=True, ready=wait_for_go)[0])
     gpu = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
     updates = len(plan[0])
     tokens = sum(int(on_device.lengths[i]) for b in plan[0] for i in b)
