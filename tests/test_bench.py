@@ -20,7 +20,8 @@ def test_bench_gpu_smoke_on_cpu(tmp_path):
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.splitlines()
-    assert re.match(r"CPU, torch \S+, \d{4}-\d\d-\d\d; 3 updates x batch 16, [\d,]+ pieces", lines[0])
+    head = r"CPU, torch \S+, \d{4}-\d\d-\d\d; 3 updates x batch 16, [\d,]+ pieces"
+    assert re.match(head, lines[0]), lines[0]
     for name in ("ours, CUDA graphs", "ours, eager", "HF loop"):
         line = next(x for x in lines if x.startswith(name))
         assert re.search(r"[\d.]+ s/epoch +[\d,]+ tok/s .* HF/this [\d.]+$", line), line
@@ -34,3 +35,21 @@ def test_bench_gpu_without_cuda_says_so():
     out = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "bench_gpu.py")],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "no CUDA GPU on this machine" in out.stdout, out.stderr
+
+
+def test_compare_hf_finetune_smoke(minilm_dir):
+    """bench/compare_hf_finetune.py, the real-weights check of the fast path against the eager one
+    (and both against HF), on 20 sentences of en_tiny, 1 epoch, seeds 1 and 2: one line per run, the
+    means, and the verdict. On the CPU both paths are the eager loop, so their F1 are equal."""
+    cmd = [sys.executable, os.path.join(ROOT, "bench", "compare_hf_finetune.py"), "--data", TINY,
+           "--sentences", "20", "--epochs", "1", "--seeds", "1,2", "--graphs", "both"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    runs = [x for x in lines if re.match(r"ours \(graphs (True|False)\): dev F1 [\d.]+  train", x)]
+    assert len(runs) == 4 and sum(x.startswith("HF:   dev F1") for x in lines) == 2, lines
+    assert re.match(r"mean dev F1: graphs False [\d.]+, graphs True [\d.]+, hf [\d.]+$", lines[-2])
+    gap = re.match(r"fast path vs eager: \|mean dev F1 difference\| ([\d.]+) ", lines[-1])
+    assert gap, lines[-1]
+    if not torch.cuda.is_available():
+        assert float(gap[1]) == 0 and lines[-1].endswith("(no CUDA here: both ran eagerly)")
