@@ -148,9 +148,13 @@ class AdamW(torch.optim.Optimizer):
         self.infinity = {}  # device -> t = inf, BertAdam's count for the fused kernel
 
     def state_of(self, p):
+        """p's state, made on first use (updater makes it for every training tensor before any
+        capture: nothing is made from host values inside a CUDA graph)."""
         if not self.state[p]:  # step: a float32 tensor on p's device, as the fused kernel reads it
             self.state[p] = dict(step=torch.zeros((), dtype=torch.float32, device=p.device),
                                  m=torch.zeros_like(p), v=torch.zeros_like(p))
+        if p.device not in self.infinity:
+            self.infinity[p.device] = torch.tensor(math.inf, device=p.device)
         return self.state[p]
 
     @torch.no_grad()
@@ -169,10 +173,7 @@ class AdamW(torch.optim.Optimizer):
                                  g["weight_decay"], b1, b2, g["eps"], g["bias_correction"])
                 continue
             if not g["bias_correction"]:  # BertAdam: 1 - b^inf = 1, no correction
-                device = ps[0].device
-                if device not in self.infinity:
-                    self.infinity[device] = torch.tensor(math.inf, device=device)
-                steps = [self.infinity[device]] * len(ps)
+                steps = [self.infinity[ps[0].device]] * len(ps)
             torch._fused_adamw_(ps, [p.grad for p in ps], [s["m"] for s in st],
                                 [s["v"] for s in st], [], steps, lr=lr, beta1=b1, beta2=b2,
                                 weight_decay=g["weight_decay"], eps=g["eps"], amsgrad=False,
@@ -416,7 +417,8 @@ def updater(model, opt, loss_of, data, cfg, *, state, pool):
             opt.state_of(p)
 
     def eager(idx, T):
-        update(model, opt, loss_of, take(data, idx, T), scale=sched[counter], clip=cfg.clip,
+        # sched.take(counter) reads on the device; sched[counter] would ask the host for the index
+        update(model, opt, loss_of, take(data, idx, T), scale=sched.take(counter), clip=cfg.clip,
                sums=sums)
         counter.add_(1)
     if pool is None:

@@ -347,6 +347,49 @@ def test_one_graph_per_length_and_again_after_thawing(tmp_path, monkeypatch):
             assert calls[-1] > calls[0], "epoch 1 captures more tensors (grads, moments) to keep"
 
 
+HOST_READS = {  # ops that need a value on the host: a sync per update, and an error in a capture
+    "aten._local_scalar_dense.default",  # .item(), float(t), bool(t), x[0-d tensor]
+    "aten.nonzero.default",  # x[bool mask], a shape that depends on the data
+    "aten.lift_fresh.default",  # torch.tensor(host values)
+    "aten.is_nonzero.default", "aten.equal.default",
+}
+
+
+@pytest.mark.parametrize("stage", ["task", "masked-LM"])
+def test_an_update_asks_nothing_of_the_host(tmp_path, monkeypatch, stage):
+    """What a CUDA graph records must run on the device alone. Every op of every static-shape
+    update (dropout on, unfreezing a layer an epoch so new updaters are made) is listed by a
+    dispatch mode, on the CPU: none of them may read a value back to the host."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    seen = set()
+
+    class Ops(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            seen.add(str(func))
+            return func(*args, **(kwargs or {}))
+
+    def listed(fn, keep, pool):
+        def run():
+            with Ops():
+                fn()
+        return run
+    monkeypatch.setattr(finetune, "graphed", listed)
+    folder = tiny_folder(tmp_path, mlm=True)
+    cfg = FinetuneConfig(model=folder, data=TINY, lr=1e-3, batch_size=7, epochs=2, unfreeze=1,
+                         max_train_sentences=30)
+    tok = wordpiece.WordPiece.from_pretrained(folder)
+    data, labels = finetune.load_data(cfg, tok)
+    enc = bert.from_pretrained(folder)
+    model = bert.TokenClassifier(enc, len(labels)) if stage == "task" else enc
+    opt = finetune.AdamW(groups(model, cfg), lr=cfg.lr, eps=cfg.eps)
+    feats = data["train"].feats
+    loss_of = finetune.task_loss if stage == "task" else finetune.lm_loss(tok)
+    finetune.fit(model, opt, finetune.tensorize(feats, tok, torch.device("cpu")),
+                 finetune.batch_plan(feats, cfg, 2), cfg, loss_of, graphs=True, log=lambda s: None)
+    assert "aten._fused_adamw_.tensor_lr" in seen and "aten.bernoulli_.float" in seen
+    assert not seen & HOST_READS, sorted(seen & HOST_READS)
+
+
 @needs_cuda
 def test_cuda_graph_replay_equals_eager(tmp_path, monkeypatch):
     """On a GPU, fp32, dropout off: 2 epochs replayed from CUDA graphs (one per length, captured
