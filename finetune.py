@@ -384,7 +384,9 @@ def graphed(fn, keep, pool):
     outside the capture; they train, so `keep` (weights, grads, optimizer state, counters) is put
     back after them (and may step the counter 2 past the schedule's end: its table has 2 spare).
     Dropout stays on: torch registers its generator with the graph, and every
-    replay draws new numbers. The graphs of one run share a memory pool: they never run at once.
+    replay draws new numbers. The graphs of one run share a memory pool, safely in any order:
+    they never run at once, and nothing made inside a capture outlives it (the grads, optimizer
+    state and counters it writes exist before it).
     On the CPU there is nothing to capture: fn itself comes back (the static-shape path, tested)."""
     if not torch.cuda.is_available() or not keep[0].is_cuda:
         return fn
