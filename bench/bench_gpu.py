@@ -6,7 +6,9 @@ peak memory, the measured speed-up of N runs at once (--workers), and the projec
 
 The model is a random-init mBERT-shaped BERT (12 x 768, the real 119,547-piece mBERT vocab from
 ../shared/data/mbert-vocab), so no Hub is needed; --model takes a real one. The data is CoNLL-2003
-English (../shared/data/conll2003-en, or --data). Without CUDA it says so and exits 0.
+English (../shared/data/conll2003-en, or --data). Without CUDA it says so and exits 0. A part that
+fails (a capture, say) is reported with its traceback, the other parts are still measured, and the
+exit status is 1.
 
     python bench/bench_gpu.py [--model DIR] [--data DIR] [--batches N] [--workers 1,2,4]
 """
@@ -17,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 
 import torch
 
@@ -82,13 +85,13 @@ def peak_gib(device):
     return torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
 
 
-def workers_speedup(a, n):
-    """n processes, each one graphed epoch of --batches updates -> the throughput of n against one
-    alone (n x t1 / slowest of n). The epochs start together: each process says "ready" once its
-    data and model are loaded and waits for "go", so start-up times do not spread them apart."""
+def workers_speedup(a, n, graphs):
+    """n processes, each one epoch of --batches updates -> the throughput of n against one alone
+    (n x t1 / slowest of n). The epochs start together: each process says "ready" once its data and
+    model are loaded and waits for "go", so start-up times do not spread them apart."""
     def launch(k):
         cmd = [sys.executable, __file__, "--child", "--model", a.model, "--data", a.data,
-               "--device", a.device, "--batches", str(a.batches or 300)]
+               "--device", a.device, "--batches", str(a.batches or 300), "--graphs", str(graphs)]
         procs = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
                  for _ in range(k)]
         for p in procs:
@@ -99,13 +102,36 @@ def workers_speedup(a, n):
         for p in procs:
             p.stdin.write("go\n")
             p.stdin.flush()
-        return max(float(p.communicate()[0].split()[-1]) for p in procs)
+        outs = [p.communicate()[0] for p in procs]
+        if any(p.returncode for p in procs):
+            raise RuntimeError(f"a --workers process failed (its error is above): {cmd}")
+        return max(float(out.split()[-1]) for out in outs)
     return n * launch(1) / launch(n)
 
 
 def wait_for_go():
     print("ready", flush=True)
     sys.stdin.readline()
+
+
+def eval_seconds(cfg, tok, data, labels, device):
+    """One dev evaluation as a run makes it (model on the device, data tensorised) -> seconds."""
+    dev = finetune.tensorize(data["dev"].feats, tok, device)
+    model = bert.TokenClassifier(bert.from_pretrained(cfg.model), len(labels)).to(device)
+    t = time.time()
+    finetune.evaluate(model, data["dev"], dev, labels, finetune.eval_batch(0, device))
+    return time.time() - t
+
+
+def measured(name, fn, failed):
+    """fn() -> its result; if it raises, None, with the error printed and `name` added to failed:
+    a GPU session's minutes are few, so one failing part does not cost the others their figures."""
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001 (reported, then the bench goes on and exits 1)
+        traceback.print_exc()
+        print(f"{name}: FAILED ({type(e).__name__}: {e})", flush=True)
+        failed.append(name)
 
 
 def main():
@@ -116,48 +142,64 @@ def main():
     ap.add_argument("--workers", default="1,2,4", help="process counts to time at once")
     ap.add_argument("--device", default="cuda", help="cuda, or cpu for a smoke run of the code")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--graphs", default="True", help=argparse.SUPPRESS)  # a --workers child's path
     a = ap.parse_args()
     if a.device == "cuda" and not torch.cuda.is_available():
         print("no CUDA GPU on this machine: nothing measured (the benchmark needs one)")
-        return
+        return 0
     device = torch.device(a.device)
     a.model = a.model or mbert_shaped(tempfile.mkdtemp())
     cfg, tok, data, labels, on_device, plan = setup(a, device)
     if a.child:
-        return print(ours_epoch(cfg, labels, on_device, plan, graphs=True, ready=wait_for_go)[0])
+        graphs = a.graphs == "True"
+        return print(ours_epoch(cfg, labels, on_device, plan, graphs, ready=wait_for_go)[0])
     gpu = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
     updates = len(plan[0])
     tokens = sum(int(on_device.lengths[i]) for b in plan[0] for i in b)
+    print(f"{gpu}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}; "
+          f"{updates} updates x batch {cfg.batch_size}, {tokens:,} pieces", flush=True)
     ours_epoch(cfg, labels, on_device, [plan[0][:3]], graphs=False)  # warm-up: kernels, caches
-    fast = ours_epoch(cfg, labels, on_device, plan, graphs=device.type == "cuda")
-    eager = ours_epoch(cfg, labels, on_device, plan, graphs=False)
-    hf = hf_epoch(cfg, labels, on_device, plan)
-    dev = finetune.tensorize(data["dev"].feats, tok, device)
-    model = bert.TokenClassifier(bert.from_pretrained(cfg.model), len(labels)).to(device)
-    t = time.time()  # one dev evaluation as a run makes it (model on the device, data tensorised)
-    finetune.evaluate(model, data["dev"], dev, labels, finetune.eval_batch(0, device))
-    eval_s = time.time() - t
-    n_matmul = sum(p.numel() for n, p in model.named_parameters()
+    # graphs=True: replayed from CUDA graphs; on the CPU the same static-shape path, not captured
+    fast_name = "ours, CUDA graphs" if device.type == "cuda" else "ours, static shapes"
+    failed = []
+    fast = measured(fast_name, lambda: ours_epoch(cfg, labels, on_device, plan, True), failed)
+    eager = measured("ours, eager", lambda: ours_epoch(cfg, labels, on_device, plan, False),
+                     failed)
+    hf = measured("HF loop", lambda: hf_epoch(cfg, labels, on_device, plan), failed)
+    n_matmul = sum(p.numel() for n, p in bert.from_pretrained(cfg.model).named_parameters()
                    if p.dim() == 2 and "emb" not in n)
     flops = 6 * n_matmul * tokens  # forward + backward, matrix work only (no attention scores)
     peak = next((v for k, v in PEAK_BF16.items() if k in gpu), None)
-    print(f"{gpu}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}; "
-          f"{updates} updates x batch {cfg.batch_size}, {tokens:,} pieces")
-    for name, (s, mem) in (("ours, CUDA graphs", fast), ("ours, eager", eager), ("HF loop", hf)):
-        mfu = f"{flops / s / peak:.1%}" if peak else "n/a"
-        print(f"{name:18s} {s:7.1f} s/epoch  {tokens / s:10,.0f} tok/s  MFU {mfu:>6s}  "
-              f"peak {mem:.2f} GiB  HF/this {hf[0] / s:.2f}")
-    scale = (14041 / 16) / updates if a.batches else 1.0  # to a full English epoch at batch 16
-    epoch = fast[0] * scale
-    speed = {int(n): workers_speedup(a, int(n)) for n in a.workers.split(",") if n != "1"}
-    for n, x in speed.items():
-        print(f"--workers {n}: {x:.2f}x the throughput of one run")
-    best = max([1.0, *speed.values()])
-    repro = 10 * (4 * epoch + 5 * eval_s) / best
-    grid = 120 * (3.5 * epoch + 4.5 * eval_s) / best
-    print(f"dev evaluation {eval_s:.1f} s; projected with the best --workers ({best:.2f}x): "
-          f"make reproduce-en {repro / 60:.1f} min, IOB1+BIO grid {grid / 3600:.2f} h")
+    for name, got in ((fast_name, fast), ("ours, eager", eager), ("HF loop", hf)):
+        if got:
+            s, mem = got
+            mfu = f"{flops / s / peak:.1%}" if peak else "n/a"
+            vs_hf = f"  HF/this {hf[0] / s:.2f}" if hf else ""
+            print(f"{name:18s} {s:7.1f} s/epoch  {tokens / s:10,.0f} tok/s  MFU {mfu:>6s}  "
+                  f"peak {mem:.2f} GiB{vs_hf}")
+    eval_s = measured("dev evaluation", lambda: eval_seconds(cfg, tok, data, labels, device),
+                      failed)
+    ours = fast or eager
+    speed = {}
+    if ours:
+        for n in (int(n) for n in a.workers.split(",") if n != "1"):
+            x = measured(f"--workers {n}", lambda: workers_speedup(a, n, fast is not None), failed)
+            if x:
+                speed[n] = x
+                print(f"--workers {n}: {x:.2f}x the throughput of one run", flush=True)
+    if ours and eval_s is not None:
+        source = fast_name if fast else "ours, eager"
+        epoch = ours[0] * ((14041 / 16) / updates if a.batches else 1.0)  # a full English epoch
+        best = max([1.0, *speed.values()])
+        repro = 10 * (4 * epoch + 5 * eval_s) / best
+        grid = 120 * (3.5 * epoch + 4.5 * eval_s) / best
+        print(f"dev evaluation {eval_s:.1f} s; projected from {source}, with the best --workers "
+              f"({best:.2f}x): make reproduce-en {repro / 60:.1f} min, IOB1+BIO grid {grid / 3600:.2f} h")
+    if failed:
+        print(f"FAILED: {', '.join(failed)} (tracebacks above); the other figures stand")
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -22,11 +22,34 @@ def test_bench_gpu_smoke_on_cpu(tmp_path):
     lines = out.stdout.splitlines()
     head = r"CPU, torch \S+, \d{4}-\d\d-\d\d; 3 updates x batch 16, [\d,]+ pieces"
     assert re.match(head, lines[0]), lines[0]
-    for name in ("ours, CUDA graphs", "ours, eager", "HF loop"):
+    for name in ("ours, static shapes", "ours, eager", "HF loop"):  # static: graphs, uncaptured
         line = next(x for x in lines if x.startswith(name))
         assert re.search(r"[\d.]+ s/epoch +[\d,]+ tok/s .* HF/this [\d.]+$", line), line
     assert any(re.match(r"--workers 2: [\d.]+x the throughput of one run", x) for x in lines)
     assert re.search(r"make reproduce-en [\d.]+ min, IOB1\+BIO grid [\d.]+ h", lines[-1])
+
+
+def test_bench_gpu_reports_a_failing_part_and_measures_the_rest(tmp_path, monkeypatch, capsys):
+    """A capture that fails costs only its own row: the eager and HF rows and the projections (from
+    the eager epoch) are still printed, the failure is named, and the exit status is 1."""
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    import bench_gpu
+    import finetune
+
+    def broken(fn, keep, pool):
+        raise RuntimeError("capture failed")
+    monkeypatch.setattr(finetune, "graphed", broken)
+    folder = bert_folder(str(tmp_path / "bert"), layers=1, hidden=16)
+    monkeypatch.setattr(sys, "argv", ["bench_gpu.py", "--device", "cpu", "--model", folder,
+                                      "--data", TINY, "--batches", "3", "--workers", "1"])
+    assert bench_gpu.main() == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert "ours, static shapes: FAILED (RuntimeError: capture failed)" in lines
+    assert not any(re.match(r"ours, static shapes +[\d.]+ s/epoch", x) for x in lines)
+    for name in ("ours, eager", "HF loop"):
+        assert any(re.match(name + r" +[\d.]+ s/epoch .* HF/this [\d.]+$", x) for x in lines)
+    assert any("projected from ours, eager" in x for x in lines)
+    assert lines[-1].startswith("FAILED: ours, static shapes (tracebacks above)")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here: it would really measure")
