@@ -194,7 +194,8 @@ def main():
         repro = 10 * (4 * epoch + 5 * eval_s) / best
         grid = 120 * (3.5 * epoch + 4.5 * eval_s) / best
         print(f"dev evaluation {eval_s:.1f} s; projected from {source}, with the best --workers "
-              f"({best:.2f}x): make reproduce-en {repro / 60:.1f} min, IOB1+BIO grid {grid / 3600:.2f} h")
+              f"({best:.2f}x): make reproduce-en {repro / 60:.1f} min, "
+              f"IOB1+BIO grid {grid / 3600:.2f} h")
     if failed:
         print(f"FAILED: {', '.join(failed)} (tracebacks above); the other figures stand")
         return 1
