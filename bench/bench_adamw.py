@@ -54,10 +54,10 @@ def main():
     m = model(a.mbert_shape, device)
     groups = finetune.param_groups(m, 3e-5, 1.0, 0.01)  # BERT's decay / no-decay groups
     scale = torch.tensor(0.5, device=device)  # the schedule's factor, as fit hands it over
-    ours = finetune.AdamW(groups, lr=3e-5)
-    reference = finetune.AdamW(finetune.param_groups(m, 3e-5), lr=3e-5, fused=False)
-    def plain():  # a fresh list each time: torch writes its defaults into the group dicts
+    def plain():  # a fresh list for each optimizer: it writes its defaults into the group dicts
         return [dict(params=g["params"], weight_decay=g["weight_decay"]) for g in groups]
+    ours = finetune.AdamW(groups, lr=3e-5)
+    reference = finetune.AdamW(plain(), lr=3e-5, fused=False)
     torch_default = torch.optim.AdamW(plain(), lr=3e-5, eps=1e-6)
     torch_fused = torch.optim.AdamW(plain(), lr=3e-5, eps=1e-6, fused=True)
     t = {"ours (fused, BertAdam)": timed(lambda: ours.step(scale), device, a.steps),

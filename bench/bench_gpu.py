@@ -114,10 +114,9 @@ def wait_for_go():
     sys.stdin.readline()
 
 
-def eval_seconds(cfg, tok, data, labels, device):
+def eval_seconds(model, tok, data, labels, device):
     """One dev evaluation as a run makes it (model on the device, data tensorised) -> seconds."""
     dev = finetune.tensorize(data["dev"].feats, tok, device)
-    model = bert.TokenClassifier(bert.from_pretrained(cfg.model), len(labels)).to(device)
     t = time.time()
     finetune.evaluate(model, data["dev"], dev, labels, finetune.eval_batch(0, device))
     return time.time() - t
@@ -166,7 +165,8 @@ def main():
     eager = measured("ours, eager", lambda: ours_epoch(cfg, labels, on_device, plan, False),
                      failed)
     hf = measured("HF loop", lambda: hf_epoch(cfg, labels, on_device, plan), failed)
-    n_matmul = sum(p.numel() for n, p in bert.from_pretrained(cfg.model).named_parameters()
+    model = bert.TokenClassifier(bert.from_pretrained(cfg.model), len(labels)).to(device)
+    n_matmul = sum(p.numel() for n, p in model.named_parameters()
                    if p.dim() == 2 and "emb" not in n)
     flops = 6 * n_matmul * tokens  # forward + backward, matrix work only (no attention scores)
     peak = next((v for k, v in PEAK_BF16.items() if k in gpu), None)
@@ -177,7 +177,7 @@ def main():
             vs_hf = f"  HF/this {hf[0] / s:.2f}" if hf else ""
             print(f"{name:18s} {s:7.1f} s/epoch  {tokens / s:10,.0f} tok/s  MFU {mfu:>6s}  "
                   f"peak {mem:.2f} GiB{vs_hf}")
-    eval_s = measured("dev evaluation", lambda: eval_seconds(cfg, tok, data, labels, device),
+    eval_s = measured("dev evaluation", lambda: eval_seconds(model, tok, data, labels, device),
                       failed)
     ours = fast or eager
     speed = {}

@@ -32,7 +32,7 @@ def test_bench_gpu_smoke_on_cpu(tmp_path):
 def test_bench_gpu_reports_a_failing_part_and_measures_the_rest(tmp_path, monkeypatch, capsys):
     """A capture that fails costs only its own row: the eager and HF rows and the projections (from
     the eager epoch) are still printed, the failure is named, and the exit status is 1."""
-    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "bench"))
     import bench_gpu
     import finetune
 

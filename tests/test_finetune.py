@@ -289,20 +289,25 @@ def tiny_folder(tmp_path, layers=2, hidden=16, mlm=False):
     return bert_folder(str(tmp_path / "bert"), layers=layers, hidden=hidden, mlm=mlm)
 
 
-def fit_once(folder, cfg, graphs, seed=0):
-    """finetune.fit on en_tiny's training windows from `folder`'s weights, dropout off -> model."""
+def fit_once(folder, cfg, graphs, seed=0, stage="task", dropout=False):
+    """finetune.fit on en_tiny's training windows from `folder`'s weights -> model: the tagger
+    with the task loss, or (stage "masked-LM") the encoder with the masked-LM loss. Dropout off
+    unless asked, so that two paths compute alike."""
     tok = wordpiece.WordPiece.from_pretrained(folder)
     data, labels = finetune.load_data(cfg, tok)
-    enc = bert.from_pretrained(folder)
-    enc.eval()  # dropout off: the two paths must compute alike
     torch.manual_seed(seed)
-    model = bert.TokenClassifier(enc, len(labels)).eval()
-    model.train = lambda mode=True: model  # fit calls train(); keep dropout off
+    model = bert.from_pretrained(folder)
+    if stage == "task":
+        model = bert.TokenClassifier(model, len(labels))
+    if not dropout:
+        model.eval()
+        model.train = lambda mode=True: model  # fit calls train(); keep dropout off
     opt = finetune.AdamW(groups(model, cfg), lr=cfg.lr, eps=cfg.eps,
                          weight_decay=cfg.weight_decay, bias_correction=cfg.bias_correction)
     feats = data["train"].feats
+    loss_of = finetune.task_loss if stage == "task" else finetune.lm_loss(tok)
     finetune.fit(model, opt, finetune.tensorize(feats, tok, torch.device("cpu")),
-                 finetune.batch_plan(feats, cfg, cfg.epochs), cfg, finetune.task_loss,
+                 finetune.batch_plan(feats, cfg, cfg.epochs), cfg, loss_of,
                  graphs=graphs, log=lambda s: None)
     return model
 
@@ -377,15 +382,7 @@ def test_an_update_asks_nothing_of_the_host(tmp_path, monkeypatch, stage):
     folder = tiny_folder(tmp_path, mlm=True)
     cfg = FinetuneConfig(model=folder, data=TINY, lr=1e-3, batch_size=7, epochs=2, unfreeze=1,
                          max_train_sentences=30)
-    tok = wordpiece.WordPiece.from_pretrained(folder)
-    data, labels = finetune.load_data(cfg, tok)
-    enc = bert.from_pretrained(folder)
-    model = bert.TokenClassifier(enc, len(labels)) if stage == "task" else enc
-    opt = finetune.AdamW(groups(model, cfg), lr=cfg.lr, eps=cfg.eps)
-    feats = data["train"].feats
-    loss_of = finetune.task_loss if stage == "task" else finetune.lm_loss(tok)
-    finetune.fit(model, opt, finetune.tensorize(feats, tok, torch.device("cpu")),
-                 finetune.batch_plan(feats, cfg, 2), cfg, loss_of, graphs=True, log=lambda s: None)
+    fit_once(folder, cfg, graphs=True, stage=stage, dropout=True)
     assert "aten._fused_adamw_.tensor_lr" in seen and "aten.bernoulli_.float" in seen
     assert not seen & HOST_READS, sorted(seen & HOST_READS)
 
