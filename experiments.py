@@ -224,12 +224,11 @@ def zero_shot(cfg, exp, tagger=None, log=print):
             return log(f"warning: run {run} has no saved model in {folder} (--save false): "
                        f"no zero-shot scores; train it again with --save true in a new --out")
         tagger = tagger or finetune.load_tagger(folder, bert.pick_device())
-        bs = finetune.eval_batch(exp.eval_batch_size, next(tagger.model.parameters()).device)
         rec = dict(key=key, run=run, data=data, format=fmt, keep=exp.zero_shot_keep,
                    folder=exp.zero_shot)
         for split, sents in sets.items():
             scheme = conll.detect_scheme(s.tags for s in sents)  # scored in the file's scheme
-            pred = tag_sentences(tagger, sents, scheme, bs)
+            pred = tag_sentences(tagger, sents, scheme, exp.eval_batch_size)
             rec[split] = conlleval.evaluate([s.tags for s in sents], pred)
         log(f"zero-shot on {fmt} ({exp.zero_shot}): dev F1 {rec['dev']['f1']:.2f} "
             f"test F1 {rec['test']['f1']:.2f}")
@@ -511,16 +510,19 @@ def predict(name_or_dir, path, text=False, output=None, encoding=None):
     return f"(predictions in {output})\n"
 
 
-def tag_sentences(t, sents, scheme, batch_size=64):
-    """finetune.predict_tags on any sentences (their own tags unused); empty ones get no tags."""
+def tag_sentences(t, sents, scheme, batch_size=0):
+    """finetune.predict_tags on any sentences (their own tags unused); empty ones get no tags.
+    Batched as a run's own evaluation is by default, so a saved run tags its dev and test files as
+    it did when trained (under bf16 on CUDA, other batches could round a near tie the other way)."""
     full = [replace(s, tags=["O"] * len(s.words)) for s in sents if s.words]
     if not full:
         return [[] for _ in sents]
     label2id = {tag: i for i, tag in enumerate(t.labels)}
     feats = conll.featurize(full, t.tok, label2id, t.max_len, t.doc_context)
-    data = finetune.tensorize(feats, t.tok, next(t.model.parameters()).device)
+    device = next(t.model.parameters()).device
+    data = finetune.tensorize(feats, t.tok, device)
     tags = iter(finetune.predict_tags(t.model, finetune.Split(full, feats, scheme), data,
-                                      t.labels, batch_size))
+                                      t.labels, finetune.eval_batch(batch_size, device)))
     return [next(tags) if s.words else [] for s in sents]
 
 

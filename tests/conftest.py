@@ -1,5 +1,6 @@
 """Shared test assets: the packaged real MiniLM-L6-H384 BERT (uncased), small fixtures, and a random
 BERT folder whose vocab holds every word of tests/fixtures/en_tiny whole."""
+import contextlib
 import json
 import os
 import sys
@@ -17,6 +18,24 @@ TINY = os.path.join(FIXTURES, "en_tiny")
 def minilm_dir():
     import experiments
     return experiments.minilm_folder()
+
+
+@contextlib.contextmanager
+def cpu_only():
+    """Train on the CPU even where there is a GPU, in this process and in the processes it starts:
+    for tests that compare two runs bit for bit, which only the CPU gives (CUDA's attention
+    backward adds partial sums in whatever order its blocks finish)."""
+    import bert
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(bert, "pick_device", lambda: torch.device("cpu"))
+        mp.setenv("CUDA_VISIBLE_DEVICES", "")
+        yield
+
+
+@pytest.fixture
+def on_cpu():
+    with cpu_only():
+        yield
 
 
 def bert_folder(folder, layers, hidden, mlm=False, data=TINY):

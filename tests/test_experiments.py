@@ -13,23 +13,28 @@ from dataclasses import asdict, replace
 import pytest
 import torch
 
+import bert
 import conll
 import conlleval
 import corpora
 import experiments
 import finetune
 import wordpiece
-from conftest import FIXTURES, ROOT, TINY, bert_folder
+from conftest import FIXTURES, ROOT, TINY, bert_folder, cpu_only
 from experiments import Experiment
 from finetune import FinetuneConfig
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: one thread is faster than two on a shared 2-core machine."""
+def one_thread_on_the_cpu():
+    """Tiny models: one thread is faster than two on a shared 2-core machine. And the CPU even
+    where there is a GPU: these tests are about records, claims, workers, shards, tables and
+    command lines, and several compare two runs (or a run and a later `predict`) tag for tag, which
+    holds bit for bit on the CPU only. The GPU's training path is tested in test_finetune.py."""
     n = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
+    with cpu_only():
+        yield
     torch.set_num_threads(n)
 
 
@@ -104,6 +109,26 @@ def test_predict_conll_file_round_trip(trained, tmp_path):
     first = experiments.predict(run_dir, test)
     second = experiments.predict(run_dir, test)
     assert "test.txt.pred.txt" in first and "test.txt.pred-2.txt" in second
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_predict_on_a_gpu_writes_the_runs_own_predictions(tmp_path, monkeypatch):
+    """The round trip above on a GPU, under bf16, where other batches could round a near tie the
+    other way: a run trained there (its test split 320 sentences, several evaluation batches) and
+    `predict` on its saved folder write the same test predictions, byte for byte."""
+    import shutil
+    monkeypatch.setattr(bert, "pick_device", lambda: torch.device("cuda"))
+    data = tmp_path / "data"
+    shutil.copytree(TINY, data)
+    shutil.copy(data / "train.txt", data / "test.txt")
+    folder = bert_folder(str(tmp_path / "bert"), layers=2, hidden=32)
+    cfg = FinetuneConfig(model=folder, data=str(data), scheme="bio", lr=1e-3, batch_size=8,
+                         epochs=3)
+    rec = experiments.run_one(cfg, Experiment(out=str(tmp_path / "runs")), log=lambda s: None)
+    assert rec["device"] == "cuda"
+    run_dir = tmp_path / "runs" / f"run-{rec['key']}"
+    experiments.predict(str(run_dir), str(data / "test.txt"), output=str(tmp_path / "again"))
+    assert (tmp_path / "again").read_bytes() == (run_dir / "test.pred.txt").read_bytes()
 
 
 def test_predict_keeps_the_models_scheme_for_unlabelled_input(trained, tmp_path):
@@ -452,7 +477,6 @@ def test_output_under_a_file_fails_before_training(tmp_path, monkeypatch):
 def test_first_layout_run_folders_still_load(trained, tmp_path):
     """A run saved in the first layout (encoder folder + classifier.safetensors + labels.json) loads
     into the same tagger as the HF layout: the same labels and logits."""
-    import bert
     from safetensors.torch import save_file
     cfg, exp, rec = trained
     new = finetune.load_tagger(os.path.join(exp.out, f"run-{rec['key']}"), torch.device("cpu"))
