@@ -310,17 +310,24 @@ def test_shards_split_the_grid_without_overlap(tmp_path, monkeypatch):
     assert experiments.table(exp.out) == experiments.table(whole.out)
 
 
-def test_workers_train_each_run_once(tmp_path):
-    """--workers=2 on the CPU: two processes, 4 real runs (tiny BERT), each recorded once; the
-    table equals the one of the same runs done by one process."""
+def test_workers_and_shards_train_each_run_once(tmp_path):
+    """4 real runs (tiny BERT, seeds 1-4) split as two shards: --shard=0/2 by two worker
+    processes (--workers=2), --shard=1/2 in this one. Each run is recorded once, the first shard
+    leaves the choice to the second, and the table equals the one of the 4 runs done by one
+    process."""
     folder = bert_folder(str(tmp_path / "bert"), layers=1, hidden=16)
     cfg = FinetuneConfig(model=folder, data=TINY, lr=1e-3, batch_size=16, epochs=1,
                          max_train_sentences=48)
-    exp = Experiment(out=str(tmp_path / "two"), seeds=4, save=False, workers=2)
-    experiments.grid(cfg, exp, full=False, log=lambda s: None)
+    exp = Experiment(out=str(tmp_path / "split"), seeds=4, save=False)
+    assert experiments.grid(cfg, replace(exp, shard="0/2", workers=2), full=False,
+                            log=lambda s: None) is None
+    assert sorted(r["config"]["seed"] for r in experiments.read_results(exp.out)) == [1, 3]
+    assert experiments.grid(cfg, replace(exp, shard="1/2", workers=1), full=False,
+                            log=lambda s: None) is not None
     recs = experiments.read_results(exp.out)
     with open(os.path.join(exp.out, "results.jsonl")) as f:
         assert len(f.readlines()) == len(recs) == 4
+    assert sorted(r["config"]["seed"] for r in recs) == [1, 2, 3, 4]
     one = replace(exp, out=str(tmp_path / "one"), workers=1)
     experiments.grid(cfg, one, full=False, log=lambda s: None)
     assert experiments.table(exp.out) == experiments.table(one.out)
