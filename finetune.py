@@ -378,28 +378,36 @@ def update(model, opt, loss_of, batch, *, scale, clip, sums):
     sums += torch.stack([loss.detach().float(), (~torch.isfinite(loss.detach())).float()])
 
 
+def warm_up(fn, keep, calls=2):
+    """fn() `calls` times, then every tensor of `keep` put back as it was: the warm-up trains (it
+    moves weights, moments, step counts, the step counter and the loss sums), the run must not."""
+    saved = [t.detach().clone() for t in keep]
+    for _ in range(calls):
+        fn()
+    with torch.no_grad():
+        for t, s in zip(keep, saved):
+            t.copy_(s)
+
+
 def graphed(fn, keep, pool):
     """CUDA only: fn() recorded once as a CUDA graph -> its replay (torch.cuda.graph's recipe for
     a whole network). Two warm-up calls on a side stream let cuBLAS and autograd set themselves up
-    outside the capture; they train, so `keep` (weights, grads, optimizer state, counters) is put
-    back after them (and may step the counter 2 past the schedule's end: its table has 2 spare).
+    outside the capture; `keep` (weights, grads, optimizer state, counters) is put back after them
+    (the counter may pass the schedule's end by 2 meanwhile: its table has 2 spare).
     Dropout stays on: torch registers its generator with the graph, and every
     replay draws new numbers. The graphs of one run share a memory pool, safely in any order:
     they never run at once, and nothing made inside a capture outlives it (the grads, optimizer
     state and counters it writes exist before it).
-    On the CPU there is nothing to capture: fn itself comes back (the static-shape path, tested)."""
-    if not torch.cuda.is_available() or not keep[0].is_cuda:
+    On the CPU there is nothing to capture: after the same warm-up (so that the CPU tests hold its
+    restore), fn itself comes back (the static-shape path, tested against the eager one)."""
+    if not keep[0].is_cuda:
+        warm_up(fn, keep)
         return fn
-    saved = [t.detach().clone() for t in keep]
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
-        for _ in range(2):
-            fn()
+        warm_up(fn, keep)
     torch.cuda.current_stream().wait_stream(side)
-    with torch.no_grad():
-        for t, s in zip(keep, saved):
-            t.copy_(s)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph, pool=pool):
         fn()
