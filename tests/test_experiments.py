@@ -745,16 +745,19 @@ def test_germeval_without_a_folder_downloads_it(monkeypatch):
 
 def test_reproduce_with_zero_shot_end_to_end_on_real_weights(minilm_dir, tmp_path):
     """The command line, the packaged MiniLM (real weights), English fixture data, one seed:
-    `reproduce --zero_shot DIR` trains IOB1 and BIO, scores both on the GermEval fixture, and
-    prints one zero-shot row per scheme under the English rows, with the notes."""
+    `reproduce --zero_shot DIR --workers 2` trains IOB1 and BIO in two worker processes started
+    from the script (as on a GPU by default), scores both on the GermEval fixture, and prints one
+    zero-shot row per scheme under the English rows, with the notes."""
     out = str(tmp_path / "runs")
     cmd = [sys.executable, os.path.join(ROOT, "experiments.py"), "reproduce", "--model",
            minilm_dir, "--data", TINY, "--seeds", "1", "--epochs", "1", "--lr", "1e-4",
            "--max_train_sentences", "40", "--out", out, "--save", "false",
-           "--zero_shot", GERMAN["germeval2014"]]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+           "--zero_shot", GERMAN["germeval2014"], "--workers", "2"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")  # two worker processes share the 2 cores
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [line for line in done.stdout.split("\n") if line.startswith("| en→de ")]
+    assert "2 runs, 2 worker processes" in done.stdout
     assert sorted(r.split(" | ")[2] for r in rows) == ["BIO", "IOB1"]
     assert all("zero-shot on germeval2014" in r for r in rows)
     assert len(experiments.read_results(out, name=experiments.ZERO_SHOT)) == 2
