@@ -153,7 +153,7 @@ class AdamW(torch.optim.Optimizer):
         if not self.state[p]:  # step: a float32 tensor on p's device, as the fused kernel reads it
             self.state[p] = dict(step=torch.zeros((), dtype=torch.float32, device=p.device),
                                  m=torch.zeros_like(p), v=torch.zeros_like(p))
-        if p.device not in self.infinity:
+        if p.device not in self.infinity:  # also for state loaded by load_state_dict
             self.infinity[p.device] = torch.tensor(math.inf, device=p.device)
         return self.state[p]
 
@@ -378,11 +378,11 @@ def update(model, opt, loss_of, batch, *, scale, clip, sums):
     sums += torch.stack([loss.detach().float(), (~torch.isfinite(loss.detach())).float()])
 
 
-def warm_up(fn, keep, calls=2):
-    """fn() `calls` times, then every tensor of `keep` put back as it was: the warm-up trains (it
-    moves weights, moments, step counts, the step counter and the loss sums), the run must not."""
+def warm_up(fn, keep):
+    """fn() twice, then every tensor of `keep` put back as it was: the warm-up trains (it moves
+    weights, moments, step counts, the step counter and the loss sums), the run must not."""
     saved = [t.detach().clone() for t in keep]
-    for _ in range(calls):
+    for _ in range(2):
         fn()
     with torch.no_grad():
         for t, s in zip(keep, saved):

@@ -32,12 +32,6 @@ def cpu_only():
         yield
 
 
-@pytest.fixture
-def on_cpu():
-    with cpu_only():
-        yield
-
-
 def bert_folder(folder, layers, hidden, mlm=False, data=TINY):
     """Random BERT in Hub layout; vocab = the specials + every basic token of the splits in `data`
     (train.txt, valid.txt, test.txt; en_tiny by default), cased."""

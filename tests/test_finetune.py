@@ -24,7 +24,7 @@ import bert
 import conlleval
 import finetune
 import wordpiece
-from conftest import FIXTURES, bert_folder
+from conftest import FIXTURES, bert_folder, cpu_only
 from finetune import FinetuneConfig
 
 TINY = os.path.join(FIXTURES, "en_tiny")
@@ -560,16 +560,17 @@ def test_lm_finetune_lowers_mlm_loss_and_is_reused(tmp_path, monkeypatch):
     assert rec["config"]["lm_epochs"] == 3 and len(rec["dev_f1_per_epoch"]) == 1
 
 
-def test_lm_run_repeats_whether_or_not_its_lm_folder_exists(tmp_path, on_cpu):
+def test_lm_run_repeats_whether_or_not_its_lm_folder_exists(tmp_path):
     """The first run trains the LM stage, the second finds its folder: the same seed must still
     give the same task run, weight for weight (the LM stage's random draws may not shift the
     classifier's init or the dropout masks). On the CPU, where a run repeats bit for bit."""
     folder = tiny_folder(tmp_path, layers=1, mlm=True)
     cfg = FinetuneConfig(model=folder, data=TINY, lr=1e-3, batch_size=8, epochs=1, lm_epochs=1)
     root = str(tmp_path / "a")
-    first = finetune.train(cfg, lm_root=root, log=lambda s: None)
-    assert len([d for d in os.listdir(root) if d.startswith("lm-")]) == 1
-    again = finetune.train(cfg, lm_root=root, log=lambda s: None)
+    with cpu_only():
+        first = finetune.train(cfg, lm_root=root, log=lambda s: None)
+        assert len([d for d in os.listdir(root) if d.startswith("lm-")]) == 1
+        again = finetune.train(cfg, lm_root=root, log=lambda s: None)
     for (n, p), q in zip(first.tagger.model.named_parameters(), again.tagger.model.parameters()):
         assert torch.equal(p, q), n
     for k in ("dev", "test", "dev_f1_per_epoch"):
