@@ -355,12 +355,15 @@ def mask_pieces(ids, tok, p=0.15):
 
 
 def lm_loss(tok):
-    """The masked-LM stage's loss (Sec 4.2): the task labels are unused, fresh masks every batch."""
+    """The masked-LM stage's loss (Sec 4.2): the task labels are unused, fresh masks every batch.
+    The mean over the chosen pieces, and 0 (no gradient) where a batch of a few short windows
+    has none chosen: cross_entropy's own mean is 0/0 = NaN there, which would end the run."""
     def loss(model, ids, mask, y):
         x, target = mask_pieces(ids, tok)
         logits = model.mlm(model(x, mask))  # (B, T, V)
-        return F.cross_entropy(logits.float().flatten(0, 1), target.flatten(),
-                               ignore_index=conll.IGNORE)
+        total = F.cross_entropy(logits.float().flatten(0, 1), target.flatten(),
+                                ignore_index=conll.IGNORE, reduction="sum")
+        return total / (target != conll.IGNORE).sum().clamp(min=1)
     return loss
 
 

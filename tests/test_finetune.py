@@ -533,6 +533,56 @@ def test_mask_pieces_follows_bert_80_10_10():
         "10% stay (plus the random draws that hit the same id)")
 
 
+class TinyIds(SpecialIds):
+    def __len__(self):
+        return 30  # tiny_classifier's vocab: random replacements stay inside it
+
+
+def test_lm_loss_is_the_mean_over_chosen_pieces_and_0_without_any():
+    """With pieces chosen, lm_loss is cross_entropy's own mean over them (the same masks, drawn
+    again from the same seed); a batch with none chosen ([CLS] w [SEP], w not drawn, or nothing
+    but special pieces) gives 0 and zero grads where the plain mean gives NaN."""
+    model = tiny_classifier(mlm=True).bert
+    ids = torch.randint(5, 30, (4, 12))
+    ids[:, 0], ids[:, -1] = 2, 3
+    mask = torch.ones_like(ids)
+    torch.manual_seed(1)
+    got = finetune.lm_loss(TinyIds())(model, ids, mask, None)
+    torch.manual_seed(1)
+    x, target = finetune.mask_pieces(ids, TinyIds())
+    assert (target != -100).any()
+    want = F.cross_entropy(model.mlm(model(x, mask)).flatten(0, 1), target.flatten())
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+    only_special = torch.tensor([[2, 3, 0, 0]])
+    x, target = finetune.mask_pieces(only_special, TinyIds())
+    nan = F.cross_entropy(model.mlm(model(x, torch.ones_like(x))).flatten(0, 1), target.flatten())
+    assert nan.isnan(), "the plain mean of nothing"
+    loss = finetune.lm_loss(TinyIds())(model, only_special, torch.ones_like(only_special), None)
+    loss.backward()
+    assert loss.item() == 0.0
+    assert all(torch.equal(p.grad, torch.zeros_like(p)) for p in model.parameters()
+               if p.grad is not None)
+
+
+def test_lm_stage_on_one_short_window_never_stops_on_nan(tmp_path):
+    """A training set of one one-word sentence: each masked-LM update sees [CLS] w [SEP], and w
+    goes unchosen 85% of the time. Twenty epochs train to the end with a finite loss (the plain
+    mean stopped this run with "loss became NaN" at its first update)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("valid.txt", "test.txt"):
+        (data / name).write_text(open(os.path.join(TINY, name)).read())
+    (data / "train.txt").write_text("-DOCSTART- -X- O O\n\nTokyo NNP I-NP I-LOC\n\n")
+    folder = tiny_folder(tmp_path, layers=1, mlm=True)
+    cfg = FinetuneConfig(model=folder, data=str(data), lr=1e-3, batch_size=8, lm_epochs=20)
+    log = []
+    with cpu_only():
+        finetune.lm_finetune(cfg, str(tmp_path / "runs"), log=log.append)
+    losses = [float(x) for line in log for x in re.findall(r"masked-LM loss (\S+)", line)]
+    assert len(losses) == 20 and all(map(math.isfinite, losses)), losses
+    assert 0.0 in losses and any(losses), "some updates had no piece chosen, some had one"
+
+
 def test_lm_finetune_lowers_mlm_loss_and_is_reused(tmp_path, monkeypatch):
     """Three masked-LM epochs on en_tiny's text lower the loss; the adapted BERT is written as a
     Hub-layout folder, a second call returns it without training again, a task run starts from it,
