@@ -21,6 +21,7 @@ Sec 5.3) fills a window with neighbouring sentences; the paper does not use it.
     python conll.py stats --encoding latin-1 deu.train      # GermEval .tsv files are detected
 """
 import argparse
+import codecs
 import collections
 import itertools
 import json
@@ -31,6 +32,9 @@ import sys
 from dataclasses import dataclass
 
 DOCSTART = "-DOCSTART-"
+# A byte-order mark opening a line is never part of a word. _decode drops the file's first; files
+# saved with one and joined with `cat` have more, which the readers skip and convert keeps.
+BOM = "\ufeff"
 IGNORE = -100  # torch cross_entropy's ignore_index: [CLS], [SEP], continuation pieces, context
 
 
@@ -55,11 +59,12 @@ def _decode(path, data, encoding):
     GermEval 2014 UTF-8. With encoding=None: valid UTF-8 -> "utf-8" ("utf-8-sig" drops a BOM);
     no valid multi-byte UTF-8 sequence at all -> "latin-1" (b"M\\xfcller" -> "Müller"); UTF-8
     sequences *and* invalid bytes -> ValueError, as either reading garbles part of the file
-    (UTF-8 "Müller" read as latin-1 is "MÃ¼ller").
+    (UTF-8 "Müller" read as latin-1 is "MÃ¼ller"). A given UTF-8 (utf8, UTF_8, ...) drops a BOM
+    as detection does.
     """
     if encoding is not None:
         try:
-            return data.decode(encoding), encoding
+            text = data.decode(encoding)
         except LookupError:
             raise ValueError(f"{path}: unknown encoding {encoding!r}; pass e.g. utf-8 or "
                              f"latin-1") from None
@@ -67,10 +72,13 @@ def _decode(path, data, encoding):
             line = data[:e.start].count(b"\n") + 1
             raise ValueError(f"{path}:{line}: not valid {encoding} ({e.reason}); pass the file's "
                              f"real encoding, or leave it out to detect UTF-8/latin-1") from None
+        if codecs.lookup(encoding).name == "utf-8" and text.startswith(BOM):
+            return text[1:], "utf-8-sig"  # as detection does, so convert writes the BOM back
+        return text, encoding
     text = data.decode("utf-8", errors="surrogateescape")  # invalid byte b -> U+DC00 + b
     bad = re.search(r"[\udc80-\udcff]", text)
     if bad is None:  # keep a BOM out of word 1; writing back with utf-8-sig restores it
-        return (text[1:], "utf-8-sig") if text.startswith("\ufeff") else (text, "utf-8")
+        return (text[1:], "utf-8-sig") if text.startswith(BOM) else (text, "utf-8")
     good = re.search(r"[^\x00-\x7f\udc80-\udcff]", text)  # a valid multi-byte sequence
     if good is None:
         return data.decode("latin-1"), "latin-1"  # never fails: every byte is a character
@@ -81,7 +89,9 @@ def _decode(path, data, encoding):
 
 
 def _lines(path, encoding=None):
-    """The file's lines (split on \\n only: latin-1 byte 0x85 is a character, not a line break)."""
+    """The file's lines (split on \\n only: latin-1 byte 0x85 is a character, not a line break).
+    A \\r inside a line is an error: with old Mac (CR-only) line ends the file is one line, its
+    words one sentence tagged by the last column. CRLF's \\r ends a line, the readers strip it."""
     if os.path.isdir(path):
         raise ValueError(f"{path}: a folder; pass a file")
     if not os.path.isfile(path):
@@ -91,12 +101,17 @@ def _lines(path, encoding=None):
     if not data.strip():
         raise ValueError(f"{path}: empty file; expected CoNLL lines 'word ... NE-tag'")
     text, enc = _decode(path, data, encoding)
-    return text.split("\n"), enc
+    lines = text.split("\n")
+    for n, line in enumerate(lines, start=1):
+        if "\r" in line.rstrip(" \t\r"):
+            raise ValueError(f"{path}:{n}: a carriage return (\\r) inside the line: the file has "
+                             f"old Mac (CR-only) line endings; convert them to \\n")
+    return lines, enc
 
 
 def _fields(line):
     """Columns split on spaces/tabs only (a latin-1 non-breaking space may be part of a word)."""
-    line = line.strip(" \t\r")
+    line = line.lstrip(BOM).strip(" \t\r")
     return re.split(r"[ \t]+", line) if line else []
 
 
@@ -156,7 +171,8 @@ GERMEVAL_LINE = "a GermEval 2014 word line is 'index<TAB>word<TAB>outer<TAB>inne
 def _is_germeval(lines):
     """The first non-blank line is a '#' comment and the first word line has 4 tab-separated
     columns, the first an integer. CoNLL-2003 files open with -DOCSTART- or a word line."""
-    rows = (x.rstrip("\r") for x in lines if x.strip())
+    rows = (x.lstrip(BOM).rstrip("\r") for x in lines)
+    rows = (x for x in rows if x.strip())
     if not next(rows, "").startswith("#"):
         return False
     cols = next((x for x in rows if not x.startswith("#")), "").split("\t")
@@ -184,7 +200,7 @@ def _parse_germeval(lines, path, level):
     doc = 0
     url = None  # the source URL of the current document
     for n, line in enumerate(lines + [""], start=1):
-        line = line.rstrip("\r")
+        line = line.lstrip(BOM).rstrip("\r")
         if not line.strip() or line.startswith("#"):
             if words:
                 out.append(Sentence(words, tags, doc, first))

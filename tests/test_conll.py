@@ -93,6 +93,56 @@ def test_utf8_umlauts_not_taken_for_latin1(tmp_path):
     assert conll.read_conll_info(p) == (got, "utf-8-sig", "conll")
 
 
+@pytest.mark.parametrize("enc", [None, "utf-8", "UTF8", "utf_8"])
+def test_bom_with_utf8_flag(tmp_path, enc):
+    """A BOM opens no word whether UTF-8 is detected or given (any spelling of --encoding utf-8):
+    one document, "EU" on line 3, encoding utf-8-sig; a GermEval file with a BOM is still GermEval;
+    convert writes the BOM back (to BIO only I-ORG -> B-ORG changes)."""
+    p, out, ge = tmp_path / "bom.txt", tmp_path / "out.txt", tmp_path / "bom.tsv"
+    p.write_bytes(b"\xef\xbb\xbf-DOCSTART- -X- -X- O\n\nEU NNP B-NP I-ORG\n")
+    assert conll.read_conll_info(p, enc) == ([sent(["EU"], ["I-ORG"], 0, 3)], "utf-8-sig", "conll")
+    conll.convert(p, out, "bio", enc)
+    assert out.read_bytes() == p.read_bytes().replace(b"I-ORG", b"B-ORG")
+    ge.write_bytes(b"\xef\xbb\xbf" + open(GE_TRAIN, "rb").read())
+    assert conll.read_conll_info(ge, enc)[1:] == ("utf-8-sig", "germeval")
+
+
+def test_bom_mid_file(tmp_path):
+    """Files saved with a BOM and joined with `cat` have one mid-file, opening line 5 here: not
+    part of that -DOCSTART- (2 documents; "EU" on lines 3 and 7), of a word (line 9, "EU"), of a
+    GermEval '#' or word line. convert keeps it where it is on disk, as every byte but the tags."""
+    a = "\ufeff-DOCSTART- -X- -X- O\n\nEU NNP B-NP I-ORG\n\n".encode()
+    p, out = tmp_path / "joined.txt", tmp_path / "out.txt"
+    p.write_bytes(a + a + "\ufeffEU NNP B-NP I-ORG\n".encode())
+    eu = [["EU"], ["I-ORG"]]
+    assert conll.read_conll(p) == [sent(*eu, 0, 3), sent(*eu, 1, 7), sent(*eu, 1, 9)]
+    conll.convert(p, out, "bio")
+    assert out.read_bytes() == p.read_bytes().replace(b"I-ORG", b"B-ORG")
+    ge = tmp_path / "joined.tsv"
+    ge.write_bytes(2 * (b"\xef\xbb\xbf" + open(GE_TRAIN, "rb").read()))
+    got = conll.read_germeval(ge)
+    assert [s.doc for s in got] == [0, 0, 1, 2, 2, 3] and got[3:] == [
+        conll.Sentence(s.words, s.tags, s.doc + 2, s.line + 31) for s in got[:3]]
+    ge.write_bytes("#\tu\n\ufeff1\tEU\tB-ORG\tO\n".encode())  # `cat` of a '#' line, a BOM'd file
+    assert conll.read_conll_info(ge)[0] == [sent(["EU"], ["B-ORG"], 0, 2)]
+
+
+@pytest.mark.parametrize("data, where", [
+    (b"EU NNP B-NP I-ORG\rrejects VBZ B-VP O\r\rPeter NNP B-NP I-PER\r", ":1:"),
+    (b"#\tu\n1\tEU\tB-ORG\tO\r2\trejects\tO\tO\r", ":2:"),
+])
+def test_cr_only_line_ends(tmp_path, data, where):
+    """Old Mac line ends (\\r alone) would make the file one line, 'EU' tagged by the last column
+    (I-PER): an error at the line holding the \\r instead. A CRLF line still reads, and latin-1
+    byte 0x85 stays a character, not a line break."""
+    p = tmp_path / "cr.txt"
+    p.write_bytes(data)
+    with pytest.raises(ValueError, match=re.escape(f"{p}{where} a carriage return (\\r) inside")):
+        conll.read_conll(p)
+    p.write_bytes(b"M\x85ller B-PER\r\n")
+    assert conll.read_conll(p, "latin-1") == [sent(["M\x85ller"], ["B-PER"])]
+
+
 @pytest.mark.parametrize("text, docs", [
     ("a X O\n\nb X O\n", [0, 0]),  # no -DOCSTART-: one document
     ("-DOCSTART- -X- O O\n\na X O\n-DOCSTART- -X- O O\nb X O", [0, 1]),  # no blank before DOCSTART
