@@ -15,6 +15,7 @@ Reading the files, the tagging schemes and the features are conll.py's.
 """
 import fcntl
 import hashlib
+import http.client
 import os
 import shutil
 import urllib.request
@@ -143,11 +144,19 @@ DOWNLOADS = {
 
 
 def _fetch(url, dest):
-    """Download url to dest (a separate function so tests can replace the network)."""
+    """Download url to dest (a separate function so tests can replace the network). A reply that
+    stops early raises ConnectionError, an OSError like urllib's own errors."""
     # some CDNs refuse urllib's default User-Agent
     req = urllib.request.Request(url, headers={"User-Agent": "mbert-ner"})
-    with urllib.request.urlopen(req, timeout=60) as r, open(dest, "wb") as f:
-        shutil.copyfileobj(r, f)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r, open(dest, "wb") as f:
+            shutil.copyfileobj(r, f)
+            got, want = f.tell(), r.headers.get("Content-Length")
+    except http.client.HTTPException as e:  # a chunked reply's IncompleteRead is no OSError
+        raise ConnectionError(repr(e)) from e
+    # http.client ends a Content-Length reply that stops early as if it were complete
+    if want is not None and got != int(want):
+        raise ConnectionError(f"received {got} of {want} bytes")
 
 
 def _fetch_checked(src, url, sha256, part):
@@ -155,6 +164,11 @@ def _fetch_checked(src, url, sha256, part):
     try:
         _fetch(url, part)
     except OSError as e:  # urllib's URLError is an OSError: offline, DNS, HTTP error
+        if os.path.exists(part):  # half a file is no use to check by hand
+            os.remove(part)
+        if isinstance(e, ConnectionError):  # cut off midway: another try usually works
+            raise OSError(f"could not download {url}: the download was cut off ({e}); run the "
+                          f"command again") from e
         raise OSError(f"could not download {url} ({e}). Offline? {src.offline}") from e
     with open(part, "rb") as f:
         got = hashlib.sha256(f.read()).hexdigest()
@@ -217,7 +231,9 @@ def download(lang, cache_dir):
 
 def _fetch_all(src, cache_dir, out):
     """Every file of src fetched and checked into a temp folder that becomes `out` only once it is
-    complete and checked (conll.replace_atomic)."""
+    complete and checked (conll.replace_atomic). An incomplete `out` (a file deleted by hand) is
+    removed then: replace_atomic keeps a folder that exists, and download()'s lock keeps other
+    processes out meanwhile."""
     def fill(tmp):
         os.makedirs(tmp)
         for name, (url, sha256) in src.files.items():
@@ -229,6 +245,8 @@ def _fetch_all(src, cache_dir, out):
             else:
                 os.replace(part, os.path.join(tmp, name))
         _check_counts(src, tmp, cache_dir)
+        if os.path.isdir(out):  # only now that ours is checked: a failed fetch loses nothing
+            shutil.rmtree(out)
     conll.replace_atomic(out, fill)
 
 

@@ -3,14 +3,16 @@ dev/test for zero-shot rows (Wu & Dredze 2019), a run's data folder.
 
 Fixtures (made-up sentences): conll_de.txt, germeval_tiny/ and deu_tiny/ as tests/test_conll.py
 describes them. Downloads never touch the network: tests replace corpora._fetch and patch
-corpora.DOWNLOADS.
+corpora.DOWNLOADS, or serve a broken reply from a local HTTP server.
 """
 import dataclasses
 import hashlib
+import http.server
 import multiprocessing
 import os
 import re
 import shutil
+import threading
 import time
 import urllib.error
 import zipfile
@@ -125,6 +127,49 @@ def test_download_offline(tmp_path, monkeypatch):
     assert str(e.value) == want and os.listdir(tmp_path / "g") == []  # no temp folder left
 
 
+class CutOff(http.server.BaseHTTPRequestHandler):
+    """Replies with 40 of its bytes, then hangs up: /chunked in one chunk with no last chunk, any
+    other path with a Content-Length of 100."""
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        self.send_response(200)
+        if self.path == "/chunked":
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"28\r\n" + b"x" * 40 + b"\r\n")  # 0x28 = 40 bytes
+        else:
+            self.send_header("Content-Length", 100)
+            self.end_headers()
+            self.wfile.write(b"x" * 40)
+        self.close_connection = True
+
+    def log_message(self, *args):  # keep pytest's output to the test's own
+        pass
+
+
+@pytest.mark.parametrize("path, why", [("/chunked", r"\(IncompleteRead\(40 bytes read\)\)"),
+                                       ("/length", r"\(received 40 of 100 bytes\)")],
+                         ids=["chunked", "content-length"])
+def test_download_cut_off(tmp_path, monkeypatch, path, why):
+    """A reply that stops early (the real _fetch, a local server) -> an OSError naming the URL
+    that says to run the command again, as experiments.py prints it in one line; not
+    http.client's IncompleteRead (no OSError), nor a sha256 that blames upstream. Nothing
+    partial stays in the cache."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), CutOff)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}{path}"
+    patch_corpus(monkeypatch, "en", files={"conll2003.zip": (url, "0" * 64)})
+    try:
+        with pytest.raises(OSError, match=f"could not download {re.escape(url)}: the download "
+                                          f"was cut off {why}; run the command again"):
+            corpora.download("en", tmp_path)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.fixture
 def fake_germeval(monkeypatch):
     """The three tiny GermEval fixtures (3, 1, 1 sentences) served under the real Drive URLs."""
@@ -210,6 +255,17 @@ def test_download_germeval_rejects_bad_files(tmp_path, fake_germeval, monkeypatc
     with pytest.raises(ValueError, match=f"1 sentences, GermEval 2014 has 3; empty {tmp_path}/c3 "
                                          f"to download again"):
         corpora.download("germeval", tmp_path / "c3")
+
+
+def test_download_repairs_incomplete_folder(tmp_path, fake_archive):
+    """A cached folder missing a file (valid.txt deleted by hand) is fetched again and replaced
+    by the new checked folder, not kept beside a FileNotFoundError on every call."""
+    d = corpora.download("en", tmp_path)
+    os.remove(os.path.join(d, "valid.txt"))
+    assert corpora.download("en", tmp_path) == d and len(fake_archive) == 2
+    assert sorted(os.listdir(d)) == ["test.txt", "train.txt", "valid.txt"]
+    assert sorted(os.listdir(tmp_path)) == ["conll2003-en", "conll2003.zip"]  # no temp left
+    assert corpora.download("en", tmp_path) == d and len(fake_archive) == 2
 
 
 def test_download_sources():
