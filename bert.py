@@ -259,6 +259,13 @@ def read_safetensors(path):
                          f"re-download it or point --model at another copy") from e
 
 
+def has_mlm_head(path):
+    """Whether a model.safetensors holds BERT's masked-LM head, by its keys (no tensor is read)."""
+    from safetensors import safe_open
+    with safe_open(path, "pt") as f:
+        return "cls.predictions.transform.dense.weight" in map(hf_name, f.keys())
+
+
 def from_pretrained(name_or_dir):
     """Our `Bert` (+ MLM head when the checkpoint has one) from a folder or a Hub id
     ("bert-base-multilingual-cased"). A tagger's classifier is ignored: see IGNORED."""

@@ -339,17 +339,22 @@ def germeval_to_conll(tags, keep_deriv_part=False):
 
 # ---------------------------------------------------------------- writing
 
-def replace_atomic(path, write):
+def replace_atomic(path, write, new=False):
     """write(tmp) makes a file or a folder at a temp name beside `path`, which is then renamed to
     `path`: nothing half-written is ever seen at `path`, a crash or a failed write leaves no temp
     behind, and a file replaces the old one in one step. A folder that exists already (another
-    process finished the same one first) is kept, ours dropped: -> False; else True. The repo's
-    one way to write atomically: results, predictions, masked-LM stages, downloads (bert.py
-    keeps a twin for its checkpoints, so that it imports nothing of ours)."""
+    process finished the same one first) is kept, ours dropped: -> False; else True. new=True (a
+    file): FileExistsError if `path` exists, even one that appeared while we wrote (a hard link
+    never replaces). The repo's one way to write atomically: results, predictions, masked-LM
+    stages, downloads (bert.py keeps a twin for its checkpoints, so that it imports nothing of
+    ours)."""
     folder, name = os.path.split(os.path.abspath(path))
     tmp = os.path.join(folder, f".{name}.tmp{os.getpid()}")
     try:
         write(tmp)
+        if new:
+            os.link(tmp, path)  # the temp name is removed below
+            return True
         try:
             os.replace(tmp, path)
         except OSError:
@@ -364,25 +369,28 @@ def replace_atomic(path, write):
             os.remove(tmp)
 
 
-def write_atomic(path, text, encoding="utf-8"):
-    """Text into `path` through replace_atomic. An unknown folder or a folder at `path` is an
-    error that says so; a character the encoding lacks raises as it is; either way the old file
-    stays as it was."""
+def write_atomic(path, text, encoding="utf-8", new=False):
+    """Text into `path` through replace_atomic (new: only as a new file, see there). An unknown
+    folder or a folder at `path` is an error that says so; a character the encoding lacks raises
+    as it is; either way the old file stays as it was."""
     def write(tmp):
         with open(tmp, "w", encoding=encoding, newline="") as f:
             f.write(text)
     try:
-        replace_atomic(path, write)
+        replace_atomic(path, write, new)
+    except FileExistsError:
+        raise
     except OSError as e:
         raise OSError(f"{path}: cannot write ({e.strerror or e}); pass a file path in an "
                       f"existing, writable folder") from e
 
 
-def write_conll(path, sentences, pred_tags, docstart=True):
+def write_conll(path, sentences, pred_tags, docstart=True, new=False):
     """"word gold pred" lines for conlleval, a blank line after each sentence. With docstart, each
     document opens with "-DOCSTART- O O" + blank line, as in the CoNLL-2003 files: conlleval.pl
     counts it as one O token (eng.testb: 46435 words + 231 = its "processed 46666 tokens"), no
-    span. Tags are written as given: convert predictions to the gold file's scheme first."""
+    span. Tags are written as given: convert predictions to the gold file's scheme first.
+    new: only as a new file (replace_atomic)."""
     assert len(pred_tags) == len(sentences), (f"{len(pred_tags)} predictions for "
                                               f"{len(sentences)} sentences")
     if not has_gold(sentences):
@@ -396,7 +404,7 @@ def write_conll(path, sentences, pred_tags, docstart=True):
         doc = s.doc
         out.extend(f"{w} {g} {p}\n" for w, g, p in zip(s.words, s.tags, pred))
         out.append("\n")
-    write_atomic(path, "".join(out))
+    write_atomic(path, "".join(out), new=new)
 
 
 # ---------------------------------------------------------------- features (Sec 3.2, Figure 1)

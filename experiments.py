@@ -95,27 +95,39 @@ def parse_bool(v):
 # ---------------------------------------------------------------------------------------------
 # results.jsonl: one record per run key; a run being trained holds OUT/claims/KEY.lock.
 
+def is_record(r, name):
+    """A line the tables can use: a string key, dev and test scores, and what names its row (a
+    run's config; a zero-shot score's run and German data)."""
+    scored = all(isinstance(r.get(s), dict) and isinstance(r[s].get("f1"), (int, float))
+                 for s in ("dev", "test"))
+    names = dict(run=str, format=str, data=str) if name == ZERO_SHOT else dict(config=dict)
+    return (scored and isinstance(r.get("key"), str)
+            and all(isinstance(r.get(k), t) for k, t in names.items()))
+
+
 def read_results(out, warn=None, name="results.jsonl"):
     """The records of OUT/results.jsonl (or OUT/name), first one per key. A damaged line is
-    skipped with a warning naming file:line, and stays on disk."""
+    skipped with a warning naming file:line, and stays on disk as it is (lines are split at
+    \n only: a stray \r or invalid byte inside a damaged line moves no other line)."""
     path = os.path.join(out, name)
     warn = warn or (lambda s: print(s, file=sys.stderr))
     if not os.path.isfile(path):
         return []
     records, keys = [], set()
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                r = json.loads(line)
-                assert isinstance(r, dict) and "key" in r
-            except (ValueError, AssertionError):
-                warn(f"warning: {path}:{n}: not a result record; skipped (left in the file)")
-                continue
-            if r["key"] not in keys:
-                keys.add(r["key"])
-                records.append(r)
+    with open(path, "rb") as f:
+        lines = f.read().split(b"\n")
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            r = json.loads(line.decode("utf-8"))
+            assert isinstance(r, dict) and is_record(r, name)
+        except (ValueError, AssertionError):  # UnicodeDecodeError is a ValueError
+            warn(f"warning: {path}:{n}: not a result record; skipped (left in the file)")
+            continue
+        if r["key"] not in keys:
+            keys.add(r["key"])
+            records.append(r)
     return records
 
 
@@ -138,9 +150,13 @@ def append_result(out, record, name="results.jsonl"):
         done = {r["key"]: r for r in read_results(out, lambda s: None, name)}
         if record["key"] in done:
             return done[record["key"]]
-        old = open(path, encoding="utf-8").read() if os.path.isfile(path) else ""
-        conll.write_atomic(path, old + ("" if old.endswith("\n") or not old else "\n")
-                           + json.dumps(record) + "\n")
+        old = open(path, "rb").read() if os.path.isfile(path) else b""  # bytes: kept as they are
+        new = old + b"\n" * (not old.endswith(b"\n") and bool(old)) + json.dumps(record).encode()
+
+        def write(tmp):
+            with open(tmp, "wb") as f:
+                f.write(new + b"\n")
+        conll.replace_atomic(path, write)
     return record
 
 
@@ -367,6 +383,7 @@ def setting(record):
     field the record predates (level) at its default, so old and new runs of a setting pool."""
     c = {f.name: record["config"].get(f.name, f.default) for f in fields(FinetuneConfig)}
     c.update(data=record.get("data_fingerprint", c["data"]), seed=None)
+    c.update(model=c["model"].rstrip("/") or c["model"])  # "dir/" is "dir", as in the run's key
     return json.dumps(c, sort_keys=True)
 
 
@@ -446,7 +463,10 @@ def read_text(path, encoding=None):
     data = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()
     enc = encoding or "utf-8"
     try:
-        text = data.decode(enc)
+        text = data.decode(enc).removeprefix("\ufeff")  # a byte-order mark is not a word
+    except LookupError:
+        raise ValueError(f"--encoding={enc}: unknown encoding; pass e.g. utf-8 or "
+                         f"latin-1") from None
     except UnicodeDecodeError as e:
         line = data[:e.start].count(b"\n") + 1
         raise ValueError(f"{path}:{line}: byte 0x{data[e.start]:02x} is not valid {enc}; "
@@ -486,7 +506,8 @@ def predict(name_or_dir, path, text=False, output=None, encoding=None):
     "word gold pred" lines ("word pred" for words-only input) to a file that did not exist
     (output, or INPUT.pred.txt in the current folder, -2, -3, ... if taken) and returns conlleval's
     report for labelled input. Predictions come in the gold file's scheme when its tags show one,
-    else in the model's. Text: returns "word TAG" lines, a blank line after each input line."""
+    else in the model's. Text: "word TAG" lines, a blank line after each input line, returned,
+    or written to `output` when one is given."""
     if output and os.path.exists(output):
         raise ValueError(f"{output} exists; pass another --output (predict never overwrites)")
     t = finetune.load_tagger(name_or_dir, bert.pick_device())
@@ -496,18 +517,30 @@ def predict(name_or_dir, path, text=False, output=None, encoding=None):
     scheme = conll.detect_scheme(s.tags for s in sents) if entities else t.scheme
     if labelled:
         check_types(name_or_dir, t.labels, sents, path)
-    pred = tag_sentences(t, sents, scheme)
-    if text:
-        return "".join("".join(f"{w} {p}\n" for w, p in zip(s.words, tags)) + "\n"
-                       for s, tags in zip(sents, pred))
-    output = output or fresh_path(os.path.basename(path) + ".pred.txt")
+    try:
+        pred = tag_sentences(t, sents, scheme)
+    except ValueError as e:  # "line 8: word ... has 600 pieces": say in which file
+        raise ValueError(f"{path}, {e}") from None
+    lines = "".join("".join(f"{w} {p}\n" for w, p in zip(s.words, tags)) + "\n"
+                    for s, tags in zip(sents, pred))
+    if text and not output:
+        return lines
+    while True:  # written only as a new file: one that appeared meanwhile is never replaced
+        out = output or fresh_path(os.path.basename(path) + ".pred.txt")
+        try:
+            if labelled:
+                conll.write_conll(out, sents, pred, new=True)
+            else:
+                conll.write_atomic(out, lines, new=True)
+            break
+        except FileExistsError:
+            if output:
+                raise ValueError(f"{output} appeared while tagging; pass another --output "
+                                 f"(predict never overwrites)") from None
     if labelled:
-        conll.write_conll(output, sents, pred)
         report = conlleval.report(conlleval.count([s.tags for s in sents], pred))
-        return report + f"(predictions in {output})\n"
-    conll.write_atomic(output, "".join("".join(f"{w} {p}\n" for w, p in zip(s.words, tags))
-                                       + "\n" for s, tags in zip(sents, pred)))
-    return f"(predictions in {output})\n"
+        return report + f"(predictions in {out})\n"
+    return f"(predictions in {out})\n"
 
 
 def tag_sentences(t, sents, scheme, batch_size=0):
@@ -558,9 +591,10 @@ def demo(cfg, exp):
 # ---------------------------------------------------------------------------------------------
 # The command line.
 
-def check_ready(cfg, exp):
+def check_ready(cfg, exp, lm_rows=False):
     """Everything that could fail after hours of training, tried first: the output folder is
-    created and written to, the data files are read (and fingerprinted), the model is found."""
+    created and written to, the data files are read (and fingerprinted), the model is found and,
+    for a masked-LM stage (lm_epochs, or Table 6's lm_rows), has the head it trains."""
     os.makedirs(exp.out, exist_ok=True)
     probe = os.path.join(exp.out, f".probe{os.getpid()}")
     with open(probe, "w") as f:
@@ -572,7 +606,11 @@ def check_ready(cfg, exp):
     cfg.key()  # reads the split files
     if exp.zero_shot:
         german_sets(exp)  # reads and maps the German files now, not after the first run
-    bert.checkpoint_files(cfg.model, ["config.json", "vocab.txt", "model.safetensors"])
+    files = bert.checkpoint_files(cfg.model, ["config.json", "vocab.txt", "model.safetensors"])
+    if (cfg.lm_epochs or lm_rows) and not bert.has_mlm_head(files["model.safetensors"]):
+        raise ValueError(f"{cfg.model}: the checkpoint has no masked-LM head (cls.predictions.*)"
+                         f" for the masked-LM stage (--lm_epochs{', --ablations' * lm_rows}); "
+                         f"use one that has it (mBERT does)")
 
 
 def parser():
@@ -613,9 +651,16 @@ def main(argv=None):
     if searched and (cmd == "grid" or cmd == "reproduce" and exp.grid):
         raise ValueError(f"the grid searches Table 1's values ({GRID}); drop --"
                          f"{', --'.join(searched)}, or run one setting with train / reproduce")
+    if "seed" in args and cmd in ("grid", "reproduce"):
+        raise ValueError(f"{cmd} runs seeds 1..--seeds ({exp.seeds}); drop --seed, or pass "
+                         f"--seeds N, or train one seed with train --seed")
+    unused = sorted({"seeds", "grid", "ablations", "shard", "workers"} & set(args))
+    if unused and cmd == "train":
+        raise ValueError(f"--{', --'.join(unused)}: for grid and reproduce; train runs one "
+                         f"setting with one --seed")
     if cmd == "demo":
         return demo(cfg, exp)
-    check_ready(cfg, exp)
+    check_ready(cfg, exp, lm_rows=cmd == "reproduce" and exp.ablations)
     if cmd == "train":
         run_one(cfg, exp)
     elif cmd == "grid":

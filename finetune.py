@@ -277,7 +277,10 @@ def load_data(cfg, tok):
         if split == "train" and cfg.max_train_sentences:
             sents = sents[:cfg.max_train_sentences]
         ours = [replace(s, tags=conll.to_scheme(s.tags, cfg.scheme)) for s in sents]  # Sec 3.1
-        feats = conll.featurize(ours, tok, label2id, cfg.max_len, cfg.doc_context)
+        try:
+            feats = conll.featurize(ours, tok, label2id, cfg.max_len, cfg.doc_context)
+        except ValueError as e:  # "line 8: word ... has 130 pieces": say in which file
+            raise ValueError(f"{paths[split]}, {e}") from None
         data[split] = Split(sents, feats, conll.detect_scheme(s.tags for s in sents))
     return data, labels
 

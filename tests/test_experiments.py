@@ -189,6 +189,50 @@ def test_predict_text(trained, tmp_path):
         experiments.predict(run_dir, str(tmp_path / "latin.txt"), text=True)
 
 
+@pytest.mark.parametrize("given", [True, False])
+def test_predict_never_replaces_a_file_that_appears_while_it_tags(trained, tmp_path, monkeypatch,
+                                                                 given):
+    """The output is checked before the model loads, but written only as a new file: one that
+    appears meanwhile (another predict, a user) is kept. --output: an error; the default name:
+    the next free one."""
+    cfg, exp, rec = trained
+    run_dir = os.path.join(exp.out, f"run-{rec['key']}")
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / ("mine.txt" if given else "test.txt.pred.txt")
+    load = finetune.load_tagger
+    monkeypatch.setattr(finetune, "load_tagger",
+                        lambda *a: out.write_text("PRECIOUS") and load(*a))
+    test = corpora.splits(TINY)["test"]
+    if given:
+        with pytest.raises(ValueError, match="mine.txt appeared while tagging"):
+            experiments.predict(run_dir, test, output=str(out))
+    else:
+        assert "test.txt.pred-2.txt" in experiments.predict(run_dir, test)
+    assert out.read_text() == "PRECIOUS"
+    written = [out.name] + ["test.txt.pred-2.txt"] * (not given)
+    assert sorted(os.listdir(tmp_path)) == sorted(written)
+
+
+def test_predict_text_to_an_output_file_and_its_input_checks(trained, tmp_path):
+    """--text --output writes the lines it would print; a BOM is not part of the first word; an
+    unknown --encoding, and a word too long for the model's windows, are errors naming what to
+    fix."""
+    cfg, exp, rec = trained
+    run_dir = os.path.join(exp.out, f"run-{rec['key']}")
+    path = tmp_path / "in.txt"
+    path.write_bytes("\ufeffArafat met Peter Blackburn .\n".encode())
+    printed = experiments.predict(run_dir, str(path), text=True)
+    assert printed.split(" ")[0] == "Arafat"
+    said = experiments.predict(run_dir, str(path), text=True, output=str(tmp_path / "o.txt"))
+    assert said == f"(predictions in {tmp_path / 'o.txt'})\n"
+    assert (tmp_path / "o.txt").read_text() == printed
+    with pytest.raises(ValueError, match="--encoding=foo: unknown encoding"):
+        experiments.predict(run_dir, str(path), text=True, encoding="foo")
+    path.write_text("Arafat\n" + "-" * 200 + "\n")  # CoNLL, words only: "-" x 200 is one word
+    with pytest.raises(ValueError, match=re.escape(f"{path}, line 2: word '---")):
+        experiments.predict(run_dir, str(path))
+
+
 def test_saved_run_is_an_hf_token_classifier(trained):
     """transformers loads the run folder as it is and gives our logits (fp32, eval)."""
     transformers = pytest.importorskip("transformers")
@@ -216,9 +260,15 @@ def test_conll_tag_maps_hub_label_names():
 # ---------------------------------------------------------------------------------------------
 # Records: one per key, damaged lines named and kept.
 
+def record(key, f1=90.0, **extra):
+    """A results.jsonl record as train() makes one, with only what the tables read."""
+    return dict(key=key, config=asdict(FinetuneConfig()), dev=dict(f1=f1), test=dict(f1=f1),
+                **extra)
+
+
 def _append_many(out, start):
     for i in range(start, start + 40):
-        experiments.append_result(out, dict(key=str(i)))
+        experiments.append_result(out, record(str(i)))
 
 
 def test_append_result_from_two_processes_loses_nothing_and_keeps_one_per_key(tmp_path):
@@ -240,15 +290,61 @@ def test_damaged_results_line_is_named_skipped_and_kept(tmp_path):
     """A torn line in results.jsonl: a warning naming file:line, the other records read, the line
     still on disk after the next append; a table of a folder with no records is an error."""
     path = tmp_path / "results.jsonl"
-    path.write_text('{"key": "a", "x": 1}\n{"key": "b", "x\n{"key": "c"}\n')
+    a, c = (json.dumps(record(k)) for k in "ac")
+    path.write_text(f'{a}\n{{"key": "b", "x\n{c}\n')
     warnings = []
     records = experiments.read_results(str(tmp_path), warnings.append)
     assert [r["key"] for r in records] == ["a", "c"]
     assert warnings == [f"warning: {path}:2: not a result record; skipped (left in the file)"]
-    experiments.append_result(str(tmp_path), dict(key="d"))
+    experiments.append_result(str(tmp_path), record("d"))
     assert path.read_text().split("\n")[1] == '{"key": "b", "x'
     with pytest.raises(ValueError, match="no results.jsonl records"):
         experiments.table(str(tmp_path / "empty"))
+
+
+def test_damaged_bytes_stay_on_disk_and_later_runs_are_recorded(tmp_path):
+    """A line with invalid UTF-8 and a stray \\r: named (its own line number only), skipped, and
+    kept byte for byte after the next append, which is recorded (it used to fail on decoding)."""
+    path = tmp_path / "results.jsonl"
+    a, c = (json.dumps(record(k)).encode() for k in "ac")
+    damaged = b'{"key": "b", \xff\xfe\r "x'
+    path.write_bytes(a + b"\n" + damaged + b"\n" + c + b"\n")
+    warnings = []
+
+    def keys():
+        return [r["key"] for r in experiments.read_results(str(tmp_path), warnings.append)]
+    assert keys() == ["a", "c"]
+    assert warnings == [f"warning: {path}:2: not a result record; skipped (left in the file)"]
+    experiments.append_result(str(tmp_path), record("d"))
+    assert path.read_bytes().split(b"\n")[:3] == [a, damaged, c]
+    assert keys() == list("acd")
+
+
+@pytest.mark.parametrize("line", [
+    {"key": "x", "dev": {"f1": 90.0}, "test": {"f1": 90.0}},            # no config
+    {"key": "x", "config": {}, "dev": {"f1": 90.0}},                     # no test score
+    {"key": "x", "config": {}, "dev": {"f1": "90"}, "test": {"f1": 1}},  # f1 not a number
+    {"key": 7, "config": {}, "dev": {"f1": 90.0}, "test": {"f1": 1}}])   # key not a string
+def test_a_record_the_table_cannot_use_is_named_and_skipped(tmp_path, line):
+    """Valid JSON that is not a whole record is a damaged line like any other: the table of the
+    others is printed (it used to stop on a KeyError)."""
+    (tmp_path / "results.jsonl").write_text(json.dumps(line) + "\n")
+    cfg = FinetuneConfig(data=TINY)
+    experiments.append_result(str(tmp_path), record(cfg.key()) | dict(config=asdict(cfg)))
+    warnings = []
+    assert len(experiments.read_results(str(tmp_path), warnings.append)) == 1
+    assert warnings == [f"warning: {tmp_path}/results.jsonl:1: not a result record; skipped "
+                        f"(left in the file)"]
+    assert "| en | bert-base-multilingual-cased | IOB1 |" in experiments.table(str(tmp_path))
+
+
+def test_model_dir_with_and_without_slash_is_one_row(tmp_path):
+    """"/models/m" and "/models/m/" are one run key (FinetuneConfig.key), so one table row."""
+    for seed, model in ((1, "/models/m"), (2, "/models/m/")):
+        cfg = FinetuneConfig(model=model, data=TINY, seed=seed)
+        experiments.append_result(str(tmp_path), record(cfg.key()) | dict(config=asdict(cfg)))
+    rows = [r for r in experiments.table(str(tmp_path)).split("\n") if r.startswith("| en ")]
+    assert len(rows) == 1 and "| /models/m | IOB1 |" in rows[0] and "| 2 |" in rows[0], rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -384,7 +480,7 @@ def test_table_puts_the_papers_number_beside_ours(tmp_path):
     add_runs(str(tmp_path), [(80.0, 81.0)], model="/models/bert-base-multilingual-cased/")
     lines = experiments.table(str(tmp_path)).split("\n")
     assert lines[2:] == [
-        "| en | /models/bert-base-multilingual-cased/ | IOB1 | 16 | 3e-05 | 4 | BERT | 1 | "
+        "| en | /models/bert-base-multilingual-cased | IOB1 | 16 | 3e-05 | 4 | BERT | 1 | "
         "80.00 ± 0.00 | 81.00 ± 0.00 | – | 91.9 | ✓ |",
         "| en | bert-base-multilingual-cased | IOB1 | 16 | 3e-05 | 4 | BERT | 2 | "
         "89.00 ± 1.41 | 91.00 ± 1.41 | – | 91.9 | ✓ |"]
@@ -466,12 +562,31 @@ def test_flags_take_both_forms_and_their_types():
     (["train", "--shard=4/4"], "0 <= i < n"),
     (["grid", "--lr=3e-5", "--data", TINY], "the grid searches Table 1"),
     (["train", "--eval_batch_size=-1"], "eval_batch_size must be >= 0"),
-    (["train", "--schedule=stlr", "--stlr_ratio=0"], "stlr_ratio must be >= 1")])
+    (["train", "--schedule=stlr", "--stlr_ratio=0"], "stlr_ratio must be >= 1"),
+    (["grid", "--seed=3", "--data", TINY], "grid runs seeds 1..--seeds (5); drop --seed"),
+    (["reproduce", "--seed", "2", "--seeds=3"], "reproduce runs seeds 1..--seeds (3)"),
+    (["train", "--seeds=3", "--data", TINY], "--seeds: for grid and reproduce"),
+    (["train", "--workers=2", "--shard=1/2"], "--shard, --workers: for grid and reproduce")])
 def test_bad_flags_fail_before_any_work(argv, match, capsys):
     with pytest.raises((SystemExit, ValueError)) as e:
         experiments.main(argv)
     msg = str(e.value) + capsys.readouterr().err
     assert match in msg, msg
+
+
+@pytest.mark.parametrize("argv", [["train", "--lm_epochs=1"],
+                                  ["reproduce", "--ablations=true", "--seeds=1"]])
+def test_a_masked_lm_stage_without_a_head_fails_before_any_work(tmp_path, argv, monkeypatch):
+    """--lm_epochs (or reproduce's Table 6 rows) on a checkpoint with no masked-LM head is an error
+    before the first run (the ablation rows came last: seven runs trained, then the failure)."""
+    headless = bert_folder(str(tmp_path / "bert"), layers=1, hidden=8)
+    monkeypatch.setattr(finetune, "train", None)  # training would call it
+    with pytest.raises(ValueError, match="has no masked-LM head"):
+        experiments.main(argv + ["--model", headless, "--data", TINY, "--out", str(tmp_path)])
+    assert not os.path.exists(tmp_path / "results.jsonl")
+    with_head = bert_folder(str(tmp_path / "mlm"), layers=1, hidden=8, mlm=True)
+    experiments.check_ready(FinetuneConfig(model=with_head, data=TINY, lm_epochs=1),
+                            Experiment(out=str(tmp_path)))
 
 
 def test_help_lists_every_flag_with_type_default_and_meaning():

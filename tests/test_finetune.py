@@ -494,6 +494,22 @@ def test_run_key_follows_the_data_bytes_not_the_path(tmp_path):
     assert cfg.key() != replace(cfg, data=TINY).key()
 
 
+def test_a_word_too_long_for_a_window_names_its_file(tmp_path):
+    """featurize knows the line, load_data adds the file: dev's "line 3" alone leaves the user to
+    guess among train, dev and test."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("train.txt", "test.txt"):
+        (data / name).write_text(open(os.path.join(TINY, name)).read())
+    (data / "valid.txt").write_text("-DOCSTART- -X- O O\n\nEU NNP I-NP I-ORG\n"
+                                    + "-" * 10 + " : O O\n\n")
+    folder = bert_folder(str(tmp_path / "bert"), layers=1, hidden=8, data=str(data))
+    cfg = FinetuneConfig(model=folder, data=str(data), max_len=8)
+    tok = wordpiece.WordPiece.from_pretrained(folder)
+    with pytest.raises(ValueError, match=re.escape(f"{data / 'valid.txt'}, line 4: word '---")):
+        finetune.load_data(cfg, tok)
+
+
 @pytest.mark.parametrize("flag, value, match", [
     ("clip", -1.0, "--clip=-1.0: clip must be > 0"), ("max_train_sentences", -70, ">= 0"),
     ("stlr_ratio", 0.0, "stlr_ratio must be >= 1"), ("warmup", 1.0, "warmup must be < 1"),
