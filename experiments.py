@@ -56,6 +56,8 @@ class Experiment:
     def __post_init__(self):
         finetune.check_ranges(self, dict(seeds=(1, None, True), workers=(0, None, True),
                                           eval_batch_size=(0, None, True)))
+        if not self.out:
+            raise ValueError("--out is empty: pass the folder for results.jsonl and the runs")
         if self.zero_shot_keep and not self.zero_shot:
             raise ValueError("--zero_shot_keep applies to GermEval zero-shot data: add "
                              "--zero_shot DIR, or drop it")
@@ -628,7 +630,7 @@ def parser():
     t.add_argument("--out", default="runs", help="folder holding results.jsonl (default: runs)")
     p = sub.add_parser("predict", help="tag a CoNLL file or text with a run or a Hub NER model")
     p.add_argument("model", help="a run folder (OUT/run-KEY), or a BERT NER model (folder, Hub id)")
-    p.add_argument("file", help="CoNLL file (labelled or words only), or text (--text); - = stdin")
+    p.add_argument("file", help="CoNLL file (labelled or words only), or text (--text; - = stdin)")
     p.add_argument("--text", action="store_true", help="one sentence a line, split at punctuation")
     p.add_argument("--output", help="predictions file, new (default: INPUT.pred.txt here)")
     p.add_argument("--encoding", help="the input's encoding (default: detected / UTF-8)")

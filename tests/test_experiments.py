@@ -566,7 +566,8 @@ def test_flags_take_both_forms_and_their_types():
     (["grid", "--seed=3", "--data", TINY], "grid runs seeds 1..--seeds (5); drop --seed"),
     (["reproduce", "--seed", "2", "--seeds=3"], "reproduce runs seeds 1..--seeds (3)"),
     (["train", "--seeds=3", "--data", TINY], "--seeds: for grid and reproduce"),
-    (["train", "--workers=2", "--shard=1/2"], "--shard, --workers: for grid and reproduce")])
+    (["train", "--workers=2", "--shard=1/2"], "--shard, --workers: for grid and reproduce"),
+    (["train", "--out="], "--out is empty")])
 def test_bad_flags_fail_before_any_work(argv, match, capsys):
     with pytest.raises((SystemExit, ValueError)) as e:
         experiments.main(argv)
