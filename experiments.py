@@ -153,11 +153,12 @@ def append_result(out, record, name="results.jsonl"):
         if record["key"] in done:
             return done[record["key"]]
         old = open(path, "rb").read() if os.path.isfile(path) else b""  # bytes: kept as they are
-        new = old + b"\n" * (not old.endswith(b"\n") and bool(old)) + json.dumps(record).encode()
+        if old and not old.endswith(b"\n"):
+            old += b"\n"  # a torn last line stays a line of its own
 
         def write(tmp):
             with open(tmp, "wb") as f:
-                f.write(new + b"\n")
+                f.write(old + json.dumps(record).encode() + b"\n")
         conll.replace_atomic(path, write)
     return record
 
@@ -523,17 +524,17 @@ def predict(name_or_dir, path, text=False, output=None, encoding=None):
         pred = tag_sentences(t, sents, scheme)
     except ValueError as e:  # "line 8: word ... has 600 pieces": say in which file
         raise ValueError(f"{path}, {e}") from None
-    lines = "".join("".join(f"{w} {p}\n" for w, p in zip(s.words, tags)) + "\n"
-                    for s, tags in zip(sents, pred))
+    tagged = "".join("".join(f"{w} {p}\n" for w, p in zip(s.words, tags)) + "\n"
+                     for s, tags in zip(sents, pred))  # "word pred": text and words-only input
     if text and not output:
-        return lines
+        return tagged
     while True:  # written only as a new file: one that appeared meanwhile is never replaced
         out = output or fresh_path(os.path.basename(path) + ".pred.txt")
         try:
             if labelled:
                 conll.write_conll(out, sents, pred, new=True)
             else:
-                conll.write_atomic(out, lines, new=True)
+                conll.write_atomic(out, tagged, new=True)
             break
         except FileExistsError:
             if output:
