@@ -294,6 +294,9 @@ def load_checkpoint(name_or_dir, tagger):
                         ("cls.predictions.bias", "cls.predictions.decoder.bias")):
         if kept not in sd and alias in sd:
             sd[kept] = sd.pop(alias)
+        elif alias in sd and not torch.equal(sd[kept], sd[alias]):  # never a weight dropped
+            raise ValueError(f"{path}: {alias} differs from {kept}: an untied masked-LM decoder "
+                             f"(tie_word_embeddings false); BERT ties them, and so does MLMHead")
     if tagger and "classifier.weight" not in sd:
         raise ValueError(f"{path}: no classifier.weight: this is not a token-classification "
                          f"checkpoint (from_pretrained loads its encoder; add a TokenClassifier)")

@@ -17,7 +17,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 import torch.nn.functional as F
@@ -58,6 +58,12 @@ class FinetuneConfig:
     max_train_sentences: int = 0  # >0: train on the first N sentences only (quick runs)
 
     def __post_init__(self):
+        for f in fields(self):  # typed as the command line types them: warmup=0 is 0.0, one key
+            v = getattr(self, f.name)
+            ok = isinstance(v, f.type) or f.type is float and isinstance(v, int)
+            if not ok or isinstance(v, bool) and f.type is not bool:
+                raise ValueError(f"--{f.name}={v!r}: expected {f.type.__name__}")
+            setattr(self, f.name, f.type(v))
         choices = dict(scheme=("iob1", "bio"), schedule=("linear", "stlr", "constant"),
                        lang=("en", "de", "germeval"), level=("outer", "inner"))
         for k, ok in choices.items():
@@ -519,12 +525,18 @@ def predict_tags(model, split, data, labels, batch_size):
     model.eval()
     device = data.ids.device
     pred = torch.zeros(data.ids.shape, dtype=torch.long, device=device)
+    bad = torch.zeros((), dtype=torch.bool, device=device)  # a NaN/inf score, on the device
     for idx in batches(split.feats, batch_size, shuffle=False):
         T = max(len(split.feats[i].input_ids) for i in idx)
         rows = torch.tensor(idx, device=device)
         ids, mask, _ = take(data, rows, T)
         with bert.autocast(device):
-            pred[rows, :T] = model(ids, mask).argmax(-1)
+            logits = model(ids, mask)
+        bad |= ~torch.isfinite(logits).all()
+        pred[rows, :T] = logits.argmax(-1)
+    if bad:  # e.g. a last update that diverged: its loss was never computed, so fit saw nothing
+        raise FloatingPointError("the model's scores are NaN/inf: its weights diverged (a lower "
+                                 "--lr?); a run is not recorded")
     words = conll.gather(split.feats, pred.tolist()[:-1], split.sents)
     return [conll.to_scheme([labels[i] for i in w], split.scheme) for w in words]
 
@@ -602,6 +614,11 @@ def lm_finetune(cfg, root, graphs=False, log=print):
 def train(cfg, lm_root=corpora.CACHE, eval_batch_size=0, graphs=False, log=print):
     """One fine-tuning run -> Trained(record, tagger, predictions). Nothing is written here but
     the masked-LM stage's folder under lm_root; experiments.py records and saves runs."""
+    positions = bert.BertConfig.from_json(
+        bert.checkpoint_files(cfg.model, ["config.json"])["config.json"]).max_position_embeddings
+    if cfg.max_len > positions:  # found now, not at the first dev window longer than the model
+        raise ValueError(f"--max_len={cfg.max_len}: {cfg.model} has {positions} positions; pass "
+                         f"--max_len {positions} or less")
     seed_torch(cfg.seed)
     device, t_start = bert.pick_device(), time.time()
     graphs = graphs and device.type == "cuda"

@@ -241,6 +241,21 @@ def test_tied_tensors_stored_under_the_decoder_names_load(mbert_shaped, tmp_path
         assert ka == kb and torch.equal(va, vb), ka
 
 
+def test_an_untied_mlm_decoder_is_an_error(tmp_path):
+    """HF's BertForMaskedLM with tie_word_embeddings false stores a decoder of its own; our MLMHead
+    ties it to the word embeddings as BERT does, so loading it would drop a weight: an error."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+                                  num_attention_heads=2, intermediate_size=32,
+                                  tie_word_embeddings=False)
+    hf = transformers.BertForMaskedLM(cfg)
+    hf.cls.predictions.decoder.weight.data.normal_()
+    hf.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="untied masked-LM decoder"):
+        bert.from_pretrained(str(tmp_path))
+
+
 # ---------------------------------------------------------------------------------------------
 # Taggers as HF token classifiers: ours saved for transformers, and HF's loaded into ours.
 

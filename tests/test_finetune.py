@@ -464,6 +464,26 @@ def test_nan_loss_stops_the_run(tmp_path, monkeypatch, how):
         finetune.train(cfg, lm_root=str(tmp_path), log=lambda s: None)
 
 
+def test_a_last_update_that_diverges_is_not_a_result(tmp_path):
+    """A run of one update at lr 1e30: its only loss came before the update, so the loop saw none
+    diverge, but the weights it leaves score NaN. The dev evaluation stops it (it was recorded
+    with dev F1 0)."""
+    folder = tiny_folder(tmp_path)
+    cfg = FinetuneConfig(model=folder, data=TINY, lr=1e30, batch_size=16, epochs=1,
+                         max_train_sentences=4)
+    with pytest.raises(FloatingPointError, match="scores are NaN/inf"):
+        finetune.train(cfg, lm_root=str(tmp_path), log=lambda s: None)
+
+
+def test_max_len_beyond_the_models_positions_fails_before_training(tmp_path, monkeypatch):
+    """A model of 128 positions and --max_len 256: an error at once, not at the first dev window
+    longer than 128 pieces after an epoch of training."""
+    folder = tiny_folder(tmp_path)
+    monkeypatch.setattr(finetune, "fit", None)  # training would call it
+    with pytest.raises(ValueError, match="--max_len=256: .* has 128 positions"):
+        finetune.train(FinetuneConfig(model=folder, data=TINY, max_len=256))
+
+
 def test_unfrozen_epoch_leaves_frozen_layers_bit_exact(tmp_path):
     """One real epoch of train() with L = 12, unfreeze = 3: the tuned model's layers 0-8 and
     embeddings are the checkpoint's bit for bit; every tensor of layers 9-11 changed."""
@@ -518,6 +538,18 @@ def test_a_word_too_long_for_a_window_names_its_file(tmp_path):
 def test_config_ranges_name_the_flag(flag, value, match):
     with pytest.raises(ValueError, match=re.escape(match)):
         FinetuneConfig(**{flag: value})
+
+
+def test_config_fields_are_typed_as_the_command_line_types_them():
+    """warmup=0 is warmup=0.0 (one run, one key; the range's open end too: warmup=1 is refused as
+    1.0 is); an int field takes no float or bool, a bool field no int."""
+    a, b = FinetuneConfig(data=TINY, warmup=0, delta=2), FinetuneConfig(data=TINY, warmup=0.0,
+                                                                        delta=2.0)
+    assert a == b and a.key() == b.key() and type(a.warmup) is float
+    for bad in (dict(warmup=1), dict(max_len=3.5), dict(epochs=True), dict(doc_context=1),
+                dict(scheme=1)):
+        with pytest.raises(ValueError, match=f"--{next(iter(bad))}="):
+            FinetuneConfig(**bad)
 
 
 # --- Masked-LM fine-tuning (Sec 4.2, Table 6) -------------------------------------------------
