@@ -304,7 +304,7 @@ def read_rows(lines, delim=" ", raw=False, otag="O", boundary=BOUNDARY, name="<s
 
     ["w x B-PER B-PER", "", "-X- x O O"]
       -> ("B-PER", "B-PER", False), ("O", "O", True), ("O", "O", True)"""
-    pattern = re.compile(delim) if isinstance(delim, str) else delim
+    pattern = re.compile(delim, re.ASCII) if isinstance(delim, str) else delim
     ncols, first = -1, 0  # perl's $nbrOfFeatures (a column count minus one) and its line
     for n, line in enumerate(lines, 1):
         f = split_fields(line, pattern)
@@ -352,7 +352,9 @@ def parse_args(argv):
     if opts["boundary"] == "" or opts["delim"] == "":
         raise InputError(f"conlleval: -b and -d need a non-empty value\n{USAGE}", 255)
     try:
-        opts["delim"] = re.compile(opts["delim"])  # a regex, as in perl's split(/$delimiter/)
+        # a regex, as in perl's split(/$delimiter/) on bytes: \s, \w, \b by ASCII rules (a
+        # latin-1 0xA0 or 0x85 is no space: UTF-8's "Р" is D0 A0, "х" D1 85)
+        opts["delim"] = re.compile(opts["delim"], re.ASCII)
     except re.error as e:
         raise InputError(f"conlleval: -d {opts['delim']!r} is not a regular expression "
                          f"({e}); escape it, e.g. -d '\\|'", 255) from e

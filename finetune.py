@@ -645,7 +645,7 @@ def train(cfg, lm_root=corpora.CACHE, eval_batch_size=0, graphs=False, log=print
                graphs=graphs, log=log, after_epoch=after_epoch)
     test, test_pred = evaluate(model, data["test"], on_device["test"], labels, eval_bs)
     record = dict(key=cfg.key(), config=asdict(cfg), dev=dev["scores"], test=test,
-                  dev_f1_per_epoch=history, train_time_s=round(done["train_s"], 1),
+                  dev_f1_per_epoch=history, train_time_s=round(done["train_s"], 3),
                   time_s=round(time.time() - t_start, 1), updates=done["updates"],
                   tokens_per_s=round(done["tokens"] / done["train_s"]), device=str(device),
                   graphs=graphs, data_fingerprint=corpora.data_fingerprint(cfg.data, cfg.lang))

@@ -281,6 +281,16 @@ def test_cli_delimiter_and_boundary():
     assert with_b.startswith("processed 2 tokens with 2 phrases;")
 
 
+def test_cli_delimiter_classes_follow_perls_byte_rules():
+    """conlleval.pl splits bytes: -d '\\s+' matches ASCII whitespace only, so UTF-8 letters that
+    hold byte 0xA0 or 0x85 (Р = D0 A0, х = D1 85) stay whole: the report equals the default one."""
+    text = "Россия x B-LOC B-LOC\nхорошо x O O\nliegt x O O\n"
+    plain = run_cli(text)
+    assert plain.returncode == 0
+    assert plain.stdout.decode().startswith("processed 3 tokens with 1 phrases")
+    assert run_cli(text, "-d", "\\s+").stdout == plain.stdout
+
+
 def test_cli_column_mismatch_error():
     """Line 3 has 3 columns where line 1 set 4: perl prints 'unexpected number of
     features: 3 (4)' and exits 1; we print the same plus the line number."""
