@@ -389,8 +389,9 @@ def write_conll(path, sentences, pred_tags, docstart=True, new=False):
     """"word gold pred" lines for conlleval, a blank line after each sentence. With docstart, each
     document opens with "-DOCSTART- O O" + blank line, as in the CoNLL-2003 files: conlleval.pl
     counts it as one O token (eng.testb: 46435 words + 231 = its "processed 46666 tokens"), no
-    span. Tags are written as given: convert predictions to the gold file's scheme first.
-    new: only as a new file (replace_atomic)."""
+    span. Tags are written as given: convert predictions to the gold file's scheme first. A space
+    inside a word (GermEval's columns are tabs, so its words may hold one) is written as "_", or
+    the line would have a column too many for conlleval. new: only as a new file (replace_atomic)."""
     assert len(pred_tags) == len(sentences), (f"{len(pred_tags)} predictions for "
                                               f"{len(sentences)} sentences")
     if not has_gold(sentences):
@@ -402,7 +403,8 @@ def write_conll(path, sentences, pred_tags, docstart=True, new=False):
         if docstart and s.doc != doc:
             out.append(f"{DOCSTART} O O\n\n")
         doc = s.doc
-        out.extend(f"{w} {g} {p}\n" for w, g, p in zip(s.words, s.tags, pred))
+        out.extend(f"{w.replace(' ', '_')} {g} {p}\n"
+                   for w, g, p in zip(s.words, s.tags, pred))
         out.append("\n")
     write_atomic(path, "".join(out), new=new)
 

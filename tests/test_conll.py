@@ -594,6 +594,22 @@ def test_read_germeval_by_hand():
     assert conll.read_conll(GE_TRAIN) == outer  # detected by its layout
 
 
+def test_a_germeval_word_with_a_space_writes_a_readable_prediction_file(tmp_path):
+    """GermEval's columns are tabs, so "New York" can be one word; in the space-separated
+    prediction file it is "New_York", one column, so the file reads back and conlleval scores it
+    (a column too many before: read_conll and conlleval refused the file)."""
+    src = tmp_path / "ge.tsv"
+    src.write_text("#\thttp://x [2009-10-17]\n1\tNew York\tB-LOC\tO\n2\tist\tO\tO\n\n")
+    sents = conll.read_conll(str(src))
+    assert sents[0].words == ["New York", "ist"]
+    conll.write_conll(str(tmp_path / "pred.txt"), sents, [s.tags for s in sents])
+    back = conll.read_conll(str(tmp_path / "pred.txt"))
+    assert back[0].words == ["New_York", "ist"] and back[0].tags == sents[0].tags
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "conlleval.py")],
+                       input=(tmp_path / "pred.txt").read_bytes(), capture_output=True)
+    assert r.returncode == 0 and b"found: 1 phrases; correct: 1." in r.stdout, r.stderr
+
+
 @pytest.mark.parametrize("text, where, what", [
     ("#\tu\n1\ta\tO\n", ":2:", "3 tab-separated columns; a GermEval 2014 word line is"),
     ("#\tu\n1\ta\tO\tO\nx\tb\tO\tO\n", ":3:", "index 'x' is not an integer"),
