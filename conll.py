@@ -391,7 +391,8 @@ def write_conll(path, sentences, pred_tags, docstart=True, new=False):
     counts it as one O token (eng.testb: 46435 words + 231 = its "processed 46666 tokens"), no
     span. Tags are written as given: convert predictions to the gold file's scheme first. A space
     inside a word (GermEval's columns are tabs, so its words may hold one) is written as "_", or
-    the line would have a column too many for conlleval. new: only as a new file (replace_atomic)."""
+    the line would have a column too many for conlleval. new: only as a new file
+    (replace_atomic)."""
     assert len(pred_tags) == len(sentences), (f"{len(pred_tags)} predictions for "
                                               f"{len(sentences)} sentences")
     if not has_gold(sentences):
