@@ -177,7 +177,7 @@ def main():
     peak = next((v for k, v in PEAK_BF16.items() if k in gpu), None)
     for name, got in ((fast_name, fast), ("ours, eager", eager), ("HF loop", hf)):
         if got:
-            s, mem, once = got
+            s, mem, _ = got
             mfu = f"{flops / s / peak:.1%}" if peak else "n/a"
             vs_hf = f"  HF/this {hf[0] / s:.2f}" if hf else ""
             print(f"{name:18s} {s:7.1f} s/epoch  {tokens / s:10,.0f} tok/s  MFU {mfu:>6s}  "
