@@ -98,8 +98,10 @@ def parse_bool(v):
 # results.jsonl: one record per run key; a run being trained holds OUT/claims/KEY.lock.
 
 def is_record(r, name):
-    """A line the tables can use: a string key, dev and test scores, and what names its row (a
-    run's config; a zero-shot score's run and German data)."""
+    """A line the tables can use: a dict with a string key, dev and test scores, and what names
+    its row (a run's config; a zero-shot score's run and German data)."""
+    if not isinstance(r, dict):
+        return False
     scored = all(isinstance(r.get(s), dict) and isinstance(r[s].get("f1"), (int, float))
                  for s in ("dev", "test"))
     names = dict(run=str, format=str, data=str) if name == ZERO_SHOT else dict(config=dict)
@@ -123,8 +125,9 @@ def read_results(out, warn=None, name="results.jsonl"):
             continue
         try:
             r = json.loads(line.decode("utf-8"))
-            assert isinstance(r, dict) and is_record(r, name)
-        except (ValueError, AssertionError):  # UnicodeDecodeError is a ValueError
+        except ValueError:  # bad JSON, and UnicodeDecodeError too
+            r = None
+        if not is_record(r, name):
             warn(f"warning: {path}:{n}: not a result record; skipped (left in the file)")
             continue
         if r["key"] not in keys:
@@ -386,7 +389,7 @@ def setting(record):
     field the record predates (level) at its default, so old and new runs of a setting pool."""
     c = {f.name: record["config"].get(f.name, f.default) for f in fields(FinetuneConfig)}
     c.update(data=record.get("data_fingerprint", c["data"]), seed=None)
-    c.update(model=c["model"].rstrip("/") or c["model"])  # "dir/" is "dir", as in the run's key
+    c.update(model=c["model"].rstrip("/"))  # "dir/" is "dir", as in the run's key
     return json.dumps(c, sort_keys=True)
 
 
@@ -466,7 +469,7 @@ def read_text(path, encoding=None):
     data = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()
     enc = encoding or "utf-8"
     try:
-        text = data.decode(enc).removeprefix("\ufeff")  # a byte-order mark is not a word
+        text = data.decode(enc).removeprefix(conll.BOM)  # a byte-order mark is not a word
     except LookupError:
         raise ValueError(f"--encoding={enc}: unknown encoding; pass e.g. utf-8 or "
                          f"latin-1") from None
@@ -524,8 +527,8 @@ def predict(name_or_dir, path, text=False, output=None, encoding=None):
         pred = tag_sentences(t, sents, scheme)
     except ValueError as e:  # "line 8: word ... has 600 pieces": say in which file
         raise ValueError(f"{path}, {e}") from None
-    tagged = "".join("".join(f"{w} {p}\n" for w, p in zip(s.words, tags)) + "\n"
-                     for s, tags in zip(sents, pred))  # "word pred": text and words-only input
+    tagged = "" if labelled else "".join(  # "word pred": text and words-only input
+        "".join(f"{w} {p}\n" for w, p in zip(s.words, tags)) + "\n" for s, tags in zip(sents, pred))
     if text and not output:
         return tagged
     while True:  # written only as a new file: one that appeared meanwhile is never replaced

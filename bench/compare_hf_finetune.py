@@ -108,7 +108,8 @@ def main():
     if device.type == "cuda":  # untimed: CUDA's start-up would otherwise fall on the first run
         warm = replace(base, epochs=1, max_train_sentences=min(a.sentences, 64))
         finetune.train(warm, lm_root=tempfile.mkdtemp(), log=lambda s: None)
-        hf_run(warm) if a.hf else None
+        if a.hf:
+            hf_run(warm)
     for seed in map(int, a.seeds.split(",")):
         cfg = replace(base, seed=seed)
         print(f"MiniLM-L6-H384, {cfg.max_train_sentences} train sentences, {cfg.epochs} epochs, "
