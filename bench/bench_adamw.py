@@ -54,6 +54,7 @@ def main():
     m = model(a.mbert_shape, device)
     groups = finetune.param_groups(m, 3e-5, 1.0, 0.01)  # BERT's decay / no-decay groups
     scale = torch.tensor(0.5, device=device)  # the schedule's factor, as fit hands it over
+
     def plain():  # a fresh list for each optimizer: it writes its defaults into the group dicts
         return [dict(params=g["params"], weight_decay=g["weight_decay"]) for g in groups]
     ours = finetune.AdamW(groups, lr=3e-5)

@@ -70,7 +70,8 @@ def ours_epoch(cfg, labels, on_device, plan, graphs, ready=None):
     model = bert.TokenClassifier(bert.from_pretrained(cfg.model), len(labels)).to(device)
     opt = finetune.AdamW(finetune.param_groups(model, cfg.lr, cfg.delta, cfg.weight_decay),
                          lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay)
-    torch.cuda.reset_peak_memory_stats() if device.type == "cuda" else None
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     if ready:
         ready()
     ends = [time.time()]  # fit syncs at each epoch's last update, before after_epoch
@@ -83,7 +84,8 @@ def ours_epoch(cfg, labels, on_device, plan, graphs, ready=None):
 def hf_epoch(cfg, labels, on_device, plan):
     device = on_device.ids.device
     model = HFTagger(cfg.model, len(labels)).to(device)
-    torch.cuda.reset_peak_memory_stats() if device.type == "cuda" else None
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     return hf_fit(model, cfg, on_device, plan), peak_gib(device), 0.0
 
 
@@ -156,7 +158,8 @@ def main():
     cfg, tok, data, labels, on_device, plan = setup(a, device)
     if a.child:
         graphs = a.graphs == "True"
-        return print(ours_epoch(cfg, labels, on_device, plan, graphs, ready=wait_for_go)[0])
+        print(ours_epoch(cfg, labels, on_device, plan, graphs, ready=wait_for_go)[0])
+        return 0
     gpu = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
     updates = len(plan[0])
     tokens = sum(int(on_device.lengths[i]) for b in plan[0] for i in b)
