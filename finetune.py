@@ -407,9 +407,9 @@ def graphed(fn, keep, pool):
     outside the capture; `keep` (weights, grads, optimizer state, counters) is put back after them
     (the counter may pass the schedule's end by 2 meanwhile: its table has 2 spare).
     Dropout stays on: torch registers its generator with the graph, and every
-    replay draws new numbers. The graphs of one run share a memory pool, safely in any order:
-    they never run at once, and nothing made inside a capture outlives it (the grads, optimizer
-    state and counters it writes exist before it).
+    replay draws new numbers. The graphs of one updater share a memory pool, safely in any
+    order: they never run at once, and nothing made inside a capture outlives it (the grads,
+    optimizer state and counters it writes exist before it).
     On the CPU there is nothing to capture: after the same warm-up (so that the CPU tests hold its
     restore), fn itself comes back (the static-shape path, tested against the eager one)."""
     if not keep[0].is_cuda:
@@ -426,12 +426,13 @@ def graphed(fn, keep, pool):
     return graph.replay
 
 
-def updater(model, opt, loss_of, data, cfg, *, state, pool):
+def updater(model, opt, loss_of, data, cfg, *, state, graphs):
     """-> do(rows, n, T): one update on the first n of rows (a device tensor of batch_size row
-    indices), cut to T pieces. pool None: eagerly, on the batch as it is. Otherwise (CUDA graphs)
-    T is rounded up to a multiple of BUCKET and the batch keeps all batch_size rows (the dummy
-    fills the rest), so each length has one static shape: recorded once, then replayed. A new
-    updater (new graphs) is made whenever unfreezing changes what trains."""
+    indices), cut to T pieces. Eagerly, on the batch as it is; or with graphs, T is rounded up to
+    a multiple of BUCKET and the batch keeps all batch_size rows (the dummy fills the rest), so
+    each length has one static shape: recorded once, then replayed. A new updater (new graphs, in
+    a memory pool of their own: torch cannot record into a pool whose graphs are all gone) is made
+    whenever unfreezing changes what trains."""
     sched, counter, sums = state  # rates per step, the step, [loss sum, non-finite count]
     for p in model.parameters():  # grads and optimizer state exist before any capture
         if p.requires_grad and p.grad is None:
@@ -443,8 +444,9 @@ def updater(model, opt, loss_of, data, cfg, *, state, pool):
         update(model, opt, loss_of, take(data, idx, T), scale=sched.take(counter), clip=cfg.clip,
                sums=sums)
         counter.add_(1)
-    if pool is None:
+    if not graphs:
         return lambda rows, n, T: eager(rows[:n], T)
+    pool = torch.cuda.graph_pool_handle() if data.ids.is_cuda else None  # CPU: nothing recorded
     replays = {}  # length -> (index buffer, replay)
 
     def replay(rows, n, T):
@@ -484,9 +486,6 @@ def fit(model, opt, data, plan, cfg, loss_of, *, graphs=False, log=print, after_
                           for t in range(total)] + [0.0, 0.0], device=device)  # + 2: see graphed
     counter = torch.zeros((), dtype=torch.long, device=device)  # the step, on the device
     sums = torch.zeros(2, device=device)  # [loss sum, non-finite losses], on the device
-    pool = None  # eager; graphs: one memory pool for all graphs (0 on the CPU: nothing captured)
-    if graphs:
-        pool = torch.cuda.graph_pool_handle() if device.type == "cuda" else 0
     lengths = data.lengths.tolist()
     step, tokens, train_s = 0, 0, 0.0
     mark, units = (0, 0.0), None
@@ -494,7 +493,7 @@ def fit(model, opt, data, plan, cfg, loss_of, *, graphs=False, log=print, after_
         t0, loss0 = time.time(), sums[0].item()
         if (n := thaw(model, epoch, cfg.unfreeze)) != units:  # new tensors train: new graphs
             state = (sched, counter, sums)
-            units, do = n, updater(model, opt, loss_of, data, cfg, state=state, pool=pool)
+            units, do = n, updater(model, opt, loss_of, data, cfg, state=state, graphs=graphs)
         model.train()
         rows = torch.tensor([i + [N] * (cfg.batch_size - len(i)) for i in epoch_batches],
                             device=device)  # (batches, B), short batches filled with the dummy

@@ -429,17 +429,19 @@ def test_workers_and_shards_train_each_run_once(tmp_path):
     assert experiments.table(exp.out) == experiments.table(one.out)
 
 
-@pytest.mark.parametrize("device, gib, workers, runs, want", [
-    ("cpu", 0, 0, 10, 1), ("cuda", 80, 0, 10, 4), ("cuda", 141, 0, 10, 4), ("cuda", 24, 0, 10, 2),
-    ("cuda", 8, 0, 10, 1), ("cuda", 80, 0, 3, 3), ("cuda", 80, 6, 10, 6), ("cpu", 0, 3, 2, 2)])
-def test_worker_count(monkeypatch, device, gib, workers, runs, want):
-    """--workers=0: 1 on the CPU; on CUDA one per 12 GiB of the GPU, at most 4; never more workers
-    than runs."""
+@pytest.mark.parametrize("device, gib, workers, runs, want, graphs", [
+    ("cpu", 0, 0, 10, 1, False), ("cuda", 80, 0, 10, 4, False), ("cuda", 141, 0, 10, 4, False),
+    ("cuda", 24, 0, 10, 2, False), ("cuda", 8, 0, 10, 1, False), ("cuda", 80, 0, 3, 3, False),
+    ("cuda", 80, 6, 10, 6, False), ("cpu", 0, 3, 2, 2, False), ("cuda", 80, 0, 10, 1, True),
+    ("cuda", 80, 3, 10, 3, True), ("cpu", 0, 0, 10, 1, True)])
+def test_worker_count(monkeypatch, device, gib, workers, runs, want, graphs):
+    """--workers=0: 1 on the CPU, and on CUDA with graphs; eager on CUDA one per 12 GiB of the GPU,
+    at most 4; never more workers than runs."""
     from types import SimpleNamespace
     monkeypatch.setattr(bert, "pick_device", lambda: torch.device(device))
     monkeypatch.setattr(torch.cuda, "get_device_properties",
                         lambda i: SimpleNamespace(total_memory=gib * 2**30))
-    assert experiments.worker_count(Experiment(workers=workers), runs) == want
+    assert experiments.worker_count(Experiment(workers=workers, graphs=graphs), runs) == want
 
 
 def test_reproduce_runs_both_schemes_then_the_ablations(tmp_path, monkeypatch, capsys):

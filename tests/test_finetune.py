@@ -281,7 +281,7 @@ def test_fused_step_equals_per_tensor_reference(bias_correction, device):
             opt.step(s)
             opt.zero_grad(set_to_none=True)
     for (n, p), q in zip(fast.named_parameters(), slow.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7, msg=n)
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7, msg=lambda m: f"{n}: {m}")
     assert opt_fast.state[fast.bert.emb.word.weight]["step"] == 10, "thawed at step 10: own count"
 
 
