@@ -26,8 +26,9 @@ def cpu_only():
     for tests that compare two runs bit for bit, which only the CPU gives (CUDA's attention
     backward adds partial sums in whatever order its blocks finish)."""
     import bert
-    if torch.cuda.is_available():  # CUDA starts with the GPUs in view: started under the empty
-        torch.cuda.init()         # CUDA_VISIBLE_DEVICES below, this process would lose them
+    if torch.cuda.is_available():  # CUDA up and its GPUs counted (torch keeps the count once
+        torch.cuda.init()         # CUDA is up) while they are in view: counted under the empty
+        torch.cuda.device_count()  # CUDA_VISIBLE_DEVICES below, this process would see none
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(bert, "pick_device", lambda: torch.device("cpu"))
         mp.setenv("CUDA_VISIBLE_DEVICES", "")
