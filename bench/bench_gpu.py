@@ -2,7 +2,8 @@
 graphs (finetune.fit, graphs=True), ours eager, and HF's BertForTokenClassification + torch AdamW
 loop (bench/compare_hf_finetune.py) on the same batches; their ratios, tokens/s, an MFU estimate,
 peak memory, the measured speed-up of N runs at once (--workers), and the projected wall time of
-`make reproduce-en` and of the whole IOB1+BIO grid.
+`make reproduce-en` and of the whole IOB1+BIO grid (from epochs timed at batch 16 and at 32, and
+a first and a repeated dev evaluation).
 
 The model is a random-init mBERT-shaped BERT (12 x 768, the real 119,547-piece mBERT vocab from
 ../shared/data/mbert-vocab), so no Hub is needed; --model takes a real one. The data is CoNLL-2003
@@ -13,6 +14,7 @@ fails (a capture, say) is reported with its traceback, the other parts are still
 exit status is 1.
 
     python bench/bench_gpu.py [--model DIR] [--data DIR] [--batches N] [--workers 1,2,4]
+                              [--parts graphs,eager,hf]
 """
 import argparse
 import json
@@ -22,6 +24,7 @@ import sys
 import tempfile
 import time
 import traceback
+from dataclasses import replace
 
 import torch
 
@@ -55,9 +58,13 @@ def setup(a, device):
     tok = WordPiece.from_pretrained(cfg.model)
     data, labels = finetune.load_data(cfg, tok)
     feats = data["train"].feats
+    return cfg, tok, data, labels, finetune.tensorize(feats, tok, device), epoch_plan(a, cfg, feats)
+
+
+def epoch_plan(a, cfg, feats):
+    """One epoch's batches at cfg.batch_size, the first --batches of them if given."""
     plan = finetune.batch_plan(feats, cfg, 1)
-    plan = [plan[0][:a.batches]] if a.batches else plan
-    return cfg, tok, data, labels, finetune.tensorize(feats, tok, device), plan
+    return [plan[0][:a.batches]] if a.batches else plan
 
 
 def ours_epoch(cfg, labels, on_device, plan, graphs, ready=None):
@@ -149,6 +156,8 @@ def main():
     ap.add_argument("--data", default=os.path.join(SHARED, "conll2003-en"))
     ap.add_argument("--batches", type=int, default=0, help="updates per epoch (0 = all)")
     ap.add_argument("--workers", default="1,2,4", help="process counts to time at once")
+    ap.add_argument("--parts", default="graphs,eager,hf", help="loops to time (graphs: ours with "
+                    "CUDA graphs, eager: ours eager, hf: HF's)")
     ap.add_argument("--device", default="cuda", help="cuda, or cpu for a smoke run of the code")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--graphs", default="True", help=argparse.SUPPRESS)  # a --workers child's path
@@ -172,11 +181,15 @@ def main():
     ours_epoch(cfg, labels, on_device, [plan[0][:3]], graphs=False)  # warm-up: kernels, caches
     # graphs=True: replayed from CUDA graphs; on the CPU the same static-shape path, not captured
     fast_name = "ours, CUDA graphs" if device.type == "cuda" else "ours, static shapes"
-    failed = []
-    fast = measured(fast_name, lambda: ours_epoch(cfg, labels, on_device, plan, True), failed)
-    eager = measured("ours, eager", lambda: ours_epoch(cfg, labels, on_device, plan, False),
-                     failed)
-    hf = measured("HF loop", lambda: hf_epoch(cfg, labels, on_device, plan), failed)
+    failed, parts = [], a.parts.split(",")
+    fast = eager = hf = None
+    if "graphs" in parts:
+        fast = measured(fast_name, lambda: ours_epoch(cfg, labels, on_device, plan, True), failed)
+    if "eager" in parts:
+        eager = measured("ours, eager", lambda: ours_epoch(cfg, labels, on_device, plan, False),
+                         failed)
+    if "hf" in parts:
+        hf = measured("HF loop", lambda: hf_epoch(cfg, labels, on_device, plan), failed)
     model = bert.TokenClassifier(bert.from_pretrained(cfg.model), len(labels)).to(device)
     n_matmul = sum(p.numel() for n, p in model.named_parameters()
                    if p.dim() == 2 and "emb" not in n)
@@ -192,9 +205,17 @@ def main():
     if fast:
         print(f"{fast_name}: the first epoch took {fast[2]:.1f} s more (warm-up updates and one "
               f"graph recorded per length bucket: once per run)")
+    ours = fast or eager
+    source = fast_name if fast else "ours, eager"
+    cfg32 = replace(cfg, batch_size=32)  # the other half of Table 1's grid, on the same path
+    plan32 = epoch_plan(a, cfg32, data["train"].feats)
+    half = ours and measured(f"{source}, batch 32", lambda: ours_epoch(
+        cfg32, labels, on_device, plan32, bool(fast)), failed)
+    if half:
+        print(f"{source + ', batch 32':18s} {half[0]:7.1f} s/epoch ({len(plan32[0])} updates; "
+              f"the first {half[2]:.1f} s more)")
     eval_s = measured("dev evaluation", lambda: eval_seconds(model, tok, data, labels, device),
                       failed)
-    ours = fast or eager
     speed, ns = {}, [int(n) for n in a.workers.split(",") if n != "1"]
     alone = ns and ours and measured("one process alone", lambda: slowest_of(a, 1, bool(fast)),
                                      failed)
@@ -203,17 +224,21 @@ def main():
         if t:
             speed[n] = n * alone / t
             print(f"--workers {n}: {speed[n]:.2f}x the throughput of one run")
-    if ours and eval_s is not None:
-        source = fast_name if fast else "ours, eager"
-        epoch = ours[0] * len(data["train"].feats) / sum(map(len, plan[0]))  # a full epoch
+    if ours and half and eval_s is not None:
+        sents = len(data["train"].feats)
         best = max([1.0, *speed.values()])
-        # a run: E epochs, E dev evaluations and a test one; first sight of its shapes for two
         first, again = eval_s
-        repro = 10 * (ours[2] + 4 * epoch + 2 * first + 3 * again) / best  # 4 epochs
-        grid = 120 * (ours[2] + 3.5 * epoch + 2 * first + 2.5 * again) / best  # 3 or 4 epochs
+
+        def run(epoch_s, once, epochs):  # recording, E epochs, E dev evaluations and a test
+            return once + epochs * epoch_s + 2 * first + (epochs - 1) * again  # (2 first sights)
+        b16 = (ours[0] * sents / sum(map(len, plan[0])), ours[2])  # full epochs, from --batches
+        b32 = (half[0] * sents / sum(map(len, plan32[0])), half[2])
+        repro = 10 * run(*b16, 4) / best  # Sec 3.3's setting: batch 16, 4 epochs
+        grid = 2 * 5 * 3 * sum(run(*b, e) for b in (b16, b32) for e in (3, 4)) / best
         print(f"dev evaluation {first:.2f} s, again {again:.2f} s; projected from {source}, with "
               f"the best --workers ({best:.2f}x): make reproduce-en {repro / 60:.1f} min, "
-              f"IOB1+BIO grid {grid / 3600:.2f} h (at most: its batch-32 half timed as batch 16)")
+              f"IOB1+BIO grid {grid / 3600:.2f} h (2 schemes x 5 seeds x 3 lr x batch 16/32 x "
+              f"3/4 epochs)")
     if failed:
         print(f"FAILED: {', '.join(failed)} (tracebacks above); the other figures stand")
         return 1

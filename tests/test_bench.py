@@ -25,6 +25,7 @@ def test_bench_gpu_smoke_on_cpu(tmp_path):
     for name in ("ours, static shapes", "ours, eager", "HF loop"):  # static: graphs, uncaptured
         line = next(x for x in lines if x.startswith(name))
         assert re.search(r"[\d.]+ s/epoch +[\d,]+ tok/s .* HF/this [\d.]+$", line), line
+    assert any(re.match(r"ours, static shapes, batch 32 +[\d.]+ s/epoch", x) for x in lines)
     assert any(re.match(r"--workers 2: [\d.]+x the throughput of one run", x) for x in lines)
     assert re.search(r"make reproduce-en [\d.]+ min, IOB1\+BIO grid [\d.]+ h", lines[-1])
 
