@@ -9,7 +9,7 @@
   SLURM array task) and a resumed grid skip it. There is no coordinator.
 
     python experiments.py train --data DIR --scheme bio --lr 3e-5 --seed 1 --out runs/x
-    python experiments.py grid --data DIR --scheme iob1 --workers 4       # 12 settings x 5 seeds
+    python experiments.py grid --data DIR --scheme iob1 --shard 0/2       # half of 12 x 5 runs
     python experiments.py reproduce --lang en                             # Table 2, mBERT rows
     python experiments.py table --out runs/en
     python experiments.py predict runs/x/run-KEY eng.testb
