@@ -268,9 +268,24 @@ class Split:
     scheme: str    # the file's scheme: predictions are converted to it before scoring
 
 
+_LOADED = {}  # load_data's last results in this process, by what they are made from
+
+
 def load_data(cfg, tok):
     """-> ({"train", "dev", "test"}: Split, labels). Labels come from every split, so a type seen
-    only in dev/test still has an id."""
+    only in dev/test still has an id. The runs of a grid in one process share one reading (the
+    files' bytes, the vocabulary and the fields used here make its key; callers only read it)."""
+    key = (corpora.data_fingerprint(cfg.data, cfg.lang), cfg.lang, cfg.level, cfg.scheme,
+           cfg.max_len, cfg.doc_context, cfg.max_train_sentences, tok.lower, tok.strip, tok.cjk,
+           hashlib.sha1("\n".join(tok.tokens).encode()).hexdigest())
+    if key not in _LOADED:
+        if len(_LOADED) >= 2:  # IOB1 and BIO of one grid; older readings are let go
+            del _LOADED[next(iter(_LOADED))]
+        _LOADED[key] = read_splits(cfg, tok)
+    return _LOADED[key]
+
+
+def read_splits(cfg, tok):
     paths = corpora.splits(corpora.data_dir(cfg.data, cfg.lang), cfg.lang)
     if cfg.lang == "germeval":  # one of its two levels of nested spans, in BIO as it comes
         files = {k: conll.read_germeval(p, cfg.level) for k, p in paths.items()}
@@ -301,15 +316,16 @@ class Tensors:
 
 
 def tensorize(feats, tok, device):
-    T = max(len(f.input_ids) for f in feats)
+    lengths = torch.tensor([len(f.input_ids) for f in feats] + [1])
+    n_labels = torch.tensor([len(f.labels) for f in feats] + [0])
+    T = int(lengths.max())
     ids = torch.full((len(feats) + 1, T), tok.pad_id, dtype=torch.long)
     labels = torch.full((len(feats) + 1, T), conll.IGNORE, dtype=torch.long)
-    lengths = torch.ones(len(feats) + 1, dtype=torch.long)
-    for r, f in enumerate(feats):
-        ids[r, :len(f.input_ids)] = torch.tensor(f.input_ids)
-        labels[r, :len(f.labels)] = torch.tensor(f.labels)
-        lengths[r] = len(f.input_ids)
-    ids[-1, 0] = tok.cls_id
+    # every window's pieces in one flat list, poured row by row into the padded tensor
+    ids[torch.arange(T) < lengths[:, None]] = torch.tensor(
+        [i for f in feats for i in f.input_ids] + [tok.cls_id])
+    labels[torch.arange(T) < n_labels[:, None]] = torch.tensor(
+        [y for f in feats for y in f.labels], dtype=torch.long)
     return Tensors(ids.to(device), labels.to(device), lengths.to(device))
 
 

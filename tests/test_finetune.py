@@ -13,6 +13,7 @@ import io
 import math
 import os
 import re
+import shutil
 from dataclasses import asdict, replace
 
 import pytest
@@ -734,3 +735,53 @@ def test_training_steps_equal_hf(minilm_dir, bias_correction):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6, msg=n)
     moved = ours_model.out.weight - ref.classifier.weight.detach()
     assert moved.abs().max() < 1e-5
+
+
+def test_tensorize_pads_each_window_and_adds_the_dummy_row(tmp_path):
+    """tensorize builds its tensors from one flat list of pieces: row by row, as written out here,
+    each window is its pieces then [PAD], its labels then -100, and the last row is the dummy
+    ([CLS] alone, no label) that fills short batches."""
+    folder = tiny_folder(tmp_path, layers=1)
+    tok = wordpiece.WordPiece.from_pretrained(folder)
+    for max_len in (8, 128):  # many windows per sentence, and one
+        feats = finetune.load_data(FinetuneConfig(model=folder, data=TINY, max_len=max_len),
+                                   tok)[0]["train"].feats
+        t = finetune.tensorize(feats, tok, torch.device("cpu"))
+        T = max(len(f.input_ids) for f in feats)
+        assert t.ids.shape == t.labels.shape == (len(feats) + 1, T)
+        for r, f in enumerate(feats):
+            n = len(f.input_ids)
+            assert t.ids[r].tolist() == f.input_ids + [tok.pad_id] * (T - n)
+            assert t.labels[r].tolist() == f.labels + [-100] * (T - len(f.labels))
+            assert t.lengths[r] == n
+        assert t.ids[-1].tolist() == [tok.cls_id] + [tok.pad_id] * (T - 1)
+        assert t.labels[-1].tolist() == [-100] * T and t.lengths[-1] == 1
+
+
+def test_load_data_reads_once_per_process_for_the_same_inputs(tmp_path, monkeypatch):
+    """The runs of a grid share one reading of their data: the same files, vocabulary and fields
+    read once; another scheme, another vocabulary or an edited file read again."""
+    data = tmp_path / "data"
+    shutil.copytree(TINY, data)
+    folder = tiny_folder(tmp_path, layers=1)
+    monkeypatch.setattr(finetune, "_LOADED", {})  # keyed by bytes: en_tiny may be in it already
+    reads = []
+    real = finetune.conll.read_conll
+    monkeypatch.setattr(finetune.conll, "read_conll", lambda p: reads.append(p) or real(p))
+    cfg = FinetuneConfig(model=folder, data=str(data))
+    first = finetune.load_data(cfg, wordpiece.WordPiece.from_pretrained(folder))
+    assert len(reads) == 3  # train, dev, test
+    again = finetune.load_data(replace(cfg, seed=7, lr=5e-5, batch_size=32),  # a tokenizer
+                               wordpiece.WordPiece.from_pretrained(folder))  # loaded again
+    assert again is first and len(reads) == 3
+    bio = finetune.load_data(replace(cfg, scheme="bio"),
+                             wordpiece.WordPiece.from_pretrained(folder))
+    assert len(reads) == 6 and bio[0]["train"].feats is not first[0]["train"].feats
+    lower = wordpiece.WordPiece.from_pretrained(folder)
+    lower.lower = True
+    finetune.load_data(cfg, lower)
+    assert len(reads) == 9
+    with open(data / "train.txt", "a") as f:
+        f.write("\nEU NNP B-NP B-ORG\n")
+    edited = finetune.load_data(cfg, wordpiece.WordPiece.from_pretrained(folder))
+    assert len(reads) == 12 and len(edited[0]["train"].sents) == len(first[0]["train"].sents) + 1
