@@ -23,6 +23,7 @@ import json
 import multiprocessing
 import os
 import re
+import shutil
 import statistics
 import sys
 from dataclasses import MISSING, dataclass, fields, replace
@@ -271,11 +272,15 @@ def worker_count(exp, n_runs):
     return max(1, min(4, int(gib // 12), n_runs))
 
 
+def shard_of(runs, exp):
+    i, n = map(int, exp.shard.split("/"))
+    return runs[i::n]
+
+
 def run_all(runs, exp, log=print):
     """Every run of this shard (index i mod n), by --workers processes at once. Each worker walks
     the list from its own offset and skips what is claimed or recorded."""
-    i, n = map(int, exp.shard.split("/"))
-    runs = runs[i::n]
+    runs = shard_of(runs, exp)
     workers = worker_count(exp, len(runs))
     if workers <= 1:
         for cfg in runs:
@@ -599,10 +604,30 @@ def demo(cfg, exp):
 # ---------------------------------------------------------------------------------------------
 # The command line.
 
-def check_ready(cfg, exp, lm_rows=False):
+def check_space(runs, exp, model_file):
+    """The models this shard's unrecorded runs will write (a tagger per run with --save, each new
+    masked-LM stage) must fit on OUT's disk, each about the size of the checkpoint (mBERT 0.7 GB:
+    the 120 runs of the IOB1+BIO grid save 85 GB)."""
+    done = {r["key"] for r in read_results(exp.out, lambda s: None)}
+    todo = [c for c in shard_of(runs, exp) if c.key() not in done]
+    stages = {finetune.lm_config(c).key() for c in todo if c.lm_epochs}
+    stages = [k for k in stages if not os.path.isfile(os.path.join(exp.out, f"lm-{k}",
+                                                                   "model.safetensors"))]
+    size, free = os.path.getsize(model_file), shutil.disk_usage(exp.out).free
+    models = len(todo) * exp.save + len(stages)
+    if models * size > free:
+        raise ValueError(
+            f"{exp.out} has {free / 1e9:.1f} GB free; the {len(todo)} runs to go would write "
+            f"{models} models of about {size / 1e9:.2f} GB ({models * size / 1e9:.1f} GB: "
+            f"{len(todo) * exp.save} taggers, {len(stages)} masked-LM stages). Pass --save false "
+            f"(scores and predictions are still written), or an --out with room")
+
+
+def check_ready(cfg, exp, runs=(), lm_rows=False):
     """Everything that could fail after hours of training, tried first: the output folder is
     created and written to, the data files are read (and fingerprinted), the model is found and,
-    for a masked-LM stage (lm_epochs, or Table 6's lm_rows), has the head it trains."""
+    for a masked-LM stage (lm_epochs, or Table 6's lm_rows), has the head it trains, and the models
+    `runs` will save fit on the disk."""
     os.makedirs(exp.out, exist_ok=True)
     probe = os.path.join(exp.out, f".probe{os.getpid()}")
     with open(probe, "w") as f:
@@ -619,6 +644,7 @@ def check_ready(cfg, exp, lm_rows=False):
         raise ValueError(f"{cfg.model}: the checkpoint has no masked-LM head (cls.predictions.*)"
                          f" for the masked-LM stage (--lm_epochs{', --ablations' * lm_rows}); "
                          f"use one that has it (mBERT does)")
+    check_space(runs, exp, files["model.safetensors"])
 
 
 def parser():
@@ -668,7 +694,9 @@ def main(argv=None):
                          f"setting with one --seed")
     if cmd == "demo":
         return demo(cfg, exp)
-    check_ready(cfg, exp, lm_rows=cmd == "reproduce" and exp.ablations)
+    runs = [cfg] if cmd == "train" else grid_runs(cfg, exp) if cmd == "grid" else \
+        [r for g in reproduce_runs(cfg, exp) for r in g]
+    check_ready(cfg, exp, runs, lm_rows=cmd == "reproduce" and exp.ablations)
     if cmd == "train":
         run_one(cfg, exp)
     elif cmd == "grid":

@@ -6,6 +6,7 @@ saved runs (tests/test_bert.py holds the logits check)."""
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import asdict, replace
@@ -590,6 +591,47 @@ def test_a_masked_lm_stage_without_a_head_fails_before_any_work(tmp_path, argv, 
     with_head = bert_folder(str(tmp_path / "mlm"), layers=1, hidden=8, mlm=True)
     experiments.check_ready(FinetuneConfig(model=with_head, data=TINY, lm_epochs=1),
                             Experiment(out=str(tmp_path)))
+
+
+def test_a_grid_whose_saved_models_would_fill_the_disk_fails_before_any_work(tmp_path,
+                                                                             monkeypatch):
+    """The models a command will save (a tagger per unrecorded run of its shard, each new
+    masked-LM stage), each the checkpoint's size, are weighed against OUT's free space first: the
+    120 taggers of a full mBERT grid (85 GB) would otherwise fill a 64 GB disk after 90 runs."""
+    folder = bert_folder(str(tmp_path / "bert"), layers=1, hidden=8, mlm=True)
+    size = os.path.getsize(os.path.join(folder, "model.safetensors"))
+    free = []
+    monkeypatch.setattr(experiments.shutil, "disk_usage",
+                        lambda p: shutil._ntuple_diskusage(10**12, 10**12 - free[0], free[0]))
+    monkeypatch.setattr(finetune, "train", lambda *a, **k: pytest.fail("trained"))
+    out = tmp_path / "runs"
+    argv = ["grid", "--model", folder, "--data", TINY, "--out", str(out), "--seeds", "1"]
+    free.append(12 * size - 1)  # 12 runs: one tagger too many
+    with pytest.raises(ValueError, match=re.escape(
+            f"{out} has {free[0] / 1e9:.1f} GB free; the 12 runs to go would write 12 models "
+            f"of about {size / 1e9:.2f} GB") + r".*12 taggers, 0 masked-LM stages\). Pass "
+                                                r"--save false"):
+        experiments.main(argv)
+    assert not os.path.exists(out / "results.jsonl")
+    exp = Experiment(out=str(out), seeds=1)
+    runs = experiments.grid_runs(FinetuneConfig(model=folder, data=TINY), exp)
+    files = bert.checkpoint_files(folder, ["model.safetensors"])["model.safetensors"]
+    experiments.check_space(runs, replace(exp, save=False), files)  # nothing saved: room
+    experiments.check_space(runs, replace(exp, shard="0/2"), files)  # 6 runs of this shard
+    for cfg in runs[:2]:  # recorded runs save nothing more
+        experiments.append_result(str(out), dict(key=cfg.key(), config=asdict(cfg),
+                                                 dev=dict(f1=1.0), test=dict(f1=1.0)))
+    free[0] = 10 * size
+    experiments.check_space(runs, exp, files)
+    # 3 and 4 epochs of one (batch, lr, seed) share their masked-LM stage: 4 taggers, 2 stages
+    lm = [replace(c, lm_epochs=e) for c in runs[2:4] for e in (10, 20)]
+    free[0] = 5 * size
+    with pytest.raises(ValueError, match=r"6 models .* 4 taggers, 2 masked-LM stages"):
+        experiments.check_space(lm, exp, files)
+    stage = out / f"lm-{finetune.lm_config(lm[0]).key()}"
+    stage.mkdir()
+    (stage / "model.safetensors").write_bytes(b"")  # a stage written already is not counted
+    experiments.check_space(lm, exp, files)
 
 
 def test_help_lists_every_flag_with_type_default_and_meaning():
