@@ -43,7 +43,7 @@ bench: bench-model bench-wordpiece bench-conlleval bench-adamw
 bench-finetune: venv
 	$(PY) bench/compare_hf_finetune.py $(ARGS)
 
-# One mBERT-shaped epoch on the GPU: ours with CUDA graphs, eager, HF; workers; projections.
+# One mBERT-shaped epoch on the GPU: ours with CUDA graphs, eager, HF; workers; whole runs; projections.
 bench-gpu: venv
 	$(PY) bench/bench_gpu.py $(ARGS)
 

@@ -2,8 +2,10 @@
 graphs (finetune.fit, graphs=True), ours eager, and HF's BertForTokenClassification + torch AdamW
 loop (bench/compare_hf_finetune.py) on the same batches; their ratios, tokens/s, an MFU estimate,
 peak memory, the measured speed-up of N runs at once (--workers), and the projected wall time of
-`make reproduce-en` and of the whole IOB1+BIO grid (from epochs timed at batch 16 and at 32, and
-a first and a repeated dev evaluation).
+`make reproduce-en` and of the whole IOB1+BIO grid: from these parts (epochs timed at batch 16 and
+at 32, a first and a repeated dev evaluation), and from five whole runs of the grid timed one
+after another in a fresh process, as `reproduce` runs them (loading, tokenizing, graphs, training,
+evaluations, predictions and the saved tagger: everything a run costs).
 
 The model is a random-init mBERT-shaped BERT (12 x 768, the real 119,547-piece mBERT vocab from
 ../shared/data/mbert-vocab), so no Hub is needed; --model takes a real one. The data is CoNLL-2003
@@ -19,6 +21,7 @@ exit status is 1.
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -139,6 +142,60 @@ def eval_seconds(model, tok, data, labels, device):
     return times
 
 
+# Whole runs, one after another in one fresh process, as `reproduce` and `grid` run them: (batch,
+# epochs) of Table 1's grid; the first run also pays the process's first sights (CUDA, kernels,
+# evaluation shapes), so batch 16 x 4 epochs comes again, steady, at the end (seed 2: a new run).
+RUNS = [(16, 4, 1), (16, 3, 1), (32, 4, 1), (32, 3, 1), (16, 4, 2)]
+
+
+def whole_runs(a):
+    """A child process: experiments.run_one for each of RUNS into a fresh folder (the default
+    command: CUDA graphs, taggers saved) -> one line of JSON: when it started its first run, each
+    run's seconds (loading, tokenizing, recording graphs, training, evaluating, writing), and the
+    seconds spent saving taggers."""
+    import experiments
+    ready, save, saving = time.time(), finetune.save_tagger, []
+
+    def timed_save(tagger, folder):
+        t = time.time()
+        save(tagger, folder)
+        saving.append(time.time() - t)
+    finetune.save_tagger = timed_save
+    out, secs = tempfile.mkdtemp(), []
+    try:
+        for b, e, seed in RUNS:
+            cfg = finetune.FinetuneConfig(model=a.model, data=a.data, batch_size=b, epochs=e,
+                                          seed=seed, max_train_sentences=16 * a.batches)
+            t = time.time()
+            experiments.run_one(cfg, experiments.Experiment(out=out), log=lambda s: None)
+            secs.append(time.time() - t)
+    finally:
+        shutil.rmtree(out)
+    print(json.dumps(dict(ready=ready, runs=secs, saving=sum(saving))))
+
+
+def runs_part(a):
+    """RUNS timed in a child process -> (reproduce-en, grid) seconds projected from them, with and
+    without saving the taggers, from process start: reproduce-en = start + first + 9 steady
+    16 x 4 runs; grid = start + first + 29 steady 16 x 4 + 30 each of 16 x 3, 32 x 4, 32 x 3."""
+    t0 = time.time()
+    cmd = [sys.executable, __file__, "--whole-runs", "--model", a.model, "--data", a.data,
+           "--batches", str(a.batches), "--device", a.device]
+    out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    if out.returncode:
+        raise RuntimeError(f"the whole-runs process failed (its error is above): {cmd}")
+    got = json.loads(out.stdout.splitlines()[-1])
+    start, (first, r16_3, r32_4, r32_3, r16_4) = got["ready"] - t0, got["runs"]
+    save = got["saving"] / len(RUNS)
+    for (b, e, seed), s in zip(RUNS, got["runs"]):
+        print(f"whole run, batch {b}, {e} epochs, seed {seed}: {s:.1f} s")
+    print(f"process start {start:.1f} s; saving a tagger {save:.1f} s a run"
+          + (f" (training on the first {16 * a.batches} sentences)" if a.batches else ""))
+    repro = start + first + 9 * r16_4
+    grid = start + first + 29 * r16_4 + 30 * (r16_3 + r32_4 + r32_3)
+    return (repro, repro - 10 * save), (grid, grid - 120 * save)
+
+
 def measured(name, fn, failed):
     """fn() -> its result; if it raises, None, with the error printed and `name` added to failed:
     a GPU session's minutes are few, so one failing part does not cost the others their figures."""
@@ -156,10 +213,12 @@ def main():
     ap.add_argument("--data", default=os.path.join(SHARED, "conll2003-en"))
     ap.add_argument("--batches", type=int, default=0, help="updates per epoch (0 = all)")
     ap.add_argument("--workers", default="1,2,4", help="process counts to time at once")
-    ap.add_argument("--parts", default="graphs,eager,hf", help="loops to time (graphs: ours with "
-                    "CUDA graphs, eager: ours eager, hf: HF's)")
+    ap.add_argument("--parts", default="graphs,eager,hf,runs", help="what to time (graphs: ours "
+                    "with CUDA graphs, eager: ours eager, hf: HF's loop, runs: whole runs of "
+                    "the grid in one process)")
     ap.add_argument("--device", default="cuda", help="cuda, or cpu for a smoke run of the code")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--whole-runs", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--graphs", default="True", help=argparse.SUPPRESS)  # a --workers child's path
     a = ap.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # each figure out as it comes, should time run out
@@ -168,6 +227,8 @@ def main():
         return 0
     device = torch.device(a.device)
     a.model = a.model or mbert_shaped(tempfile.mkdtemp())
+    if a.whole_runs:
+        return whole_runs(a)
     cfg, tok, data, labels, on_device, plan = setup(a, device)
     if a.child:
         graphs = a.graphs == "True"
@@ -239,6 +300,12 @@ def main():
               f"the best --workers ({best:.2f}x): make reproduce-en {repro / 60:.1f} min, "
               f"IOB1+BIO grid {grid / 3600:.2f} h (2 schemes x 5 seeds x 3 lr x batch 16/32 x "
               f"3/4 epochs)")
+    whole = "runs" in parts and measured("whole runs", lambda: runs_part(a), failed)
+    if whole:
+        (repro, repro_bare), (grid, grid_bare) = whole
+        print(f"projected from whole runs in one process: make reproduce-en {repro / 60:.1f} min "
+              f"({repro_bare / 60:.1f} with --save false), IOB1+BIO grid {grid / 3600:.2f} h "
+              f"({grid_bare / 3600:.2f} with --save false)")
     if failed:
         print(f"FAILED: {', '.join(failed)} (tracebacks above); the other figures stand")
         return 1

@@ -27,7 +27,17 @@ def test_bench_gpu_smoke_on_cpu(tmp_path):
         assert re.search(r"[\d.]+ s/epoch +[\d,]+ tok/s .* HF/this [\d.]+$", line), line
     assert any(re.match(r"ours, static shapes, batch 32 +[\d.]+ s/epoch", x) for x in lines)
     assert any(re.match(r"--workers 2: [\d.]+x the throughput of one run", x) for x in lines)
-    assert re.search(r"make reproduce-en [\d.]+ min, IOB1\+BIO grid [\d.]+ h", lines[-1])
+    assert any(re.search(r"projected from ours, static shapes, .*make reproduce-en [\d.]+ min, "
+                         r"IOB1\+BIO grid [\d.]+ h", x) for x in lines)
+    runs = [x for x in lines if x.startswith("whole run, batch")]
+    assert [x.split(":")[0] for x in runs] == [
+        f"whole run, batch {b}, {e} epochs, seed {s}" for b, e, s in
+        [(16, 4, 1), (16, 3, 1), (32, 4, 1), (32, 3, 1), (16, 4, 2)]], runs
+    assert re.match(r"process start [\d.]+ s; saving a tagger [\d.]+ s a run \(training on the "
+                    r"first 48 sentences\)$", lines[-2]), lines[-2]
+    assert re.match(r"projected from whole runs in one process: make reproduce-en [\d.]+ min "
+                    r"\([\d.]+ with --save false\), IOB1\+BIO grid [\d.]+ h \([\d.]+ with "
+                    r"--save false\)$", lines[-1]), lines[-1]
 
 
 def test_bench_gpu_reports_a_failing_part_and_measures_the_rest(tmp_path, monkeypatch, capsys):
