@@ -286,6 +286,7 @@ def load_data(cfg, tok):
 
 
 def read_splits(cfg, tok):
+    """load_data's work: the three files read, their tags put in cfg.scheme, cut into windows."""
     paths = corpora.splits(corpora.data_dir(cfg.data, cfg.lang), cfg.lang)
     if cfg.lang == "germeval":  # one of its two levels of nested spans, in BIO as it comes
         files = {k: conll.read_germeval(p, cfg.level) for k, p in paths.items()}
