@@ -623,11 +623,12 @@ def check_space(runs, exp, model_file):
             f"(scores and predictions are still written), or an --out with room")
 
 
-def check_ready(cfg, exp, runs=(), lm_rows=False):
+def check_ready(cfg, exp, runs=None):
     """Everything that could fail after hours of training, tried first: the output folder is
     created and written to, the data files are read (and fingerprinted), the model is found and,
-    for a masked-LM stage (lm_epochs, or Table 6's lm_rows), has the head it trains, and the models
-    `runs` will save fit on the disk."""
+    where one of `runs` (default: cfg alone) trains a masked-LM stage, has the head it trains, and
+    the models the runs will save fit on the disk."""
+    runs = runs or [cfg]
     os.makedirs(exp.out, exist_ok=True)
     probe = os.path.join(exp.out, f".probe{os.getpid()}")
     with open(probe, "w") as f:
@@ -640,10 +641,10 @@ def check_ready(cfg, exp, runs=(), lm_rows=False):
     if exp.zero_shot:
         german_sets(exp)  # reads and maps the German files now, not after the first run
     files = bert.checkpoint_files(cfg.model, ["config.json", "vocab.txt", "model.safetensors"])
-    if (cfg.lm_epochs or lm_rows) and not bert.has_mlm_head(files["model.safetensors"]):
+    if any(c.lm_epochs for c in runs) and not bert.has_mlm_head(files["model.safetensors"]):
+        flag = "--lm_epochs" if cfg.lm_epochs else "--ablations: Table 6's --lm_epochs rows"
         raise ValueError(f"{cfg.model}: the checkpoint has no masked-LM head (cls.predictions.*)"
-                         f" for the masked-LM stage (--lm_epochs{', --ablations' * lm_rows}); "
-                         f"use one that has it (mBERT does)")
+                         f" for the masked-LM stage ({flag}); use one that has it (mBERT does)")
     check_space(runs, exp, files["model.safetensors"])
 
 
@@ -696,7 +697,7 @@ def main(argv=None):
         return demo(cfg, exp)
     runs = [cfg] if cmd == "train" else grid_runs(cfg, exp) if cmd == "grid" else \
         [r for g in reproduce_runs(cfg, exp) for r in g]
-    check_ready(cfg, exp, runs, lm_rows=cmd == "reproduce" and exp.ablations)
+    check_ready(cfg, exp, runs)
     if cmd == "train":
         run_one(cfg, exp)
     elif cmd == "grid":

@@ -16,7 +16,7 @@ fails (a capture, say) is reported with its traceback, the other parts are still
 exit status is 1.
 
     python bench/bench_gpu.py [--model DIR] [--data DIR] [--batches N] [--workers 1,2,4]
-                              [--parts graphs,eager,hf]
+                              [--parts graphs,eager,hf,runs]
 """
 import argparse
 import json

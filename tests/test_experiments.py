@@ -117,7 +117,6 @@ def test_predict_on_a_gpu_writes_the_runs_own_predictions(tmp_path, monkeypatch)
     """The round trip above on a GPU, under bf16, where other batches could round a near tie the
     other way: a run trained there (its test split 320 sentences, several evaluation batches) and
     `predict` on its saved folder write the same test predictions, byte for byte."""
-    import shutil
     monkeypatch.setattr(bert, "pick_device", lambda: torch.device("cuda"))
     data = tmp_path / "data"
     shutil.copytree(TINY, data)
@@ -619,8 +618,7 @@ def test_a_grid_whose_saved_models_would_fill_the_disk_fails_before_any_work(tmp
     experiments.check_space(runs, replace(exp, save=False), files)  # nothing saved: room
     experiments.check_space(runs, replace(exp, shard="0/2"), files)  # 6 runs of this shard
     for cfg in runs[:2]:  # recorded runs save nothing more
-        experiments.append_result(str(out), dict(key=cfg.key(), config=asdict(cfg),
-                                                 dev=dict(f1=1.0), test=dict(f1=1.0)))
+        experiments.append_result(str(out), record(cfg.key()) | dict(config=asdict(cfg)))
     free[0] = 10 * size
     experiments.check_space(runs, exp, files)
     # 3 and 4 epochs of one (batch, lr, seed) share their masked-LM stage: 4 taggers, 2 stages
