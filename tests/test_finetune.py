@@ -429,23 +429,20 @@ def test_cuda_graph_replay_equals_eager(tmp_path, monkeypatch):
 @pytest.mark.parametrize("device", DEVICES)
 def test_masks_are_drawn_afresh_at_each_replay(tmp_path, device):
     """The masked-LM stage draws its masks inside the update: recorded once (a CUDA graph on a
-    GPU), every replay must choose other pieces, about 15% of them, never a special one."""
+    GPU), every replay must choose other pieces, about 15% of them (what a draw chooses is
+    test_mask_pieces_follows_bert_80_10_10's)."""
     tok = wordpiece.WordPiece.from_pretrained(tiny_folder(tmp_path))
     gen = torch.Generator().manual_seed(0)
-    ids = torch.randint(len(wordpiece.SPECIALS), len(tok), (16, 32), generator=gen)
-    ids[:, 0], ids[:, -1] = tok.cls_id, tok.sep_id
-    ids, out = ids.to(device), torch.zeros(16, 32, dtype=torch.long, device=device)
+    ids = torch.randint(len(wordpiece.SPECIALS), len(tok), (16, 32), generator=gen).to(device)
+    out = torch.zeros_like(ids)
     pool = torch.cuda.graph_pool_handle() if device == "cuda" else None
     replay = finetune.graphed(lambda: out.copy_(finetune.mask_pieces(ids, tok)[1]), [out], pool)
-    draws = []
+    chosen = []
     for _ in range(3):
         replay()
-        draws.append(out.clone())
-    chosen = [d != conll.IGNORE for d in draws]
+        chosen.append(out != conll.IGNORE)
     assert not torch.equal(chosen[0], chosen[1]) and not torch.equal(chosen[1], chosen[2])
-    assert all(torch.equal(d[c], ids[c]) for d, c in zip(draws, chosen)), "targets: the pieces"
-    assert not any(c[:, 0].any() or c[:, -1].any() for c in chosen), "[CLS]/[SEP] never chosen"
-    share = torch.stack(chosen)[..., 1:-1].float().mean().item()  # of 3 x 480 pieces
+    share = torch.stack(chosen).float().mean().item()  # of 3 x 512 pieces
     assert 0.10 < share < 0.20, share
 
 
@@ -457,7 +454,7 @@ def test_lm_stage_replayed_from_cuda_graphs_learns(tmp_path, monkeypatch):
     folder = tiny_folder(tmp_path, hidden=32, mlm=True)
     cfg = FinetuneConfig(model=folder, data=TINY, lr=1e-3, batch_size=8, epochs=1, lm_epochs=3)
     captured, real = [], finetune.graphed
-    monkeypatch.setattr(finetune, "graphed", lambda fn, keep, pool: captured.append(pool)
+    monkeypatch.setattr(finetune, "graphed", lambda fn, keep, pool: captured.append(len(keep))
                         or real(fn, keep, pool))
     curves = {}
     for graphs in (False, True):
