@@ -673,8 +673,8 @@ def test_lm_loss_is_the_mean_over_chosen_pieces_and_0_without_any():
     loss = finetune.lm_loss(TinyIds())(model, only_special, torch.ones_like(only_special), None)
     loss.backward()
     assert loss.item() == 0.0
-    assert all(torch.equal(p.grad, torch.zeros_like(p)) for p in model.parameters()
-               if p.grad is not None)
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.equal(g, torch.zeros_like(g)) for g in grads)
 
 
 def test_lm_stage_on_one_short_window_never_stops_on_nan(tmp_path):
