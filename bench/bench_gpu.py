@@ -151,8 +151,9 @@ RUNS = [(16, 4, 1), (16, 3, 1), (32, 4, 1), (32, 3, 1), (16, 4, 2)]
 def whole_runs(a):
     """A child process: experiments.run_one for each of RUNS into a fresh folder (the default
     command: CUDA graphs, taggers saved) -> one line of JSON: when it started its first run, each
-    run's seconds (loading, tokenizing, recording graphs, training, evaluating, writing), and the
-    seconds spent saving taggers."""
+    run's seconds (loading, tokenizing, recording graphs, training, evaluating, writing) with the
+    parts its record names (train_time_s: training with the recording; time_s: all of
+    finetune.train), and the seconds spent saving taggers."""
     import experiments
     ready, save, saving = time.time(), finetune.save_tagger, []
 
@@ -161,17 +162,18 @@ def whole_runs(a):
         save(tagger, folder)
         saving.append(time.time() - t)
     finetune.save_tagger = timed_save
-    out, secs = tempfile.mkdtemp(), []
+    out, secs, parts = tempfile.mkdtemp(), [], []
     try:
         for b, e, seed in RUNS:
             cfg = finetune.FinetuneConfig(model=a.model, data=a.data, batch_size=b, epochs=e,
                                           seed=seed, max_train_sentences=16 * a.batches)
             t = time.time()
-            experiments.run_one(cfg, experiments.Experiment(out=out), log=lambda s: None)
+            rec = experiments.run_one(cfg, experiments.Experiment(out=out), log=lambda s: None)
             secs.append(time.time() - t)
+            parts.append((rec["train_time_s"], rec["time_s"]))
     finally:
         shutil.rmtree(out)
-    print(json.dumps(dict(ready=ready, runs=secs, saving=sum(saving))))
+    print(json.dumps(dict(ready=ready, runs=secs, parts=parts, saving=saving)))
 
 
 def runs_part(a):
@@ -186,9 +188,13 @@ def runs_part(a):
         raise RuntimeError(f"the whole-runs process failed (its error is above): {cmd}")
     got = json.loads(out.stdout.splitlines()[-1])
     start, (first, r16_3, r32_4, r32_3, r16_4) = got["ready"] - t0, got["runs"]
-    save = got["saving"] / len(RUNS)
-    for (b, e, seed), s in zip(RUNS, got["runs"]):
-        print(f"whole run, batch {b}, {e} epochs, seed {seed}: {s:.1f} s")
+    save = sum(got["saving"]) / len(RUNS)
+    for (b, e, seed), s, (fit_s, train_s), save_s in zip(RUNS, got["runs"], got["parts"],
+                                                          got["saving"]):
+        print(f"whole run, batch {b}, {e} epochs, seed {seed}: {s:.1f} s = training "
+              f"{fit_s:.1f} (graphs recorded included) + loading and evaluating "
+              f"{train_s - fit_s:.1f} + saving the tagger {save_s:.1f} + the rest "
+              f"{s - train_s - save_s:.1f} (writing predictions and the record)")
     print(f"process start {start:.1f} s; saving a tagger {save:.1f} s a run"
           + (f" (training on the first {16 * a.batches} sentences)" if a.batches else ""))
     repro = start + first + 9 * r16_4
