@@ -189,12 +189,12 @@ def runs_part(a):
     got = json.loads(out.stdout.splitlines()[-1])
     start, (first, r16_3, r32_4, r32_3, r16_4) = got["ready"] - t0, got["runs"]
     save = sum(got["saving"]) / len(RUNS)
-    for (b, e, seed), s, (fit_s, train_s), save_s in zip(RUNS, got["runs"], got["parts"],
+    for (b, e, seed), s, (fit_s, in_train), save_s in zip(RUNS, got["runs"], got["parts"],
                                                           got["saving"]):
         print(f"whole run, batch {b}, {e} epochs, seed {seed}: {s:.1f} s = training "
               f"{fit_s:.1f} (graphs recorded included) + loading and evaluating "
-              f"{train_s - fit_s:.1f} + saving the tagger {save_s:.1f} + the rest "
-              f"{s - train_s - save_s:.1f} (writing predictions and the record)")
+              f"{in_train - fit_s:.1f} + saving the tagger {save_s:.1f} + the rest "
+              f"{s - in_train - save_s:.1f} (writing predictions and the record)")
     print(f"process start {start:.1f} s; saving a tagger {save:.1f} s a run"
           + (f" (training on the first {16 * a.batches} sentences)" if a.batches else ""))
     repro = start + first + 9 * r16_4
