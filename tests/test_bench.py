@@ -33,13 +33,16 @@ def test_bench_gpu_smoke_on_cpu(tmp_path):
     assert [x.split(":")[0] for x in runs] == [
         f"whole run, batch {b}, {e} epochs, seed {s}" for b, e, s in
         [(16, 4, 1), (16, 3, 1), (32, 4, 1), (32, 3, 1), (16, 4, 2)]], runs
-    for x in runs:  # each run's seconds, and the parts they add up to
+    for x in runs:  # each run's seconds, split into parts that nest as timed
         got = re.search(r": ([\d.]+) s = training ([\d.]+) \(graphs recorded included\) \+ "
                         r"loading and evaluating (-?[\d.]+) \+ saving the tagger ([\d.]+) \+ "
                         r"the rest (-?[\d.]+) \(writing predictions and the record\)$", x)
         assert got, x
-        total, *parts = map(float, got.groups())
-        assert abs(sum(parts) - total) < 0.25 and min(parts) > -0.15, x  # time_s: 0.1 s
+        # "the rest" is what is left, so the parts add up by construction; what can go wrong is
+        # their nesting: training within finetune.train (the record's train_time_s within its
+        # time_s), that and the saving within the run. Each part is then >= 0, but for the
+        # record's rounding to 0.1 s and the line's own (0.15 s in all).
+        assert min(map(float, got.groups()[1:])) > -0.15, x
     assert re.match(r"process start [\d.]+ s; saving a tagger [\d.]+ s a run \(training on the "
                     r"first 48 sentences\)$", lines[-2]), lines[-2]
     assert re.match(r"projected from whole runs in one process: make reproduce-en [\d.]+ min "
