@@ -5,7 +5,8 @@ peak memory, the measured speed-up of N runs at once (--workers), and the projec
 `make reproduce-en` and of the whole IOB1+BIO grid: from these parts (epochs timed at batch 16 and
 at 32, a first and a repeated dev evaluation), and from five whole runs of the grid timed one
 after another in a fresh process, as `reproduce` runs them (loading, tokenizing, graphs, training,
-evaluations, predictions and the saved tagger: everything a run costs).
+evaluations, predictions and the saved tagger: everything a run costs), which also give the grid's
+wall time on 2, 4 and 8 GPUs, split by --shard as experiments.py splits it.
 
 The model is a random-init mBERT-shaped BERT (12 x 768, the real 119,547-piece mBERT vocab from
 ../shared/data/mbert-vocab), so no Hub is needed; --model takes a real one. The data is CoNLL-2003
@@ -176,10 +177,34 @@ def whole_runs(a):
     print(json.dumps(dict(ready=ready, runs=secs, parts=parts, saving=saving)))
 
 
+def process_seconds(runs, start, first, steady):
+    """One process running `runs` one after another, as run_all does: its start, the loading only
+    its first run pays (the first 16 x 4 run's seconds over a steady one's), then each run at its
+    setting's steady seconds, steady[batch, epochs]."""
+    return start + first - steady[16, 4] + sum(steady[c.batch_size, c.epochs] for c in runs)
+
+
+def projections(a, start, first, steady, save, gpus=(1, 2, 4, 8)):
+    """{(command, n): (seconds, seconds with --save false)} for reproduce-en and the IOB1+BIO grid
+    on n GPUs, one process each running its --shard i/n: the runs experiments.py would run, split
+    as it splits them, the longest shard being the wall time (n = 1: one process, every run)."""
+    import experiments
+    cfg, out = finetune.FinetuneConfig(model=a.model, data=a.data), {}
+    for name, grid in (("reproduce-en", False), ("grid", True)):
+        runs = [r for g in experiments.reproduce_runs(cfg, experiments.Experiment(grid=grid))
+                for r in g]
+        for n in gpus:
+            shards = [experiments.shard_of(runs, experiments.Experiment(shard=f"{i}/{n}"))
+                      for i in range(n)]
+            out[name, n] = max((process_seconds(s, start, first, steady),
+                                process_seconds(s, start, first, steady) - save * len(s))
+                               for s in shards)
+    return out
+
+
 def runs_part(a):
-    """RUNS timed in a child process -> (reproduce-en, grid) seconds projected from them, with and
-    without saving the taggers, from process start: reproduce-en = start + first + 9 steady
-    16 x 4 runs; grid = start + first + 29 steady 16 x 4 + 30 each of 16 x 3, 32 x 4, 32 x 3."""
+    """RUNS timed in a child process -> projections() from them: reproduce-en (10 steady 16 x 4
+    runs after the first) and the grid, on one GPU and split over several."""
     t0 = time.time()
     cmd = [sys.executable, __file__, "--whole-runs", "--model", a.model, "--data", a.data,
            "--batches", str(a.batches), "--device", a.device]
@@ -197,9 +222,8 @@ def runs_part(a):
               f"{s - in_train - save_s:.1f} (writing predictions and the record)")
     print(f"process start {start:.1f} s; saving a tagger {save:.1f} s a run"
           + (f" (training on the first {16 * a.batches} sentences)" if a.batches else ""))
-    repro = start + first + 9 * r16_4
-    grid = start + first + 29 * r16_4 + 30 * (r16_3 + r32_4 + r32_3)
-    return (repro, repro - 10 * save), (grid, grid - 120 * save)
+    steady = {(16, 4): r16_4, (16, 3): r16_3, (32, 4): r32_4, (32, 3): r32_3}
+    return projections(a, start, first, steady, save)
 
 
 def measured(name, fn, failed):
@@ -308,10 +332,13 @@ def main():
               f"3/4 epochs)")
     whole = "runs" in parts and measured("whole runs", lambda: runs_part(a), failed)
     if whole:
-        (repro, repro_bare), (grid, grid_bare) = whole
+        (repro, repro_bare), (grid, grid_bare) = whole["reproduce-en", 1], whole["grid", 1]
         print(f"projected from whole runs in one process: make reproduce-en {repro / 60:.1f} min "
               f"({repro_bare / 60:.1f} with --save false), IOB1+BIO grid {grid / 3600:.2f} h "
               f"({grid_bare / 3600:.2f} with --save false)")
+        print("the grid on n GPUs, one --shard i/n each (its longest shard): " + ", ".join(
+            f"{n}: {whole['grid', n][0] / 3600:.2f} h ({grid / whole['grid', n][0]:.2f}x)"
+            for n in (2, 4, 8)))
     if failed:
         print(f"FAILED: {', '.join(failed)} (tracebacks above); the other figures stand")
         return 1

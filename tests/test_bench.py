@@ -44,10 +44,35 @@ def test_bench_gpu_smoke_on_cpu(tmp_path):
         # record's rounding to 0.1 s and the line's own (0.15 s in all).
         assert min(map(float, got.groups()[1:])) > -0.15, x
     assert re.match(r"process start [\d.]+ s; saving a tagger [\d.]+ s a run \(training on the "
-                    r"first 48 sentences\)$", lines[-2]), lines[-2]
+                    r"first 48 sentences\)$", lines[-3]), lines[-3]
     assert re.match(r"projected from whole runs in one process: make reproduce-en [\d.]+ min "
                     r"\([\d.]+ with --save false\), IOB1\+BIO grid [\d.]+ h \([\d.]+ with "
-                    r"--save false\)$", lines[-1]), lines[-1]
+                    r"--save false\)$", lines[-2]), lines[-2]
+    assert re.match(r"the grid on n GPUs, one --shard i/n each \(its longest shard\): 2: [\d.]+ h "
+                    r"\([\d.]+x\), 4: [\d.]+ h \([\d.]+x\), 8: [\d.]+ h \([\d.]+x\)$",
+                    lines[-1]), lines[-1]
+
+
+def test_projections_follow_the_run_lists_and_their_shards(monkeypatch):
+    """The projected wall times count the runs experiments.py really runs: reproduce-en is 10 runs
+    at 16 x 4, the grid 30 of each (batch, epochs) pair; with --shard i/n the longest shard sets
+    the time: never below an even share of the work, never above ceil(120 / n) of the longest
+    runs. Seconds here are made up: distinct per setting."""
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "bench"))
+    import argparse
+    import bench_gpu
+    a = argparse.Namespace(model="m", data="d")
+    start, first, save = 3.0, 50.0, 1.0
+    steady = {(16, 4): 30.0, (16, 3): 22.0, (32, 4): 17.0, (32, 3): 13.0}
+    got = bench_gpu.projections(a, start, first, steady, save)
+    once = start + first - steady[16, 4]  # what a process pays once, beside its runs
+    assert got["reproduce-en", 1] == (once + 10 * 30.0, once + 10 * 30.0 - 10 * save)
+    grid = once + 30 * sum(steady.values())
+    assert got["grid", 1] == (grid, grid - 120 * save)
+    for n in (2, 4, 8):
+        wall = got["grid", n][0] - once
+        assert (grid - once) / n <= wall <= -(-120 // n) * max(steady.values()), n
+        assert got["reproduce-en", n][0] == once + -(-10 // n) * 30.0  # ceil(10 / n) runs
 
 
 def test_bench_gpu_reports_a_failing_part_and_measures_the_rest(tmp_path, monkeypatch, capsys):
