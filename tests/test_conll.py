@@ -521,44 +521,6 @@ def test_cli_no_traceback(tmp_path):
     assert r.returncode == 1 and r.stderr == "error: missing.txt: no such file\n" and not r.stdout
 
 
-def test_write_atomic_leaves_nothing_on_failure(tmp_path):
-    """write_atomic writes text atomically; a failed write (a character latin-1 lacks, a folder
-    at the path) raises and leaves the folder as it was: no temp file, old content kept."""
-    p = tmp_path / "out.txt"
-    conll.write_atomic(p, "Köln\n", encoding="latin-1")
-    assert p.read_bytes() == b"K\xf6ln\n"
-    with pytest.raises(UnicodeEncodeError):
-        conll.write_atomic(p, "Łódź\n", encoding="latin-1")
-    (tmp_path / "d").mkdir()
-    with pytest.raises(OSError, match=r"d: cannot write"):
-        conll.write_atomic(tmp_path / "d", "x")
-    assert sorted(os.listdir(tmp_path)) == ["d", "out.txt"] and p.read_bytes() == b"K\xf6ln\n"
-
-
-def test_replace_atomic_files_and_folders(tmp_path):
-    """A folder appears whole under its name (-> True); a second one for the same name, as from a
-    process that finished later, is dropped and the first kept (-> False); a write that fails
-    half-way leaves the old file and no temp; nothing but the targets is ever left in the folder."""
-    def folder(text):
-        def write(tmp):
-            os.makedirs(tmp)
-            (Path(tmp) / "a.txt").write_text(text)
-        return write
-    d = tmp_path / "stage"
-    assert conll.replace_atomic(d, folder("first")) is True
-    assert conll.replace_atomic(d, folder("second")) is False
-    assert (d / "a.txt").read_text() == "first"
-
-    def broken(tmp):
-        Path(tmp).write_text("half")
-        raise OSError("disk full")
-    conll.write_atomic(tmp_path / "f.txt", "old")
-    with pytest.raises(OSError, match="disk full"):
-        conll.replace_atomic(tmp_path / "f.txt", broken)
-    assert (tmp_path / "f.txt").read_text() == "old"
-    assert sorted(os.listdir(tmp_path)) == ["f.txt", "stage"]
-
-
 def test_write_conll_refuses_words_only(tmp_path):
     """Words-only sentences have no gold column: writing "word gold pred" would score against
     placeholder O tags, so write_conll refuses."""

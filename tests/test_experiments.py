@@ -20,6 +20,7 @@ import conlleval
 import corpora
 import experiments
 import finetune
+import tagger
 import wordpiece
 from conftest import FIXTURES, ROOT, TINY, bert_folder, cpu_only
 from experiments import Experiment
@@ -83,7 +84,7 @@ def test_run_one_skips_recorded_and_claimed_runs(trained, monkeypatch):
         log = []
         assert experiments.run_one(cfg, exp, log=log.append) == json.loads(json.dumps(rec))
         other = replace(cfg, seed=7)
-        with experiments.claim(exp.out, other.key()) as mine:
+        with experiments.claim(exp.out, experiments.run_key(other)) as mine:
             assert mine
             assert experiments.run_one(other, exp, log=log.append) is None
     assert "skipped" in log[0] and "another process" in log[1]
@@ -100,15 +101,15 @@ def test_predict_conll_file_round_trip(trained, tmp_path):
     run_dir = os.path.join(exp.out, f"run-{rec['key']}")
     test = corpora.splits(TINY)["test"]
     out = str(tmp_path / "test.pred.txt")
-    report = experiments.predict(run_dir, test, output=out)
+    report = tagger.predict(run_dir, test, output=out)
     with open(out, "rb") as f, open(os.path.join(run_dir, "test.pred.txt"), "rb") as g:
         assert f.read() == g.read()
     assert f"FB1: {rec['test']['f1']:6.2f}" in report
     with pytest.raises(ValueError, match="exists"):
-        experiments.predict(run_dir, test, output=out)
+        tagger.predict(run_dir, test, output=out)
     os.chdir(tmp_path)
-    first = experiments.predict(run_dir, test)
-    second = experiments.predict(run_dir, test)
+    first = tagger.predict(run_dir, test)
+    second = tagger.predict(run_dir, test)
     assert "test.txt.pred.txt" in first and "test.txt.pred-2.txt" in second
 
 
@@ -127,7 +128,7 @@ def test_predict_on_a_gpu_writes_the_runs_own_predictions(tmp_path, monkeypatch)
     rec = experiments.run_one(cfg, Experiment(out=str(tmp_path / "runs")), log=lambda s: None)
     assert rec["device"] == "cuda"
     run_dir = tmp_path / "runs" / f"run-{rec['key']}"
-    experiments.predict(str(run_dir), str(data / "test.txt"), output=str(tmp_path / "again"))
+    tagger.predict(str(run_dir), str(data / "test.txt"), output=str(tmp_path / "again"))
     assert (tmp_path / "again").read_bytes() == (run_dir / "test.pred.txt").read_bytes()
 
 
@@ -142,8 +143,8 @@ def test_predict_keeps_the_models_scheme_for_unlabelled_input(trained, tmp_path)
     words.write_text("".join("".join(w + "\n" for w in s.words) + "\n" for s in gold))
     allo = tmp_path / "allo.txt"
     allo.write_text("".join("".join(f"{w} O\n" for w in s.words) + "\n" for s in gold))
-    experiments.predict(run_dir, str(words), output=str(tmp_path / "w.out"))
-    experiments.predict(run_dir, str(allo), output=str(tmp_path / "o.out"))
+    tagger.predict(run_dir, str(words), output=str(tmp_path / "w.out"))
+    tagger.predict(run_dir, str(allo), output=str(tmp_path / "o.out"))
     lines = (tmp_path / "w.out").read_text().split("\n")
     assert all(len(x.split(" ")) == 2 for x in lines if x)
     tags_w = [x.split(" ")[1] for x in lines if x]
@@ -169,7 +170,7 @@ def test_predict_text(trained, tmp_path):
     path = tmp_path / "in.txt"
     lines = [" ".join(gold[k].words) for k in plain] + ["", "Arafat paid 17,000."]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    out = experiments.predict(run_dir, str(path), text=True)
+    out = tagger.predict(run_dir, str(path), text=True)
     blocks, cur = [], []
     for line in out.split("\n")[:-1]:  # a blank line ends each input line's block
         if line:
@@ -183,10 +184,10 @@ def test_predict_text(trained, tmp_path):
         assert [w for w, _ in b] == gold[k].words
         assert [t for _, t in b] == conll.to_bio(pred[k].tags), f"test sentence {k}"
     (tmp_path / "empty.txt").write_text("")
-    assert experiments.predict(run_dir, str(tmp_path / "empty.txt"), text=True) == ""
+    assert tagger.predict(run_dir, str(tmp_path / "empty.txt"), text=True) == ""
     (tmp_path / "latin.txt").write_bytes(b"Angela\nM\xfcller sagt\n")
     with pytest.raises(ValueError, match=r"latin.txt:2: byte 0xfc"):
-        experiments.predict(run_dir, str(tmp_path / "latin.txt"), text=True)
+        tagger.predict(run_dir, str(tmp_path / "latin.txt"), text=True)
 
 
 @pytest.mark.parametrize("given", [True, False])
@@ -199,15 +200,15 @@ def test_predict_never_replaces_a_file_that_appears_while_it_tags(trained, tmp_p
     run_dir = os.path.join(exp.out, f"run-{rec['key']}")
     monkeypatch.chdir(tmp_path)
     out = tmp_path / ("mine.txt" if given else "test.txt.pred.txt")
-    load = finetune.load_tagger
-    monkeypatch.setattr(finetune, "load_tagger",
+    load = tagger.load_tagger
+    monkeypatch.setattr(tagger, "load_tagger",
                         lambda *a: out.write_text("PRECIOUS") and load(*a))
     test = corpora.splits(TINY)["test"]
     if given:
         with pytest.raises(ValueError, match="mine.txt appeared while tagging"):
-            experiments.predict(run_dir, test, output=str(out))
+            tagger.predict(run_dir, test, output=str(out))
     else:
-        assert "test.txt.pred-2.txt" in experiments.predict(run_dir, test)
+        assert "test.txt.pred-2.txt" in tagger.predict(run_dir, test)
     assert out.read_text() == "PRECIOUS"
     written = [out.name] + ["test.txt.pred-2.txt"] * (not given)
     assert sorted(os.listdir(tmp_path)) == sorted(written)
@@ -221,16 +222,16 @@ def test_predict_text_to_an_output_file_and_its_input_checks(trained, tmp_path):
     run_dir = os.path.join(exp.out, f"run-{rec['key']}")
     path = tmp_path / "in.txt"
     path.write_bytes("\ufeffArafat met Peter Blackburn .\n".encode())
-    printed = experiments.predict(run_dir, str(path), text=True)
+    printed = tagger.predict(run_dir, str(path), text=True)
     assert printed.split(" ")[0] == "Arafat"
-    said = experiments.predict(run_dir, str(path), text=True, output=str(tmp_path / "o.txt"))
+    said = tagger.predict(run_dir, str(path), text=True, output=str(tmp_path / "o.txt"))
     assert said == f"(predictions in {tmp_path / 'o.txt'})\n"
     assert (tmp_path / "o.txt").read_text() == printed
     with pytest.raises(ValueError, match="--encoding=foo: unknown encoding"):
-        experiments.predict(run_dir, str(path), text=True, encoding="foo")
+        tagger.predict(run_dir, str(path), text=True, encoding="foo")
     path.write_text("Arafat\n" + "-" * 200 + "\n")  # CoNLL, words only: "-" x 200 is one word
     with pytest.raises(ValueError, match=re.escape(f"{path}, line 2: word '---")):
-        experiments.predict(run_dir, str(path))
+        tagger.predict(run_dir, str(path))
 
 
 def test_saved_run_is_an_hf_token_classifier(trained):
@@ -239,7 +240,7 @@ def test_saved_run_is_an_hf_token_classifier(trained):
     cfg, exp, rec = trained
     run_dir = os.path.join(exp.out, f"run-{rec['key']}")
     hf = transformers.AutoModelForTokenClassification.from_pretrained(run_dir).eval()
-    t = finetune.load_tagger(run_dir, torch.device("cpu"))
+    t = tagger.load_tagger(run_dir, torch.device("cpu"))
     ids = torch.tensor([[2, 10, 11, 12, 3, 0], [2, 13, 14, 3, 0, 0]])
     mask = (ids != 0).long()
     with torch.no_grad():
@@ -253,7 +254,7 @@ def test_saved_run_is_an_hf_token_classifier(trained):
 def test_conll_tag_maps_hub_label_names():
     """IOB1/BIO stay; IOBES S- -> B-, E- -> I-; a bare type is an I- (IO tagging)."""
     names = ("O", "B-PER", "I-LOC", "S-ORG", "E-ORG", "MISC", "B_PER")
-    got = [finetune.conll_tag(x) for x in names]
+    got = [tagger.conll_tag(x) for x in names]
     assert got == ["O", "B-PER", "I-LOC", "B-ORG", "I-ORG", "I-MISC", "B-PER"]
 
 
@@ -330,7 +331,7 @@ def test_a_record_the_table_cannot_use_is_named_and_skipped(tmp_path, line):
     others is printed (it used to stop on a KeyError)."""
     (tmp_path / "results.jsonl").write_text(json.dumps(line) + "\n")
     cfg = FinetuneConfig(data=TINY)
-    experiments.append_result(str(tmp_path), record(cfg.key()) | dict(config=asdict(cfg)))
+    experiments.append_result(str(tmp_path), record(experiments.run_key(cfg)) | dict(config=asdict(cfg)))
     warnings = []
     assert len(experiments.read_results(str(tmp_path), warnings.append)) == 1
     assert warnings == [f"warning: {tmp_path}/results.jsonl:1: not a result record; skipped "
@@ -342,7 +343,7 @@ def test_model_dir_with_and_without_slash_is_one_row(tmp_path):
     """"/models/m" and "/models/m/" are one run key (FinetuneConfig.key), so one table row."""
     for seed, model in ((1, "/models/m"), (2, "/models/m/")):
         cfg = FinetuneConfig(model=model, data=TINY, seed=seed)
-        experiments.append_result(str(tmp_path), record(cfg.key()) | dict(config=asdict(cfg)))
+        experiments.append_result(str(tmp_path), record(experiments.run_key(cfg)) | dict(config=asdict(cfg)))
     rows = [r for r in experiments.table(str(tmp_path)).split("\n") if r.startswith("| en ")]
     assert len(rows) == 1 and "| /models/m | IOB1 |" in rows[0] and "| 2 |" in rows[0], rows
 
@@ -355,7 +356,7 @@ def fake_train(calls, fail_at=0):
     (epochs == 4) - 0.5 (batch == 32) + 0.1 seed, test F1 = dev - 1; the setting (32, 5e-5, 3)
     instead gets +20 on seed 1 and -20 on seed 2: the best single run (101.1) but mean dev 80.65.
     Best mean dev (2 seeds): batch 16, lr 3e-5, 4 epochs, 83.15."""
-    def train(cfg, lm_root=None, eval_batch_size=0, graphs=False, log=print):
+    def train(cfg, fit=None, read=None, lm_folder=None, eval_batch_size=0, log=print):
         calls.append(cfg)
         if len(calls) == fail_at:
             raise KeyboardInterrupt("killed")
@@ -363,8 +364,8 @@ def fake_train(calls, fail_at=0):
         dev += 0.1 * cfg.seed - 0.5 * (cfg.batch_size == 32)
         if (cfg.batch_size, cfg.lr, cfg.epochs) == (32, 5e-5, 3):
             dev += 20 if cfg.seed == 1 else -20
-        rec = dict(key=cfg.key(), config=asdict(cfg), dev=dict(f1=dev), test=dict(f1=dev - 1))
-        return finetune.Trained(rec, None, {})
+        stats = dict(updates=1, tokens=1, train_s=1.0, time_s=1.0)
+        return finetune.Trained(None, None, [], dict(f1=dev), dict(f1=dev - 1), [dev], {}, stats)
     return train
 
 
@@ -400,7 +401,7 @@ def test_shards_split_the_grid_without_overlap(tmp_path, monkeypatch):
         before = len(calls)
         got = experiments.grid(cfg, replace(exp, shard=f"{i}/3"), log=lambda s: None)
         assert len(calls) - before == 8 and (got is None) == (i < 2)
-    assert len({c.key() for c in calls}) == 24
+    assert len({experiments.run_key(c) for c in calls}) == 24
     whole = Experiment(out=str(tmp_path / "whole"), seeds=2, save=False)
     experiments.grid(cfg, whole, log=lambda s: None)
     assert experiments.table(exp.out) == experiments.table(whole.out)
@@ -470,7 +471,7 @@ def test_reproduce_de_needs_the_licensed_folder(tmp_path):
 def add_runs(out, dev_test, **setting):
     for seed, (dev, test) in enumerate(dev_test, start=1):
         cfg = FinetuneConfig(data=TINY, seed=seed, **setting)
-        experiments.append_result(out, dict(key=cfg.key(), config=asdict(cfg), dev=dict(f1=dev),
+        experiments.append_result(out, dict(key=experiments.run_key(cfg), config=asdict(cfg), dev=dict(f1=dev),
                                             test=dict(f1=test)))
 
 
@@ -618,7 +619,7 @@ def test_a_grid_whose_saved_models_would_fill_the_disk_fails_before_any_work(tmp
     experiments.check_space(runs, replace(exp, save=False), files)  # nothing saved: room
     experiments.check_space(runs, replace(exp, shard="0/2"), files)  # 6 runs of this shard
     for cfg in runs[:2]:  # recorded runs save nothing more
-        experiments.append_result(str(out), record(cfg.key()) | dict(config=asdict(cfg)))
+        experiments.append_result(str(out), record(experiments.run_key(cfg)) | dict(config=asdict(cfg)))
     free[0] = 10 * size
     experiments.check_space(runs, exp, files)
     # 3 and 4 epochs of one (batch, lr, seed) share their masked-LM stage: 4 taggers, 2 stages
@@ -626,7 +627,7 @@ def test_a_grid_whose_saved_models_would_fill_the_disk_fails_before_any_work(tmp
     free[0] = 5 * size
     with pytest.raises(ValueError, match=r"6 models .* 4 taggers, 2 masked-LM stages"):
         experiments.check_space(lm, exp, files)
-    stage = out / f"lm-{finetune.lm_config(lm[0]).key()}"
+    stage = out / f"lm-{experiments.run_key(finetune.lm_config(lm[0]))}"
     stage.mkdir()
     (stage / "model.safetensors").write_bytes(b"")  # a stage written already is not counted
     experiments.check_space(lm, exp, files)
@@ -652,25 +653,6 @@ def test_output_under_a_file_fails_before_training(tmp_path, monkeypatch):
     assert "x.txt" in r.stderr
 
 
-def test_first_layout_run_folders_still_load(trained, tmp_path):
-    """A run saved in the first layout (encoder folder + classifier.safetensors + labels.json) loads
-    into the same tagger as the HF layout: the same labels and logits."""
-    from safetensors.torch import save_file
-    cfg, exp, rec = trained
-    new = finetune.load_tagger(os.path.join(exp.out, f"run-{rec['key']}"), torch.device("cpu"))
-    old = str(tmp_path / "old")
-    bert.save_pretrained(new.model.bert, old)
-    save_file({k: v.contiguous() for k, v in new.model.out.state_dict().items()},
-              os.path.join(old, "classifier.safetensors"))
-    new.tok.save(old)
-    with open(os.path.join(old, "labels.json"), "w") as f:
-        json.dump(dict(labels=new.labels, scheme="bio", max_len=128, doc_context=False), f)
-    got = finetune.load_tagger(old, torch.device("cpu"))
-    ids = torch.tensor([[2, 10, 11, 12, 3]])
-    with torch.no_grad():
-        assert torch.equal(got.model(ids), new.model(ids)) and got.labels == new.labels
-
-
 def hf_tagger_folder(folder, id2label):
     """A small random BertForTokenClassification saved by HF's own code, with en_tiny's vocab."""
     transformers = pytest.importorskip("transformers")
@@ -691,15 +673,15 @@ def test_predict_with_a_hub_style_ner_model(tmp_path):
     tags = ["O"] + [p + t for t in ("PER", "LOC", "ORG", "MISC") for p in ("B-", "I-", "S-", "E-")]
     folder = hf_tagger_folder(str(tmp_path / "hub"), tags)
     test = corpora.splits(TINY)["test"]
-    report = experiments.predict(folder, test, output=str(tmp_path / "p.txt"))
+    report = tagger.predict(folder, test, output=str(tmp_path / "p.txt"))
     assert report.startswith("processed ") and "FB1:" in report
     pred = conll.read_conll(str(tmp_path / "p.txt"))
     assert {t[:2] for s in pred for t in s.tags} <= {"O", "B-", "I-"}
-    labels = finetune.load_tagger(folder, torch.device("cpu")).labels
-    assert labels == [finetune.conll_tag(t) for t in tags]
+    labels = tagger.load_tagger(folder, torch.device("cpu")).labels
+    assert labels == [tagger.conll_tag(t) for t in tags]
     other = hf_tagger_folder(str(tmp_path / "onto"), ["O", "B-PERSON", "I-PERSON", "B-GPE"])
     with pytest.raises(ValueError, match="no type in common"):
-        experiments.predict(other, test, output=str(tmp_path / "q.txt"))
+        tagger.predict(other, test, output=str(tmp_path / "q.txt"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -749,7 +731,7 @@ def test_zero_shot_scores_a_recorded_run_as_predict_does(german_run, tmp_path, f
     for split in ("dev", "test"):
         gold = str(tmp_path / f"{split}.conll")
         conll.write_conll(gold, sets[split], [s.tags for s in sets[split]])
-        report = experiments.predict(run_dir, gold, output=str(tmp_path / f"{split}.pred"))
+        report = tagger.predict(run_dir, gold, output=str(tmp_path / f"{split}.pred"))
         if zs[0][split]["gold"]:  # GermEval's dev fixture maps to no span (LOCderiv -> O)
             assert zs[0][split]["f1"] > 0, "the model learnt these sentences: F1 0 is a bug"
         assert round(zs[0][split]["f1"], 2) == report_f1(report), split
@@ -774,7 +756,7 @@ def add_zero_shot(out, fmt, f1s, keep=False, data="d0d0d0d0", **setting):
     """Zero-shot records for the runs add_runs made with the same setting (seeds 1, 2, ...), on
     German files of digest `data`."""
     for seed, (dev, test) in enumerate(f1s, start=1):
-        run = FinetuneConfig(data=TINY, seed=seed, **setting).key()
+        run = experiments.run_key(FinetuneConfig(data=TINY, seed=seed, **setting))
         experiments.append_result(out, dict(key=f"{run}-{data}-{keep}", run=run, data=data,
                                             format=fmt, keep=keep, dev=dict(f1=dev),
                                             test=dict(f1=test)), experiments.ZERO_SHOT)
@@ -871,19 +853,74 @@ def test_germeval_reproduce_is_bio_only_and_level_needs_germeval(tmp_path, monke
     experiments.reproduce(cfg, exp, log=lambda s: None)
     assert [c.scheme for c in calls] == ["bio"] * 8
     with pytest.raises(ValueError, match="--level=inner"):
-        FinetuneConfig(level="inner")
+        experiments.check_config(FinetuneConfig(level="inner"))
 
 
-def test_level_left_out_of_the_key_at_outer_and_old_records_pool():
-    """Runs recorded before `level` existed keep their keys: 599243508490 is what the code of
-    commit 244ac44 (no level field) computed for FinetuneConfig(data=en_tiny); the inner level is
-    another run. A record without `level` falls in the same table row as a new one."""
-    cfg = FinetuneConfig(data=TINY)
-    assert cfg.key() == "599243508490"
-    assert replace(cfg, lang="germeval", level="inner", data=GERMAN["germeval2014"]).key() != \
-        replace(cfg, lang="germeval", data=GERMAN["germeval2014"]).key()
-    old = dict(key="x", config={k: v for k, v in asdict(cfg).items() if k != "level"})
-    assert experiments.setting(old) == experiments.setting(dict(key="y", config=asdict(cfg)))
+@pytest.mark.parametrize("flag, value, match", [
+    ("clip", -1.0, "--clip=-1.0: clip must be > 0"), ("max_train_sentences", -70, ">= 0"),
+    ("stlr_ratio", 0.0, "stlr_ratio must be >= 1"), ("warmup", 1.0, "warmup must be < 1"),
+    ("max_len", 2, "max_len must be >= 3"), ("lr", float("nan"), "--lr=nan"),
+    ("epochs", 0, "--epochs=0: epochs must be >= 1"), ("scheme", "iobes", "expected one of")])
+def test_config_ranges_name_the_flag(flag, value, match):
+    with pytest.raises(ValueError, match=re.escape(match)):
+        experiments.check_config(FinetuneConfig(**{flag: value}))
+
+
+def test_config_fields_are_typed_as_the_command_line_types_them():
+    """warmup=0 is warmup=0.0 (one run, one key; the range's open end too: warmup=1 is refused as
+    1.0 is); an int field takes no float or bool, a bool field no int."""
+    a, b = FinetuneConfig(data=TINY, warmup=0, delta=2), FinetuneConfig(data=TINY, warmup=0.0,
+                                                                        delta=2.0)
+    assert experiments.run_key(a) == experiments.run_key(b) and type(a.warmup) is float
+    for bad in (dict(warmup=1), dict(max_len=3.5), dict(epochs=True), dict(doc_context=1),
+                dict(scheme=1)):
+        with pytest.raises(ValueError, match=f"--{next(iter(bad))}="):
+            experiments.check_config(FinetuneConfig(**bad))
+
+
+def test_run_key_follows_the_data_bytes_not_the_path(tmp_path):
+    """The key hashes the split files' bytes: `dir/` and `dir` are one run, a copy elsewhere is the
+    same run, an edited file a new one; the model id loses a trailing slash; GermEval's inner
+    level is another run than its outer one."""
+    copy_dir = tmp_path / "copy"
+    shutil.copytree(TINY, copy_dir)
+    cfg = FinetuneConfig(data=str(copy_dir))
+    key = experiments.run_key
+    assert key(cfg) == key(replace(cfg, data=str(copy_dir) + "/")) == key(replace(cfg, data=TINY))
+    assert key(replace(cfg, model="x/")) == key(replace(cfg, model="x"))
+    germeval = replace(cfg, lang="germeval", data=GERMAN["germeval2014"])
+    assert key(replace(germeval, level="inner")) != key(germeval)
+    with open(copy_dir / "test.txt", "a") as f:
+        f.write("\nEU NNP B-NP B-ORG\n")
+    assert key(cfg) != key(replace(cfg, data=TINY))
+
+
+def test_read_splits_reads_once_per_process_for_the_same_inputs(tmp_path, monkeypatch):
+    """The runs of a grid share one reading of their data: the same files, vocabulary and fields
+    read once; another scheme, another vocabulary or an edited file read again."""
+    data = tmp_path / "data"
+    shutil.copytree(TINY, data)
+    folder = bert_folder(str(tmp_path / "bert"), layers=1, hidden=8)
+    monkeypatch.setattr(experiments, "_SPLITS", {})  # keyed by bytes: en_tiny may be in it
+    reads = []
+    real = conll.read_conll
+    monkeypatch.setattr(conll, "read_conll", lambda p: reads.append(p) or real(p))
+    cfg = FinetuneConfig(model=folder, data=str(data))
+    tok = lambda: wordpiece.WordPiece.from_pretrained(folder)  # noqa: E731 (loaded anew each time)
+    first = experiments.read_splits(cfg, tok())
+    assert len(reads) == 3  # train, dev, test
+    again = experiments.read_splits(replace(cfg, seed=7, lr=5e-5, batch_size=32), tok())
+    assert again is first and len(reads) == 3
+    bio = experiments.read_splits(replace(cfg, scheme="bio"), tok())
+    assert len(reads) == 6 and bio[0]["train"].feats is not first[0]["train"].feats
+    lower = tok()
+    lower.lower = True
+    experiments.read_splits(cfg, lower)
+    assert len(reads) == 9
+    with open(data / "train.txt", "a") as f:
+        f.write("\nEU NNP B-NP B-ORG\n")
+    edited = experiments.read_splits(cfg, tok())
+    assert len(reads) == 12 and len(edited[0]["train"].sents) == len(first[0]["train"].sents) + 1
 
 
 def test_zero_shot_keep_needs_zero_shot():

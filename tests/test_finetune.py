@@ -1,6 +1,6 @@
 """finetune.py: the optimizer, schedules, Eq. (1), gradual unfreezing (paper Sec 3.3, 4.1), the
-masked-LM stage (Sec 4.2) and the training loop, eager and static-shape (the CUDA-graph path), on
-the CPU in seconds; the same loop replayed from CUDA graphs where there is a GPU.
+masked-LM stage (Sec 4.2) and the training loop; fastfit.py, its CUDA-graph path, held equal to it
+(static shapes on the CPU in seconds, replayed from CUDA graphs where there is a GPU).
 
 References: torch.optim.AdamW (the bias-corrected update), google-research/bert optimization.py
 written out by hand (BertAdam), ULMFiT Eq. (3) and the paper's Eq. (1) worked by hand, HF's
@@ -13,8 +13,7 @@ import io
 import math
 import os
 import re
-import shutil
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 import pytest
 import torch
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 import bert
 import conll
 import conlleval
+import fastfit
 import finetune
 import wordpiece
 from conftest import FIXTURES, bert_folder, cpu_only
@@ -244,16 +244,16 @@ PLAN = {0: (range(9, 12), False), 1: (range(6, 12), False), 2: (range(3, 12), Fa
 @pytest.mark.parametrize("epoch", sorted(PLAN))
 def test_gradual_unfreezing_plan(epoch, mlm):
     """Epoch 0: classifier + layers 11-9; 1: + 8-6; 2: + 5-3; 3: + 2-0; 4: + embeddings; 5: as 4.
-    thaw() returns the units training: 1 + layers + embeddings = 4, 7, 10, 13, 14, 14. With an MLM
+    unfreeze() returns the units training: 1 + layers + embeddings = 4, 7, 10, 13, 14, 14. With an MLM
     head the tied word matrix follows the embeddings, not the head."""
     model = tiny_classifier(layers=12, mlm=mlm)
     layers, emb = PLAN[epoch]
-    assert finetune.thaw(model, epoch, 3) == 1 + len(layers) + emb
+    assert finetune.unfreeze(model, epoch, 3) == 1 + len(layers) + emb
     for n, p in model.named_parameters():
         m = re.match(r"bert\.layers\.(\d+)\.", n)
         want = int(m[1]) in layers if m else emb if n.startswith("bert.emb.") else True
         assert p.requires_grad == want, f"epoch {epoch}: {n}"
-    assert finetune.thaw(model, 0, 0) == 14
+    assert finetune.unfreeze(model, 0, 0) == 14
     assert all(p.requires_grad for p in model.parameters()), (
         "unfreeze=0: everything trains from the start")
 
@@ -264,25 +264,29 @@ def test_fused_step_equals_per_tensor_reference(bias_correction, device):
     """The fused step (torch's fused AdamW kernel, CPU or CUDA; for BertAdam handed t = inf) and
     adamw_update written per tensor as google-research/bert writes it give the same weights over
     20 steps with Eq. (1)'s rates (delta 2.6), the embeddings frozen (no grads) until step 10, and
-    the lr scale given as a 0-d tensor on the device on one side and a float on the other (the
-    schedule's value at each step). fp32 throughout; apart by rounding only: within 1e-7 on the
+    each group's lr a 0-d tensor on the device on one side (as fastfit sets it) and a float on
+    the other (as finetune.fit does), at the schedule's value at each step. fp32 throughout; apart by rounding only: within 1e-7 on the
     CPU, and 1e-6 on CUDA (its kernel orders its float ops its own way: on an H100 one weight was
     1.25e-7 off), a thousandth of one step's size (lr 1e-3)."""
     cfg = FinetuneConfig(lr=1e-3, delta=2.6)
     fast, slow = tiny_classifier(layers=3).to(device), tiny_classifier(layers=3).to(device)
     opt_fast = ours(fast, cfg, bias_correction)
     opt_slow = ours(slow, cfg, bias_correction, fused=False)
+    peak = [g["lr"] for g in opt_fast.param_groups]
     gen = torch.Generator().manual_seed(0)
     for step in range(20):
         for m in (fast, slow):
-            finetune.thaw(m, step // 10, 3)  # the 3 layers, then the embeddings too
+            finetune.unfreeze(m, step // 10, 3)  # the 3 layers, then the embeddings too
         ids = torch.randint(0, 30, (4, 12), generator=gen).to(device)
         y = torch.randint(0, 5, (4, 12), generator=gen).to(device)
         scale = finetune.lr_factor(step, 20, 0.1, "linear")
-        on_device = torch.tensor(scale, device=device)
-        for m, opt, s in ((fast, opt_fast, on_device), (slow, opt_slow, scale)):
+        for g, rate in zip(opt_fast.param_groups, peak):  # as fastfit sets them
+            g["lr"] = torch.tensor(rate * scale, device=device)
+        for g, rate in zip(opt_slow.param_groups, peak):  # as finetune.fit sets them
+            g["lr"] = rate * scale
+        for m, opt in ((fast, opt_fast), (slow, opt_slow)):
             F.cross_entropy(m(ids).flatten(0, 1), y.flatten()).backward()
-            opt.step(s)
+            opt.step()
             opt.zero_grad(set_to_none=True)
     for (n, p), q in zip(fast.named_parameters(), slow.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7 if device == "cpu" else 1e-6,
@@ -295,11 +299,11 @@ def tiny_folder(tmp_path, layers=2, hidden=16, mlm=False):
 
 
 def fit_once(folder, cfg, graphs, seed=0, stage="task", dropout=False, log=None):
-    """finetune.fit on en_tiny's training windows from `folder`'s weights -> model: the tagger
-    with the task loss, or (stage "masked-LM") the encoder with the masked-LM loss. Dropout off
-    unless asked, so that two paths compute alike."""
+    """finetune.fit (graphs=False) or fastfit.fit on en_tiny's training windows from `folder`'s
+    weights -> model: the tagger with the task loss, or (stage "masked-LM") the encoder with the
+    masked-LM loss. Dropout off unless asked, so that two paths compute alike."""
     tok = wordpiece.WordPiece.from_pretrained(folder)
-    data, labels = finetune.load_data(cfg, tok)
+    data, labels = finetune.read_splits(cfg, tok)
     torch.manual_seed(seed)
     model = bert.from_pretrained(folder)
     if stage == "task":
@@ -311,9 +315,9 @@ def fit_once(folder, cfg, graphs, seed=0, stage="task", dropout=False, log=None)
                          weight_decay=cfg.weight_decay, bias_correction=cfg.bias_correction)
     feats = data["train"].feats
     loss_of = finetune.task_loss if stage == "task" else finetune.lm_loss(tok)
-    finetune.fit(model, opt, finetune.tensorize(feats, tok, torch.device("cpu")),
-                 finetune.batch_plan(feats, cfg, cfg.epochs), cfg, loss_of,
-                 graphs=graphs, log=log or (lambda s: None))
+    fit = fastfit.fit if graphs else finetune.fit
+    fit(model, opt, finetune.tensorize(feats, tok, torch.device("cpu")),
+        finetune.batch_plan(feats, cfg, cfg.epochs), cfg, loss_of, log=log or (lambda s: None))
     return model
 
 
@@ -336,10 +340,10 @@ def test_grads_are_let_go_and_the_unused_mlm_head_stays_as_loaded(tmp_path, grap
 
 @pytest.mark.parametrize("unfreeze", [0, 1])
 def test_static_shape_updates_equal_eager(tmp_path, unfreeze):
-    """The CUDA-graph path without the capture: batches padded to multiples of 16 pieces and to
+    """fastfit's CUDA-graph path without the capture: batches padded to multiples of 16 pieces and to
     full size with the dummy row, lr read from the device table by the device counter. After 2
     epochs (36 updates, a short last batch in each, unfreezing one layer an epoch or not) the
-    weights and the logged losses equal the eager loop's, which pads to the longest window of
+    weights and the logged losses equal finetune.fit's, which pads to the longest window of
     each batch only. The static path trains twice more before each (would-be) capture, as the
     CUDA warm-up does: what it changes must be put back."""
     folder = tiny_folder(tmp_path)
@@ -362,8 +366,8 @@ def test_one_graph_per_length_and_again_after_thawing(tmp_path, monkeypatch):
     epochs every bucket of epoch 1 is captured again (new tensors train), without it never twice."""
     folder = tiny_folder(tmp_path)
     calls = []
-    real = finetune.graphed
-    monkeypatch.setattr(finetune, "graphed", lambda fn, keep, pool: calls.append(len(keep))
+    real = fastfit.graphed
+    monkeypatch.setattr(fastfit, "graphed", lambda fn, keep, pool: calls.append(len(keep))
                         or real(fn, keep, pool))
     for unfreeze in (0, 1):
         calls.clear()
@@ -371,7 +375,7 @@ def test_one_graph_per_length_and_again_after_thawing(tmp_path, monkeypatch):
                              unfreeze=unfreeze, max_train_sentences=120)
         fit_once(folder, cfg, graphs=True)
         tok = wordpiece.WordPiece.from_pretrained(folder)
-        feats = finetune.load_data(cfg, tok)[0]["train"].feats
+        feats = finetune.read_splits(cfg, tok)[0]["train"].feats
         buckets = [{-(-max(len(feats[i].input_ids) for i in b) // 16) for b in epoch}
                    for epoch in finetune.batch_plan(feats, cfg, 2)]
         want = len(buckets[0]) + (len(buckets[1]) if unfreeze else len(buckets[1] - buckets[0]))
@@ -406,7 +410,7 @@ def test_an_update_asks_nothing_of_the_host(tmp_path, monkeypatch, stage):
             with Ops():
                 fn()
         return run
-    monkeypatch.setattr(finetune, "graphed", listed)
+    monkeypatch.setattr(fastfit, "graphed", listed)
     folder = tiny_folder(tmp_path, mlm=True)
     cfg = FinetuneConfig(model=folder, data=TINY, lr=1e-3, batch_size=7, epochs=2, unfreeze=1,
                          max_train_sentences=30)
@@ -424,7 +428,7 @@ def test_cuda_graph_replay_equals_eager(tmp_path, monkeypatch):
                          max_train_sentences=120)
     monkeypatch.setattr(bert, "autocast", lambda device: contextlib.nullcontext())  # fp32
     tok = wordpiece.WordPiece.from_pretrained(folder)
-    data, labels = finetune.load_data(cfg, tok)
+    data, labels = finetune.read_splits(cfg, tok)
     feats = data["train"].feats
     out = []
     for graphs in (False, True):
@@ -434,10 +438,11 @@ def test_cuda_graph_replay_equals_eager(tmp_path, monkeypatch):
         model.train = lambda mode=True, m=model: m
         opt = finetune.AdamW(groups(model, cfg), lr=cfg.lr, eps=cfg.eps)
         on_gpu = finetune.tensorize(feats, tok, torch.device("cuda"))
-        finetune.fit(model, opt, on_gpu, finetune.batch_plan(feats, cfg, 2), cfg,
-                     lambda m, ids, mask, y: F.cross_entropy(
-                         m(ids, mask).float().flatten(0, 1), y.flatten(), ignore_index=-100),
-                     graphs=graphs, log=lambda s: None)
+        fit = fastfit.fit if graphs else finetune.fit
+        fit(model, opt, on_gpu, finetune.batch_plan(feats, cfg, 2), cfg,
+            lambda m, ids, mask, y: F.cross_entropy(
+                m(ids, mask).float().flatten(0, 1), y.flatten(), ignore_index=-100),
+            log=lambda s: None)
         out.append(model)
     for (n, p), q in zip(out[0].named_parameters(), out[1].parameters()):
         torch.testing.assert_close(p, q, rtol=1e-3, atol=1e-5, msg=n)
@@ -453,7 +458,7 @@ def test_masks_are_drawn_afresh_at_each_replay(tmp_path, device):
     ids = torch.randint(len(wordpiece.SPECIALS), len(tok), (16, 32), generator=gen).to(device)
     out = torch.zeros_like(ids)
     pool = torch.cuda.graph_pool_handle() if device == "cuda" else None
-    replay = finetune.graphed(lambda: out.copy_(finetune.mask_pieces(ids, tok)[1]), [out], pool)
+    replay = fastfit.graphed(lambda: out.copy_(finetune.mask_pieces(ids, tok)[1]), [out], pool)
     chosen = []
     for _ in range(3):
         replay()
@@ -470,13 +475,16 @@ def test_lm_stage_replayed_from_cuda_graphs_learns(tmp_path, monkeypatch):
     writes its folder."""
     folder = tiny_folder(tmp_path, hidden=32, mlm=True)
     cfg = FinetuneConfig(model=folder, data=TINY, lr=1e-3, batch_size=8, epochs=1, lm_epochs=3)
-    captured, real = [], finetune.graphed
-    monkeypatch.setattr(finetune, "graphed", lambda fn, keep, pool: captured.append(len(keep))
+    captured, real = [], fastfit.graphed
+    monkeypatch.setattr(fastfit, "graphed", lambda fn, keep, pool: captured.append(len(keep))
                         or real(fn, keep, pool))
+    tok = wordpiece.WordPiece.from_pretrained(folder)
+    feats = finetune.read_splits(cfg, tok)[0]["train"].feats
     curves = {}
     for graphs in (False, True):
         log = []
-        lm = finetune.lm_finetune(cfg, str(tmp_path / f"runs-{graphs}"), graphs, log.append)
+        fit = fastfit.fit if graphs else finetune.fit
+        lm = finetune.lm_finetune(cfg, str(tmp_path / f"lm-{graphs}"), tok, feats, fit, log.append)
         assert os.path.isfile(os.path.join(lm, "model.safetensors"))
         curves[graphs] = [float(x) for line in log
                           for x in re.findall(r"masked-LM loss (\S+)", line)]
@@ -486,25 +494,23 @@ def test_lm_stage_replayed_from_cuda_graphs_learns(tmp_path, monkeypatch):
         assert losses[-1] < losses[0], (graphs, curves)
 
 
-def test_train_returns_its_record_and_writes_nothing(tmp_path, monkeypatch):
-    """train() -> Trained: the record (key, config, scores, per-epoch dev F1, timing, device), the
-    tagger and the predictions; it writes no file (experiments.py records and saves)."""
+def test_train_returns_its_scores_and_writes_nothing(tmp_path, monkeypatch):
+    """train() -> Trained: scores, per-epoch dev F1, fit's counts, the model, its labels and the
+    predictions; it writes no file (experiments.py records and saves)."""
     folder = tiny_folder(tmp_path, hidden=32)
     monkeypatch.chdir(tmp_path)
     before = sorted(os.listdir(tmp_path))
     cfg = FinetuneConfig(model=folder, data=TINY, scheme="bio", lr=1e-3, batch_size=8, epochs=2)
     log = []
-    t = finetune.train(cfg, lm_root=str(tmp_path / "lm"), log=log.append)
+    t = finetune.train(cfg, log=log.append)
     assert sorted(os.listdir(tmp_path)) == before
-    rec = t.record
-    assert rec["key"] == cfg.key() and rec["config"] == asdict(cfg)
-    assert rec["device"] == str(bert.pick_device()) and len(rec["dev_f1_per_epoch"]) == 2
     tok = wordpiece.WordPiece.from_pretrained(folder)
-    plan = finetune.batch_plan(finetune.load_data(cfg, tok)[0]["train"].feats, cfg, 2)
-    assert rec["dev_f1_per_epoch"][-1] == rec["dev"]["f1"] and rec["updates"] == sum(map(len, plan))
+    plan = finetune.batch_plan(finetune.read_splits(cfg, tok)[0]["train"].feats, cfg, 2)
+    assert len(t.dev_f1) == 2 and t.dev_f1[-1] == t.dev["f1"]
+    assert t.stats["updates"] == sum(map(len, plan)) and t.stats["time_s"] >= t.stats["train_s"]
     sents, pred = t.pred["test"]
     f1 = conlleval.evaluate([s.tags for s in sents], pred)["f1"]
-    assert f1 == rec["test"]["f1"] and t.tagger.scheme == "bio" and t.tagger.labels[0] == "O"
+    assert f1 == t.test["f1"] and t.labels[0] == "O"
     losses = [float(x) for line in log for x in re.findall(r" loss (\S+)", line)]
     assert losses[-1] < losses[0], losses
 
@@ -526,7 +532,7 @@ def test_nan_loss_stops_the_run(tmp_path, monkeypatch, how):
             return real(*a, **k) * (float("nan") if len(calls) >= 2 else 1.0)
         monkeypatch.setattr(F, "cross_entropy", nan_from_2nd)
     with pytest.raises(FloatingPointError, match="NaN"):
-        finetune.train(cfg, lm_root=str(tmp_path), log=lambda s: None)
+        finetune.train(cfg, log=lambda s: None)
 
 
 def test_a_last_update_that_diverges_is_not_a_result(tmp_path):
@@ -537,16 +543,15 @@ def test_a_last_update_that_diverges_is_not_a_result(tmp_path):
     cfg = FinetuneConfig(model=folder, data=TINY, lr=1e30, batch_size=16, epochs=1,
                          max_train_sentences=4)
     with pytest.raises(FloatingPointError, match="scores are NaN/inf"):
-        finetune.train(cfg, lm_root=str(tmp_path), log=lambda s: None)
+        finetune.train(cfg, log=lambda s: None)
 
 
-def test_max_len_beyond_the_models_positions_fails_before_training(tmp_path, monkeypatch):
+def test_max_len_beyond_the_models_positions_fails_before_training(tmp_path):
     """A model of 128 positions and --max_len 256: an error at once, not at the first dev window
     longer than 128 pieces after an epoch of training."""
     folder = tiny_folder(tmp_path)
-    monkeypatch.setattr(finetune, "fit", None)  # training would call it
     with pytest.raises(ValueError, match="--max_len=256: .* has 128 positions"):
-        finetune.train(FinetuneConfig(model=folder, data=TINY, max_len=256))
+        finetune.train(FinetuneConfig(model=folder, data=TINY, max_len=256), fit=None)
 
 
 def test_unfrozen_epoch_leaves_frozen_layers_bit_exact(tmp_path):
@@ -555,7 +560,7 @@ def test_unfrozen_epoch_leaves_frozen_layers_bit_exact(tmp_path):
     folder = tiny_folder(tmp_path, layers=12, hidden=8)
     cfg = FinetuneConfig(model=folder, data=TINY, lr=1e-3, batch_size=8, epochs=1, unfreeze=3,
                          max_train_sentences=32)
-    tuned = finetune.train(cfg, log=lambda s: None).tagger.model.bert.cpu().state_dict()
+    tuned = finetune.train(cfg, log=lambda s: None).model.bert.cpu().state_dict()
     for n, p in bert.from_pretrained(folder).state_dict().items():
         m = re.match(r"layers\.(\d+)\.", n)
         if m and int(m[1]) >= 9:
@@ -564,23 +569,8 @@ def test_unfrozen_epoch_leaves_frozen_layers_bit_exact(tmp_path):
             assert torch.equal(tuned[n], p), f"{n} is frozen in epoch 0 but changed"
 
 
-def test_run_key_follows_the_data_bytes_not_the_path(tmp_path):
-    """The key hashes the split files' bytes: `dir/` and `dir` are one run, a copy elsewhere is the
-    same run, an edited file a new one; the model id loses a trailing slash."""
-    import shutil
-    copy_dir = tmp_path / "copy"
-    shutil.copytree(TINY, copy_dir)
-    cfg = FinetuneConfig(data=str(copy_dir))
-    assert (cfg.key() == replace(cfg, data=str(copy_dir) + "/").key()
-            == replace(cfg, data=TINY).key())
-    assert replace(cfg, model="x/").key() == replace(cfg, model="x").key()
-    with open(copy_dir / "test.txt", "a") as f:
-        f.write("\nEU NNP B-NP B-ORG\n")
-    assert cfg.key() != replace(cfg, data=TINY).key()
-
-
 def test_a_word_too_long_for_a_window_names_its_file(tmp_path):
-    """featurize knows the line, load_data adds the file: dev's "line 3" alone leaves the user to
+    """featurize knows the line, read_splits adds the file: dev's "line 3" alone leaves the user to
     guess among train, dev and test."""
     data = tmp_path / "data"
     data.mkdir()
@@ -592,29 +582,7 @@ def test_a_word_too_long_for_a_window_names_its_file(tmp_path):
     cfg = FinetuneConfig(model=folder, data=str(data), max_len=8)
     tok = wordpiece.WordPiece.from_pretrained(folder)
     with pytest.raises(ValueError, match=re.escape(f"{data / 'valid.txt'}, line 4: word '---")):
-        finetune.load_data(cfg, tok)
-
-
-@pytest.mark.parametrize("flag, value, match", [
-    ("clip", -1.0, "--clip=-1.0: clip must be > 0"), ("max_train_sentences", -70, ">= 0"),
-    ("stlr_ratio", 0.0, "stlr_ratio must be >= 1"), ("warmup", 1.0, "warmup must be < 1"),
-    ("max_len", 513, "max_len must be <= 512"), ("lr", float("nan"), "--lr=nan"),
-    ("epochs", 0, "--epochs=0: epochs must be >= 1"), ("scheme", "iobes", "expected one of")])
-def test_config_ranges_name_the_flag(flag, value, match):
-    with pytest.raises(ValueError, match=re.escape(match)):
-        FinetuneConfig(**{flag: value})
-
-
-def test_config_fields_are_typed_as_the_command_line_types_them():
-    """warmup=0 is warmup=0.0 (one run, one key; the range's open end too: warmup=1 is refused as
-    1.0 is); an int field takes no float or bool, a bool field no int."""
-    a, b = FinetuneConfig(data=TINY, warmup=0, delta=2), FinetuneConfig(data=TINY, warmup=0.0,
-                                                                        delta=2.0)
-    assert a == b and a.key() == b.key() and type(a.warmup) is float
-    for bad in (dict(warmup=1), dict(max_len=3.5), dict(epochs=True), dict(doc_context=1),
-                dict(scheme=1)):
-        with pytest.raises(ValueError, match=f"--{next(iter(bad))}="):
-            FinetuneConfig(**bad)
+        finetune.read_splits(cfg, tok)
 
 
 # --- Masked-LM fine-tuning (Sec 4.2, Table 6) -------------------------------------------------
@@ -690,7 +658,9 @@ def test_lm_stage_on_one_short_window_never_stops_on_nan(tmp_path):
     cfg = FinetuneConfig(model=folder, data=str(data), lr=1e-3, batch_size=8, lm_epochs=20)
     log = []
     with cpu_only():
-        finetune.lm_finetune(cfg, str(tmp_path / "runs"), log=log.append)
+        tok = wordpiece.WordPiece.from_pretrained(folder)
+        feats = finetune.read_splits(cfg, tok)[0]["train"].feats
+        finetune.lm_finetune(cfg, str(tmp_path / "lm"), tok, feats, log=log.append)
     losses = [float(x) for line in log for x in re.findall(r"masked-LM loss (\S+)", line)]
     assert len(losses) == 20 and all(map(math.isfinite, losses)), losses
     assert 0.0 in losses and any(losses), "some updates had no piece chosen, some had one"
@@ -698,29 +668,29 @@ def test_lm_stage_on_one_short_window_never_stops_on_nan(tmp_path):
 
 def test_lm_finetune_lowers_mlm_loss_and_is_reused(tmp_path, monkeypatch):
     """Three masked-LM epochs on en_tiny's text lower the loss; the adapted BERT is written as a
-    Hub-layout folder, a second call returns it without training again, a task run starts from it,
-    and a task run of another scheme or schedule shares it (the stage's key ignores them)."""
+    Hub-layout folder, a second call returns it without training again, and a task run starts
+    from it."""
     folder = tiny_folder(tmp_path, hidden=32, mlm=True)
     cfg = FinetuneConfig(model=folder, data=TINY, lr=1e-3, batch_size=8, epochs=1, lm_epochs=3)
-    root = str(tmp_path / "runs")
-    log = []
-    lm = finetune.lm_finetune(cfg, root, log=log.append)
+    tok = wordpiece.WordPiece.from_pretrained(folder)
+    feats = finetune.read_splits(cfg, tok)[0]["train"].feats
+    log, lm = [], str(tmp_path / "lm")
+    assert finetune.lm_finetune(cfg, lm, tok, feats, log=log.append) == lm
     losses = [float(x) for line in log for x in re.findall(r"masked-LM loss (\S+)", line)]
     assert len(losses) == 3 and losses[-1] < losses[0], losses
     adapted, start = bert.from_pretrained(lm), bert.from_pretrained(folder)
     assert adapted.mlm is not None
     assert not torch.equal(adapted.layers[0].qkv.weight, start.layers[0].qkv.weight)
     monkeypatch.setattr(finetune, "AdamW", None)  # training again would call it
-    assert finetune.lm_finetune(replace(cfg, scheme="bio", delta=2.6, epochs=3), root) == lm
+    assert finetune.lm_finetune(cfg, lm, tok, feats) == lm
     monkeypatch.undo()
-    assert finetune.lm_finetune(replace(cfg, seed=2), root, log=log.append) != lm
     loaded = []
     real_load = bert.from_pretrained
     monkeypatch.setattr(bert, "from_pretrained",
                         lambda name: loaded.append(name) or real_load(name))
-    rec = finetune.train(cfg, lm_root=root, log=lambda s: None).record
+    t = finetune.train(cfg, lm_folder=lm, log=lambda s: None)
     assert loaded == [lm], "the task run starts from the LM-adapted BERT"
-    assert rec["config"]["lm_epochs"] == 3 and len(rec["dev_f1_per_epoch"]) == 1
+    assert len(t.dev_f1) == 1
 
 
 def test_lm_run_repeats_whether_or_not_its_lm_folder_exists(tmp_path):
@@ -729,37 +699,40 @@ def test_lm_run_repeats_whether_or_not_its_lm_folder_exists(tmp_path):
     classifier's init or the dropout masks). On the CPU, where a run repeats bit for bit."""
     folder = tiny_folder(tmp_path, layers=1, mlm=True)
     cfg = FinetuneConfig(model=folder, data=TINY, lr=1e-3, batch_size=8, epochs=1, lm_epochs=1)
-    root = str(tmp_path / "a")
+    lm = str(tmp_path / "lm")
     with cpu_only():
-        first = finetune.train(cfg, lm_root=root, log=lambda s: None)
-        assert len([d for d in os.listdir(root) if d.startswith("lm-")]) == 1
-        again = finetune.train(cfg, lm_root=root, log=lambda s: None)
-    for (n, p), q in zip(first.tagger.model.named_parameters(), again.tagger.model.parameters()):
+        first = finetune.train(cfg, lm_folder=lm, log=lambda s: None)
+        assert os.path.isfile(os.path.join(lm, "model.safetensors"))
+        again = finetune.train(cfg, lm_folder=lm, log=lambda s: None)
+    for (n, p), q in zip(first.model.named_parameters(), again.model.parameters()):
         assert torch.equal(p, q), n
-    for k in ("dev", "test", "dev_f1_per_epoch"):
-        assert again.record[k] == first.record[k], k
+    for k in ("dev", "test", "dev_f1"):
+        assert getattr(again, k) == getattr(first, k), k
 
 
 def test_lm_finetune_needs_an_mlm_head(tmp_path):
     folder = tiny_folder(tmp_path, layers=1, mlm=False)
     cfg = FinetuneConfig(model=folder, data=TINY, lm_epochs=1)
+    tok = wordpiece.WordPiece.from_pretrained(folder)
     with pytest.raises(ValueError, match="no masked-LM head"):
-        finetune.lm_finetune(cfg, str(tmp_path / "runs"))
+        finetune.lm_finetune(cfg, str(tmp_path / "lm"), tok, [])
 
 
 @pytest.mark.parametrize("bias_correction", [True, False])
 def test_training_steps_equal_hf(minilm_dir, bias_correction):
-    """Real MiniLM weights, dropout off: 6 updates (finetune.update: our TokenClassifier, BERT's
-    clip, our AdamW) against HF's BertForTokenClassification with the same groups, batches and lr:
-    the same losses at every step and the same weights after the sixth. The HF side steps with
-    torch.optim.AdamW (bias correction on) or, for BertAdam, finetune.adamw_update per tensor (the
-    written-out reference; torch has no AdamW without bias correction)."""
+    """Real MiniLM weights, dropout off: 6 updates of finetune.fit (our TokenClassifier, BERT's
+    clip, our AdamW; 6 epochs of one batch, so that after_epoch hands over each update's loss)
+    against HF's BertForTokenClassification with the same groups, batches and lr: the same loss
+    at every step and the same weights after the sixth. The HF side steps with torch.optim.AdamW
+    (bias correction on) or, for BertAdam, finetune.adamw_update per tensor (the written-out
+    reference; torch has no AdamW without bias correction)."""
     import transformers
     torch.manual_seed(0)
     ref = transformers.BertForTokenClassification.from_pretrained(minilm_dir, num_labels=9).eval()
     ours_model = bert.TokenClassifier(bert.from_pretrained(minilm_dir), 9).eval()
+    ours_model.train = lambda mode=True: ours_model  # fit calls train(); keep dropout off
     ours_model.out.load_state_dict(ref.classifier.state_dict())
-    cfg = FinetuneConfig(lr=1e-4, bias_correction=bias_correction)
+    cfg = FinetuneConfig(lr=1e-4, bias_correction=bias_correction, schedule="constant")
     opt = ours(ours_model, cfg, bias_correction)
     plain = [p for n, p in ref.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
     decay = [p for n, p in ref.named_parameters() if not (n.endswith("bias") or "LayerNorm" in n)]
@@ -769,17 +742,21 @@ def test_training_steps_equal_hf(minilm_dir, bias_correction):
     else:
         ref_opt = finetune.AdamW(ref_groups, lr=cfg.lr, eps=cfg.eps, fused=False)
     gen = torch.Generator().manual_seed(0)
-    sums = torch.zeros(2)
-    for step in range(6):
-        ids = torch.randint(1000, 30000, (5, 11), generator=gen)
-        mask = (torch.arange(11) < torch.tensor([11, 9, 7, 11, 3])[:, None]).long()
-        y = torch.randint(0, 9, (5, 11), generator=gen).masked_fill(mask == 0, -100)
-        before = sums[0].item()
-        finetune.update(ours_model, opt, finetune.task_loss, (ids, mask, y), scale=1.0,
-                        clip=cfg.clip, sums=sums)
-        ref_loss = F.cross_entropy(ref(input_ids=ids, attention_mask=mask).logits.flatten(0, 1),
-                                   y.flatten(), ignore_index=-100)
-        assert sums[0].item() - before == pytest.approx(ref_loss.item(), rel=1e-5), step
+    lengths = torch.tensor([11, 9, 7, 11, 3] * 6)
+    mask = (torch.arange(11) < lengths[:, None]).long()
+    ids = torch.randint(1000, 30000, (30, 11), generator=gen).masked_fill(mask == 0, 0)
+    y = torch.randint(0, 9, (30, 11), generator=gen).masked_fill(mask == 0, -100)
+    plan = [[list(range(5 * step, 5 * step + 5))] for step in range(6)]
+    losses = []
+    finetune.fit(ours_model, opt, finetune.Tensors(ids, y, lengths, 0), plan, cfg,
+                 finetune.task_loss, log=lambda s: None,
+                 after_epoch=lambda epoch, loss: losses.append(loss))
+    for step, rows in enumerate(plan):
+        b = rows[0]
+        ref_loss = F.cross_entropy(
+            ref(input_ids=ids[b], attention_mask=mask[b]).logits.flatten(0, 1),
+            y[b].flatten(), ignore_index=-100)
+        assert losses[step] == pytest.approx(ref_loss.item(), rel=1e-5), step
         ref_loss.backward()
         torch.nn.utils.clip_grad_norm_(ref.parameters(), 1.0)
         ref_opt.step()
@@ -798,51 +775,24 @@ def test_training_steps_equal_hf(minilm_dir, bias_correction):
     assert moved.abs().max() < 1e-5
 
 
-def test_tensorize_pads_each_window_and_adds_the_dummy_row(tmp_path):
+def test_tensorize_pads_each_window_and_fastfit_adds_the_dummy_row(tmp_path):
     """tensorize builds its tensors from one flat list of pieces: row by row, as written out here,
-    each window is its pieces then [PAD], its labels then -100, and the last row is the dummy
-    ([CLS] alone, no label) that fills short batches."""
+    each window is its pieces then [PAD], its labels then -100; fastfit's with_dummy adds a last
+    row, [CLS] alone with no label, that fills short batches."""
     folder = tiny_folder(tmp_path, layers=1)
     tok = wordpiece.WordPiece.from_pretrained(folder)
     for max_len in (8, 128):  # many windows per sentence, and one
-        feats = finetune.load_data(FinetuneConfig(model=folder, data=TINY, max_len=max_len),
-                                   tok)[0]["train"].feats
+        feats = finetune.read_splits(FinetuneConfig(model=folder, data=TINY, max_len=max_len),
+                                     tok)[0]["train"].feats
         t = finetune.tensorize(feats, tok, torch.device("cpu"))
         T = max(len(f.input_ids) for f in feats)
-        assert t.ids.shape == t.labels.shape == (len(feats) + 1, T)
+        assert t.ids.shape == t.labels.shape == (len(feats), T) and t.pad == tok.pad_id
         for r, f in enumerate(feats):
             n = len(f.input_ids)
             assert t.ids[r].tolist() == f.input_ids + [tok.pad_id] * (T - n)
             assert t.labels[r].tolist() == f.labels + [-100] * (T - len(f.labels))
             assert t.lengths[r] == n
-        assert t.ids[-1].tolist() == [tok.cls_id] + [tok.pad_id] * (T - 1)
-        assert t.labels[-1].tolist() == [-100] * T and t.lengths[-1] == 1
-
-
-def test_load_data_reads_once_per_process_for_the_same_inputs(tmp_path, monkeypatch):
-    """The runs of a grid share one reading of their data: the same files, vocabulary and fields
-    read once; another scheme, another vocabulary or an edited file read again."""
-    data = tmp_path / "data"
-    shutil.copytree(TINY, data)
-    folder = tiny_folder(tmp_path, layers=1)
-    monkeypatch.setattr(finetune, "_LOADED", {})  # keyed by bytes: en_tiny may be in it already
-    reads = []
-    real = finetune.conll.read_conll
-    monkeypatch.setattr(finetune.conll, "read_conll", lambda p: reads.append(p) or real(p))
-    cfg = FinetuneConfig(model=folder, data=str(data))
-    first = finetune.load_data(cfg, wordpiece.WordPiece.from_pretrained(folder))
-    assert len(reads) == 3  # train, dev, test
-    again = finetune.load_data(replace(cfg, seed=7, lr=5e-5, batch_size=32),  # a tokenizer
-                               wordpiece.WordPiece.from_pretrained(folder))  # loaded again
-    assert again is first and len(reads) == 3
-    bio = finetune.load_data(replace(cfg, scheme="bio"),
-                             wordpiece.WordPiece.from_pretrained(folder))
-    assert len(reads) == 6 and bio[0]["train"].feats is not first[0]["train"].feats
-    lower = wordpiece.WordPiece.from_pretrained(folder)
-    lower.lower = True
-    finetune.load_data(cfg, lower)
-    assert len(reads) == 9
-    with open(data / "train.txt", "a") as f:
-        f.write("\nEU NNP B-NP B-ORG\n")
-    edited = finetune.load_data(cfg, wordpiece.WordPiece.from_pretrained(folder))
-    assert len(reads) == 12 and len(edited[0]["train"].sents) == len(first[0]["train"].sents) + 1
+        d = fastfit.with_dummy(t)
+        assert torch.equal(d.ids[:-1], t.ids) and torch.equal(d.labels[:-1], t.labels)
+        assert d.ids[-1].tolist() == [tok.cls_id] + [tok.pad_id] * (T - 1)
+        assert d.labels[-1].tolist() == [-100] * T and d.lengths[-1] == 1

@@ -1,0 +1,134 @@
+"""finetune.fit's updates replayed from CUDA graphs: the default on a GPU. Skip it on a first read.
+
+What it buys: an mBERT-shaped epoch of CoNLL-2003 English at batch 16 takes 6.1 s here and 38.8 s
+in finetune.fit on an H100 (BENCHMARKS.md). An update of BERT is some thousand small kernels;
+launched one by one from Python they leave the GPU idle most of the time, and a CUDA graph
+launches them all at once. A graph replays fixed shapes at fixed addresses, so:
+- a batch always has batch_size rows (a dummy row, [CLS] alone and unlabelled, fills a short one)
+  and is padded up to a multiple of BUCKET pieces: one graph per length, recorded at first use;
+- the schedule's factors sit in a table on the device, read at a step counter on the device, and
+  the loss is summed there: an update asks the host for nothing;
+- the optimizer's state and each group's rate (a device tensor) exist before any recording;
+- gradual unfreezing changes what trains, so each such change records new graphs.
+On the CPU nothing is recorded but the same static-shape updates run, so the tests hold them equal
+to finetune.fit there (weights and logged losses, with and without unfreezing, both stages).
+"""
+import torch
+
+import bert
+from finetune import Progress, Tensors, lr_factor, take, unfreeze
+
+BUCKET = 16  # pieces: batches are padded to a multiple of 16, one graph per length
+
+
+def fit(model, opt, data, plan, cfg, loss_of, log=print, after_epoch=None):
+    """finetune.fit, same arguments and result, each update replayed from a CUDA graph."""
+    device, total, lengths = data.ids.device, sum(map(len, plan)), data.lengths.tolist()
+    data = with_dummy(data)
+    dummy = data.ids.shape[0] - 1
+    # + 2 spare: the two warm-up updates before a recording may run past the last step
+    factors = torch.tensor([lr_factor(t, total, cfg.warmup, cfg.schedule, cfg.stlr_ratio)
+                            for t in range(total)] + [0.0, 0.0], device=device)
+    counter = torch.zeros((), dtype=torch.long, device=device)  # the step, on the device
+    running = torch.zeros((), device=device)  # the loss summed, on the device
+    peak = [g["lr"] for g in opt.param_groups]  # Eq. (1); each group's rate becomes a tensor
+    for g, lr in zip(opt.param_groups, peak):
+        g["lr"] = torch.tensor(lr, device=device)
+    state = (factors, counter, running, peak)
+    progress = Progress(plan, log, cfg)
+    step, units = 0, None
+    for epoch, epoch_batches in enumerate(plan):
+        if (n := unfreeze(model, epoch, cfg.unfreeze)) != units:  # new tensors train: new graphs
+            units, replay = n, replayer(model, opt, loss_of, data, cfg, state)
+        model.train()
+        progress.start(epoch)
+        rows = torch.tensor([i + [dummy] * (cfg.batch_size - len(i)) for i in epoch_batches],
+                            device=device)  # (batches, B)
+        for b, idx in enumerate(epoch_batches):
+            replay(rows[b], max(lengths[i] for i in idx))
+            step += 1
+            progress.update(step, sum(lengths[i] for i in idx), running, units)
+        if after_epoch:
+            after_epoch(epoch, progress.epoch_loss)
+    return progress.done(device)
+
+
+def with_dummy(data):
+    """data with one more row: [CLS] (every window's first piece) alone, no label, length 1."""
+    dummy = torch.full_like(data.ids[:1], data.pad)
+    dummy[0, 0] = data.ids[0, 0]
+    return Tensors(torch.cat([data.ids, dummy]),
+                   torch.cat([data.labels, torch.full_like(data.labels[:1], -100)]),
+                   torch.cat([data.lengths, data.lengths.new_ones(1)]), data.pad)
+
+
+def update(model, opt, loss_of, batch, factor, clip, peak, running):
+    """finetune.fit's update with every number on the device: the rates set in place from the
+    device factor, loss, backward, clip, step, the grads let go, the loss added to `running`."""
+    for g, lr in zip(opt.param_groups, peak):
+        torch.mul(factor, lr, out=g["lr"])
+    with bert.autocast(batch[0].device):
+        loss = loss_of(model, *batch)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    opt.step()
+    opt.zero_grad(set_to_none=True)  # inside a graph the fresh grads come from its memory pool
+    running += loss.detach().float()
+
+
+def replayer(model, opt, loss_of, data, cfg, state):
+    """-> replay(rows, T): one update on `rows` (batch_size row indices on the device) padded to
+    T rounded up to BUCKET pieces, from the graph of that length (recorded at its first use).
+    A replayer's graphs share a memory pool: they never run at once."""
+    factors, counter, running, peak = state
+    for p in model.parameters():  # the optimizer state exists before any recording
+        if p.requires_grad:
+            opt.state_of(p)
+    pool = torch.cuda.graph_pool_handle() if data.ids.is_cuda else None
+    graphs = {}  # length -> (the rows' buffer, its replay)
+
+    def one(rows, T):  # factors.take(counter): factors[counter] would ask the host for the index
+        update(model, opt, loss_of, take(data, rows, T), factors.take(counter), cfg.clip, peak,
+               running)
+        counter.add_(1)
+
+    def replay(rows, T):
+        T = min(-(-T // BUCKET) * BUCKET, data.ids.shape[1])
+        if T not in graphs:
+            buf = rows.clone()
+            moments = [t for s in opt.state.values() for t in s.values()]
+            keep = [*model.parameters(), *moments, counter, running]
+            graphs[T] = (buf, graphed(lambda: one(buf, T), keep, pool))
+        graphs[T][0].copy_(rows)
+        graphs[T][1]()
+    return replay
+
+
+def warm_up(fn, keep):
+    """fn() twice, then every tensor of `keep` put back as it was: the warm-up trains (it moves
+    weights, moments, step counts, the counter and the loss sum), the run must not."""
+    saved = [t.detach().clone() for t in keep]
+    for _ in range(2):
+        fn()
+    with torch.no_grad():
+        for t, s in zip(keep, saved):
+            t.copy_(s)
+
+
+def graphed(fn, keep, pool):
+    """fn() recorded as a CUDA graph -> its replay (torch.cuda.graph's recipe for a whole network):
+    two warm-up calls on a side stream first, so that cuBLAS and autograd set themselves up outside
+    the recording. Dropout stays on: torch registers its generator with the graph, and each replay
+    draws anew. On the CPU: the same warm-up (its restore is tested there), then fn itself."""
+    if not keep[0].is_cuda:
+        warm_up(fn, keep)
+        return fn
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        warm_up(fn, keep)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, pool=pool):
+        fn()
+    return graph.replay

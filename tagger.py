@@ -1,0 +1,170 @@
+"""A fine-tuned tagger: saved as a Hub token classifier, loaded back (or any BERT NER model from
+the Hub), and applied to new text: `predict` tags a CoNLL file or raw text.
+
+    python experiments.py predict runs/x/run-KEY eng.testb          # + conlleval's report
+    python experiments.py predict dslim/bert-base-NER notes.txt --text
+"""
+import os
+import sys
+from dataclasses import dataclass, replace
+
+import atomic
+import bert
+import conll
+import conlleval
+import finetune
+from wordpiece import WordPiece, split_punct
+
+
+@dataclass
+class Tagger:
+    """A fine-tuned NER model with what it needs to tag new text."""
+    model: bert.TokenClassifier
+    tok: WordPiece
+    labels: list      # label id -> tag, CoNLL style: "O", "B-PER", "I-PER", ...
+    scheme: str       # the scheme it was trained in (iob1 | bio)
+    max_len: int      # pieces per window
+    doc_context: bool
+
+
+def save_tagger(t, folder):
+    """config.json (id2label, label2id; our scheme, max_len, doc_context under "mbert_ner"),
+    model.safetensors under HF's key names, vocab.txt and tokenizer_config.json: transformers'
+    AutoModelForTokenClassification and pipeline("token-classification") load it as it is."""
+    ours = dict(scheme=t.scheme, max_len=t.max_len, doc_context=t.doc_context)
+    bert.save_pretrained(t.model, folder, config_extra=dict(
+        id2label={str(i): tag for i, tag in enumerate(t.labels)},
+        label2id={tag: i for i, tag in enumerate(t.labels)}, mbert_ner=ours))
+    t.tok.save(folder)
+
+
+def conll_tag(label):
+    """A Hub model's label as a CoNLL tag: "B-PER", "I-PER", "O" stay; IOBES "S-PER" -> "B-PER",
+    "E-PER" -> "I-PER"; a bare type ("PER", IO tagging) -> "I-PER"; "B_PER" -> "B-PER"."""
+    label = label.replace("_", "-", 1) if label[1:2] == "_" else label
+    prefix, sep, kind = label.partition("-")
+    if label == "O":
+        return "O"
+    if sep and prefix in ("B", "I", "S", "E") and kind:
+        return {"S": "B", "E": "I"}.get(prefix, prefix) + "-" + kind
+    return "I-" + label
+
+
+def load_tagger(name_or_dir, device):
+    """A tagger from a folder written by save_tagger, or any BERT token classifier on the Hub with
+    id2label (e.g. dslim/bert-base-NER: BIO labels, no mbert_ner keys -> scheme bio, windows of
+    its position count)."""
+    model, config = bert.token_classifier_from_pretrained(name_or_dir)
+    id2label = config.get("id2label") or {}
+    if sorted(map(int, id2label)) != list(range(model.out.out_features)):
+        raise ValueError(f"{name_or_dir}: config.json needs id2label for all "
+                         f"{model.out.out_features} classifier outputs, has {len(id2label)}")
+    labels = [conll_tag(id2label[str(i)]) for i in range(len(id2label))]
+    ours = config.get("mbert_ner", {})
+    max_len = ours.get("max_len", model.bert.cfg.max_position_embeddings)
+    bert.check_max_len(max_len, name_or_dir)
+    tok = WordPiece.from_pretrained(name_or_dir)
+    return Tagger(model.to(device).eval(), tok, labels, ours.get("scheme", "bio"), max_len,
+                  ours.get("doc_context", False))
+
+
+def read_text(path, encoding=None):
+    """Raw text, one sentence a line, split at spaces and punctuation -> one Sentence per line
+    (an empty one for a blank line, so the output lines up with the input)."""
+    data = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()
+    enc = encoding or "utf-8"
+    try:
+        text = data.decode(enc).removeprefix(conll.BOM)  # a byte-order mark is not a word
+    except LookupError:
+        raise ValueError(f"--encoding={enc}: unknown encoding; pass e.g. utf-8 or "
+                         f"latin-1") from None
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise ValueError(f"{path}:{line}: byte 0x{data[e.start]:02x} is not valid {enc}; "
+                         f"pass --encoding latin-1 (or the file's encoding)") from None
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the newline ending the last line starts no other
+    words = [[p for w in line.split() for p in split_punct(w)] for line in lines]
+    return [conll.Sentence(w, ["O"] * len(w), 0, n + 1) for n, w in enumerate(words)]
+
+
+def fresh_path(name):
+    """name, or name with -2, -3, ... before its extension: the first that does not exist."""
+    stem, ext = os.path.splitext(name)
+    k = 1
+    while os.path.exists(name):
+        k += 1
+        name = f"{stem}-{k}{ext}"
+    return name
+
+
+def check_types(model, labels, sents, path):
+    """A Hub model's entity types must meet the gold file's: none in common is an error (PERSON vs
+    PER scores nothing), some unmatched a warning."""
+    ours = {t[2:] for t in labels if t != "O"}
+    gold = {t[2:] for s in sents for t in s.tags if t != "O"}
+    if gold and not ours & gold:
+        raise ValueError(f"{model} tags {sorted(ours)}, {path} has {sorted(gold)}: no type in "
+                         f"common, so no span could match; use a model trained on these types")
+    if gold and ours != gold:
+        print(f"warning: types only in the model: {sorted(ours - gold) or 'none'}; only in "
+              f"{path}: {sorted(gold - ours) or 'none'}", file=sys.stderr)
+
+
+def predict(name_or_dir, path, text=False, output=None, encoding=None):
+    """Tag a CoNLL file (labelled or words only) or, with text=True, raw text. CoNLL: writes
+    "word gold pred" lines ("word pred" for words-only input) to a file that did not exist
+    (output, or INPUT.pred.txt in the current folder, -2, -3, ... if taken) and returns conlleval's
+    report for labelled input. Predictions come in the gold file's scheme when its tags show one,
+    else in the model's. Text: "word TAG" lines, a blank line after each input line, returned,
+    or written to `output` when one is given."""
+    if output and os.path.exists(output):
+        raise ValueError(f"{output} exists; pass another --output (predict never overwrites)")
+    t = load_tagger(name_or_dir, bert.pick_device())
+    sents = read_text(path, encoding) if text else conll.read_conll(path, encoding)
+    labelled = not text and conll.has_gold(sents)
+    entities = labelled and any(tag != "O" for s in sents for tag in s.tags)
+    scheme = conll.detect_scheme(s.tags for s in sents) if entities else t.scheme
+    if labelled:
+        check_types(name_or_dir, t.labels, sents, path)
+    try:
+        pred = tag_sentences(t, sents, scheme)
+    except ValueError as e:  # "line 8: word ... has 600 pieces": say in which file
+        raise ValueError(f"{path}, {e}") from None
+    tagged = "" if labelled else "".join(  # "word pred": text and words-only input
+        "".join(f"{w} {p}\n" for w, p in zip(s.words, tags)) + "\n" for s, tags in zip(sents, pred))
+    if text and not output:
+        return tagged
+    while True:  # written only as a new file: one that appeared meanwhile is never replaced
+        out = output or fresh_path(os.path.basename(path) + ".pred.txt")
+        try:
+            if labelled:
+                conll.write_conll(out, sents, pred, new=True)
+            else:
+                atomic.write_text(out, tagged, new=True)
+            break
+        except FileExistsError:
+            if output:
+                raise ValueError(f"{output} appeared while tagging; pass another --output "
+                                 f"(predict never overwrites)") from None
+    if labelled:
+        report = conlleval.report(conlleval.count([s.tags for s in sents], pred))
+        return report + f"(predictions in {out})\n"
+    return f"(predictions in {out})\n"
+
+
+def tag_sentences(t, sents, scheme, batch_size=0):
+    """finetune.predict_tags on any sentences (their own tags unused); empty ones get no tags.
+    Batched as a run's own evaluation is by default, so a saved run tags its dev and test files as
+    it did when trained (under bf16 on CUDA, other batches could round a near tie the other way)."""
+    full = [replace(s, tags=["O"] * len(s.words)) for s in sents if s.words]
+    if not full:
+        return [[] for _ in sents]
+    label2id = {tag: i for i, tag in enumerate(t.labels)}
+    feats = conll.featurize(full, t.tok, label2id, t.max_len, t.doc_context)
+    device = next(t.model.parameters()).device
+    data = finetune.tensorize(feats, t.tok, device)
+    tags = iter(finetune.predict_tags(t.model, finetune.Split(full, feats, scheme), data,
+                                      t.labels, batch_size))
+    return [next(tags) if s.words else [] for s in sents]
