@@ -3,10 +3,8 @@
 - `train` one run, `grid` the Table 1 grid (pick on dev, report test, mean +- std over seeds),
   `reproduce` Table 2 / 3 (and with --ablations the Tables 4-6 rows), `table` the paper's numbers
   next to ours, `predict` with a saved run or any BERT NER model (tagger.py), `demo` offline.
-- Bookkeeping: one JSON line per run in OUT/results.jsonl, keyed by the run's settings and its
-  data's bytes (`run_key`). A run is recorded once, whatever the number of processes: a run being trained
-  holds a lock file, so workers (--workers=N on one GPU), shards (--shard=i/n, one per GPU or
-  SLURM array task) and a resumed grid skip it. There is no coordinator.
+- Runs at once: workers (--workers=N on one GPU) and shards (--shard=i/n, one per GPU or SLURM
+  array task) share OUT/results.jsonl, where each run is recorded once (records.py).
 
     python experiments.py train --data DIR --scheme bio --lr 3e-5 --seed 1 --out runs/x
     python experiments.py grid --data DIR --scheme iob1 --shard 0/2       # half of 12 x 5 runs
@@ -19,22 +17,21 @@ import hashlib
 import importlib.util
 import inspect
 import json
-import math
 import multiprocessing
 import os
 import re
 import shutil
 import statistics
 import sys
-from dataclasses import MISSING, asdict, dataclass, fields, replace
+from dataclasses import MISSING, dataclass, fields, replace
 
-import atomic
 import bert
 import conll
 import conlleval
 import corpora
 import fastfit
 import finetune
+import records
 import tagger
 from finetune import FinetuneConfig
 
@@ -57,7 +54,7 @@ class Experiment:
     zero_shot_keep: bool = False  # GermEval there: ...deriv/...part spans as their type, not O
 
     def __post_init__(self):
-        check_ranges(self, dict(seeds=(1, None, True), workers=(0, None, True),
+        records.check_ranges(self, dict(seeds=(1, None, True), workers=(0, None, True),
                                  eval_batch_size=(0, None, True)))
         if not self.out:
             raise ValueError("--out is empty: pass the folder for results.jsonl and the runs")
@@ -67,63 +64,6 @@ class Experiment:
         m = re.fullmatch(r"(\d+)/(\d+)", self.shard)
         if not m or not int(m[1]) < int(m[2]):
             raise ValueError(f"--shard={self.shard}: expected i/n with 0 <= i < n, e.g. 0/4")
-
-
-# ---------------------------------------------------------------------------------------------
-# A run's settings checked, and its key.
-
-CHOICES = dict(scheme=("iob1", "bio"), schedule=("linear", "stlr", "constant"),
-               lang=("en", "de", "germeval"), level=("outer", "inner"))
-# Allowed ranges: (low, high, low included). A value outside is an error naming the flag.
-RANGES = dict(lr=(0, None, False), batch_size=(1, None, True), epochs=(1, None, True),
-              warmup=(0, 1, True), stlr_ratio=(1, None, True), weight_decay=(0, None, True),
-              eps=(0, None, False), clip=(0, None, False), delta=(0, None, False),
-              unfreeze=(0, None, True), lm_epochs=(0, None, True), max_len=(3, None, True),
-              max_train_sentences=(0, None, True))
-
-
-def check_config(cfg):
-    """Every field typed as the command line types it (warmup=0 becomes 0.0: one key), one of its
-    choices and in its range (`--clip=-1: clip must be > 0`), before any work. -> cfg."""
-    for f in fields(cfg):
-        v = getattr(cfg, f.name)
-        ok = isinstance(v, f.type) or f.type is float and isinstance(v, int)
-        if not ok or isinstance(v, bool) and f.type is not bool:
-            raise ValueError(f"--{f.name}={v!r}: expected {f.type.__name__}")
-        setattr(cfg, f.name, f.type(v))
-    for k, ok in CHOICES.items():
-        if getattr(cfg, k) not in ok:
-            raise ValueError(f"--{k}={getattr(cfg, k)}: expected one of {', '.join(ok)}")
-    check_ranges(cfg, RANGES)
-    if cfg.level != "outer" and cfg.lang != "germeval":
-        raise ValueError(f"--level={cfg.level}: only GermEval 2014 has an inner level; "
-                         f"add --lang germeval or drop --level")
-    if cfg.schedule == "stlr" and cfg.warmup == 0:
-        raise ValueError("--schedule=stlr needs --warmup > 0 (ULMFiT's cut_frac, e.g. 0.1)")
-    return cfg
-
-
-def check_ranges(obj, ranges):
-    """Numeric fields against their ranges. The high end is exclusive for floats (warmup < 1)."""
-    for k, (lo, hi, lo_in) in ranges.items():
-        v = getattr(obj, k)
-        if lo is not None and (v < lo if lo_in else v <= lo) or not math.isfinite(v):
-            raise ValueError(f"--{k}={v}: {k} must be {'>=' if lo_in else '>'} {lo}")
-        if hi is not None and (v > hi if isinstance(v, int) else v >= hi):
-            raise ValueError(f"--{k}={v}: {k} must be {'<=' if isinstance(v, int) else '<'} {hi}")
-
-
-def digest(d):
-    return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def run_key(cfg):
-    """A run's id: a hash of every field, with `data` as a fingerprint of the files' bytes (an
-    edited file is a new run; `dir/` is `dir`, and so is a copy elsewhere) and `model` without a
-    trailing /."""
-    d = asdict(check_config(cfg))
-    d.update(data=corpora.data_fingerprint(cfg.data, cfg.lang), model=cfg.model.rstrip("/"))
-    return digest(d)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,97 +94,29 @@ def parse_bool(v):
     return v.lower() in ("true", "1")
 
 
-# ---------------------------------------------------------------------------------------------
-# results.jsonl: one record per run key; a run being trained holds OUT/claims/KEY.lock.
-
-def is_record(r, name):
-    """A line the tables can use: a dict with a string key, dev and test scores, and what names
-    its row (a run's config; a zero-shot score's run and German data)."""
-    if not isinstance(r, dict):
-        return False
-    scored = all(isinstance(r.get(s), dict) and isinstance(r[s].get("f1"), (int, float))
-                 for s in ("dev", "test"))
-    names = dict(run=str, format=str, data=str) if name == ZERO_SHOT else dict(config=dict)
-    return (scored and isinstance(r.get("key"), str)
-            and all(isinstance(r.get(k), t) for k, t in names.items()))
-
-
-def read_results(out, warn=None, name="results.jsonl"):
-    """The records of OUT/results.jsonl (or OUT/name), first one per key. A damaged line is
-    skipped with a warning naming file:line, and stays on disk as it is (lines are split at
-    \n only: a stray \r or invalid byte inside a damaged line moves no other line)."""
-    path = os.path.join(out, name)
-    warn = warn or (lambda s: print(s, file=sys.stderr))
-    if not os.path.isfile(path):
-        return []
-    records, keys = [], set()
-    with open(path, "rb") as f:
-        lines = f.read().split(b"\n")
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            r = json.loads(line.decode("utf-8"))
-        except ValueError:  # bad JSON, and UnicodeDecodeError too
-            r = None
-        if not is_record(r, name):
-            warn(f"warning: {path}:{n}: not a result record; skipped (left in the file)")
-            continue
-        if r["key"] not in keys:
-            keys.add(r["key"])
-            records.append(r)
-    return records
-
-
-def append_result(out, record, name="results.jsonl"):
-    """Add one JSON line to OUT/name unless the key is recorded already -> the record on file.
-    Under a lock, the old bytes plus the new line replace the file atomically (atomic.replace),
-    so a crash leaves the old file or the new one and two processes never drop each other's
-    lines."""
-    path = os.path.join(out, name)
-    with atomic.locked(path + ".lock"):
-        done = {r["key"]: r for r in read_results(out, lambda s: None, name)}
-        if record["key"] in done:
-            return done[record["key"]]
-        old = open(path, "rb").read() if os.path.isfile(path) else b""  # bytes: kept as they are
-        if old and not old.endswith(b"\n"):
-            old += b"\n"  # a torn last line stays a line of its own
-
-        def write(tmp):
-            with open(tmp, "wb") as f:
-                f.write(old + json.dumps(record).encode() + b"\n")
-        atomic.replace(path, write)
-    return record
-
-
-def claim(out, key):
-    """True while this process holds OUT/claims/KEY.lock, False when another does. A killed
-    process's lock goes with it, so an interrupted run is trained again."""
-    return atomic.try_lock(os.path.join(out, "claims", f"{key}.lock"))
-
-
 def run_one(cfg, exp, log=print):
     """One run unless it is recorded (-> its record) or another process is training it (-> None).
     Writes OUT/run-KEY/{dev,test}.pred.txt, the tagger (with --save) and the record."""
-    key = run_key(cfg)
+    key = records.run_key(cfg)
     what = f"run {key} ({cfg.scheme}, lr {cfg.lr:g}, batch {cfg.batch_size}, " \
            f"epochs {cfg.epochs}, seed {cfg.seed})"
-    done = {r["key"]: r for r in read_results(exp.out)}
+    done = {r["key"]: r for r in records.read_results(exp.out)}
     if key in done:
         log(f"{what} already in {exp.out}/results.jsonl: skipped")
         if exp.zero_shot:
             zero_shot(cfg, exp, None, log)
         return done[key]
-    with claim(exp.out, key) as mine:
+    with records.claim(exp.out, key) as mine:
         if not mine:
             log(f"{what} is being trained by another process: skipped")
             return None
-        if key in {r["key"] for r in read_results(exp.out)}:  # finished while we looked
+        if key in {r["key"] for r in records.read_results(exp.out)}:  # finished while we looked
             return run_one(cfg, exp, log)
         fingerprint = corpora.data_fingerprint(cfg.data, cfg.lang)
         lm = finetune.lm_config(cfg)  # Sec 4.2: a stage shared by the runs that train it alike
-        lm_folder = os.path.join(exp.out, "lm-" + run_key(lm)) if cfg.lm_epochs else None
-        t = finetune.train(cfg, fit_loop(exp), read_splits, lm_folder, exp.eval_batch_size, log)
+        lm_folder = os.path.join(exp.out, "lm-" + records.run_key(lm)) if cfg.lm_epochs else None
+        fit = fit_loop(exp)
+        t = finetune.train(cfg, fit, read_splits, lm_folder, exp.eval_batch_size, log)
         run_dir = os.path.join(exp.out, f"run-{key}")
         os.makedirs(run_dir, exist_ok=True)
         for split, (sents, pred) in t.pred.items():
@@ -253,7 +125,8 @@ def run_one(cfg, exp, log=print):
         if exp.save:
             tagger.save_tagger(tagged, run_dir)
         log(f"{what}: dev F1 {t.dev['f1']:.2f} test F1 {t.test['f1']:.2f} ({run_dir})")
-        record = append_result(exp.out, record_of(cfg, key, fingerprint, t, exp))
+        rec = records.record_of(cfg, key, fingerprint, t, graphs=fit is fastfit.fit)
+        record = records.append_result(exp.out, rec)
         if exp.zero_shot:  # after the record: a failure here loses no training
             zero_shot(cfg, exp, tagged, log)
         return record
@@ -265,16 +138,6 @@ def fit_loop(exp):
     return fastfit.fit if exp.graphs and bert.pick_device().type == "cuda" else finetune.fit
 
 
-def record_of(cfg, key, fingerprint, t, exp):
-    """A run's line in results.jsonl: its key and settings, scores, and what it cost."""
-    s = t.stats
-    return dict(key=key, config=asdict(cfg), dev=t.dev, test=t.test, dev_f1_per_epoch=t.dev_f1,
-                train_time_s=round(s["train_s"], 3), time_s=round(s["time_s"], 1),
-                updates=s["updates"], tokens_per_s=round(s["tokens"] / s["train_s"]),
-                device=str(bert.pick_device()), graphs=fit_loop(exp) is fastfit.fit,
-                data_fingerprint=fingerprint)
-
-
 _SPLITS = {}  # read_splits' last readings in this process
 
 
@@ -282,8 +145,8 @@ def read_splits(cfg, tok):
     """finetune.read_splits, once per process for the runs of a grid that share it (the files'
     bytes, the vocabulary and the fields it reads make its key): CoNLL-2003 English through
     mBERT's tokenizer costs seconds a run."""
-    key = (corpora.data_fingerprint(cfg.data, cfg.lang), cfg.lang, cfg.level, cfg.scheme, cfg.max_len, cfg.doc_context,
-           cfg.max_train_sentences, tok.lower, tok.strip, tok.cjk,
+    key = (corpora.data_fingerprint(cfg.data, cfg.lang), cfg.lang, cfg.level, cfg.scheme,
+           cfg.max_len, cfg.doc_context, cfg.max_train_sentences, tok.lower, tok.strip, tok.cjk,
            hashlib.sha1("\n".join(tok.tokens).encode()).hexdigest())
     if key not in _SPLITS:
         if len(_SPLITS) >= 2:  # IOB1 and BIO of one grid; older readings are let go
@@ -292,7 +155,6 @@ def read_splits(cfg, tok):
     return _SPLITS[key]
 
 
-ZERO_SHOT = "zero_shot.jsonl"  # one record per (run, German data): Wu & Dredze's zero-shot rows
 _GERMAN = {}
 
 
@@ -303,7 +165,7 @@ def german_sets(exp):
     if k not in _GERMAN:
         fmt, sets = corpora.german_eval_sets(exp.zero_shot, exp.zero_shot_keep)
         words = [[s.words, s.tags] for split in ("dev", "test") for s in sets[split]]
-        _GERMAN[k] = fmt, sets, digest([fmt, exp.zero_shot_keep, words])
+        _GERMAN[k] = fmt, sets, records.digest([fmt, exp.zero_shot_keep, words])
     return _GERMAN[k]
 
 
@@ -313,11 +175,12 @@ def zero_shot(cfg, exp, tagged=None, log=print):
     workers never score one run twice). tagged None: a run recorded earlier, loaded from
     OUT/run-KEY (a warning if it was not saved)."""
     fmt, sets, data = german_sets(exp)
-    run = run_key(cfg)
-    key = digest(dict(run=run, data=data))
+    run = records.run_key(cfg)
+    key = records.digest(dict(run=run, data=data))
     folder = os.path.join(exp.out, f"run-{run}")
-    with claim(exp.out, f"zero-shot-{key}") as mine:
-        if not mine or key in {r["key"] for r in read_results(exp.out, name=ZERO_SHOT)}:
+    with records.claim(exp.out, f"zero-shot-{key}") as mine:
+        scored = records.read_results(exp.out, name=records.ZERO_SHOT)
+        if not mine or key in {r["key"] for r in scored}:
             return  # being scored by another process, or scored
         if tagged is None and not os.path.isfile(os.path.join(folder, "model.safetensors")):
             return log(f"warning: run {run} has no saved model in {folder} (--save false): "
@@ -331,7 +194,7 @@ def zero_shot(cfg, exp, tagged=None, log=print):
             rec[split] = conlleval.evaluate([s.tags for s in sents], pred)
         log(f"zero-shot on {fmt} ({exp.zero_shot}): dev F1 {rec['dev']['f1']:.2f} "
             f"test F1 {rec['test']['f1']:.2f}")
-        append_result(exp.out, rec, ZERO_SHOT)
+        records.append_result(exp.out, rec, records.ZERO_SHOT)
 
 
 def worker_count(exp, n_runs):
@@ -414,8 +277,8 @@ def grid_runs(cfg, exp, full=True):
 def choose(runs, out, log=print):
     """Pick on dev, report test (Table 1's rule): the setting with the best mean dev F1 over its
     seeds -> (setting, its records), or None while some of the runs are not recorded yet."""
-    done = {r["key"]: r for r in read_results(out)}
-    keys = [run_key(cfg) for cfg in runs]
+    done = {r["key"]: r for r in records.read_results(out)}
+    keys = [records.run_key(cfg) for cfg in runs]
     if any(k not in done for k in keys):
         missing = sum(k not in done for k in keys)
         log(f"{missing} of {len(runs)} runs not recorded yet (other shards?): no choice yet")
@@ -504,11 +367,11 @@ def table(out):
     files' bytes) are different rows, and a data column appears when there is more than one.
     Zero-shot scores (OUT/zero_shot.jsonl) add a row under their English setting."""
     groups, german = {}, {}
-    for r in read_results(out):
+    for r in records.read_results(out):
         groups.setdefault(setting(r), []).append(r)
     if not groups:
         raise ValueError(f"{out}: no results.jsonl records; train or grid with --out {out} first")
-    for z in read_results(out, name=ZERO_SHOT):
+    for z in records.read_results(out, name=records.ZERO_SHOT):
         german.setdefault(z["run"], []).append(z)
     rows = []
     for key, runs in sorted(groups.items()):
@@ -579,9 +442,9 @@ def check_space(runs, exp, model_file):
     """The models this shard's unrecorded runs will write (a tagger per run with --save, each new
     masked-LM stage) must fit on OUT's disk, each about the size of the checkpoint (mBERT 0.7 GB:
     the 120 runs of the IOB1+BIO grid save 85 GB)."""
-    done = {r["key"] for r in read_results(exp.out, lambda s: None)}
-    todo = [c for c in shard_of(runs, exp) if run_key(c) not in done]
-    stages = {run_key(finetune.lm_config(c)) for c in todo if c.lm_epochs}
+    done = {r["key"] for r in records.read_results(exp.out, lambda s: None)}
+    todo = [c for c in shard_of(runs, exp) if records.run_key(c) not in done]
+    stages = {records.run_key(finetune.lm_config(c)) for c in todo if c.lm_epochs}
     stages = [k for k in stages if not os.path.isfile(os.path.join(exp.out, f"lm-{k}",
                                                                    "model.safetensors"))]
     size, free = os.path.getsize(model_file), shutil.disk_usage(exp.out).free
@@ -650,7 +513,7 @@ def main(argv=None):
                                     args["encoding"]), end="")
     names = {f.name for f in fields(FinetuneConfig)}
     base = replace(FinetuneConfig(), **DEMO) if cmd == "demo" else FinetuneConfig()
-    cfg = check_config(replace(base, **{k: v for k, v in args.items() if k in names}))
+    cfg = records.check_config(replace(base, **{k: v for k, v in args.items() if k in names}))
     exp = Experiment(**{k: v for k, v in args.items() if k not in names})
     searched = sorted(set(GRID) & set(args))
     if searched and (cmd == "grid" or cmd == "reproduce" and exp.grid):

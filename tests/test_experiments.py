@@ -19,6 +19,7 @@ import conll
 import conlleval
 import corpora
 import experiments
+import records
 import finetune
 import tagger
 import wordpiece
@@ -54,7 +55,7 @@ def test_run_one_records_and_writes_the_run(trained):
     """results.jsonl's one line is the returned record; the run folder holds both prediction files,
     whose conlleval F1 is the recorded one, and the saved tagger."""
     cfg, exp, rec = trained
-    assert experiments.read_results(exp.out) == [json.loads(json.dumps(rec))]
+    assert records.read_results(exp.out) == [json.loads(json.dumps(rec))]
     run_dir = os.path.join(exp.out, f"run-{rec['key']}")
     for split in ("dev", "test"):
         pred = conll.read_conll(os.path.join(run_dir, f"{split}.pred.txt"))
@@ -78,19 +79,19 @@ def test_run_one_skips_recorded_and_claimed_runs(trained, monkeypatch):
     file holds (another process, as far as flock is concerned) is skipped with None; neither adds a
     line. Another seed trains and adds one."""
     cfg, exp, rec = trained
-    n = len(experiments.read_results(exp.out))
+    n = len(records.read_results(exp.out))
     with monkeypatch.context() as mp:
         mp.setattr(finetune, "train", lambda *a, **k: pytest.fail("trained a skipped run"))
         log = []
         assert experiments.run_one(cfg, exp, log=log.append) == json.loads(json.dumps(rec))
         other = replace(cfg, seed=7)
-        with experiments.claim(exp.out, experiments.run_key(other)) as mine:
+        with records.claim(exp.out, records.run_key(other)) as mine:
             assert mine
             assert experiments.run_one(other, exp, log=log.append) is None
     assert "skipped" in log[0] and "another process" in log[1]
-    assert len(experiments.read_results(exp.out)) == n
+    assert len(records.read_results(exp.out)) == n
     new = experiments.run_one(replace(cfg, seed=2), replace(exp, save=False), lambda s: None)
-    keys = [r["key"] for r in experiments.read_results(exp.out)]
+    keys = [r["key"] for r in records.read_results(exp.out)]
     assert len(keys) == n + 1 and keys[-1] == new["key"] != rec["key"]
 
 
@@ -269,7 +270,7 @@ def record(key, f1=90.0, **extra):
 
 def _append_many(out, start):
     for i in range(start, start + 40):
-        experiments.append_result(out, record(str(i)))
+        records.append_result(out, record(str(i)))
 
 
 def test_append_result_from_two_processes_loses_nothing_and_keeps_one_per_key(tmp_path):
@@ -294,10 +295,10 @@ def test_damaged_results_line_is_named_skipped_and_kept(tmp_path):
     a, c = (json.dumps(record(k)) for k in "ac")
     path.write_text(f'{a}\n{{"key": "b", "x\n{c}\n')
     warnings = []
-    records = experiments.read_results(str(tmp_path), warnings.append)
-    assert [r["key"] for r in records] == ["a", "c"]
+    got = records.read_results(str(tmp_path), warnings.append)
+    assert [r["key"] for r in got] == ["a", "c"]
     assert warnings == [f"warning: {path}:2: not a result record; skipped (left in the file)"]
-    experiments.append_result(str(tmp_path), record("d"))
+    records.append_result(str(tmp_path), record("d"))
     assert path.read_text().split("\n")[1] == '{"key": "b", "x'
     with pytest.raises(ValueError, match="no results.jsonl records"):
         experiments.table(str(tmp_path / "empty"))
@@ -313,10 +314,10 @@ def test_damaged_bytes_stay_on_disk_and_later_runs_are_recorded(tmp_path):
     warnings = []
 
     def keys():
-        return [r["key"] for r in experiments.read_results(str(tmp_path), warnings.append)]
+        return [r["key"] for r in records.read_results(str(tmp_path), warnings.append)]
     assert keys() == ["a", "c"]
     assert warnings == [f"warning: {path}:2: not a result record; skipped (left in the file)"]
-    experiments.append_result(str(tmp_path), record("d"))
+    records.append_result(str(tmp_path), record("d"))
     assert path.read_bytes().split(b"\n")[:3] == [a, damaged, c]
     assert keys() == list("acd")
 
@@ -331,9 +332,9 @@ def test_a_record_the_table_cannot_use_is_named_and_skipped(tmp_path, line):
     others is printed (it used to stop on a KeyError)."""
     (tmp_path / "results.jsonl").write_text(json.dumps(line) + "\n")
     cfg = FinetuneConfig(data=TINY)
-    experiments.append_result(str(tmp_path), record(experiments.run_key(cfg)) | dict(config=asdict(cfg)))
+    records.append_result(str(tmp_path), record(records.run_key(cfg)) | dict(config=asdict(cfg)))
     warnings = []
-    assert len(experiments.read_results(str(tmp_path), warnings.append)) == 1
+    assert len(records.read_results(str(tmp_path), warnings.append)) == 1
     assert warnings == [f"warning: {tmp_path}/results.jsonl:1: not a result record; skipped "
                         f"(left in the file)"]
     assert "| en | bert-base-multilingual-cased | IOB1 |" in experiments.table(str(tmp_path))
@@ -343,7 +344,7 @@ def test_model_dir_with_and_without_slash_is_one_row(tmp_path):
     """"/models/m" and "/models/m/" are one run key (FinetuneConfig.key), so one table row."""
     for seed, model in ((1, "/models/m"), (2, "/models/m/")):
         cfg = FinetuneConfig(model=model, data=TINY, seed=seed)
-        experiments.append_result(str(tmp_path), record(experiments.run_key(cfg)) | dict(config=asdict(cfg)))
+        records.append_result(str(tmp_path), record(records.run_key(cfg)) | dict(config=asdict(cfg)))
     rows = [r for r in experiments.table(str(tmp_path)).split("\n") if r.startswith("| en ")]
     assert len(rows) == 1 and "| /models/m | IOB1 |" in rows[0] and "| 2 |" in rows[0], rows
 
@@ -377,12 +378,12 @@ def test_grid_picks_best_mean_dev_and_resumes(tmp_path, monkeypatch):
     monkeypatch.setattr(finetune, "train", fake_train(calls, fail_at=7))
     with pytest.raises(KeyboardInterrupt):
         experiments.grid(cfg, exp, log=lambda s: None)
-    assert len(experiments.read_results(exp.out)) == 6
+    assert len(records.read_results(exp.out)) == 6
     calls.clear()
     monkeypatch.setattr(finetune, "train", fake_train(calls))
     best, runs = experiments.grid(cfg, exp, log=lambda s: None)
     assert len(calls) == 18
-    done = experiments.read_results(exp.out)
+    done = records.read_results(exp.out)
     settings = {tuple(r["config"][k] for k in ("batch_size", "lr", "epochs", "seed")) for r in done}
     assert len(done) == len(settings) == 24 and {s[3] for s in settings} == {1, 2}
     assert best == dict(batch_size=16, lr=3e-5, epochs=4)
@@ -401,7 +402,7 @@ def test_shards_split_the_grid_without_overlap(tmp_path, monkeypatch):
         before = len(calls)
         got = experiments.grid(cfg, replace(exp, shard=f"{i}/3"), log=lambda s: None)
         assert len(calls) - before == 8 and (got is None) == (i < 2)
-    assert len({experiments.run_key(c) for c in calls}) == 24
+    assert len({records.run_key(c) for c in calls}) == 24
     whole = Experiment(out=str(tmp_path / "whole"), seeds=2, save=False)
     experiments.grid(cfg, whole, log=lambda s: None)
     assert experiments.table(exp.out) == experiments.table(whole.out)
@@ -418,10 +419,10 @@ def test_workers_and_shards_train_each_run_once(tmp_path):
     exp = Experiment(out=str(tmp_path / "split"), seeds=4, save=False)
     assert experiments.grid(cfg, replace(exp, shard="0/2", workers=2), full=False,
                             log=lambda s: None) is None
-    assert sorted(r["config"]["seed"] for r in experiments.read_results(exp.out)) == [1, 3]
+    assert sorted(r["config"]["seed"] for r in records.read_results(exp.out)) == [1, 3]
     assert experiments.grid(cfg, replace(exp, shard="1/2", workers=1), full=False,
                             log=lambda s: None) is not None
-    recs = experiments.read_results(exp.out)
+    recs = records.read_results(exp.out)
     with open(os.path.join(exp.out, "results.jsonl")) as f:
         assert len(f.readlines()) == len(recs) == 4
     assert sorted(r["config"]["seed"] for r in recs) == [1, 2, 3, 4]
@@ -471,7 +472,7 @@ def test_reproduce_de_needs_the_licensed_folder(tmp_path):
 def add_runs(out, dev_test, **setting):
     for seed, (dev, test) in enumerate(dev_test, start=1):
         cfg = FinetuneConfig(data=TINY, seed=seed, **setting)
-        experiments.append_result(out, dict(key=experiments.run_key(cfg), config=asdict(cfg), dev=dict(f1=dev),
+        records.append_result(out, dict(key=records.run_key(cfg), config=asdict(cfg), dev=dict(f1=dev),
                                             test=dict(f1=test)))
 
 
@@ -496,7 +497,7 @@ def test_table_shows_where_runs_differ_in_data(tmp_path):
         cfg = FinetuneConfig(data=TINY)
         rec = dict(key=fp, config=asdict(cfg), dev=dict(f1=dev), test=dict(f1=dev),
                    data_fingerprint=fp)
-        experiments.append_result(str(tmp_path), rec)
+        records.append_result(str(tmp_path), rec)
     lines = experiments.table(str(tmp_path)).split("\n")
     assert lines[0].split(" | ")[7] == "data" and len(lines) == 4
     assert [line.split(" | ")[7] for line in lines[2:]] == ["aaa", "bbb"]
@@ -619,7 +620,7 @@ def test_a_grid_whose_saved_models_would_fill_the_disk_fails_before_any_work(tmp
     experiments.check_space(runs, replace(exp, save=False), files)  # nothing saved: room
     experiments.check_space(runs, replace(exp, shard="0/2"), files)  # 6 runs of this shard
     for cfg in runs[:2]:  # recorded runs save nothing more
-        experiments.append_result(str(out), record(experiments.run_key(cfg)) | dict(config=asdict(cfg)))
+        records.append_result(str(out), record(records.run_key(cfg)) | dict(config=asdict(cfg)))
     free[0] = 10 * size
     experiments.check_space(runs, exp, files)
     # 3 and 4 epochs of one (batch, lr, seed) share their masked-LM stage: 4 taggers, 2 stages
@@ -627,7 +628,7 @@ def test_a_grid_whose_saved_models_would_fill_the_disk_fails_before_any_work(tmp
     free[0] = 5 * size
     with pytest.raises(ValueError, match=r"6 models .* 4 taggers, 2 masked-LM stages"):
         experiments.check_space(lm, exp, files)
-    stage = out / f"lm-{experiments.run_key(finetune.lm_config(lm[0]))}"
+    stage = out / f"lm-{records.run_key(finetune.lm_config(lm[0]))}"
     stage.mkdir()
     (stage / "model.safetensors").write_bytes(b"")  # a stage written already is not counted
     experiments.check_space(lm, exp, files)
@@ -723,7 +724,7 @@ def test_zero_shot_scores_a_recorded_run_as_predict_does(german_run, tmp_path, f
     exp = replace(exp, zero_shot=GERMAN[fmt])
     experiments.run_one(cfg, exp, log=lambda s: None)
     experiments.run_one(cfg, exp, log=lambda s: None)
-    zs = [z for z in experiments.read_results(exp.out, name=experiments.ZERO_SHOT)
+    zs = [z for z in records.read_results(exp.out, name=records.ZERO_SHOT)
           if z["format"] == fmt]
     assert len(zs) == 1 and zs[0]["run"] == rec["key"] and zs[0]["keep"] is False
     _, sets = corpora.german_eval_sets(GERMAN[fmt])
@@ -749,17 +750,17 @@ def test_zero_shot_of_an_unsaved_run_is_a_warning_not_a_record(trained, tmp_path
     experiments.run_one(cfg, Experiment(out=str(out), zero_shot=GERMAN["conll2003-de"]),
                         log=logged.append)
     assert any("no saved model" in s and rec["key"] in s for s in logged)
-    assert experiments.read_results(str(out), name=experiments.ZERO_SHOT) == []
+    assert records.read_results(str(out), name=records.ZERO_SHOT) == []
 
 
 def add_zero_shot(out, fmt, f1s, keep=False, data="d0d0d0d0", **setting):
     """Zero-shot records for the runs add_runs made with the same setting (seeds 1, 2, ...), on
     German files of digest `data`."""
     for seed, (dev, test) in enumerate(f1s, start=1):
-        run = experiments.run_key(FinetuneConfig(data=TINY, seed=seed, **setting))
-        experiments.append_result(out, dict(key=f"{run}-{data}-{keep}", run=run, data=data,
+        run = records.run_key(FinetuneConfig(data=TINY, seed=seed, **setting))
+        records.append_result(out, dict(key=f"{run}-{data}-{keep}", run=run, data=data,
                                             format=fmt, keep=keep, dev=dict(f1=dev),
-                                            test=dict(f1=test)), experiments.ZERO_SHOT)
+                                            test=dict(f1=test)), records.ZERO_SHOT)
 
 
 def test_table_adds_zero_shot_rows_chosen_on_english_dev(tmp_path):
@@ -853,7 +854,7 @@ def test_germeval_reproduce_is_bio_only_and_level_needs_germeval(tmp_path, monke
     experiments.reproduce(cfg, exp, log=lambda s: None)
     assert [c.scheme for c in calls] == ["bio"] * 8
     with pytest.raises(ValueError, match="--level=inner"):
-        experiments.check_config(FinetuneConfig(level="inner"))
+        records.check_config(FinetuneConfig(level="inner"))
 
 
 @pytest.mark.parametrize("flag, value, match", [
@@ -863,7 +864,7 @@ def test_germeval_reproduce_is_bio_only_and_level_needs_germeval(tmp_path, monke
     ("epochs", 0, "--epochs=0: epochs must be >= 1"), ("scheme", "iobes", "expected one of")])
 def test_config_ranges_name_the_flag(flag, value, match):
     with pytest.raises(ValueError, match=re.escape(match)):
-        experiments.check_config(FinetuneConfig(**{flag: value}))
+        records.check_config(FinetuneConfig(**{flag: value}))
 
 
 def test_config_fields_are_typed_as_the_command_line_types_them():
@@ -871,11 +872,11 @@ def test_config_fields_are_typed_as_the_command_line_types_them():
     1.0 is); an int field takes no float or bool, a bool field no int."""
     a, b = FinetuneConfig(data=TINY, warmup=0, delta=2), FinetuneConfig(data=TINY, warmup=0.0,
                                                                         delta=2.0)
-    assert experiments.run_key(a) == experiments.run_key(b) and type(a.warmup) is float
+    assert records.run_key(a) == records.run_key(b) and type(a.warmup) is float
     for bad in (dict(warmup=1), dict(max_len=3.5), dict(epochs=True), dict(doc_context=1),
                 dict(scheme=1)):
         with pytest.raises(ValueError, match=f"--{next(iter(bad))}="):
-            experiments.check_config(FinetuneConfig(**bad))
+            records.check_config(FinetuneConfig(**bad))
 
 
 def test_run_key_follows_the_data_bytes_not_the_path(tmp_path):
@@ -885,7 +886,7 @@ def test_run_key_follows_the_data_bytes_not_the_path(tmp_path):
     copy_dir = tmp_path / "copy"
     shutil.copytree(TINY, copy_dir)
     cfg = FinetuneConfig(data=str(copy_dir))
-    key = experiments.run_key
+    key = records.run_key
     assert key(cfg) == key(replace(cfg, data=str(copy_dir) + "/")) == key(replace(cfg, data=TINY))
     assert key(replace(cfg, model="x/")) == key(replace(cfg, model="x"))
     germeval = replace(cfg, lang="germeval", data=GERMAN["germeval2014"])
@@ -955,4 +956,4 @@ def test_reproduce_with_zero_shot_end_to_end_on_real_weights(minilm_dir, tmp_pat
     assert "2 runs, 2 worker processes" in done.stdout
     assert sorted(r.split(" | ")[2] for r in rows) == ["BIO", "IOB1"]
     assert all("zero-shot on germeval2014" in r for r in rows)
-    assert len(experiments.read_results(out, name=experiments.ZERO_SHOT)) == 2
+    assert len(records.read_results(out, name=records.ZERO_SHOT)) == 2

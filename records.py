@@ -1,0 +1,152 @@
+"""What names a run and what is kept of it: its settings checked, its key, and its line in
+OUT/results.jsonl, written once whatever the number of processes.
+
+A run's key hashes every field of its FinetuneConfig, its data as the bytes of the files. A run
+being trained holds OUT/claims/KEY.lock, so workers, shards and a resumed grid skip it; the lock
+goes with a process that dies, so an interrupted run is trained again. There is no coordinator.
+"""
+import hashlib
+import json
+import math
+import os
+import sys
+from dataclasses import asdict, fields
+
+import atomic
+import bert
+import corpora
+
+ZERO_SHOT = "zero_shot.jsonl"  # one record per (run, German data): Wu & Dredze's zero-shot rows
+
+
+CHOICES = dict(scheme=("iob1", "bio"), schedule=("linear", "stlr", "constant"),
+               lang=("en", "de", "germeval"), level=("outer", "inner"))
+# Allowed ranges: (low, high, low included). A value outside is an error naming the flag.
+RANGES = dict(lr=(0, None, False), batch_size=(1, None, True), epochs=(1, None, True),
+              warmup=(0, 1, True), stlr_ratio=(1, None, True), weight_decay=(0, None, True),
+              eps=(0, None, False), clip=(0, None, False), delta=(0, None, False),
+              unfreeze=(0, None, True), lm_epochs=(0, None, True), max_len=(3, None, True),
+              max_train_sentences=(0, None, True))
+
+
+def check_config(cfg):
+    """Every field typed as the command line types it (warmup=0 becomes 0.0: one key), one of its
+    choices and in its range (`--clip=-1: clip must be > 0`), before any work. -> cfg."""
+    for f in fields(cfg):
+        v = getattr(cfg, f.name)
+        ok = isinstance(v, f.type) or f.type is float and isinstance(v, int)
+        if not ok or isinstance(v, bool) and f.type is not bool:
+            raise ValueError(f"--{f.name}={v!r}: expected {f.type.__name__}")
+        setattr(cfg, f.name, f.type(v))
+    for k, ok in CHOICES.items():
+        if getattr(cfg, k) not in ok:
+            raise ValueError(f"--{k}={getattr(cfg, k)}: expected one of {', '.join(ok)}")
+    check_ranges(cfg, RANGES)
+    if cfg.level != "outer" and cfg.lang != "germeval":
+        raise ValueError(f"--level={cfg.level}: only GermEval 2014 has an inner level; "
+                         f"add --lang germeval or drop --level")
+    if cfg.schedule == "stlr" and cfg.warmup == 0:
+        raise ValueError("--schedule=stlr needs --warmup > 0 (ULMFiT's cut_frac, e.g. 0.1)")
+    return cfg
+
+
+def check_ranges(obj, ranges):
+    """Numeric fields against their ranges. The high end is exclusive for floats (warmup < 1)."""
+    for k, (lo, hi, lo_in) in ranges.items():
+        v = getattr(obj, k)
+        if lo is not None and (v < lo if lo_in else v <= lo) or not math.isfinite(v):
+            raise ValueError(f"--{k}={v}: {k} must be {'>=' if lo_in else '>'} {lo}")
+        if hi is not None and (v > hi if isinstance(v, int) else v >= hi):
+            raise ValueError(f"--{k}={v}: {k} must be {'<=' if isinstance(v, int) else '<'} {hi}")
+
+
+def digest(d):
+    return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def run_key(cfg):
+    """A run's id: a hash of every field, with `data` as a fingerprint of the files' bytes (an
+    edited file is a new run; `dir/` is `dir`, and so is a copy elsewhere) and `model` without a
+    trailing /."""
+    d = asdict(check_config(cfg))
+    d.update(data=corpora.data_fingerprint(cfg.data, cfg.lang), model=cfg.model.rstrip("/"))
+    return digest(d)
+
+
+
+# ---------------------------------------------------------------------------------------------
+
+def is_record(r, name):
+    """A line the tables can use: a dict with a string key, dev and test scores, and what names
+    its row (a run's config; a zero-shot score's run and German data)."""
+    if not isinstance(r, dict):
+        return False
+    scored = all(isinstance(r.get(s), dict) and isinstance(r[s].get("f1"), (int, float))
+                 for s in ("dev", "test"))
+    names = dict(run=str, format=str, data=str) if name == ZERO_SHOT else dict(config=dict)
+    return (scored and isinstance(r.get("key"), str)
+            and all(isinstance(r.get(k), t) for k, t in names.items()))
+
+
+def read_results(out, warn=None, name="results.jsonl"):
+    """The records of OUT/results.jsonl (or OUT/name), first one per key. A damaged line is
+    skipped with a warning naming file:line, and stays on disk as it is (lines are split at
+    \n only: a stray \r or invalid byte inside a damaged line moves no other line)."""
+    path = os.path.join(out, name)
+    warn = warn or (lambda s: print(s, file=sys.stderr))
+    if not os.path.isfile(path):
+        return []
+    records, keys = [], set()
+    with open(path, "rb") as f:
+        lines = f.read().split(b"\n")
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            r = json.loads(line.decode("utf-8"))
+        except ValueError:  # bad JSON, and UnicodeDecodeError too
+            r = None
+        if not is_record(r, name):
+            warn(f"warning: {path}:{n}: not a result record; skipped (left in the file)")
+            continue
+        if r["key"] not in keys:
+            keys.add(r["key"])
+            records.append(r)
+    return records
+
+
+def append_result(out, record, name="results.jsonl"):
+    """Add one JSON line to OUT/name unless the key is recorded already -> the record on file.
+    Under a lock, the old bytes plus the new line replace the file atomically (atomic.replace),
+    so a crash leaves the old file or the new one and two processes never drop each other's
+    lines."""
+    path = os.path.join(out, name)
+    with atomic.locked(path + ".lock"):
+        done = {r["key"]: r for r in read_results(out, lambda s: None, name)}
+        if record["key"] in done:
+            return done[record["key"]]
+        old = open(path, "rb").read() if os.path.isfile(path) else b""  # bytes: kept as they are
+        if old and not old.endswith(b"\n"):
+            old += b"\n"  # a torn last line stays a line of its own
+
+        def write(tmp):
+            with open(tmp, "wb") as f:
+                f.write(old + json.dumps(record).encode() + b"\n")
+        atomic.replace(path, write)
+    return record
+
+
+def claim(out, key):
+    """True while this process holds OUT/claims/KEY.lock, False when another does. A killed
+    process's lock goes with it, so an interrupted run is trained again."""
+    return atomic.try_lock(os.path.join(out, "claims", f"{key}.lock"))
+
+
+def record_of(cfg, key, fingerprint, t, graphs):
+    """A run's line in results.jsonl: its key and settings, scores, and what it cost."""
+    s = t.stats
+    return dict(key=key, config=asdict(cfg), dev=t.dev, test=t.test, dev_f1_per_epoch=t.dev_f1,
+                train_time_s=round(s["train_s"], 3), time_s=round(s["time_s"], 1),
+                updates=s["updates"], tokens_per_s=round(s["tokens"] / s["train_s"]),
+                device=str(bert.pick_device()), graphs=graphs,
+                data_fingerprint=fingerprint)
