@@ -260,11 +260,16 @@ def read_safetensors(path):
                          f"re-download it or point --model at another copy") from e
 
 
-def has_mlm_head(path):
-    """Whether a model.safetensors holds BERT's masked-LM head, by its keys (no tensor is read)."""
+def check_mlm_head(name_or_dir):
+    """The masked-LM stage (paper Sec 4.2) trains the checkpoint's own MLM head: one without it
+    is an error, found by the file's keys (no tensor is read)."""
     from safetensors import safe_open
+    path = checkpoint_files(name_or_dir, ["model.safetensors"])["model.safetensors"]
     with safe_open(path, "pt") as f:
-        return "cls.predictions.transform.dense.weight" in map(hf_name, f.keys())
+        if "cls.predictions.transform.dense.weight" not in map(hf_name, f.keys()):
+            raise ValueError(f"{name_or_dir}: the checkpoint has no masked-LM head "
+                             f"(cls.predictions.*) for the masked-LM stage (--lm_epochs); use one "
+                             f"that has it (mBERT does)")
 
 
 def check_max_len(max_len, name_or_dir):

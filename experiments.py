@@ -477,7 +477,7 @@ def check_ready(cfg, exp, runs=None):
     files = bert.checkpoint_files(cfg.model, ["config.json", "vocab.txt", "model.safetensors"])
     bert.check_max_len(cfg.max_len, cfg.model)
     if any(c.lm_epochs for c in runs):
-        finetune.check_mlm_head(cfg.model)
+        bert.check_mlm_head(cfg.model)
     check_space(runs, exp, files["model.safetensors"])
 
 

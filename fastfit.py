@@ -16,7 +16,8 @@ to finetune.fit there (weights and logged losses, with and without unfreezing, b
 import torch
 
 import bert
-from finetune import Progress, Tensors, lr_factor, take, unfreeze
+from finetune import Tensors, lr_factor, take, unfreeze
+from progress import Progress
 
 BUCKET = 16  # pieces: batches are padded to a multiple of 16, one graph per length
 
@@ -35,7 +36,7 @@ def fit(model, opt, data, plan, cfg, loss_of, log=print, after_epoch=None):
     for g, lr in zip(opt.param_groups, peak):
         g["lr"] = torch.tensor(lr, device=device)
     state = (factors, counter, running, peak)
-    progress = Progress(plan, log, cfg)
+    progress = Progress(plan, log, cfg.lr)
     step, units = 0, None
     for epoch, epoch_batches in enumerate(plan):
         if (n := unfreeze(model, epoch, cfg.unfreeze)) != units:  # new tensors train: new graphs

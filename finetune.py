@@ -14,6 +14,7 @@ names, records and pools runs into the paper's tables.
 """
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass, replace
 
@@ -25,12 +26,13 @@ import bert
 import conll
 import conlleval
 import corpora
+from progress import Progress
 from wordpiece import WordPiece
 
 
 @dataclass
 class FinetuneConfig:
-    """What a run is: every field can change its result (experiments.py hashes them into its key)."""
+    """What a run is: every field can change its result (records.run_key hashes them all)."""
     model: str = "bert-base-multilingual-cased"  # paper Sec 2.3: mBERT, cased
     data: str = ""             # folder with the splits; "" = download (English, GermEval)
     lang: str = "en"           # en | de (CoNLL-2003) | germeval (GermEval 2014): corpora.splits
@@ -59,22 +61,21 @@ class FinetuneConfig:
 # The optimizer: AdamW with decoupled weight decay (Loshchilov & Hutter), as BERT trains.
 
 def adamw_update(p, g, m, v, step, lr, wd, b1=0.9, b2=0.999, eps=1e-6, bias_correction=False):
-    """One tensor's update, in place, as google-research/bert optimization.py writes it:
-        m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;  p <- p - lr (m / (sqrt(v) + eps) + wd p)
-    The reference that AdamW's fused step is tested equal to."""
-    p.mul_(1 - lr * wd)  # decoupled decay, on the weights before the Adam step (as torch does)
-    m.mul_(b1).add_(g, alpha=1 - b1)  # Standard Adam moments
-    v.mul_(b2).addcmul_(g, g, value=1 - b2)
+    """One tensor's update, in place, as google-research/bert optimization.py writes it: the
+    reference that AdamW's fused step is tested equal to."""
+    # Decoupled weight decay: wd p is not added to the gradient, where Adam's moments would scale
+    # it (Loshchilov & Hutter); torch takes it off the weights before the Adam step, as here.
+    p.mul_(1 - lr * wd)
+    m.mul_(b1).add_(g, alpha=1 - b1)  # Standard Adam update: m <- b1 m + (1 - b1) g
+    v.mul_(b2).addcmul_(g, g, value=1 - b2)  # v <- b2 v + (1 - b2) g^2
     if bias_correction:  # torch.optim.AdamW divides by 1 - b^t; BERT leaves this out, unsaid
         m, v = m / (1 - b1 ** step), v / (1 - b2 ** step)
-    p.sub_(lr * m / (v.sqrt() + eps))
+    p.sub_(lr * m / (v.sqrt() + eps))  # p <- p - lr m / (sqrt(v) + eps)
 
 
 class AdamW(torch.optim.Optimizer):
     """adamw_update over each parameter group: one fused kernel per group (torch's
-    `_fused_adamw_`, the kernel of torch.optim.AdamW(fused=True); `make bench-adamw`), or
-    tensor by tensor with fused=False. A parameter whose grad is None (frozen by gradual
-    unfreezing, or never reached by the loss) is left alone: no update, no decay, no step count."""
+    `_fused_adamw_`, torch.optim.AdamW(fused=True)'s kernel), or tensor by tensor (fused=False)."""
 
     def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01,
                  bias_correction=False, fused=True):
@@ -91,6 +92,8 @@ class AdamW(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self):
         for g in self.param_groups:
+            # a weight without a grad (frozen by Sec 4.1's unfreezing, or never reached by the
+            # loss) is left alone: no update, no decay, no step count of its own yet
             ps = [p for p in g["params"] if p.grad is not None]
             if not ps:
                 continue
@@ -111,19 +114,21 @@ class AdamW(torch.optim.Optimizer):
 
 
 def lr_factor(step, total, warmup, schedule, ratio=32.0):
-    """Multiplier of the peak rate at update `step` (0-based) of `total`. With total 100, warmup 0.1:
-        linear   0, 0.1, ... 0.9 over steps 0-9 (BERT's warmup_linear), then 1 - t/T: 0.9 at 10,
-                 0.45 at 55 (HF's get_linear_schedule_with_warmup restarts at 1 there)
-        stlr     ULMFiT Eq. (3): 1/32 at 0, 1 at 10, back to about 1/32 at 99 (ratio 32)
-        constant 1 throughout (Table 4, "without warmup")"""
-    if schedule == "constant":
+    """The peak rate's multiplier at update `step` (0-based) of `total`. Total 100, warmup 0.1:
+        linear   0, 0.1, ..., 0.9 over steps 0-9, then 1 - t/T: 0.9 at 10, 0.45 at 55
+        stlr     1/32 at 0, 1 at 10, back to about 1/32 at 99 (ratio 32)
+        constant 1 throughout"""
+    if schedule == "constant":  # Table 4: "without warmup"
         return 1.0
     warm = math.floor(total * warmup)
-    if schedule == "stlr":  # after the cut p falls over the updates left (Eq. 3 divides by cut:
-        # the same when T * cut_frac is whole; otherwise Eq. 3 ends below 0)
+    if schedule == "stlr":  # ULMFiT Eq. (3): up to the cut, then down over the updates left
+        # (Eq. 3 divides by the cut: the same when T * cut_frac is whole, else it ends below 0)
         p = step / warm if step < warm else 1 - (step - warm) / max(1, total - warm)
         return (1 + p * (ratio - 1)) / ratio
     assert schedule == "linear", schedule
+    # BERT's warmup_linear (google-research/bert optimization.py), read in Sec 3.3 as slanted
+    # triangular rates: after warmup the line 1 - t/T that warmup cut into, so it resumes at 0.9
+    # (HF's get_linear_schedule_with_warmup restarts from 1 there)
     return step / warm if step < warm else max(0.0, 1 - step / total)
 
 
@@ -273,7 +278,7 @@ def fit(model, opt, data, plan, cfg, loss_of, log=print, after_epoch=None):
     -> dict(updates, tokens, train_s), the training time without after_epoch's."""
     device, total, lengths = data.ids.device, sum(map(len, plan)), data.lengths.tolist()
     peak = [g["lr"] for g in opt.param_groups]  # Eq. (1): each group's own rate
-    progress = Progress(plan, log, cfg)
+    progress = Progress(plan, log, cfg.lr)  # the log: loss, tokens/s, a stop on NaN
     step, running = 0, torch.zeros((), device=device)  # the loss, summed on the device
     for epoch, epoch_batches in enumerate(plan):
         units = unfreeze(model, epoch, cfg.unfreeze)  # Sec 4.1: gradual unfreezing
@@ -297,43 +302,6 @@ def fit(model, opt, data, plan, cfg, loss_of, log=print, after_epoch=None):
         if after_epoch:
             after_epoch(epoch, progress.epoch_loss)
     return progress.done(device)
-
-
-class Progress:
-    """fit's log, kept out of its math: every 50 updates and at each epoch's end, the mean loss
-    since the last line and tokens/s. A NaN/inf loss stops the run: a diverged run is never
-    recorded as a result."""
-
-    def __init__(self, plan, log, cfg):
-        self.plan, self.total, self.log, self.lr = plan, sum(map(len, plan)), log, cfg.lr
-        self.tokens, self.train_s, self.last, self.loss_sum = 0, 0.0, 0, 0.0
-
-    def start(self, epoch):
-        self.epoch, self.t0, self.n, self.epoch_sum = epoch, time.time(), 0, 0.0
-
-    def update(self, step, tokens, running, units):
-        self.tokens, self.n = self.tokens + tokens, self.n + 1
-        end = self.n == len(self.plan[self.epoch])
-        if step % 50 and not end:
-            return
-        loss_sum = running.item()  # note: a CPU-GPU sync point, the loop's only one
-        if not math.isfinite(loss_sum):
-            raise FloatingPointError(f"loss became NaN/inf by update {step} (lr {self.lr}); "
-                                     f"the run is not recorded")
-        loss = (loss_sum - self.loss_sum) / (step - self.last)
-        self.epoch_sum += loss_sum - self.loss_sum
-        self.last, self.loss_sum = step, loss_sum
-        rate = self.tokens / (self.train_s + time.time() - self.t0)
-        self.log(f"epoch {self.epoch + 1}/{len(self.plan)} step {step}/{self.total} "
-                 f"loss {loss:.4f} units {units} {rate:,.0f} tok/s")
-        if end:
-            self.train_s += time.time() - self.t0
-            self.epoch_loss = self.epoch_sum / self.n
-
-    def done(self, device):
-        if device.type == "cuda":
-            self.log(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
-        return dict(updates=self.total, tokens=self.tokens, train_s=self.train_s)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -376,22 +344,14 @@ def lm_config(cfg):
                    bias_correction=False)
 
 
-def check_mlm_head(name_or_dir):
-    """The stage trains the checkpoint's masked-LM head: one without it is an error, at once."""
-    files = bert.checkpoint_files(name_or_dir, ["model.safetensors"])
-    if not bert.has_mlm_head(files["model.safetensors"]):
-        raise ValueError(f"{name_or_dir}: the checkpoint has no masked-LM head (cls.predictions.*)"
-                         f" for the masked-LM stage (--lm_epochs); use one that has it (mBERT "
-                         f"does)")
-
-
 def lm_finetune(cfg, folder, tok, feats, fit=fit, log=print):
     """cfg.lm_epochs epochs of masked-LM training on the training windows `feats` -> `folder`, a
     BERT checkpoint written once (atomically) and reused by every run that names it."""
-    if os.path.isfile(os.path.join(folder, "model.safetensors")):
+    if all(os.path.isfile(os.path.join(folder, n)) for n in ("config.json", "model.safetensors")):
         return folder
+    shutil.rmtree(folder, ignore_errors=True)  # a partial one (a crash, a hand) is made anew
     lm = lm_config(cfg)
-    check_mlm_head(lm.model)
+    bert.check_mlm_head(lm.model)  # the stage trains the checkpoint's own head
     torch.manual_seed(lm.seed)
     device = bert.pick_device()
     model = bert.from_pretrained(lm.model).to(device)

@@ -710,6 +710,19 @@ def test_lm_run_repeats_whether_or_not_its_lm_folder_exists(tmp_path):
         assert getattr(again, k) == getattr(first, k), k
 
 
+def test_a_partial_lm_folder_is_made_anew(tmp_path):
+    """A masked-LM folder without its weights (a crash, a hand, an older version) is trained
+    again and replaced, not kept and then failed on."""
+    folder = tiny_folder(tmp_path, layers=1, mlm=True)
+    cfg = FinetuneConfig(model=folder, data=TINY, lr=1e-3, batch_size=8, epochs=1, lm_epochs=1)
+    lm = tmp_path / "lm"
+    lm.mkdir()
+    (lm / "config.json").write_text("{}")
+    t = finetune.train(cfg, lm_folder=str(lm), log=lambda s: None)
+    assert len(t.dev_f1) == 1 and (lm / "model.safetensors").is_file()
+    assert bert.from_pretrained(str(lm)).mlm is not None
+
+
 def test_lm_finetune_needs_an_mlm_head(tmp_path):
     folder = tiny_folder(tmp_path, layers=1, mlm=False)
     cfg = FinetuneConfig(model=folder, data=TINY, lm_epochs=1)
