@@ -55,7 +55,7 @@ class Experiment:
 
     def __post_init__(self):
         records.check_ranges(self, dict(seeds=(1, None, True), workers=(0, None, True),
-                                 eval_batch_size=(0, None, True)))
+                                        eval_batch_size=(0, None, True)))
         if not self.out:
             raise ValueError("--out is empty: pass the folder for results.jsonl and the runs")
         if self.zero_shot_keep and not self.zero_shot:

@@ -16,7 +16,7 @@ to finetune.fit there (weights and logged losses, with and without unfreezing, b
 import torch
 
 import bert
-from finetune import Tensors, lr_factor, take, unfreeze
+from finetune import Tensors, batch_of, lr_factor, unfreeze
 from progress import Progress
 
 BUCKET = 16  # pieces: batches are padded to a multiple of 16, one graph per length
@@ -89,8 +89,8 @@ def replayer(model, opt, loss_of, data, cfg, state):
     graphs = {}  # length -> (the rows' buffer, its replay)
 
     def one(rows, T):  # factors.take(counter): factors[counter] would ask the host for the index
-        update(model, opt, loss_of, take(data, rows, T), factors.take(counter), cfg.clip, peak,
-               running)
+        update(model, opt, loss_of, batch_of(data, rows, T), factors.take(counter), cfg.clip,
+               peak, running)
         counter.add_(1)
 
     def replay(rows, T):

@@ -237,7 +237,7 @@ def tensorize(feats, tok, device):
     return Tensors(ids.to(device), labels.to(device), lengths.to(device), tok.pad_id)
 
 
-def take(data, rows, T):
+def batch_of(data, rows, T):
     """Rows (a device tensor) cut to T pieces -> (ids, mask, labels), each (B, T)."""
     mask = torch.arange(T, device=rows.device) < data.lengths[rows, None]  # (B, T)
     return data.ids[rows, :T], mask.long(), data.labels[rows, :T]
@@ -289,7 +289,7 @@ def fit(model, opt, data, plan, cfg, loss_of, log=print, after_epoch=None):
             for g, lr in zip(opt.param_groups, peak):
                 g["lr"] = lr * factor
             T = max(lengths[i] for i in idx)  # padded to this batch's longest window only
-            ids, mask, y = take(data, torch.tensor(idx, device=device), T)
+            ids, mask, y = batch_of(data, torch.tensor(idx, device=device), T)
             with bert.autocast(device):
                 loss = loss_of(model, ids, mask, y)
             loss.backward()
@@ -381,7 +381,7 @@ def predict_tags(model, split, data, labels, batch_size=0):
     for idx in batches(split.feats, batch_size or (256 if device.type == "cuda" else 64), False):
         T = max(len(split.feats[i].input_ids) for i in idx)
         rows = torch.tensor(idx, device=device)
-        ids, mask, _ = take(data, rows, T)
+        ids, mask, _ = batch_of(data, rows, T)
         with bert.autocast(device):
             logits = model(ids, mask)  # (B, T, labels)
         bad |= ~torch.isfinite(logits).all()

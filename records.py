@@ -73,8 +73,8 @@ def run_key(cfg):
     return digest(d)
 
 
-
 # ---------------------------------------------------------------------------------------------
+# results.jsonl: one record per run key; a run being trained holds OUT/claims/KEY.lock.
 
 def is_record(r, name):
     """A line the tables can use: a dict with a string key, dev and test scores, and what names

@@ -73,9 +73,10 @@ def epoch_plan(a, cfg, feats):
 
 
 def ours_epoch(cfg, labels, on_device, plan, graphs, ready=None):
-    """fastfit.fit (graphs) or finetune.fit over the epoch -> (seconds, peak GiB, one-time seconds). With graphs the
-    epoch runs twice and the second is timed: the first also warms up and records one graph per
-    length bucket, which a run does once, not every epoch; one-time = first - second. ready(), if
+    """fastfit.fit (graphs) or finetune.fit over the epoch -> (seconds, peak GiB, one-time
+    seconds). With graphs the epoch runs twice and the second is timed: the first also warms up
+    and records one graph per length bucket, which a run does once, not every epoch; one-time =
+    first - second. ready(), if
     given, is called once the model and optimizer are built, just before the epoch starts."""
     torch.manual_seed(cfg.seed)
     device = on_device.ids.device

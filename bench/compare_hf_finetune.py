@@ -59,7 +59,7 @@ def hf_fit(model, cfg, data, plan):
         model.train()
         for idx in epoch:
             rows = torch.tensor(idx, device=device)
-            ids, mask, y = finetune.take(data, rows, max(lengths[i] for i in idx))
+            ids, mask, y = finetune.batch_of(data, rows, max(lengths[i] for i in idx))
             with bert.autocast(device):
                 logits = model(ids, mask)
             loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=-100)

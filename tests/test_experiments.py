@@ -344,7 +344,8 @@ def test_model_dir_with_and_without_slash_is_one_row(tmp_path):
     """"/models/m" and "/models/m/" are one run key (FinetuneConfig.key), so one table row."""
     for seed, model in ((1, "/models/m"), (2, "/models/m/")):
         cfg = FinetuneConfig(model=model, data=TINY, seed=seed)
-        records.append_result(str(tmp_path), record(records.run_key(cfg)) | dict(config=asdict(cfg)))
+        records.append_result(str(tmp_path),
+                              record(records.run_key(cfg)) | dict(config=asdict(cfg)))
     rows = [r for r in experiments.table(str(tmp_path)).split("\n") if r.startswith("| en ")]
     assert len(rows) == 1 and "| /models/m | IOB1 |" in rows[0] and "| 2 |" in rows[0], rows
 
@@ -472,8 +473,8 @@ def test_reproduce_de_needs_the_licensed_folder(tmp_path):
 def add_runs(out, dev_test, **setting):
     for seed, (dev, test) in enumerate(dev_test, start=1):
         cfg = FinetuneConfig(data=TINY, seed=seed, **setting)
-        records.append_result(out, dict(key=records.run_key(cfg), config=asdict(cfg), dev=dict(f1=dev),
-                                            test=dict(f1=test)))
+        records.append_result(out, dict(key=records.run_key(cfg), config=asdict(cfg),
+                                        dev=dict(f1=dev), test=dict(f1=test)))
 
 
 def test_table_puts_the_papers_number_beside_ours(tmp_path):
@@ -759,8 +760,8 @@ def add_zero_shot(out, fmt, f1s, keep=False, data="d0d0d0d0", **setting):
     for seed, (dev, test) in enumerate(f1s, start=1):
         run = records.run_key(FinetuneConfig(data=TINY, seed=seed, **setting))
         records.append_result(out, dict(key=f"{run}-{data}-{keep}", run=run, data=data,
-                                            format=fmt, keep=keep, dev=dict(f1=dev),
-                                            test=dict(f1=test)), records.ZERO_SHOT)
+                                        format=fmt, keep=keep, dev=dict(f1=dev),
+                                        test=dict(f1=test)), records.ZERO_SHOT)
 
 
 def test_table_adds_zero_shot_rows_chosen_on_english_dev(tmp_path):

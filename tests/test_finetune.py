@@ -244,8 +244,8 @@ PLAN = {0: (range(9, 12), False), 1: (range(6, 12), False), 2: (range(3, 12), Fa
 @pytest.mark.parametrize("epoch", sorted(PLAN))
 def test_gradual_unfreezing_plan(epoch, mlm):
     """Epoch 0: classifier + layers 11-9; 1: + 8-6; 2: + 5-3; 3: + 2-0; 4: + embeddings; 5: as 4.
-    unfreeze() returns the units training: 1 + layers + embeddings = 4, 7, 10, 13, 14, 14. With an MLM
-    head the tied word matrix follows the embeddings, not the head."""
+    unfreeze() returns the units training: 1 + layers + embeddings = 4, 7, 10, 13, 14, 14. With an
+    MLM head the tied word matrix follows the embeddings, not the head."""
     model = tiny_classifier(layers=12, mlm=mlm)
     layers, emb = PLAN[epoch]
     assert finetune.unfreeze(model, epoch, 3) == 1 + len(layers) + emb
@@ -265,9 +265,10 @@ def test_fused_step_equals_per_tensor_reference(bias_correction, device):
     adamw_update written per tensor as google-research/bert writes it give the same weights over
     20 steps with Eq. (1)'s rates (delta 2.6), the embeddings frozen (no grads) until step 10, and
     each group's lr a 0-d tensor on the device on one side (as fastfit sets it) and a float on
-    the other (as finetune.fit does), at the schedule's value at each step. fp32 throughout; apart by rounding only: within 1e-7 on the
-    CPU, and 1e-6 on CUDA (its kernel orders its float ops its own way: on an H100 one weight was
-    1.25e-7 off), a thousandth of one step's size (lr 1e-3)."""
+    the other (as finetune.fit does), at the schedule's value at each step. fp32 throughout;
+    apart by rounding only: within 1e-7 on the CPU, and 1e-6 on CUDA (its kernel orders its float
+    ops its own way: on an H100 one weight was 1.25e-7 off), a thousandth of one step's size
+    (lr 1e-3)."""
     cfg = FinetuneConfig(lr=1e-3, delta=2.6)
     fast, slow = tiny_classifier(layers=3).to(device), tiny_classifier(layers=3).to(device)
     opt_fast = ours(fast, cfg, bias_correction)
@@ -340,8 +341,8 @@ def test_grads_are_let_go_and_the_unused_mlm_head_stays_as_loaded(tmp_path, grap
 
 @pytest.mark.parametrize("unfreeze", [0, 1])
 def test_static_shape_updates_equal_eager(tmp_path, unfreeze):
-    """fastfit's CUDA-graph path without the capture: batches padded to multiples of 16 pieces and to
-    full size with the dummy row, lr read from the device table by the device counter. After 2
+    """fastfit's CUDA-graph path without the capture: batches padded to multiples of 16 pieces and
+    to full size with the dummy row, lr read from the device table by the device counter. After 2
     epochs (36 updates, a short last batch in each, unfreezing one layer an epoch or not) the
     weights and the logged losses equal finetune.fit's, which pads to the longest window of
     each batch only. The static path trains twice more before each (would-be) capture, as the
