@@ -43,8 +43,7 @@ class BertConfig:
     @classmethod
     def from_json(cls, path):
         """Keep the keys we model; config.json carries many others (model_type, id2label...)."""
-        with open(path, encoding="utf-8") as f:
-            raw = json.load(f)
+        raw = read_json(path)
         cfg = cls(**{f.name: raw[f.name] for f in fields(cls) if f.name in raw})
         if cfg.hidden_act != "gelu":
             raise ValueError(f"{path}: hidden_act={cfg.hidden_act!r}; "
@@ -272,13 +271,33 @@ def check_mlm_head(name_or_dir):
                              f"that has it (mBERT does)")
 
 
-def check_max_len(max_len, name_or_dir):
-    """Windows of max_len pieces need as many positions: --max_len 256 with a model of 128
-    positions is an error now, not at the first long window after an epoch of training."""
-    cfg = BertConfig.from_json(checkpoint_files(name_or_dir, ["config.json"])["config.json"])
-    if max_len > cfg.max_position_embeddings:
+def read_json(path):
+    """A config.json as a dict; a damaged one (cut off, not an object) is an error naming it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e}); restore or re-download it") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a JSON object, found {type(raw).__name__}")
+    return raw
+
+
+def check_inputs(name_or_dir, max_len=None, pieces=None):
+    """What the data will hand the model must fit it, found now, not at the first long window or
+    rare piece after an epoch: windows of max_len pieces need as many positions, and a vocab.txt
+    of `pieces` lines must index exactly the config's vocab_size rows of the word embeddings
+    (longer: an index past the matrix; shorter: pieces that mean other words)."""
+    files = checkpoint_files(name_or_dir, ["config.json"], optional=["vocab.txt"])
+    cfg = BertConfig.from_json(files["config.json"])
+    if max_len is not None and max_len > cfg.max_position_embeddings:
         raise ValueError(f"--max_len={max_len}: {name_or_dir} has {cfg.max_position_embeddings} "
                          f"positions; pass --max_len {cfg.max_position_embeddings} or less")
+    if pieces is not None and pieces != cfg.vocab_size:
+        vocab = files.get("vocab.txt", "its vocab.txt")
+        raise ValueError(f"{vocab} has {pieces} pieces but {files['config.json']} says "
+                         f"vocab_size {cfg.vocab_size}: the vocabulary is not the checkpoint's; "
+                         f"put the model's own vocab.txt beside it")
 
 
 def from_pretrained(name_or_dir):
@@ -301,8 +320,7 @@ def load_checkpoint(name_or_dir, tagger):
     files = checkpoint_files(name_or_dir, ["config.json", "model.safetensors"])
     path = files["model.safetensors"]
     cfg = BertConfig.from_json(files["config.json"])
-    with open(files["config.json"], encoding="utf-8") as f:
-        raw = json.load(f)
+    raw = read_json(files["config.json"])
     sd = read_safetensors(path)
     # Tied tensors are stored once, under either name, depending on how a checkpoint was converted.
     for kept, alias in (("embeddings.word_embeddings.weight", "cls.predictions.decoder.weight"),

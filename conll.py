@@ -117,13 +117,22 @@ def _fields(line):
 
 
 def _check_tag(tag, path, n, where="the NE tag must be the last column"):
-    """O, B-TYPE or I-TYPE (IOB1 and BIO use only these); anything else is an error at path:n."""
+    """O, B-TYPE or I-TYPE (IOB1 and BIO use only these), TYPE printable with no space; anything
+    else is an error at path:n. An invisible character would make a type of its own, scored
+    apart and never predicted: "I-PER\\xa0" (a latin-1 no-break space, which the CoNLL reader
+    keeps in the column) is type "PER\\xa0", not PER."""
     prefix, _, kind = tag.partition("-")
     if prefix in ("S", "E") and kind:
         raise ValueError(f"{path}:{n}: tag {tag!r} is IOBES; convert IOBES to BIO first "
                          f"(S- -> B-, E- -> I-)")
     if tag != "O" and not (prefix in ("B", "I") and kind):
         raise ValueError(f"{path}:{n}: tag {tag!r} is not O, B-TYPE or I-TYPE ({where})")
+    # isprintable() is False for control and format characters and every whitespace but " "
+    if not kind.isprintable() or " " in kind:
+        bad = next(c for c in kind if c == " " or not c.isprintable())
+        raise ValueError(f"{path}:{n}: tag {tag!r}: its type holds U+{ord(bad):04X}, a space "
+                         f"or an invisible character, which would make {kind!r} a type of its "
+                         f"own; delete the character")
 
 
 def _parse(lines, path):
@@ -169,10 +178,18 @@ GERMEVAL_LEVELS = {"outer": 2, "inner": 3}  # level -> its column
 GERMEVAL_LINE = "a GermEval 2014 word line is 'index<TAB>word<TAB>outer<TAB>inner'"
 
 
+def _germeval_row(line):
+    """A GermEval line without its BOM, line end and trailing blanks. The official
+    NER-de-test.tsv has a word line '1\\t"\\tO\\tO\\t', a fifth field that is empty (HF's
+    germeval_14 loader reads row[:4] and never sees it); a fifth field that is not empty, or a
+    missing fourth, stays an error."""
+    return line.lstrip(BOM).rstrip(" \t\r")
+
+
 def _is_germeval(lines):
     """The first non-blank line is a '#' comment and the first word line has 4 tab-separated
     columns, the first an integer. CoNLL-2003 files open with -DOCSTART- or a word line."""
-    rows = (x.lstrip(BOM).rstrip("\r") for x in lines)
+    rows = (_germeval_row(x) for x in lines)
     rows = (x for x in rows if x.strip())
     if not next(rows, "").startswith("#"):
         return False
@@ -201,7 +218,7 @@ def _parse_germeval(lines, path, level):
     doc = 0
     url = None  # the source URL of the current document
     for n, line in enumerate(lines + [""], start=1):
-        line = line.lstrip(BOM).rstrip("\r")
+        line = _germeval_row(line)
         if not line.strip() or line.startswith("#"):
             if words:
                 out.append(Sentence(words, tags, doc, first))

@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import signal
 import statistics
 import sys
 from dataclasses import MISSING, dataclass, fields, replace
@@ -34,6 +35,8 @@ import finetune
 import records
 import tagger
 from finetune import FinetuneConfig
+from progress import Job
+from wordpiece import WordPiece
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -222,17 +225,26 @@ def run_all(runs, exp, log=print):
     runs = shard_of(runs, exp)
     workers = worker_count(exp, len(runs))
     if workers <= 1:
-        for cfg in runs:
-            run_one(cfg, exp, log)
+        job, done = Job(len(runs), log), {r["key"] for r in records.read_results(exp.out)}
+        for i, cfg in enumerate(runs):
+            rec = run_one(cfg, exp, job.log(i))
+            job.ran(i, "busy" if rec is None else "recorded" if rec["key"] in done else "trained")
         return
     log(f"{len(runs)} runs, {workers} worker processes")
     ctx = multiprocessing.get_context("spawn")  # CUDA cannot be forked
     procs = [ctx.Process(target=work, args=(runs[w:] + runs[:w], exp, f"[worker {w}] "))
              for w in range(workers)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join()
+    try:
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+    finally:  # stopped (Ctrl-C, SIGTERM, an error): the workers stop with us, their runs unclaimed
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            p.join()
     failed = [w for w, p in enumerate(procs) if p.exitcode != 0]
     if failed:
         raise RuntimeError(f"worker(s) {failed} stopped with an error (see above); "
@@ -240,8 +252,18 @@ def run_all(runs, exp, log=print):
 
 
 def work(runs, exp, prefix):
+    stop_on_sigterm()
+    if sys.platform == "linux":  # killed outright, the parent cannot stop us: the kernel will
+        import ctypes
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     for cfg in runs:
         run_one(cfg, exp, log=lambda s: print(prefix + s, flush=True))
+
+
+def stop_on_sigterm():
+    """SIGTERM (a SLURM time limit, preemption, kill) stops as Ctrl-C does: the run in progress
+    unwinds and leaves no temporary file behind; the same command resumes it."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -475,7 +497,7 @@ def check_ready(cfg, exp, runs=None):
     if exp.zero_shot:
         german_sets(exp)  # reads and maps the German files now, not after the first run
     files = bert.checkpoint_files(cfg.model, ["config.json", "vocab.txt", "model.safetensors"])
-    bert.check_max_len(cfg.max_len, cfg.model)
+    bert.check_inputs(cfg.model, cfg.max_len, len(WordPiece.from_pretrained(cfg.model)))
     if any(c.lm_epochs for c in runs):
         bert.check_mlm_head(cfg.model)
     check_space(runs, exp, files["model.safetensors"])
@@ -541,9 +563,12 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    stop_on_sigterm()
     try:
         main(sys.argv[1:])
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except (ValueError, OSError, FloatingPointError, RuntimeError) as e:  # says what to change
         sys.exit(f"error: {e}")
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit("stopped: what is recorded stays; the same command resumes the rest")

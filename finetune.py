@@ -416,8 +416,8 @@ def train(cfg, fit=fit, read=read_splits, lm_folder=None, eval_batch_size=0, log
     caller's copy that keeps what it read; `lm_folder`: where the masked-LM stage is kept (with
     cfg.lm_epochs). Writes nothing but that stage: experiments.py records and saves runs."""
     t_start, device = time.time(), bert.pick_device()
-    bert.check_max_len(cfg.max_len, cfg.model)  # now, not at the first long dev window
     tok = WordPiece.from_pretrained(cfg.model)
+    bert.check_inputs(cfg.model, cfg.max_len, len(tok))  # now, not after an epoch of training
     data, labels = read(cfg, tok)
     encoder = cfg.model
     if cfg.lm_epochs:  # Sec 4.2: the masked-LM stage first, then the task from its weights

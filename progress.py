@@ -1,4 +1,5 @@
-"""What a user sees while training runs: fit's log lines. Nothing here changes a number."""
+"""What a user sees while training runs: fit's log lines, and where a grid stands over its runs.
+Nothing here changes a number."""
 import math
 import time
 
@@ -29,9 +30,11 @@ class Progress:
         loss = (loss_sum - self.loss_sum) / (step - self.last)
         self.epoch_sum += loss_sum - self.loss_sum
         self.last, self.loss_sum = step, loss_sum
-        rate = self.tokens / (self.train_s + time.time() - self.t0)
+        spent = time.time() - self.t0
+        rate = self.tokens / (self.train_s + spent)
+        left = spent / self.n * (len(self.plan[self.epoch]) - self.n)  # this epoch, at its pace
         self.log(f"epoch {self.epoch + 1}/{len(self.plan)} step {step}/{self.total} "
-                 f"loss {loss:.4f} units {units} {rate:,.0f} tok/s")
+                 f"loss {loss:.4f} units {units} {rate:,.0f} tok/s, epoch ~{duration(left)} left")
         if end:
             self.train_s += time.time() - self.t0
             self.epoch_loss = self.epoch_sum / self.n
@@ -40,3 +43,31 @@ class Progress:
         if device.type == "cuda":
             self.log(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
         return dict(updates=self.total, tokens=self.tokens, train_s=self.train_s)
+
+
+class Job:
+    """Where a grid or a reproduction stands over this shard's runs: each line of run i says
+    "[run i/n]", and each run's end how many are done and, from the runs trained so far, about
+    how long the rest will take."""
+
+    def __init__(self, n, log):
+        self.n, self.out, self.seconds = n, log, 0.0
+        self.count = dict(trained=0, recorded=0, busy=0)
+
+    def log(self, i):
+        self.t0 = time.time()
+        return lambda s: self.out(f"[run {i + 1}/{self.n}] {s}")
+
+    def ran(self, i, how):
+        """how: "trained", "recorded" (earlier: skipped) or "busy" (another process has it)."""
+        self.count[how] += 1
+        self.seconds += (time.time() - self.t0) * (how == "trained")
+        c, left = self.count, self.n - (i + 1)
+        eta = f", ~{duration(self.seconds / c['trained'] * left)} left" if c["trained"] else ""
+        self.out(f"{i + 1}/{self.n} runs done ({c['trained']} trained, {c['recorded']} recorded "
+                 f"before, {c['busy']} with another process){eta}")
+
+
+def duration(s):
+    """45 -> "45 s", 200 -> "3.3 min", 7200 -> "2.0 h"."""
+    return f"{s:.0f} s" if s < 100 else f"{s / 60:.1f} min" if s < 6000 else f"{s / 3600:.1f} h"

@@ -15,6 +15,7 @@ from dataclasses import asdict, fields
 import atomic
 import bert
 import corpora
+from finetune import FinetuneConfig
 
 ZERO_SHOT = "zero_shot.jsonl"  # one record per (run, German data): Wu & Dredze's zero-shot rows
 
@@ -76,16 +77,35 @@ def run_key(cfg):
 # ---------------------------------------------------------------------------------------------
 # results.jsonl: one record per run key; a run being trained holds OUT/claims/KEY.lock.
 
-def is_record(r, name):
-    """A line the tables can use: a dict with a string key, dev and test scores, and what names
-    its row (a run's config; a zero-shot score's run and German data)."""
-    if not isinstance(r, dict):
-        return False
-    scored = all(isinstance(r.get(s), dict) and isinstance(r[s].get("f1"), (int, float))
-                 for s in ("dev", "test"))
-    names = dict(run=str, format=str, data=str) if name == ZERO_SHOT else dict(config=dict)
-    return (scored and isinstance(r.get("key"), str)
-            and all(isinstance(r.get(k), t) for k, t in names.items()))
+def record_problem(r, name):
+    """What keeps a line from the tables, or None: it must be an object with a string key, finite
+    dev and test F1, and what names its row (a run's config, every field of its type; a zero-shot
+    score's run and German data). -> e.g. "config.lr is '1e-4', expected float"."""
+    if not isinstance(r, dict) or not isinstance(r.get("key"), str):
+        return "not an object with a string key"
+    for s in ("dev", "test"):
+        f1 = r.get(s).get("f1") if isinstance(r.get(s), dict) else None
+        if not _typed(f1, float):
+            return f"{s}.f1 is {f1!r}, expected a finite number"
+    if name == ZERO_SHOT:
+        names = [(k, r.get(k), t) for k, t in dict(run=str, format=str, data=str).items()]
+    elif not isinstance(r.get("config"), dict):
+        return "no config object"
+    else:
+        names = [(f"config.{f.name}", r["config"].get(f.name), f.type)
+                 for f in fields(FinetuneConfig)]
+    for k, v, t in names:
+        if not _typed(v, t):
+            return f"{k} is {v!r}, expected {t.__name__}"
+    return None
+
+
+def _typed(v, t):
+    """v is a t as the command line types it: an int is a float too, a bool never a number; a
+    float is finite."""
+    if isinstance(v, bool) != (t is bool) or not isinstance(v, int if t is float else t):
+        return isinstance(v, float) and t is float and math.isfinite(v)
+    return True
 
 
 def read_results(out, warn=None, name="results.jsonl"):
@@ -106,8 +126,9 @@ def read_results(out, warn=None, name="results.jsonl"):
             r = json.loads(line.decode("utf-8"))
         except ValueError:  # bad JSON, and UnicodeDecodeError too
             r = None
-        if not is_record(r, name):
-            warn(f"warning: {path}:{n}: not a result record; skipped (left in the file)")
+        why = "not JSON" if r is None else record_problem(r, name)
+        if why:
+            warn(f"warning: {path}:{n}: not a result record ({why}); skipped (left in the file)")
             continue
         if r["key"] not in keys:
             keys.add(r["key"])

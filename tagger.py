@@ -55,15 +55,27 @@ def load_tagger(name_or_dir, device):
     id2label (e.g. dslim/bert-base-NER: BIO labels, no mbert_ner keys -> scheme bio, windows of
     its position count)."""
     model, config = bert.token_classifier_from_pretrained(name_or_dir)
+    where = f"{name_or_dir}: config.json"
     id2label = config.get("id2label") or {}
-    if sorted(map(int, id2label)) != list(range(model.out.out_features)):
-        raise ValueError(f"{name_or_dir}: config.json needs id2label for all "
-                         f"{model.out.out_features} classifier outputs, has {len(id2label)}")
-    labels = [conll_tag(id2label[str(i)]) for i in range(len(id2label))]
-    ours = config.get("mbert_ner", {})
-    max_len = ours.get("max_len", model.bert.cfg.max_position_embeddings)
-    bert.check_max_len(max_len, name_or_dir)
+    n = model.out.out_features
+    if not isinstance(id2label, dict) or sorted(id2label) != sorted(map(str, range(n))):
+        raise ValueError(f"{where} needs id2label naming all {n} classifier outputs "
+                         f'("0": "O", "1": "B-PER", ...)')
+    if not all(isinstance(v, str) and v for v in id2label.values()):
+        raise ValueError(f"{where}: id2label's values must be tag names, not {id2label}")
+    labels = [conll_tag(id2label[str(i)]) for i in range(n)]
+    ours = config.get("mbert_ner", {})  # what save_tagger adds; a Hub model has none
+    positions = model.bert.cfg.max_position_embeddings
+    want = dict(scheme=(str, ("iob1", "bio")), max_len=(int, None), doc_context=(bool, None))
+    if not isinstance(ours, dict):
+        raise ValueError(f"{where}: mbert_ner must be an object like {{\"scheme\": \"bio\"}}")
+    for k, (t, choices) in want.items():
+        if k in ours and (type(ours[k]) is not t or choices and ours[k] not in choices):
+            raise ValueError(f"{where}: mbert_ner.{k} is {ours[k]!r}, expected a {t.__name__}"
+                             + f" in {choices}" * bool(choices))
+    max_len = ours.get("max_len", positions)
     tok = WordPiece.from_pretrained(name_or_dir)
+    bert.check_inputs(name_or_dir, max_len, len(tok))
     return Tagger(model.to(device).eval(), tok, labels, ours.get("scheme", "bio"), max_len,
                   ours.get("doc_context", False))
 
@@ -74,7 +86,7 @@ def read_text(path, encoding=None):
     data = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()
     enc = encoding or "utf-8"
     try:
-        text = data.decode(enc).removeprefix(conll.BOM)  # a byte-order mark is not a word
+        text = data.decode(enc)
     except LookupError:
         raise ValueError(f"--encoding={enc}: unknown encoding; pass e.g. utf-8 or "
                          f"latin-1") from None
@@ -82,7 +94,9 @@ def read_text(path, encoding=None):
         line = data[:e.start].count(b"\n") + 1
         raise ValueError(f"{path}:{line}: byte 0x{data[e.start]:02x} is not valid {enc}; "
                          f"pass --encoding latin-1 (or the file's encoding)") from None
-    lines = text.split("\n")
+    # a byte-order mark is never a word: at the file's start, nor at a line's start in files
+    # joined with cat
+    lines = [line.removeprefix(conll.BOM) for line in text.split("\n")]
     if lines[-1] == "":
         lines.pop()  # the newline ending the last line starts no other
     words = [[p for w in line.split() for p in split_punct(w)] for line in lines]
@@ -90,10 +104,11 @@ def read_text(path, encoding=None):
 
 
 def fresh_path(name):
-    """name, or name with -2, -3, ... before its extension: the first that does not exist."""
+    """name, or name with -2, -3, ... before its extension: the first that does not exist, not
+    even as a dangling symlink (os.path.exists says False for one; writing there fails)."""
     stem, ext = os.path.splitext(name)
     k = 1
-    while os.path.exists(name):
+    while os.path.lexists(name):
         k += 1
         name = f"{stem}-{k}{ext}"
     return name
@@ -119,7 +134,7 @@ def predict(name_or_dir, path, text=False, output=None, encoding=None):
     report for labelled input. Predictions come in the gold file's scheme when its tags show one,
     else in the model's. Text: "word TAG" lines, a blank line after each input line, returned,
     or written to `output` when one is given."""
-    if output and os.path.exists(output):
+    if output and os.path.lexists(output):
         raise ValueError(f"{output} exists; pass another --output (predict never overwrites)")
     t = load_tagger(name_or_dir, bert.pick_device())
     sents = read_text(path, encoding) if text else conll.read_conll(path, encoding)

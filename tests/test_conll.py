@@ -9,6 +9,9 @@ Fixtures (made-up sentences, not the Reuters or Wikipedia text):
                 (lines 2, 10, 23), the first two from one URL; deriv, part, OTH and an inner tag.
   deu_tiny/deu.testa, deu.testb  CoNLL-2003 German dev/test layout (5 columns, IOB1, latin-1),
                 2 sentences each; testb has 2 documents and a B-ORG (two clubs side by side).
+  germeval_trailing_tab.tsv  GermEval 2014 layout whose first word line is the official
+                NER-de-test.tsv's '1<TAB>"<TAB>O<TAB>O<TAB>' (a fifth, empty field); other word
+                lines end in two tabs, a space, a tab and a space. 2 sentences (lines 2, 11).
 """
 import json
 import os
@@ -27,6 +30,7 @@ EN = os.path.join(FIXTURES, "conll_en.txt")
 DE = os.path.join(FIXTURES, "conll_de.txt")
 GE = os.path.join(FIXTURES, "germeval_tiny")
 GE_TRAIN = os.path.join(GE, "NER-de-train.tsv")
+GE_TAB = os.path.join(FIXTURES, "germeval_trailing_tab.tsv")
 L2I = {"O": 0, "B-PER": 1, "I-PER": 2, "B-LOC": 3, "I-LOC": 4}
 
 
@@ -555,6 +559,51 @@ def test_read_germeval_by_hand():
     assert conll.read_conll(GE_TRAIN) == outer  # detected by its layout
 
 
+def test_germeval_trailing_tabs_and_blanks(tmp_path):
+    """The official NER-de-test.tsv has a word line '1<TAB>"<TAB>O<TAB>O<TAB>': a fifth, empty
+    field, which made the file unreadable. germeval_trailing_tab.tsv opens with that line (so
+    detection sees it first), then lines ending in two tabs, a space, a tab and a space: all are
+    4 columns. By hand: sentences on lines 2 and 11 of 7 and 5 words, documents 0 and 1 (two
+    URLs); outer B-OTH on Faust, B-LOC on Leipzig (twice) and Sachsen; inner all O. Detected as
+    GermEval, not read as CoNLL (whose last column on line 1 is '[2009-10-20]'). convert to IOB1
+    turns every B- into I- (each follows O) and keeps the trailing bytes; back to BIO restores
+    the file."""
+    for got in (conll.read_germeval(GE_TAB), conll.read_conll(GE_TAB)):
+        assert [(s.line, s.doc, len(s.words)) for s in got] == [(2, 0, 7), (11, 1, 5)]
+        assert got[0].words == ['"', "Faust", '"', "spielt", "in", "Leipzig", "."]
+        assert got[0].tags == ["O", "B-OTH", "O", "O", "O", "B-LOC", "O"]
+        assert got[1].tags == ["B-LOC", "O", "O", "B-LOC", "O"]
+    assert conll.read_conll_info(GE_TAB)[1:] == ("utf-8", "germeval")
+    assert [s.tags for s in conll.read_germeval(GE_TAB, "inner")] == [["O"] * 7, ["O"] * 5]
+    iob1, back = tmp_path / "iob1.tsv", tmp_path / "back.tsv"
+    raw = open(GE_TAB, "rb").read()
+    conll.convert(GE_TAB, iob1, "iob1")
+    assert iob1.read_bytes() == raw.replace(b"B-", b"I-")
+    conll.convert(iob1, back, "bio")
+    assert back.read_bytes() == raw
+
+
+@pytest.mark.parametrize("data, where, bad", [
+    (b"a NN I-NP I-PER\xa0\n", ":1:", "U+00A0"),  # latin-1 no-break space glued to the tag
+    ("a NN I-NP O\nb NN I-NP B-PER\x00\n".encode(), ":2:", "U+0000"),  # NUL, UTF-8
+    ("a NN I-NP I-PER\u200b\r\n".encode(), ":1:", "U+200B"),  # zero-width space, CRLF
+    ("#\tu\n1\ta\tI-PER\xa0\tO\n".encode(), ":2:", "U+00A0"),  # GermEval outer tag
+    ("#\tu\n1\ta\tO\tB-PER\x00\n".encode(), ":2:", "U+0000"),  # GermEval inner tag
+    ("#\tu\n1\ta\tB-PER \tO\n".encode(), ":2:", "U+0020"),  # a space inside a tab column
+], ids=["conll-nbsp", "conll-nul", "conll-zwsp", "germeval-outer", "germeval-inner",
+        "germeval-space"])
+def test_invisible_characters_in_tags(tmp_path, data, where, bad):
+    """'I-PER\\xa0' or 'B-PER\\x00' would be types 'PER\\xa0' and 'PER\\x00', scored apart from
+    PER and never predicted: an error naming file:line (hand-counted), the tag and the
+    character, in CoNLL files (columns split on spaces and tabs only, so a latin-1 no-break
+    space stays in the tag) and in both GermEval tag columns."""
+    p = tmp_path / "bad.txt"
+    p.write_bytes(data)
+    with pytest.raises(ValueError) as e:
+        conll.read_conll(p)
+    assert f"{p}{where} tag " in str(e.value) and bad in str(e.value)
+
+
 def test_a_germeval_word_with_a_space_writes_a_readable_prediction_file(tmp_path):
     """GermEval's columns are tabs, so "New York" can be one word; in the space-separated
     prediction file it is "New_York", one column, so the file reads back and conlleval scores it
@@ -578,6 +627,10 @@ def test_a_germeval_word_with_a_space_writes_a_readable_prediction_file(tmp_path
     ("#\tu\n1\ta\tO\tO\n\n#\tu\n1\tb\tB-\tO\n", ":5:", "'B-' is not O, B-TYPE or I-TYPE"),
     ("#\tu\n1\ta\tO\tX-PER\n", ":2:", "'X-PER' is not O"),
     ("#\tu\n1\ta\tS-PER\tO\n", ":2:", "'S-PER' is IOBES; convert IOBES to BIO first"),
+    ("#\tu\n1\ta\tO\tO\tX\n", ":2:", "5 tab-separated columns"),  # an extra field, not empty
+    ("#\tu\n1\ta\tO\tO\t\tX\t\n", ":2:", "6 tab-separated columns"),  # one after an empty
+    ("#\tu\n1\ta\tO\t\n", ":2:", "3 tab-separated columns"),  # no inner tag, only a tab
+    ("#\tu\n1\t\tO\tO\t\n", ":2:", "empty word"),  # a trailing tab excuses no empty word
     ("#\tu\n#\tv\n", "", "no sentences"),
 ])
 def test_malformed_germeval(tmp_path, text, where, what):

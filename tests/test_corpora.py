@@ -27,6 +27,8 @@ DE = os.path.join(FIXTURES, "conll_de.txt")
 GE = os.path.join(FIXTURES, "germeval_tiny")
 GE_TRAIN = os.path.join(GE, "NER-de-train.tsv")
 DEU = os.path.join(FIXTURES, "deu_tiny")
+# germeval_tiny's (sentences, words) per split, counted by hand (test_conll.py's stats: 6+11+8)
+GE_COUNTS = {"NER-de-train.tsv": (3, 25), "NER-de-dev.tsv": (1, 5), "NER-de-test.tsv": (1, 6)}
 
 
 def test_splits(tmp_path):
@@ -69,12 +71,12 @@ def fake_archive(tmp_path, monkeypatch):
     zpath = tmp_path / "conll2003.zip"
     with zipfile.ZipFile(zpath, "w") as z:
         for name in ("train.txt", "valid.txt", "test.txt"):
-            text = "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\n\nX NN B-NP O\n"
+            text = "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nsays VBZ B-VP O\n\nX NN B-NP O\n"
             z.writestr(f"conll2003/{name}", text)
         z.writestr("conll2003/metadata", "not CoNLL")
     (url, _), = corpora.DOWNLOADS["en"].files.values()
     patch_corpus(monkeypatch, "en", files={"conll2003.zip": (url, sha(zpath))},
-                 counts={"train.txt": 2, "valid.txt": 2, "test.txt": 2})
+                 counts={"train.txt": (2, 3), "valid.txt": (2, 3), "test.txt": (2, 3)})
     fetched = []
 
     def fetch(url, dest):
@@ -85,7 +87,7 @@ def fake_archive(tmp_path, monkeypatch):
 
 
 def test_download_english(tmp_path, fake_archive):
-    """Fetched once from data.deepai.org, checked (sha256, sentence counts), unpacked to
+    """Fetched once from data.deepai.org, checked (sha256, sentence and token counts), unpacked to
     cache/conll2003-en, the archive kept beside it; the second call uses the cache."""
     d = corpora.download("en", tmp_path / "cache")
     assert d == os.path.join(tmp_path, "cache", "conll2003-en")
@@ -104,7 +106,7 @@ def test_download_rejects_bad_archive(tmp_path, fake_archive, monkeypatch):
                                          f"the archive changed upstream"):
         corpora.download("en", tmp_path / "c1")
     patch_corpus(monkeypatch, "en", files={"conll2003.zip": (url, real)},
-                 counts={"train.txt": 14041, "valid.txt": 2, "test.txt": 2})
+                 counts={"train.txt": (14041, 3), "valid.txt": (2, 3), "test.txt": (2, 3)})
     with pytest.raises(ValueError, match="2 sentences, CoNLL-2003 English has 14041"):
         corpora.download("en", tmp_path / "c2")
     assert os.listdir(tmp_path / "c1") == ["conll2003.zip.part"]  # kept to check by hand
@@ -177,7 +179,7 @@ def fake_germeval(monkeypatch):
     serve = {url: os.path.join(GE, name) for name, (url, _) in files.items()}
     patch_corpus(monkeypatch, "germeval",
                  files={n: (url, sha(os.path.join(GE, n))) for n, (url, _) in files.items()},
-                 counts={"NER-de-train.tsv": 3, "NER-de-dev.tsv": 1, "NER-de-test.tsv": 1})
+                 counts=GE_COUNTS)
     fetched = []
 
     def fetch(url, dest):
@@ -211,7 +213,7 @@ def test_downloads_started_at_once_take_turns(tmp_path, monkeypatch):
     serve = {url: os.path.join(GE, name) for name, (url, _) in files.items()}
     patch_corpus(monkeypatch, "germeval",
                  files={n: (url, sha(os.path.join(GE, n))) for n, (url, _) in files.items()},
-                 counts={"NER-de-train.tsv": 3, "NER-de-dev.tsv": 1, "NER-de-test.tsv": 1})
+                 counts=GE_COUNTS)
     log = tmp_path / "fetched"
 
     def fetch(url, dest):
@@ -240,12 +242,11 @@ def test_download_germeval_rejects_bad_files(tmp_path, fake_germeval, monkeypatc
                                    f"{'0' * 64}; the file changed upstream, or Google Drive sent")
     assert len(fake_germeval) == 2 and os.listdir(tmp_path / "c1") == ["NER-de-dev.tsv.part"]
     patch_corpus(monkeypatch, "germeval", files=files,
-                 counts={"NER-de-train.tsv": 24000, "NER-de-dev.tsv": 1, "NER-de-test.tsv": 1})
+                 counts=dict(GE_COUNTS, **{"NER-de-train.tsv": (24000, 25)}))
     with pytest.raises(ValueError, match="NER-de-train.tsv: 3 sentences, GermEval 2014 has 24000"):
         corpora.download("germeval", tmp_path / "c2")
     assert os.listdir(tmp_path / "c2") == []
-    patch_corpus(monkeypatch, "germeval", counts={"NER-de-train.tsv": 3, "NER-de-dev.tsv": 1,
-                                                  "NER-de-test.tsv": 1})
+    patch_corpus(monkeypatch, "germeval", counts=GE_COUNTS)
     d = corpora.download("germeval", tmp_path / "c3")
     train = os.path.join(d, "NER-de-train.tsv")
     with open(train, "rb") as f:
@@ -255,6 +256,26 @@ def test_download_germeval_rejects_bad_files(tmp_path, fake_germeval, monkeypatc
     with pytest.raises(ValueError, match=f"1 sentences, GermEval 2014 has 3; empty {tmp_path}/c3 "
                                          f"to download again"):
         corpora.download("germeval", tmp_path / "c3")
+
+
+def test_download_checks_token_counts(tmp_path, fake_germeval, monkeypatch):
+    """The published token counts are checked with the sentence counts: a file that lost words
+    but no sentence passes the sentence check alone. NER-de-train.tsv cut mid-sentence (its last
+    word line, '8 .', gone: still 3 sentences, 24 words, not 25) fails on the next call, naming
+    the file and both numbers; a token count of None (not published) is not checked."""
+    d = corpora.download("germeval", tmp_path)
+    train = os.path.join(d, "NER-de-train.tsv")
+    with open(train, "rb") as f:
+        data = f.read()
+    with open(train, "wb") as f:
+        f.write(data.replace(b"8\t.\tO\tO\n", b""))
+    assert len(conll.read_conll(train)) == 3
+    with pytest.raises(ValueError) as e:
+        corpora.download("germeval", tmp_path)
+    assert str(e.value) == (f"{train}: 24 tokens, GermEval 2014 has 25; empty {tmp_path} to "
+                            f"download again, or pass --data=DIR")
+    patch_corpus(monkeypatch, "germeval", counts=dict(GE_COUNTS, **{"NER-de-train.tsv": (3, None)}))
+    assert corpora.download("germeval", tmp_path) == d
 
 
 def test_download_repairs_incomplete_folder(tmp_path, fake_archive):
@@ -275,8 +296,11 @@ def test_download_sources():
     for lang, src in corpora.DOWNLOADS.items():
         assert tuple(src.counts) in corpora.SPLIT_NAMES[lang]
         assert all(re.fullmatch(r"[0-9a-f]{64}", h) for _, h in src.files.values())
-    assert corpora.DOWNLOADS["germeval"].counts == {
-        "NER-de-train.tsv": 24000, "NER-de-dev.tsv": 2200, "NER-de-test.tsv": 5100}
+    assert corpora.DOWNLOADS["en"].counts == {  # Tjong Kim Sang & De Meulder 2003, Table 1
+        "train.txt": (14041, 203621), "valid.txt": (3250, 51362), "test.txt": (3453, 46435)}
+    assert corpora.DOWNLOADS["germeval"].counts == {  # tokens not checked: see corpora.py
+        "NER-de-train.tsv": (24000, None), "NER-de-dev.tsv": (2200, None),
+        "NER-de-test.tsv": (5100, None)}
     with pytest.raises(ValueError, match="'de': expected 'en' or 'germeval' .* licensed"):
         corpora.download("de", "unused")
     with pytest.raises(ValueError, match="lang='fr': expected 'en' or 'germeval'"):

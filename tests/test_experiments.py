@@ -297,7 +297,8 @@ def test_damaged_results_line_is_named_skipped_and_kept(tmp_path):
     warnings = []
     got = records.read_results(str(tmp_path), warnings.append)
     assert [r["key"] for r in got] == ["a", "c"]
-    assert warnings == [f"warning: {path}:2: not a result record; skipped (left in the file)"]
+    assert warnings == [f"warning: {path}:2: not a result record (not JSON); skipped (left in "
+                        f"the file)"]
     records.append_result(str(tmp_path), record("d"))
     assert path.read_text().split("\n")[1] == '{"key": "b", "x'
     with pytest.raises(ValueError, match="no results.jsonl records"):
@@ -316,27 +317,40 @@ def test_damaged_bytes_stay_on_disk_and_later_runs_are_recorded(tmp_path):
     def keys():
         return [r["key"] for r in records.read_results(str(tmp_path), warnings.append)]
     assert keys() == ["a", "c"]
-    assert warnings == [f"warning: {path}:2: not a result record; skipped (left in the file)"]
+    assert warnings == [f"warning: {path}:2: not a result record (not JSON); skipped (left in "
+                        f"the file)"]
     records.append_result(str(tmp_path), record("d"))
     assert path.read_bytes().split(b"\n")[:3] == [a, damaged, c]
     assert keys() == list("acd")
 
 
-@pytest.mark.parametrize("line", [
-    {"key": "x", "dev": {"f1": 90.0}, "test": {"f1": 90.0}},            # no config
-    {"key": "x", "config": {}, "dev": {"f1": 90.0}},                     # no test score
-    {"key": "x", "config": {}, "dev": {"f1": "90"}, "test": {"f1": 1}},  # f1 not a number
-    {"key": 7, "config": {}, "dev": {"f1": 90.0}, "test": {"f1": 1}}])   # key not a string
-def test_a_record_the_table_cannot_use_is_named_and_skipped(tmp_path, line):
-    """Valid JSON that is not a whole record is a damaged line like any other: the table of the
-    others is printed (it used to stop on a KeyError)."""
+WHOLE = dict(key="x", config=asdict(FinetuneConfig()), dev={"f1": 90.0}, test={"f1": 1})
+
+
+@pytest.mark.parametrize("line, why", [
+    ({"key": "x", "dev": {"f1": 90.0}, "test": {"f1": 90.0}}, "no config object"),
+    ({"key": "x", "config": {}, "dev": {"f1": 90.0}}, "test.f1 is None, expected a finite number"),
+    ({"key": "x", "config": {}, "dev": {"f1": "90"}, "test": {"f1": 1}},
+     "dev.f1 is '90', expected a finite number"),
+    ({"key": 7, "config": {}, "dev": {"f1": 90.0}, "test": {"f1": 1}},
+     "not an object with a string key"),
+    (WHOLE | dict(config=WHOLE["config"] | dict(lr="1e-4")), "config.lr is '1e-4', expected float"),
+    (WHOLE | dict(config=WHOLE["config"] | dict(model=None)), "config.model is None, expected str"),
+    (WHOLE | dict(dev={"f1": float("nan")}), "dev.f1 is nan, expected a finite number"),
+    (WHOLE | dict(config=WHOLE["config"] | dict(epochs=True)), "config.epochs is True, expected int"),
+    (WHOLE | dict(config={k: v for k, v in WHOLE["config"].items() if k != "level"}),
+     "config.level is None, expected str")])
+def test_a_record_the_table_cannot_use_is_named_and_skipped(tmp_path, line, why):
+    """Valid JSON that is not a whole record, with each field of its type, is a damaged line like
+    any other, and the warning says what is wrong: the table of the others is printed (a record
+    with "lr": "1e-4", "model": null or an f1 of NaN used to pass and crash the table)."""
     (tmp_path / "results.jsonl").write_text(json.dumps(line) + "\n")
     cfg = FinetuneConfig(data=TINY)
     records.append_result(str(tmp_path), record(records.run_key(cfg)) | dict(config=asdict(cfg)))
     warnings = []
     assert len(records.read_results(str(tmp_path), warnings.append)) == 1
-    assert warnings == [f"warning: {tmp_path}/results.jsonl:1: not a result record; skipped "
-                        f"(left in the file)"]
+    assert warnings == [f"warning: {tmp_path}/results.jsonl:1: not a result record ({why}); "
+                        f"skipped (left in the file)"]
     assert "| en | bert-base-multilingual-cased | IOB1 |" in experiments.table(str(tmp_path))
 
 
@@ -958,3 +972,78 @@ def test_reproduce_with_zero_shot_end_to_end_on_real_weights(minilm_dir, tmp_pat
     assert sorted(r.split(" | ")[2] for r in rows) == ["BIO", "IOB1"]
     assert all("zero-shot on germeval2014" in r for r in rows)
     assert len(records.read_results(out, name=records.ZERO_SHOT)) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile paths and damaged folders: an error naming the file, never a spin or a traceback.
+
+def test_predict_skips_a_dangling_symlink_at_the_default_name(trained, tmp_path, monkeypatch):
+    """`ln -s nowhere test.txt.pred.txt`: the default name is taken (by a link to nothing), so the
+    next free one is used; the link stays as it was (this used to spin forever, writing temps)."""
+    cfg, exp, rec = trained
+    monkeypatch.chdir(tmp_path)
+    os.symlink(tmp_path / "nowhere", tmp_path / "test.txt.pred.txt")
+    report = tagger.predict(os.path.join(exp.out, f"run-{rec['key']}"), corpora.splits(TINY)["test"])
+    assert "(predictions in test.txt.pred-2.txt)" in report
+    assert os.readlink(tmp_path / "test.txt.pred.txt") == str(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="exists"):
+        tagger.predict(os.path.join(exp.out, f"run-{rec['key']}"), corpora.splits(TINY)["test"],
+                       output="test.txt.pred.txt")
+
+
+def test_predict_text_drops_a_byte_order_mark_at_any_line_start(trained, tmp_path):
+    """Two files with byte-order marks joined by cat: the second mark opens a later line, and is no
+    more part of its first word than the first one is."""
+    cfg, exp, rec = trained
+    run_dir = os.path.join(exp.out, f"run-{rec['key']}")
+    path = tmp_path / "joined.txt"
+    path.write_bytes("\ufeffEU rejects German call\n\ufeffPeter Blackburn\n".encode("utf-8"))
+    words = [line.split(" ")[0] for line in tagger.predict(run_dir, str(path), text=True)
+             .split("\n") if line]
+    assert words == ["EU", "rejects", "German", "call", "Peter", "Blackburn"]
+
+
+@pytest.mark.parametrize("extra", [1, -1])
+def test_a_vocab_that_is_not_the_checkpoints_fails_before_any_work(tmp_path, extra):
+    """vocab.txt one line longer than config.json's vocab_size (an IndexError at the first forward
+    pass, after the pre-flight checks) or one shorter (accepted, and tagging garbage): both are
+    errors naming the two files, from train() and from the command line's checks alike."""
+    folder = bert_folder(str(tmp_path / "bert"), layers=1, hidden=8)
+    vocab = os.path.join(folder, "vocab.txt")
+    lines = open(vocab, encoding="utf-8").read().split("\n")[:-1]
+    lines = lines + ["zzzextra"] if extra > 0 else lines[:-1]
+    with open(vocab, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    match = rf"vocab.txt has {len(lines)} pieces but .*config.json says vocab_size"
+    with pytest.raises(ValueError, match=match):
+        finetune.train(FinetuneConfig(model=folder, data=TINY), fit=None)
+    with pytest.raises(ValueError, match=match):
+        experiments.main(["train", "--model", folder, "--data", TINY, "--out", str(tmp_path)])
+
+
+def _damage(folder, edit):
+    path = os.path.join(folder, "config.json")
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(edit(text))
+    return path
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda t: t[:len(t) // 2], r"config.json: not valid JSON"),
+    (lambda t: json.dumps(json.loads(t) | dict(mbert_ner=[1])), r"mbert_ner must be an object"),
+    (lambda t: json.dumps(json.loads(t) | dict(id2label={str(i): i for i in range(9)})),
+     r"id2label's values must be tag names"),
+    (lambda t: json.dumps(json.loads(t) | dict(mbert_ner=dict(scheme="iobes"))),
+     r"mbert_ner.scheme is 'iobes'"),
+    (lambda t: "[]", r"config.json: expected a JSON object")])
+def test_a_damaged_run_folder_is_named_not_a_traceback(trained, tmp_path, edit, match):
+    """A run folder whose config.json is cut off, or holds mbert_ner as a list, id2label's values
+    as numbers or an unknown scheme: an error naming the folder or file."""
+    cfg, exp, rec = trained
+    folder = str(tmp_path / "run")
+    shutil.copytree(os.path.join(exp.out, f"run-{rec['key']}"), folder)
+    _damage(folder, edit)
+    with pytest.raises(ValueError, match=match):
+        tagger.load_tagger(folder, torch.device("cpu"))
