@@ -58,6 +58,21 @@ def replace_folder(path, fill):
         shutil.rmtree(tmp, ignore_errors=True)  # gone already after the rename
 
 
+def clear_temps(folder, name=""):
+    """Remove the temporaries that replace and replace_folder left in `folder` (for `name`, or
+    all) when their process was killed outright (SIGKILL, a power cut). Only for a folder whose
+    writer holds a lock: another process's temporary is in use."""
+    if not os.path.isdir(folder):
+        return
+    for entry in os.listdir(folder):
+        if entry.startswith(f".{name}") and entry.endswith(".tmp") and entry.count(".") >= 3:
+            path = os.path.join(folder, entry)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+
+
 def write_text(path, text, encoding="utf-8", new=False):
     """Text into `path` through replace. An unknown folder or a folder at `path` is an error that
     says so; a character the encoding lacks raises as it is; either way the old file stays."""

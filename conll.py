@@ -257,6 +257,12 @@ def read_conll(path, encoding=None):
     return read_conll_info(path, encoding)[0]
 
 
+def has_docstart(path, encoding=None):
+    """Whether a CoNLL file holds -DOCSTART- lines (predict writes them back only then)."""
+    lines, _ = _lines(path, encoding)
+    return any(_fields(x)[:1] == [DOCSTART] for x in lines)
+
+
 def read_germeval(path, level="outer", encoding=None):
     """GermEval 2014 .tsv -> sentences with the outer (column 3) or inner (column 4) BIO tags:
     "1\\tAnna\\tB-PER\\tO" -> word "Anna", tag "B-PER" (outer) or "O" (inner)."""
@@ -627,4 +633,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    import signal  # only the command line needs it
+    if hasattr(signal, "SIGPIPE"):  # `... | head` closes the pipe: end quietly, as `cat` does
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     sys.exit(main())

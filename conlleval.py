@@ -30,8 +30,10 @@ What conlleval.pl does, and so what we do (read before trusting a number):
   perl script's token count and accuracy; P/R/F1 are the same with or without it.
 - Options: -l LaTeX table, -r raw tags (every non-O tag is its own one-word chunk),
   -o the outside tag for -r (ignored without -r, as in the perl script), -d the field
-  delimiter, a regular expression (default a single space; the perl script splits on it
-  with split(/$delimiter/), so runs of spaces give empty columns).
+  delimiter, a Perl regular expression (default a single space; the perl script splits on
+  it with split(/$delimiter/), so runs of spaces give empty columns). Python's re reads most
+  Perl regexes alike; the forms it lacks, POSIX classes such as [[:space:]] and \\h \\H \\v \\V,
+  we rewrite into the characters perl matches with them on bytes.
   We add -b BOUNDARY (the perl script hard-codes "-X-").
 Where we depart from the perl script: the -b option; -h/--help; error messages name the
 line (exit codes are the script's: 1 for a column mismatch, 255 where it dies); no
@@ -56,7 +58,8 @@ line, or a line whose first column is the boundary, ends a sentence.
 options (before any other argument, each value its own argument):
   -l           print the rows of a LaTeX table instead of the report
   -r           raw tags: no B-/I- prefixes, each tag other than OUTSIDE is a one-word chunk
-  -d DELIM     field delimiter, a regular expression (default: one space); -d '\\t' for tabs
+  -d DELIM     field delimiter, a Perl regex (default: one space); -d '\\t' for tabs,
+               -d '[[:space:]]+' or -d '\\h+' for runs of blanks
   -o OUTSIDE   the outside tag for -r (default: O; ignored without -r)
   -b BOUNDARY  first column of a sentence-break line (default: -X-; not in the perl script)
   -h, --help   print this help and exit
@@ -289,6 +292,84 @@ class InputError(ValueError):
         self.code = code
 
 
+# -d: a Perl regex (split(/$delimiter/, $line)). Python's re lacks the POSIX classes and
+# \h \H \v \V, so we rewrite them into classes of the characters perl matches. Perl sees bytes
+# here (no `use utf8`, no locale), as we do through latin-1: POSIX classes follow ASCII rules,
+# but \h and \v take latin-1's A0 and 85 too (perlrecharclass: they match the same characters
+# whatever the string's format). Checked byte by byte against perl 5.36 in the tests.
+
+_POSIX = {  # [:name:] -> the body of a Python class of the same characters, flags aside
+    "alpha": "a-zA-Z", "digit": "0-9", "alnum": "0-9a-zA-Z", "upper": "A-Z", "lower": "a-z",
+    "punct": "!-/:-@\\[-`{-~", "print": " -~", "graph": "!-~", "cntrl": "\\x00-\\x1f\\x7f",
+    "xdigit": "0-9a-fA-F", "word": "0-9a-zA-Z_", "space": "\\t-\\r ", "blank": "\\t ",
+    "ascii": "\\x00-\\x7f",
+}
+_PERL_ESCAPES = {"\\h": "\\t \\xa0", "\\v": "\\n-\\r\\x85"}  # \H and \V: the complements
+_POSIX_NAME = re.compile(r"\[:(\^?)(\w+):\]")  # only inside brackets, as in perl
+_OPENING = re.compile(r"\[\^?\]?")  # "[", "[^", and a "]" right after them, a literal in both
+PERL_FORMS = "POSIX classes in brackets ([[:space:]], [[:^digit:]], ...) and \\h \\H \\v \\V"
+
+
+def _negate(body):
+    """The body of a class of every character that [body] lacks: "\\t " -> all but tab, space."""
+    keep = re.compile(f"[{body}]")
+    runs = []  # [first, last] code points outside [body]
+    for i in range(257):  # 256 stands for everything above FF, outside all of our classes
+        if i < 256 and keep.match(chr(i)):
+            continue
+        if runs and runs[-1][1] == i - 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    runs[-1][1] = 0x10FFFF
+    return "".join(f"\\U{a:08x}-\\U{b:08x}" for a, b in runs)
+
+
+def perl_regex(p):
+    """A Perl regex rewritten for Python's re, with perl's matches on bytes: POSIX classes in
+    brackets and \\h \\H \\v \\V become plain classes; the rest is left for re to read.
+
+    "[[:space:]]+" -> "[\\t-\\r ]+";  "\\h" -> "[\\t \\xa0]";  "[^[:digit:]x]" -> "[^0-9x]" """
+    out, i, in_class = [], 0, False
+    while i < len(p):
+        tok = p[i:i + 2] if p[i] == "\\" else p[i]  # an escape is two characters
+        posix = _POSIX_NAME.match(p, i) if in_class else None
+        if tok.lower() in _PERL_ESCAPES:
+            body = _PERL_ESCAPES[tok.lower()]
+            body = body if tok.islower() else _negate(body)
+            out.append(body if in_class else f"[{body}]")
+        elif posix:
+            tok = posix.group()
+            neg, name = posix.groups()
+            if name not in _POSIX:
+                raise ValueError(f"POSIX class [:{name}:] unknown; perl knows "
+                                 f"{', '.join(sorted(_POSIX))}")
+            out.append(_negate(_POSIX[name]) if neg else _POSIX[name])
+        elif in_class:
+            in_class = tok != "]"
+            # literal in perl; escaped, as re would warn of a nested set or a set operation
+            out.append("\\" + tok if tok in ("[", "&", "~", "|") else tok)
+        else:
+            if tok == "[":
+                tok = _OPENING.match(p, i).group()
+                in_class = True
+            out.append(tok)
+        i += len(tok)
+    return "".join(out)
+
+
+def compile_delim(delim):
+    """-d as conlleval.pl reads it, a Perl regex, compiled for Python with perl's byte rules:
+    re.ASCII, so \\s, \\w, \\b are ASCII (a latin-1 0xA0 or 0x85 is no space: UTF-8's "Р" is
+    D0 A0, "х" D1 85); \\h and \\v take A0 and 85 in perl too, and so here."""
+    try:
+        return re.compile(perl_regex(delim), re.ASCII)
+    except (re.error, ValueError) as e:
+        raise InputError(f"conlleval: -d {delim!r} is no regex we can read ({e}); we take "
+                         f"Python's re syntax plus Perl's {PERL_FORMS}; escape a literal "
+                         "character, e.g. -d '\\|'", 255) from e
+
+
 def split_fields(line, delim):
     """Perl's split(/$delimiter/, $line): a regex split that drops trailing empty fields.
 
@@ -304,7 +385,7 @@ def read_rows(lines, delim=" ", raw=False, otag="O", boundary=BOUNDARY, name="<s
 
     ["w x B-PER B-PER", "", "-X- x O O"]
       -> ("B-PER", "B-PER", False), ("O", "O", True), ("O", "O", True)"""
-    pattern = re.compile(delim, re.ASCII) if isinstance(delim, str) else delim
+    pattern = compile_delim(delim) if isinstance(delim, str) else delim
     ncols, first = -1, 0  # perl's $nbrOfFeatures (a column count minus one) and its line
     for n, line in enumerate(lines, 1):
         f = split_fields(line, pattern)
@@ -351,13 +432,7 @@ def parse_args(argv):
                          f"the input comes on stdin\n{USAGE}", 255)
     if opts["boundary"] == "" or opts["delim"] == "":
         raise InputError(f"conlleval: -b and -d need a non-empty value\n{USAGE}", 255)
-    try:
-        # a regex, as in perl's split(/$delimiter/) on bytes: \s, \w, \b by ASCII rules (a
-        # latin-1 0xA0 or 0x85 is no space: UTF-8's "Р" is D0 A0, "х" D1 85)
-        opts["delim"] = re.compile(opts["delim"], re.ASCII)
-    except re.error as e:
-        raise InputError(f"conlleval: -d {opts['delim']!r} is not a regular expression "
-                         f"({e}); escape it, e.g. -d '\\|'", 255) from e
+    opts["delim"] = compile_delim(opts["delim"])  # a Perl regex, as in split(/$delimiter/)
     return opts
 
 

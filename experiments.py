@@ -26,6 +26,7 @@ import statistics
 import sys
 from dataclasses import MISSING, dataclass, fields, replace
 
+import atomic
 import bert
 import conll
 import conlleval
@@ -115,12 +116,13 @@ def run_one(cfg, exp, log=print):
             return None
         if key in {r["key"] for r in records.read_results(exp.out)}:  # finished while we looked
             return run_one(cfg, exp, log)
+        run_dir = os.path.join(exp.out, f"run-{key}")
+        atomic.clear_temps(run_dir)  # of a killed try at this run: the claim is ours now
         fingerprint = corpora.data_fingerprint(cfg.data, cfg.lang)
         lm = finetune.lm_config(cfg)  # Sec 4.2: a stage shared by the runs that train it alike
         lm_folder = os.path.join(exp.out, "lm-" + records.run_key(lm)) if cfg.lm_epochs else None
         fit = fit_loop(exp)
         t = finetune.train(cfg, fit, read_splits, lm_folder, exp.eval_batch_size, log)
-        run_dir = os.path.join(exp.out, f"run-{key}")
         os.makedirs(run_dir, exist_ok=True)
         for split, (sents, pred) in t.pred.items():
             conll.write_conll(os.path.join(run_dir, f"{split}.pred.txt"), sents, pred)
@@ -256,8 +258,11 @@ def work(runs, exp, prefix):
     if sys.platform == "linux":  # killed outright, the parent cannot stop us: the kernel will
         import ctypes
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    for cfg in runs:
-        run_one(cfg, exp, log=lambda s: print(prefix + s, flush=True))
+    try:
+        for cfg in runs:
+            run_one(cfg, exp, log=lambda s: print(prefix + s, flush=True))
+    except KeyboardInterrupt:
+        sys.exit(f"{prefix}stopped")
 
 
 def stop_on_sigterm():
@@ -357,7 +362,7 @@ def setting(record):
     """A record's row: its FinetuneConfig fields but the seed, data as the files' fingerprint."""
     c = {f.name: record["config"].get(f.name) for f in fields(FinetuneConfig)}
     c.update(data=record.get("data_fingerprint", c["data"]), seed=None)
-    c.update(model=c["model"].rstrip("/"))  # "dir/" is "dir", as in the run's key
+    c.update(model=records.model_id(c["model"]))  # as the run's key names it
     return json.dumps(c, sort_keys=True)
 
 
@@ -392,6 +397,11 @@ def table(out):
     for r in records.read_results(out):
         groups.setdefault(setting(r), []).append(r)
     if not groups:
+        held = records.busy(out)
+        if held:  # a resume right after a kill finds its runs still held: by whom, it says
+            raise ValueError(f"{out}: no results.jsonl records yet; {len(held)} runs are being "
+                             f"trained by other processes now ({', '.join(held)}); run `table` "
+                             f"when they finish")
         raise ValueError(f"{out}: no results.jsonl records; train or grid with --out {out} first")
     for z in records.read_results(out, name=records.ZERO_SHOT):
         german.setdefault(z["run"], []).append(z)
@@ -442,12 +452,18 @@ DEMO = dict(scheme="bio", lr=1e-4, batch_size=16, epochs=2, max_train_sentences=
 
 
 def demo(cfg, exp):
-    """Offline, on a CPU, in minutes: the packaged MiniLM fine-tuned on a slice of CoNLL-2003
-    English (../shared/data/conll2003-en when present, else the tiny fixture), then conlleval's
-    report on its test split."""
-    data = os.path.join(ROOT, "..", "shared", "data", "conll2003-en")
-    data = data if os.path.isdir(data) else os.path.join(ROOT, "tests", "fixtures", "en_tiny")
-    cfg = replace(cfg, model=minilm_folder(), data=cfg.data or data)
+    """On a CPU, in minutes: the packaged MiniLM fine-tuned on a slice of CoNLL-2003 English
+    (--data, or the copy downloaded once), then conlleval's report on its test split. Offline
+    with no copy: the 4-sentence fixture, said loudly, since its F1 means nothing."""
+    if not cfg.data:
+        try:
+            cfg = replace(cfg, data=corpora.data_dir("", "en"))
+        except OSError as e:
+            print(f"note: no CoNLL-2003 English ({e}); the demo runs on the 4-sentence test "
+                  f"fixture instead, so its F1 means nothing: pass --data DIR for a real one",
+                  file=sys.stderr)
+            cfg = replace(cfg, data=os.path.join(ROOT, "tests", "fixtures", "en_tiny"))
+    cfg = replace(cfg, model=minilm_folder())
     r = run_one(cfg, exp)
     sents = conll.read_conll(corpora.splits(cfg.data, cfg.lang)["test"])
     pred = conll.read_conll(os.path.join(exp.out, f"run-{r['key']}", "test.pred.txt"))
@@ -566,8 +582,9 @@ if __name__ == "__main__":
     stop_on_sigterm()
     try:
         main(sys.argv[1:])
-    except BrokenPipeError:  # the reader went away (`| head`): stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as if by SIGPIPE
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush
+        sys.exit(128 + signal.SIGPIPE)
     except (ValueError, OSError, FloatingPointError, RuntimeError) as e:  # says what to change
         sys.exit(f"error: {e}")
     except KeyboardInterrupt:

@@ -67,11 +67,17 @@ def digest(d):
 
 def run_key(cfg):
     """A run's id: a hash of every field, with `data` as a fingerprint of the files' bytes (an
-    edited file is a new run; `dir/` is `dir`, and so is a copy elsewhere) and `model` without a
-    trailing /."""
+    edited file is a new run; `dir/` is `dir`, and so is a copy elsewhere) and `model` as
+    model_id names it."""
     d = asdict(check_config(cfg))
-    d.update(data=corpora.data_fingerprint(cfg.data, cfg.lang), model=cfg.model.rstrip("/"))
+    d.update(data=corpora.data_fingerprint(cfg.data, cfg.lang), model=model_id(cfg.model))
     return digest(d)
+
+
+def model_id(model):
+    """A local folder by where it really is (a symlink to it, `dir/` and `./dir` are one model),
+    a Hub id as it is written."""
+    return os.path.realpath(model) if os.path.isdir(model) else model.rstrip("/")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,6 +149,7 @@ def append_result(out, record, name="results.jsonl"):
     lines."""
     path = os.path.join(out, name)
     with atomic.locked(path + ".lock"):
+        atomic.clear_temps(out, name)  # a killed writer's; ours is the lock now
         done = {r["key"]: r for r in read_results(out, lambda s: None, name)}
         if record["key"] in done:
             return done[record["key"]]
@@ -155,6 +162,17 @@ def append_result(out, record, name="results.jsonl"):
                 f.write(old + json.dumps(record).encode() + b"\n")
         atomic.replace(path, write)
     return record
+
+
+def busy(out):
+    """The keys of the runs that live processes are training now (their claims are held)."""
+    folder = os.path.join(out, "claims")
+    names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    held = []
+    for name in (n for n in names if n.endswith(".lock")):
+        with claim(out, name[:-len(".lock")]) as mine:
+            held += [] if mine else [name[:-len(".lock")]]
+    return held
 
 
 def claim(out, key):

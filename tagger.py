@@ -4,6 +4,7 @@ the Hub), and applied to new text: `predict` tags a CoNLL file or raw text.
     python experiments.py predict runs/x/run-KEY eng.testb          # + conlleval's report
     python experiments.py predict dslim/bert-base-NER notes.txt --text
 """
+import io
 import os
 import sys
 from dataclasses import dataclass, replace
@@ -154,8 +155,9 @@ def predict(name_or_dir, path, text=False, output=None, encoding=None):
     while True:  # written only as a new file: one that appeared meanwhile is never replaced
         out = output or fresh_path(os.path.basename(path) + ".pred.txt")
         try:
-            if labelled:
-                conll.write_conll(out, sents, pred, new=True)
+            if labelled:  # -DOCSTART- lines as the input has them: conlleval counts each one
+                docstart = conll.has_docstart(path, encoding)
+                conll.write_conll(out, sents, pred, docstart=docstart, new=True)
             else:
                 atomic.write_text(out, tagged, new=True)
             break
@@ -164,9 +166,18 @@ def predict(name_or_dir, path, text=False, output=None, encoding=None):
                 raise ValueError(f"{output} appeared while tagging; pass another --output "
                                  f"(predict never overwrites)") from None
     if labelled:
-        report = conlleval.report(conlleval.count([s.tags for s in sents], pred))
-        return report + f"(predictions in {out})\n"
+        return report_of(out) + f"(predictions in {out})\n"
     return f"(predictions in {out})\n"
+
+
+def report_of(path):
+    """conlleval's report of a written file, byte for byte what `conlleval.pl < path` prints (a
+    gold word "-X-" is a sentence break there, a -DOCSTART- line a token), so the report printed
+    and the file kept never disagree."""
+    out = io.BytesIO()
+    with open(path, "rb") as f:
+        conlleval.main([], f, out, sys.stderr)
+    return out.getvalue().decode("utf-8", errors="replace")
 
 
 def tag_sentences(t, sents, scheme, batch_size=0):

@@ -89,3 +89,17 @@ def test_a_lock_neither_truncates_nor_follows_a_link(tmp_path):
         assert mine
         with atomic.try_lock(str(lock)) as again:  # flock: another open file description
             assert not again
+
+
+def test_clear_temps_takes_only_temporaries(tmp_path):
+    """What a killed writer left (a file and a folder under replace's temporary names) goes; the
+    files, dotfiles and other names stay; a name limits it to that target's temporaries."""
+    for name in (".model.safetensors.k3j_x1.tmp", ".results.jsonl.a1b2c3.tmp", "model.safetensors",
+                 ".hidden", "notes.tmp"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / ".lm-abc.q9w8e7.tmp").mkdir()
+    atomic.clear_temps(str(tmp_path), "results.jsonl")
+    assert ".results.jsonl.a1b2c3.tmp" not in os.listdir(tmp_path)
+    assert ".model.safetensors.k3j_x1.tmp" in os.listdir(tmp_path)
+    atomic.clear_temps(str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == [".hidden", "model.safetensors", "notes.tmp"]

@@ -702,3 +702,17 @@ def test_convert_germeval(tmp_path):
     assert new.count("B-") == 0 and new.count("I-") == old.count("B-") + old.count("I-")
     conll.convert(iob1, back, "bio")
     assert back.read_bytes() == open(GE_TRAIN, "rb").read()
+
+
+def test_cli_broken_pipe():
+    """`conll.py stats ... | head -1`: the reader leaves after one line, so a later write finds
+    the pipe closed. That ends the command quietly, as it does cat, conlleval.py and wordpiece.py,
+    not with "error: [Errno 32] Broken pipe". 1000 files print ~150 KB, more than a pipe holds,
+    so the writer is still writing when the reader goes."""
+    p = subprocess.Popen([sys.executable, "conll.py", "stats", *[EN] * 1000], cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout.readline().startswith(EN.encode())
+    p.stdout.close()
+    err = p.stderr.read()
+    p.wait()
+    assert err == b"", err

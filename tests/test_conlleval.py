@@ -291,6 +291,100 @@ def test_cli_delimiter_classes_follow_perls_byte_rules():
     assert run_cli(text, "-d", "\\s+").stdout == plain.stdout
 
 
+
+# What each Perl form matches among the bytes 0-255, as perl 5.36 prints it for conlleval.pl's
+# input (bytes, no `use utf8`): perl -e 'print grep { chr($_) =~ /$ARGV[0]/ } 0..255' '\h'.
+# POSIX classes follow ASCII rules there; \h and \v also take latin-1's A0 and 85.
+PERL_BYTES = [
+    (r"[[:space:]]", "09-0d 20"),
+    (r"[[:blank:]]", "09 20"),
+    (r"[[:alpha:]]", "41-5a 61-7a"),
+    (r"[[:digit:]]", "30-39"),
+    (r"[[:alnum:]]", "30-39 41-5a 61-7a"),
+    (r"[[:upper:]]", "41-5a"),
+    (r"[[:lower:]]", "61-7a"),
+    (r"[[:punct:]]", "21-2f 3a-40 5b-60 7b-7e"),
+    (r"[[:print:]]", "20-7e"),
+    (r"[[:graph:]]", "21-7e"),
+    (r"[[:cntrl:]]", "00-1f 7f"),
+    (r"[[:xdigit:]]", "30-39 41-46 61-66"),
+    (r"[[:word:]]", "30-39 41-5a 5f 61-7a"),
+    (r"[[:ascii:]]", "00-7f"),
+    (r"[[:^space:]]", "00-08 0e-1f 21-ff"),
+    (r"[[:^punct:]]", "00-20 30-39 41-5a 61-7a 7f-ff"),
+    (r"[^[:digit:]x]", "00-2f 3a-77 79-ff"),
+    (r"[a[:upper:][:digit:]]", "30-39 41-5a 61"),
+    (r"[[:^alpha:][:digit:]]", "00-40 5b-60 7b-ff"),
+    (r"[]\h[]", "09 20 5b 5d a0"),  # a leading ] and a [ are literal in the brackets
+    (r"[\h:]", "09 20 3a a0"),
+    (r"[[:space:]]+", "09-0d 20"),
+    (r"\h", "09 20 a0"),
+    (r"\H", "00-08 0a-1f 21-9f a1-ff"),
+    (r"[^\h]", "00-08 0a-1f 21-9f a1-ff"),
+    (r"[\H]", "00-08 0a-1f 21-9f a1-ff"),
+    (r"\v", "0a-0d 85"),
+    (r"\V", "00-09 0e-84 86-ff"),
+    (r"[\V]", "00-09 0e-84 86-ff"),
+    (r"\\h", ""),  # a backslash, then h: no single byte
+]
+
+
+def _byte_set(ranges):
+    """"09-0d 20" -> {9, 10, 11, 12, 13, 32}"""
+    out = set()
+    for r in ranges.split():
+        a, _, b = r.partition("-")
+        out.update(range(int(a, 16), int(b or a, 16) + 1))
+    return out
+
+
+@pytest.mark.parametrize("delim, ranges", PERL_BYTES)
+def test_delimiter_perl_forms_match_perls_bytes(delim, ranges):
+    """-d is a Perl regex: the POSIX classes and \\h \\H \\v \\V that Python's re lacks match
+    the same bytes as in perl (the table above, from perl itself)."""
+    pattern = conlleval.compile_delim(delim)
+    assert {i for i in range(256) if pattern.search(chr(i))} == _byte_set(ranges)
+
+
+@pytest.mark.parametrize("delim", ["[[:space:]]", "\\h", "[[:blank:]]+", "[\\h]+"])
+def test_cli_delimiter_perl_forms(delim):
+    """Perl's forms work on the command line, though Python's re alone lacks them: columns
+    split by tabs, by " \\t " (for the + forms) or, for \\h, by latin-1 A0 bytes (which perl's
+    \\h takes and [[:space:]] does not) score as the single-space file does."""
+    text = "w x B-PER B-PER\n\nv y I-LOC O\n"
+    plain = run_cli(text)
+    fancy = text.replace(" ", "\t")
+    if delim.endswith("+"):
+        fancy = text.replace(" ", " \t ")
+    r = run_cli(fancy, "-d", delim)
+    assert (r.returncode, r.stderr) == (0, b"") and r.stdout == plain.stdout
+    if "h" in delim:  # \h takes the A0 byte too
+        r = run_cli(text.encode().replace(b" ", b"\xa0"), "-d", delim)
+        assert (r.returncode, r.stdout) == (0, plain.stdout)
+
+
+def test_split_with_h_follows_perl():
+    """perl: split(/\\h+/, "a\\tb \\xa0c\\x85d") -> a, b, c\\x85d (A0 is \\h, 85 is \\v), and
+    split(/\\\\h/, "\\\\h x\\\\hy") -> "", " x", "y" (an escaped backslash, then a plain h)."""
+    assert conlleval.split_fields("a\tb \xa0c\x85d", conlleval.compile_delim(r"\h+")) == [
+        "a", "b", "c\x85d"]
+    assert conlleval.split_fields(r"\h x\hy", conlleval.compile_delim(r"\\h")) == ["", " x", "y"]
+
+
+@pytest.mark.parametrize("delim, needle", [
+    ("\\p{Zs}", "bad escape \\p"),
+    ("[[:spaces:]]", "POSIX class [:spaces:] unknown"),
+    ("(", "missing ), unterminated subpattern"),
+])
+def test_cli_delimiter_python_cannot_read(delim, needle):
+    """A Perl form we do not translate: exit 255 (perl's status for a bad regex), no report, and
+    the message names the problem and the Perl forms that do work."""
+    r = run_cli("a O O\n", "-d", delim)
+    err = r.stderr.decode()
+    assert r.returncode == 255 and r.stdout == b""
+    assert needle in err and "[[:space:]]" in err and "\\h" in err, err
+
+
 def test_cli_column_mismatch_error():
     """Line 3 has 3 columns where line 1 set 4: perl prints 'unexpected number of
     features: 3 (4)' and exits 1; we print the same plus the line number."""

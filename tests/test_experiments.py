@@ -3,6 +3,7 @@ and the command line, on the CPU with a random BERT (tests/conftest.py) or a sta
 
 References: the hand-worked grid and table numbers below; transformers for the HF layout of
 saved runs (tests/test_bert.py holds the logits check)."""
+import io
 import json
 import os
 import re
@@ -362,6 +363,24 @@ def test_model_dir_with_and_without_slash_is_one_row(tmp_path):
                               record(records.run_key(cfg)) | dict(config=asdict(cfg)))
     rows = [r for r in experiments.table(str(tmp_path)).split("\n") if r.startswith("| en ")]
     assert len(rows) == 1 and "| /models/m | IOB1 |" in rows[0] and "| 2 |" in rows[0], rows
+
+
+def test_a_model_folder_and_a_symlink_to_it_are_one_run(tmp_path):
+    """A model given by its folder, through a symlink, or as ./folder is one run key, and its
+    records pool in one table row."""
+    real = tmp_path / "models" / "m"
+    real.mkdir(parents=True)
+    os.symlink(real, tmp_path / "link")
+    names = [str(real), str(tmp_path / "link"), str(tmp_path / "link") + "/",
+             os.path.relpath(real)]
+    cfgs = [FinetuneConfig(model=m, data=TINY, seed=1) for m in names]
+    assert len({records.run_key(c) for c in cfgs}) == 1
+    out = tmp_path / "out"
+    for seed, m in enumerate(names, start=1):
+        cfg = FinetuneConfig(model=m, data=TINY, seed=seed)
+        records.append_result(str(out), record(records.run_key(cfg)) | dict(config=asdict(cfg)))
+    rows = [r for r in experiments.table(str(out)).split("\n") if r.startswith("| en ")]
+    assert len(rows) == 1 and "| 4 |" in rows[0], rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1047,3 +1066,174 @@ def test_a_damaged_run_folder_is_named_not_a_traceback(trained, tmp_path, edit, 
     _damage(folder, edit)
     with pytest.raises(ValueError, match=match):
         tagger.load_tagger(folder, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("docstart", [True, False])
+def test_what_predict_prints_is_conlleval_on_what_it_writes(trained, tmp_path, docstart):
+    """The report predict prints equals conlleval's on the file it writes, byte for byte: no
+    -DOCSTART- line the input did not have (each is a token to conlleval.pl), those it had kept,
+    and a gold word "-X-" (a sentence break to conlleval.pl) counted the same way in both."""
+    cfg, exp, rec = trained
+    run_dir = os.path.join(exp.out, f"run-{rec['key']}")
+    text = open(corpora.splits(TINY)["test"], encoding="utf-8").read()
+    if not docstart:
+        text = "\n".join(x for x in text.split("\n") if not x.startswith("-DOCSTART-"))
+    text = text.replace("\n\n", "\n-X- -X- O O\n\n", 1)  # a gold word -X- ends a sentence
+    src = tmp_path / "in.txt"
+    src.write_text(text.lstrip("\n"), encoding="utf-8")
+    out = tmp_path / "out.txt"
+    printed = tagger.predict(run_dir, str(src), output=str(out))
+    written = out.read_text(encoding="utf-8")
+    assert ("-DOCSTART-" in written) == docstart
+    want = io.BytesIO()
+    conlleval.main([], io.BytesIO(out.read_bytes()), want, io.StringIO())
+    assert printed == want.getvalue().decode("utf-8") + f"(predictions in {out})\n"
+    tokens = sum(1 for x in written.split("\n") if x and not x.startswith("-X- "))
+    assert f"processed {tokens} tokens" in printed
+
+
+def _children(pid):
+    """The pids whose parent is pid, from /proc."""
+    kids = []
+    for d in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                if d.isdigit() and int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    kids.append(int(d))
+        except (OSError, ValueError, IndexError):
+            continue
+    return kids
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads processes from /proc (Linux)")
+def test_sigterm_stops_the_workers_and_a_resume_trains_what_they_had(tmp_path):
+    """SIGTERM to `reproduce --workers 2` (a SLURM time limit) while its workers train: the
+    workers stop with it (they used to train on), no temporary file is left, and the same
+    command at once trains every run and prints the table (it used to skip the runs the orphans
+    held and end with "no results.jsonl records")."""
+    import signal
+    import time
+    folder = bert_folder(str(tmp_path / "bert"), layers=1, hidden=16)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "experiments.py", "reproduce", "--model", folder, "--data", TINY,
+           "--out", str(out), "--seeds", "2", "--workers", "2", "--save", "false",
+           "--max-train-sentences", "64", "--lr", "1e-3"]
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    lines = []
+    while not any(line.startswith("[worker") for line in lines):  # a worker is training
+        line = p.stdout.readline()
+        assert line, "".join(lines)
+        lines.append(line)
+    kids = [k for k in _children(p.pid) if _alive(k)]
+    assert len(kids) >= 2, kids  # the two workers (and multiprocessing's tracker)
+    p.send_signal(signal.SIGTERM)
+    rest = p.communicate(timeout=120)[0]
+    assert p.returncode != 0 and "stopped" in rest and "Traceback" not in rest, rest
+    deadline = time.time() + 30
+    while any(map(_alive, kids)) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not any(map(_alive, kids)), "a worker outlived its parent"
+    left = [os.path.join(d, f) for d, _, fs in os.walk(out) for f in fs if f.endswith(".tmp")]
+    assert left == []
+    again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert len(records.read_results(str(out))) == 4
+    assert "| en |" in again.stdout
+
+
+def test_a_table_of_runs_still_in_training_says_who_has_them(tmp_path):
+    """No record yet but a run claimed by a live process: the table says which run is being
+    trained, not that nothing was ever trained; a claim whose process is gone is not counted."""
+    out = str(tmp_path)
+    with records.claim(out, "dead"):
+        pass  # its lock file stays behind, unheld
+    with records.claim(out, "a1b2c3") as mine:
+        assert mine and records.busy(out) == ["a1b2c3"]
+        with pytest.raises(ValueError, match=r"1 runs are being trained by other processes now "
+                                             r"\(a1b2c3\)"):
+            experiments.table(out)
+    with pytest.raises(ValueError, match="no results.jsonl records; train or grid"):
+        experiments.table(out)
+
+
+def test_a_resume_clears_what_a_killed_try_at_its_run_left(tmp_path):
+    """SIGKILL while a tagger was being saved leaves its temporary (0.7 GB for mBERT) in
+    run-KEY/; the run's next try, holding the claim, removes it, and a killed append's
+    temporary of results.jsonl goes at the next append."""
+    folder = bert_folder(str(tmp_path / "bert"), layers=1, hidden=16)
+    cfg = FinetuneConfig(model=folder, data=TINY, lr=1e-3, batch_size=16, epochs=1,
+                         max_train_sentences=16)
+    exp = Experiment(out=str(tmp_path / "out"))
+    run_dir = tmp_path / "out" / f"run-{records.run_key(cfg)}"
+    run_dir.mkdir(parents=True)
+    (run_dir / ".model.safetensors.x7f3k2.tmp").write_bytes(b"\0" * 1000)
+    (tmp_path / "out" / ".results.jsonl.q1w2e3.tmp").write_text("{")
+    experiments.run_one(cfg, exp, log=lambda s: None)
+    left = [f for d, _, fs in os.walk(tmp_path / "out") for f in fs if f.endswith(".tmp")]
+    assert left == [] and (run_dir / "model.safetensors").is_file()
+
+
+def test_a_grid_says_where_it_stands(tmp_path, monkeypatch):
+    """Each run's lines start "[run i/n]"; after each run, how many are done, how many were
+    trained, recorded before or held by another process, and (once one was trained) the time
+    left at the pace of the runs trained so far."""
+    cfg, exp = FinetuneConfig(data=TINY), Experiment(out=str(tmp_path), seeds=2, save=False)
+    runs = experiments.grid_runs(cfg, exp)[:4]
+    monkeypatch.setattr(finetune, "train", fake_train([]))
+    experiments.run_one(runs[1], exp, log=lambda s: None)  # recorded before
+    log = []
+    with records.claim(exp.out, records.run_key(runs[3])):  # held by "another process"
+        experiments.run_all(runs, exp, log.append)
+    assert log[0].startswith("[run 1/4] run ")
+    done = [x for x in log if "runs done" in x]
+    assert done[0].startswith("1/4 runs done (1 trained, 0 recorded before, 0 with another "
+                              "process), ~") and done[0].endswith(" left")
+    assert done[-1].startswith("4/4 runs done (2 trained, 1 recorded before, 1 with another "
+                               "process), ~0 s left")
+
+
+def test_demo_offline_says_its_data_is_the_fixture(tmp_path, monkeypatch, capsys):
+    """`make demo` on a machine with no copy of CoNLL-2003 English and no network: it trains on the
+    4-sentence fixture and says on stderr that its F1 means nothing (it used to read a folder of
+    this project's own machines, ../shared, and stay silent elsewhere)."""
+    import urllib.error
+
+    def offline(url, dest):
+        raise urllib.error.URLError("no network")
+    monkeypatch.setattr(corpora, "_fetch", offline)
+    monkeypatch.setattr(corpora, "CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(experiments, "minilm_folder",
+                        lambda: bert_folder(str(tmp_path / "bert"), layers=1, hidden=16))
+    cfg = replace(FinetuneConfig(), **(experiments.DEMO | dict(epochs=1)))
+    experiments.demo(cfg, Experiment(out=str(tmp_path / "out"), save=False))
+    out, err = capsys.readouterr()
+    assert "no CoNLL-2003 English" in err and "F1 means nothing" in err
+    assert f"test split of {TINY}" in out and "processed" in out
+
+
+@pytest.mark.parametrize("what", ["table", "predict"])
+def test_a_reader_that_goes_away_gets_no_error(trained, what):
+    """`experiments.py table | head -1` and `predict --text | head -1`: the reader closes the pipe
+    before the output is written; the command stops quietly (it printed "error: [Errno 32] Broken
+    pipe")."""
+    cfg, exp, rec = trained
+    if what == "table":
+        cmd = ["table", "--out", exp.out]
+    else:
+        cmd = ["predict", os.path.join(exp.out, f"run-{rec['key']}"), "-", "--text"]
+    p = subprocess.Popen([sys.executable, "experiments.py", *cmd], cwd=ROOT,
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
+    p.stdout.close()  # the reader is gone before a byte is written
+    _, err = p.communicate(b"EU rejects German call\n" * 2000)
+    assert err == b"" and p.returncode == 141, err.decode()
