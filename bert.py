@@ -17,6 +17,8 @@ import contextlib
 import json
 import os
 import re
+import socket
+import urllib.parse
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -185,10 +187,10 @@ def checkpoint_files(name_or_dir, names, optional=()):
         raise FileNotFoundError(f"{name_or_dir}: no such folder")
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
-    paths = {}
+    paths, offline = {}, not hub_resolves()
     for n in (*names, *optional):
         try:
-            paths[n] = hf_hub_download(name_or_dir, n)
+            paths[n] = hf_hub_download(name_or_dir, n, local_files_only=offline)
         except LocalEntryNotFoundError as e:  # offline (or HF_HUB_OFFLINE=1) and not in the cache
             raise OSError(f"{name_or_dir!r}: {n} is not in the Hub cache and the Hub is "
                           f"unreachable. {HINT}") from e
@@ -199,6 +201,19 @@ def checkpoint_files(name_or_dir, names, optional=()):
             raise OSError(f"could not fetch {n} of {name_or_dir!r} from the Hub "
                           f"({type(e).__name__}: {e}). Offline or a typo? {HINT}") from e
     return paths
+
+
+def hub_resolves():
+    """Whether the Hub's host name resolves, in milliseconds: offline, huggingface_hub retries
+    for about 30 s before it gives up. Behind a proxy the proxy resolves names: assume it does."""
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    host = urllib.parse.urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError:
+        return False
+    return True
 
 
 # Checkpoint keys we do not use, by name. The pooler and NSP head serve BERT's [CLS] tasks, not

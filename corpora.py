@@ -4,8 +4,9 @@ dev/test pairs for zero-shot rows, and the fingerprint that names a run's data.
 - CoNLL-2003 English (Tjong Kim Sang & De Meulder 2003; the paper's Table 2) and German (Table 3,
   licensed: never downloaded, always a folder the user has), GermEval 2014 (Benikova et al. 2014,
   CC-BY 4.0: German without a licence). `splits(folder, lang)` finds the train/dev/test files.
-- `download(lang, cache_dir)`: CoNLL-2003 English and GermEval 2014 fetched once, checked against
-  the sha256 and sentence counts huggingface/datasets records, appearing only once complete.
+- `download(lang, cache_dir)`: CoNLL-2003 English and GermEval 2014 fetched once, each file from
+  the first of its sources that serves it, checked against the sha256 huggingface/datasets
+  records and the published sentence (and token) counts, appearing only once complete.
 - `german_eval_sets(folder)`: German dev + test with CoNLL's four types, CoNLL-2003 German as it is
   or GermEval mapped (conll.germeval_to_conll), for Wu & Dredze (2019)'s zero-shot transfer.
 - `data_dir` / `data_fingerprint`: the folder a run trains on and a hash of its files' bytes (part
@@ -18,6 +19,7 @@ import hashlib
 import http.client
 import os
 import shutil
+import sys
 import urllib.request
 import zipfile
 from dataclasses import dataclass, replace
@@ -105,7 +107,7 @@ class Corpus:
     """A free corpus that download() fetches once, checks and keeps in cache_dir/folder."""
     name: str  # for messages
     folder: str
-    files: dict  # file to fetch -> (url, sha256); a .zip is unpacked, other files kept as fetched
+    files: dict  # file -> (url or urls tried in turn, sha256); a .zip is unpacked, others kept
     # split file -> its published (sentences, tokens), checked after the download and on each
     # cache hit; tokens None where we could not confirm a published count
     counts: dict
@@ -113,7 +115,14 @@ class Corpus:
     changed: str  # what to do when a file's sha256 is not the recorded one
 
 
-GDRIVE = "https://drive.google.com/uc?export=download&id="
+def gdrive(file_id):
+    """Google Drive's two doors to one file: the plain link, and the one that skips the page Drive
+    answers with ("can't scan this file for viruses") when it decides a file is large."""
+    return (f"https://drive.google.com/uc?export=download&id={file_id}",
+            f"https://drive.usercontent.google.com/download?id={file_id}&export=download&confirm=t")
+
+
+
 # URLs and sha256 as huggingface/datasets records them (datasets/conll2003 and datasets/germeval_14:
 # the loading scripts and dataset_infos.json). English is the archive HF's conll2003 script used.
 DOWNLOADS = {
@@ -132,13 +141,13 @@ DOWNLOADS = {
     "germeval": Corpus(  # CC-BY 4.0; UTF-8 files of 7882358, 723876 and 1682738 bytes
         name="GermEval 2014", folder="germeval2014",
         files={"NER-de-train.tsv": (
-                   GDRIVE + "1Jjhbal535VVz2ap4v4r_rN1UEHTdLK5P",
+                   gdrive("1Jjhbal535VVz2ap4v4r_rN1UEHTdLK5P"),
                    "1e5a803d81f5fe6ade54700a7e8e9107a45edba80469d42e41a360550d1758e7"),
                "NER-de-dev.tsv": (
-                   GDRIVE + "1ZfRcQThdtAR5PPRjIDtrVP7BtXSCUBbm",
+                   gdrive("1ZfRcQThdtAR5PPRjIDtrVP7BtXSCUBbm"),
                    "d69d1347847e3ac0d1bfd14d7e5c0713dcb82899624301ced6df807dbb070056"),
                "NER-de-test.tsv": (
-                   GDRIVE + "1u9mb7kNJHWQCWyweMDRMuTFoOHOfeBTH",
+                   gdrive("1u9mb7kNJHWQCWyweMDRMuTFoOHOfeBTH"),
                    "9405e49532379f3aee048851d116b35823d31c04e9521b87a9c4e6572c269097")},
         # Sentences: Benikova et al. 2014. Tokens unchecked: per-split counts of 452,853 /
         # 41,653 / 96,499 are quoted from the shared task's companion paper, but we found no
@@ -169,6 +178,23 @@ def _fetch(url, dest):
         raise ConnectionError(f"received {got} of {want} bytes")
 
 
+def _fetch_any(src, name, urls, sha256, part):
+    """Each source of a file in turn, until one serves the file whose sha256 is recorded; says
+    which did. A failure of the only (or every) source says what to do."""
+    errors = []
+    for url in (urls,) if isinstance(urls, str) else urls:
+        try:
+            _fetch_checked(src, url, sha256, part)
+        except (OSError, ValueError) as e:
+            errors.append(e)
+            continue
+        print(f"{src.name}: {name} from {url}", file=sys.stderr)
+        return
+    if len(errors) == 1:
+        raise errors[0]
+    raise type(errors[-1])(f"{name}: every source failed: " + "; ".join(map(str, errors)))
+
+
 def _fetch_checked(src, url, sha256, part):
     """_fetch url to part; a failure or a sha256 other than the recorded one says what to do."""
     try:
@@ -181,7 +207,12 @@ def _fetch_checked(src, url, sha256, part):
                           f"command again") from e
         raise OSError(f"could not download {url} ({e}). Offline? {src.offline}") from e
     with open(part, "rb") as f:
-        got = hashlib.sha256(f.read()).hexdigest()
+        data = f.read()
+    if data[:1024].lstrip().lower().startswith((b"<!doctype html", b"<html")):
+        os.remove(part)
+        raise OSError(f"{url} answered with a web page, not the file (Google Drive asks to "
+                      f"confirm some downloads); {src.offline}")
+    got = hashlib.sha256(data).hexdigest()
     if got != sha256:  # part stays, so it can be checked by hand
         raise ValueError(f"{part}: sha256 {got}, expected {sha256}; {src.changed}")
 
@@ -220,7 +251,7 @@ def _check_counts(src, folder, cache_dir):
 
 
 def download(lang, cache_dir):
-    """Fetch, check (sha256, sentence counts) and unpack a free corpus once -> its folder:
+    """Fetch, check (sha256, sentence and token counts) and unpack a free corpus once -> its folder:
     "en" -> cache_dir/conll2003-en (train.txt, valid.txt, test.txt), "germeval" ->
     cache_dir/germeval2014 (NER-de-{train,dev,test}.tsv). Later calls only check the counts.
     Processes that start at once (shards, workers) take turns: the first downloads, the others
@@ -248,9 +279,9 @@ def _fetch_all(src, cache_dir, out):
     removed then: replace_folder keeps a folder that exists, and download()'s lock keeps other
     processes out meanwhile."""
     def fill(tmp):
-        for name, (url, sha256) in src.files.items():
+        for name, (urls, sha256) in src.files.items():
             part = os.path.join(cache_dir, name + ".part")
-            _fetch_checked(src, url, sha256, part)
+            _fetch_any(src, name, urls, sha256, part)
             if name.endswith(".zip"):  # kept beside the folder, as fetched
                 os.replace(part, os.path.join(cache_dir, name))
                 _unzip(os.path.join(cache_dir, name), src.counts, tmp)

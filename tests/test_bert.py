@@ -432,3 +432,34 @@ def test_a_failed_save_leaves_the_old_checkpoint(our_tagger, tmp_path, monkeypat
     assert sorted(os.listdir(tmp_path)) == before
     back, _ = bert.token_classifier_from_pretrained(str(tmp_path))
     assert torch.equal(back.out.weight, ours.out.weight)
+
+
+@pytest.mark.parametrize("resolves, proxy, cache_only", [
+    (False, "", True), (True, "", False), (False, "http://proxy:3128", False)])
+def test_an_unreachable_hub_is_asked_from_the_cache_only(monkeypatch, resolves, proxy, cache_only):
+    """Offline (the Hub's name does not resolve) the files come from the cache alone, at once;
+    huggingface_hub itself retried for about 30 s before saying so. Behind a proxy, which resolves
+    names itself, the Hub is asked."""
+    import socket
+
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+    asked = []
+
+    def fake_download(repo_id, filename, local_files_only=False, **kw):
+        asked.append(local_files_only)
+        raise LocalEntryNotFoundError("not in the cache")
+
+    def getaddrinfo(host, port, *a, **k):
+        if not resolves:
+            raise socket.gaierror(-2, "Name or service not known")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("192.0.2.1", port))]
+    for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(k, raising=False)
+    if proxy:
+        monkeypatch.setenv("HTTPS_PROXY", proxy)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    with pytest.raises(OSError, match="not in the Hub cache and the Hub is unreachable"):
+        bert.checkpoint_files("bert-base-multilingual-cased", ["config.json"])
+    assert asked == [cache_only]

@@ -120,10 +120,13 @@ def test_download_offline(tmp_path, monkeypatch):
     monkeypatch.setattr(corpora, "_fetch", offline)
     with pytest.raises(OSError, match=r"could not download .*conll2003.zip.*--data=DIR"):
         corpora.download("en", tmp_path)
-    want = ("could not download https://drive.google.com/uc?export=download&id=1Jjhbal535VVz2ap4v4"
-            "r_rN1UEHTdLK5P (<urlopen error no route to host>). Offline? Download the three files "
-            "from https://sites.google.com/site/germeval2014ner/data (CC-BY 4.0) and pass --data "
-            "DIR / make reproduce-germeval GERMEVAL_DATA=DIR")
+    offline = ("(<urlopen error no route to host>). Offline? Download the three files from "
+               "https://sites.google.com/site/germeval2014ner/data (CC-BY 4.0) and pass --data "
+               "DIR / make reproduce-germeval GERMEVAL_DATA=DIR")
+    want = ("NER-de-train.tsv: every source failed: could not download https://drive.google.com/uc"
+            f"?export=download&id=1Jjhbal535VVz2ap4v4r_rN1UEHTdLK5P {offline}; could not download "
+            "https://drive.usercontent.google.com/download?id=1Jjhbal535VVz2ap4v4r_rN1UEHTdLK5P"
+            f"&export=download&confirm=t {offline}")
     with pytest.raises(OSError) as e:
         corpora.download("germeval", tmp_path / "g")
     assert str(e.value) == want and os.listdir(tmp_path / "g") == []  # no temp folder left
@@ -176,9 +179,9 @@ def test_download_cut_off(tmp_path, monkeypatch, path, why):
 def fake_germeval(monkeypatch):
     """The three tiny GermEval fixtures (3, 1, 1 sentences) served under the real Drive URLs."""
     files = corpora.DOWNLOADS["germeval"].files
-    serve = {url: os.path.join(GE, name) for name, (url, _) in files.items()}
+    serve = {url: os.path.join(GE, name) for name, (urls, _) in files.items() for url in urls}
     patch_corpus(monkeypatch, "germeval",
-                 files={n: (url, sha(os.path.join(GE, n))) for n, (url, _) in files.items()},
+                 files={n: (urls, sha(os.path.join(GE, n))) for n, (urls, _) in files.items()},
                  counts=GE_COUNTS)
     fetched = []
 
@@ -210,9 +213,9 @@ def test_downloads_started_at_once_take_turns(tmp_path, monkeypatch):
     """Four processes (as four shards would) ask for GermEval at once, each fetch slowed down: the
     files are fetched once, by one of them, and all four get the same complete folder."""
     files = corpora.DOWNLOADS["germeval"].files
-    serve = {url: os.path.join(GE, name) for name, (url, _) in files.items()}
+    serve = {url: os.path.join(GE, name) for name, (urls, _) in files.items() for url in urls}
     patch_corpus(monkeypatch, "germeval",
-                 files={n: (url, sha(os.path.join(GE, n))) for n, (url, _) in files.items()},
+                 files={n: (urls, sha(os.path.join(GE, n))) for n, (urls, _) in files.items()},
                  counts=GE_COUNTS)
     log = tmp_path / "fetched"
 
@@ -234,8 +237,9 @@ def test_download_germeval_rejects_bad_files(tmp_path, fake_germeval, monkeypatc
     (to check by hand), no folder. Wrong sentence counts (train has 3, not 24000) stop it too, and
     a cached folder whose file was cut short fails on the next call."""
     files = dict(corpora.DOWNLOADS["germeval"].files)
-    url, real = files["NER-de-dev.tsv"]
-    patch_corpus(monkeypatch, "germeval", files=dict(files, **{"NER-de-dev.tsv": (url, "0" * 64)}))
+    urls, real = files["NER-de-dev.tsv"]
+    patch_corpus(monkeypatch, "germeval",
+                 files=dict(files, **{"NER-de-dev.tsv": (urls[0], "0" * 64)}))
     with pytest.raises(ValueError) as e:
         corpora.download("germeval", tmp_path / "c1")
     assert str(e.value).startswith(f"{tmp_path}/c1/NER-de-dev.tsv.part: sha256 {real}, expected "
@@ -296,6 +300,8 @@ def test_download_sources():
     for lang, src in corpora.DOWNLOADS.items():
         assert tuple(src.counts) in corpora.SPLIT_NAMES[lang]
         assert all(re.fullmatch(r"[0-9a-f]{64}", h) for _, h in src.files.values())
+        assert all(u.startswith("https://") for urls, _ in src.files.values()
+                   for u in ((urls,) if isinstance(urls, str) else urls))
     assert corpora.DOWNLOADS["en"].counts == {  # Tjong Kim Sang & De Meulder 2003, Table 1
         "train.txt": (14041, 203621), "valid.txt": (3250, 51362), "test.txt": (3453, 46435)}
     assert corpora.DOWNLOADS["germeval"].counts == {  # tokens not checked: see corpora.py
@@ -387,3 +393,29 @@ def test_german_eval_sets_errors(tmp_path):
     with pytest.raises(ValueError, match=r"NER-de-dev.tsv: read as a 'conll' file, expected "
                                          r"germeval2014's 'germeval' layout"):
         corpora.german_eval_sets(tmp_path)
+
+
+def test_drives_confirmation_page_is_passed_by_its_second_door(tmp_path, fake_germeval,
+                                                                monkeypatch, capsys):
+    """Google Drive answers the plain link of NER-de-train.tsv with its "can't scan for viruses"
+    page: that answer is no file (it used to fail as a changed sha256), the next source (Drive's
+    confirm=t door) serves it, checked by the same sha256, and the log says which source served
+    each file."""
+    real = corpora._fetch
+
+    def fetch(url, dest):
+        if "uc?export" in url and "1Jjhbal535VVz2ap4v4r_rN1UEHTdLK5P" in url:
+            with open(dest, "w") as f:
+                f.write("<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning"
+                        "</title></head><form action=\"https://drive.usercontent.google.com/"
+                        "download\"></form></html>")
+            return
+        real(url, dest)
+    monkeypatch.setattr(corpora, "_fetch", fetch)
+    d = corpora.download("germeval", tmp_path)
+    err = capsys.readouterr().err
+    assert "GermEval 2014: NER-de-train.tsv from https://drive.usercontent.google.com/" in err
+    assert "GermEval 2014: NER-de-dev.tsv from https://drive.google.com/uc?" in err
+    with open(os.path.join(d, "NER-de-train.tsv"), "rb") as f:
+        assert f.read() == open(os.path.join(GE, "NER-de-train.tsv"), "rb").read()
+    assert sorted(os.listdir(tmp_path)) == ["germeval2014"]

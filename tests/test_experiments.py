@@ -338,7 +338,8 @@ WHOLE = dict(key="x", config=asdict(FinetuneConfig()), dev={"f1": 90.0}, test={"
     (WHOLE | dict(config=WHOLE["config"] | dict(lr="1e-4")), "config.lr is '1e-4', expected float"),
     (WHOLE | dict(config=WHOLE["config"] | dict(model=None)), "config.model is None, expected str"),
     (WHOLE | dict(dev={"f1": float("nan")}), "dev.f1 is nan, expected a finite number"),
-    (WHOLE | dict(config=WHOLE["config"] | dict(epochs=True)), "config.epochs is True, expected int"),
+    (WHOLE | dict(config=WHOLE["config"] | dict(epochs=True)),
+     "config.epochs is True, expected int"),
     (WHOLE | dict(config={k: v for k, v in WHOLE["config"].items() if k != "level"}),
      "config.level is None, expected str")])
 def test_a_record_the_table_cannot_use_is_named_and_skipped(tmp_path, line, why):
@@ -1002,7 +1003,8 @@ def test_predict_skips_a_dangling_symlink_at_the_default_name(trained, tmp_path,
     cfg, exp, rec = trained
     monkeypatch.chdir(tmp_path)
     os.symlink(tmp_path / "nowhere", tmp_path / "test.txt.pred.txt")
-    report = tagger.predict(os.path.join(exp.out, f"run-{rec['key']}"), corpora.splits(TINY)["test"])
+    run_dir = os.path.join(exp.out, f"run-{rec['key']}")
+    report = tagger.predict(run_dir, corpora.splits(TINY)["test"])
     assert "(predictions in test.txt.pred-2.txt)" in report
     assert os.readlink(tmp_path / "test.txt.pred.txt") == str(tmp_path / "nowhere")
     with pytest.raises(ValueError, match="exists"):
