@@ -5,10 +5,11 @@ MODEL   ?= bert-base-multilingual-cased
 DE_DATA ?=
 GERMEVAL_DATA ?=
 ZERO_SHOT ?=
+TEXT    ?=
 GRID    ?=
 OUT     ?= runs
 
-.PHONY: venv test reproduce-en reproduce-de reproduce-germeval demo bench bench-model bench-wordpiece bench-conlleval bench-adamw bench-finetune bench-gpu
+.PHONY: venv test reproduce-en reproduce-de reproduce-germeval demo explain bench bench-model bench-wordpiece bench-conlleval bench-adamw bench-finetune bench-gpu
 
 # A venv with the runtime and test requirements. Torch: a wheel from the machine's own
 # find-links (pip --no-index) is taken first when there is one (a fast local CPU build);
@@ -36,6 +37,11 @@ reproduce-germeval: venv
 
 demo: venv
 	$(PY) experiments.py demo --out $(OUT)/demo $(ARGS)
+
+# One sentence stage by stage: make explain MODEL=runs/en/run-KEY TEXT="Angela Merkel visited Paris ."
+# (ARGS="--method --delta 2.6 --unfreeze 3 --epochs 5": the rates, unfreezing and schedule instead)
+explain: venv
+	$(PY) experiments.py explain --model $(MODEL) $(ARGS) "$(TEXT)"
 
 bench: bench-model bench-wordpiece bench-conlleval bench-adamw
 

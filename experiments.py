@@ -31,6 +31,7 @@ import bert
 import conll
 import conlleval
 import corpora
+import explain
 import fastfit
 import finetune
 import records
@@ -519,6 +520,30 @@ def check_ready(cfg, exp, runs=None):
     check_space(runs, exp, files["model.safetensors"])
 
 
+def run_explain(args):
+    """`explain`: a sentence (text, or --conll's --sentence) through stages 1-3, or --method."""
+    names = {f.name for f in fields(FinetuneConfig)}
+    cfg = records.check_config(FinetuneConfig(**{k: v for k, v in args.items() if k in names}))
+    if args["method"]:
+        updates = args["updates"] or sum(map(len, finetune.batch_plan(
+            read_splits(cfg, WordPiece.from_pretrained(cfg.model))[0]["train"].feats, cfg,
+            cfg.epochs)))
+        files = bert.checkpoint_files(cfg.model, ["config.json"])
+        return explain.method(cfg, bert.BertConfig.from_json(files["config.json"]), updates)
+    if args["conll"]:
+        sents = conll.read_conll(args["conll"])
+        if not 1 <= args["sentence"] <= len(sents):
+            raise ValueError(f"--sentence={args['sentence']}: {args['conll']} has {len(sents)} "
+                             f"sentences")
+        sent = sents[args["sentence"] - 1]
+    elif args["text"]:
+        sent = tagger.text_sentence(args["text"])
+    else:
+        raise ValueError('explain needs a sentence ("Angela Merkel visited Paris ."), --conll '
+                         'FILE, or --method')
+    explain.explain(cfg.model, sent, args.get("max_len", 0))
+
+
 def parser():
     ap = argparse.ArgumentParser(prog="experiments.py", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
@@ -532,6 +557,16 @@ def parser():
         add_fields(p, Experiment)
     t = sub.add_parser("table", help="the results in OUT as the paper's tables")
     t.add_argument("--out", default="runs", help="folder holding results.jsonl (default: runs)")
+    e = sub.add_parser("explain", help="one sentence through the pipeline, stage by stage; "
+                       "--method: the rates, unfreezing and schedule the flags give")
+    e.add_argument("text", nargs="?", default="", help='a sentence, e.g. "Angela Merkel '
+                   'visited Paris ." (split at spaces and punctuation)')
+    e.add_argument("--conll", help="a CoNLL file: explain its sentence --sentence (gold tags)")
+    e.add_argument("--sentence", type=int, default=1, help="1-based, with --conll (default: 1)")
+    e.add_argument("--method", action="store_true", help="stage 4 alone: the optimisation")
+    e.add_argument("--updates", type=int, default=0, help="--method: updates to plot (default: "
+                   "as --data and --batch-size give)")
+    add_fields(e, FinetuneConfig)
     p = sub.add_parser("predict", help="tag a CoNLL file or text with a run or a Hub NER model")
     p.add_argument("model", help="a run folder (OUT/run-KEY), or a BERT NER model (folder, Hub id)")
     p.add_argument("file", help="CoNLL file (labelled or words only), or text (--text; - = stdin)")
@@ -546,6 +581,8 @@ def main(argv=None):
     cmd = args.pop("cmd")
     if cmd == "table":
         return print(table(args["out"]))
+    if cmd == "explain":
+        return run_explain(args)
     if cmd == "predict":
         return print(tagger.predict(args["model"], args["file"], args["text"], args["output"],
                                     args["encoding"]), end="")

@@ -100,8 +100,13 @@ def read_text(path, encoding=None):
     lines = [line.removeprefix(conll.BOM) for line in text.split("\n")]
     if lines[-1] == "":
         lines.pop()  # the newline ending the last line starts no other
-    words = [[p for w in line.split() for p in split_punct(w)] for line in lines]
-    return [conll.Sentence(w, ["O"] * len(w), 0, n + 1) for n, w in enumerate(words)]
+    return [text_sentence(line, n + 1) for n, line in enumerate(lines)]
+
+
+def text_sentence(line, n=1):
+    """A line of raw text -> a words-only Sentence: "Paris, 1999." -> Paris , 1999 ."""
+    words = [p for w in line.split() for p in split_punct(w)]
+    return conll.Sentence(words, ["O"] * len(words), 0, n, gold=False)
 
 
 def fresh_path(name):
