@@ -52,8 +52,9 @@ def pieces(tok, words, out):
     out(f"1. Words and pieces (Sec 3.2; google-research/bert tokenization.py): {len(words)} "
         f"words, a vocab of {len(tok):,} pieces, {'uncased' if tok.lower else 'cased'}")
     for w, ids in zip(words, tok.encode_words(words)):
-        shown = " ".join(f"{p} ({i})" for p, i in zip(tok.convert_ids_to_tokens(ids), ids))
-        out(f"   {w:<16} -> {shown}")
+        names = tok.convert_ids_to_tokens(ids)
+        shown = " ".join(f"{p} ({i})" for p, i in zip(names, ids))
+        out(f"   {w:<16} -> {shown}" + f"   [label on {names[0]}]" * (len(ids) > 1))
         if tok.unk_id in ids:
             out(f"   {'':<16}    [UNK]: {unk_reason(tok, w)}")
     out("   A word's label sits on its first piece; the model is scored there (BERT Sec 5.3).")
@@ -110,7 +111,8 @@ def answer(t, sent, feats, out):
     for k, f in enumerate(feats):
         for i, pos in f.first:
             best[i] = probs[k, pos].topk(min(3, probs.shape[-1]))
-    out("\n3. The model's answer: per word, its three likeliest tags")
+    out(f"\n3. The model's answer: scores {tuple(probs.shape)} (windows, T, labels); per word, "
+        f"at its first piece, its three likeliest tags")
     for w, (p, i) in zip(sent.words, best):
         top = ", ".join(f"{t.labels[j]} {q:.2f}" for q, j in zip(p.tolist(), i.tolist()))
         out(f"   {w:<16} {top}")

@@ -43,7 +43,8 @@ def test_pieces_are_featurizes_and_each_unk_says_why(tmp_path):
     explain.pieces(tok, words, lines.append)
     for w, ids in zip(words, tok.encode_words(words)):
         want = " ".join(f"{p} ({i})" for p, i in zip(tok.convert_ids_to_tokens(ids), ids))
-        assert any(line == f"   {w:<16} -> {want}" for line in lines), (w, lines)
+        mark = f"   [label on {tok.tokens[ids[0]]}]" * (len(ids) > 1)
+        assert f"   {w:<16} -> {want}{mark}" in lines, (w, lines)
     reasons = [line.split("[UNK]: ")[1] for line in lines if "[UNK]: " in line]
     assert len(reasons) == 3
     assert reasons[0].startswith("no run of vocab pieces spells 'жж'")
