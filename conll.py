@@ -3,8 +3,7 @@
 Sec 3.1: the English and German CoNLL-2003 files, read in their original IOB1 tags or in BIO
 (IOB2), and converted between the two without moving a single entity span (spans as conlleval.pl
 defines them). GermEval 2014 (Benikova et al. 2014, CC-BY: NER-de-{train,dev,test}.tsv, BIO, outer
-and inner level) reads into the same sentences, and germeval_to_conll maps its 12 types onto
-CoNLL's 4 for zero-shot evaluation (Wu & Dredze 2019). Words-only files (one column) read too,
+and inner level) reads into the same sentences. Words-only files (one column) read too,
 marked gold=False. Where the files are, and downloading the free ones, is corpora.py's.
 Encoding: a file that is valid UTF-8 is UTF-8; one with no multi-byte UTF-8 sequence at all is
 latin-1 (the German deu.* files); one with both UTF-8 and invalid bytes is an error, never mojibake.
@@ -55,7 +54,7 @@ def has_gold(sentences):
 
 # ---------------------------------------------------------------- reading
 
-def _decode(path, data, encoding):
+def decode(path, data, encoding):
     """Bytes -> (text, encoding used). CoNLL-2003 German is latin-1 (ISO-8859-1), English ASCII,
     GermEval 2014 UTF-8. With encoding=None: valid UTF-8 -> "utf-8" ("utf-8-sig" drops a BOM);
     no valid multi-byte UTF-8 sequence at all -> "latin-1" (b"M\\xfcller" -> "Müller"); UTF-8
@@ -101,7 +100,7 @@ def _lines(path, encoding=None):
         data = f.read()
     if not data.strip():
         raise ValueError(f"{path}: empty file; expected CoNLL lines 'word ... NE-tag'")
-    text, enc = _decode(path, data, encoding)
+    text, enc = decode(path, data, encoding)
     lines = text.split("\n")
     for n, line in enumerate(lines, start=1):
         if "\r" in line.rstrip(" \t\r"):
@@ -339,26 +338,6 @@ def tag_set(sentences):
     """Sorted labels, O first: ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]. Index = label id."""
     kinds = sorted({t[2:] for s in sentences for t in s.tags if t != "O"})
     return ["O"] + [p + k for k in kinds for p in ("B-", "I-")]
-
-
-def germeval_to_conll(tags, keep_deriv_part=False):
-    """GermEval 2014 tags -> CoNLL-2003 types in BIO, for zero-shot evaluation of English-trained
-    models: PER, LOC, ORG stay, OTH -> MISC; ...deriv / ...part types -> O, or with
-    keep_deriv_part to their base type (OTHpart -> MISC). Mapped span by span, so the result is
-    valid BIO with the input's spans (conlleval.pl's reading) minus the dropped ones:
-    ["B-PER", "I-PER", "B-LOCderiv", "B-OTH"] -> ["B-PER", "I-PER", "O", "B-MISC"].
-    Convert to the model's scheme (to_scheme) before scoring IOB1 predictions against it."""
-    out = ["O"] * len(tags)
-    for a, b, kind in spans(tags):
-        m = re.fullmatch(r"(PER|LOC|ORG|OTH)(deriv|part)?", kind)
-        if m is None:
-            raise ValueError(f"type {kind!r} (tag {tags[a]!r}) is not a GermEval 2014 type: "
-                             f"PER, LOC, ORG, OTH, each also ...deriv and ...part")
-        if m.group(2) and not keep_deriv_part:
-            continue
-        base = "MISC" if m.group(1) == "OTH" else m.group(1)
-        out[a:b] = ["B-" + base] + ["I-" + base] * (b - a - 1)
-    return out
 
 
 # ---------------------------------------------------------------- writing

@@ -8,7 +8,7 @@ dev/test pairs for zero-shot rows, and the fingerprint that names a run's data.
   the first of its sources that serves it, checked against the sha256 huggingface/datasets
   records and the published sentence (and token) counts, appearing only once complete.
 - `german_eval_sets(folder)`: German dev + test with CoNLL's four types, CoNLL-2003 German as it is
-  or GermEval mapped (conll.germeval_to_conll), for Wu & Dredze (2019)'s zero-shot transfer.
+  or GermEval mapped (germeval_to_conll), for Wu & Dredze (2019)'s zero-shot transfer.
 - `data_dir` / `data_fingerprint`: the folder a run trains on and a hash of its files' bytes (part
   of a run's key, so an edited file is a new run).
 
@@ -18,6 +18,7 @@ import fcntl
 import hashlib
 import http.client
 import os
+import re
 import shutil
 import sys
 import urllib.request
@@ -66,6 +67,26 @@ def splits(data_dir, lang="en"):
 GERMAN_EVAL = {"conll2003-de": ("de", "conll"), "germeval2014": ("germeval", "germeval")}
 
 
+def germeval_to_conll(tags, keep_deriv_part=False):
+    """GermEval 2014 tags -> CoNLL-2003 types in BIO, for zero-shot evaluation of English-trained
+    models: PER, LOC, ORG stay, OTH -> MISC; ...deriv / ...part types -> O, or with
+    keep_deriv_part to their base type (OTHpart -> MISC). Mapped span by span, so the result is
+    valid BIO with the input's spans (conlleval.pl's reading) minus the dropped ones:
+    ["B-PER", "I-PER", "B-LOCderiv", "B-OTH"] -> ["B-PER", "I-PER", "O", "B-MISC"].
+    Convert to the model's scheme (conll.to_scheme) before scoring IOB1 predictions."""
+    out = ["O"] * len(tags)
+    for a, b, kind in conll.spans(tags):
+        m = re.fullmatch(r"(PER|LOC|ORG|OTH)(deriv|part)?", kind)
+        if m is None:
+            raise ValueError(f"type {kind!r} (tag {tags[a]!r}) is not a GermEval 2014 type: "
+                             f"PER, LOC, ORG, OTH, each also ...deriv and ...part")
+        if m.group(2) and not keep_deriv_part:
+            continue
+        base = "MISC" if m.group(1) == "OTH" else m.group(1)
+        out[a:b] = ["B-" + base] + ["I-" + base] * (b - a - 1)
+    return out
+
+
 def german_eval_sets(folder, keep_deriv_part=False):
     """German dev and test with CoNLL-2003's types, to score an English-trained model with no
     German training -> (format, {"dev": sentences, "test": sentences}). The folder holds
@@ -93,7 +114,7 @@ def german_eval_sets(folder, keep_deriv_part=False):
             raise ValueError(f"{path}: read as a {layout!r} file, expected {fmt}'s "
                              f"{GERMAN_EVAL[fmt][1]!r} layout with gold tags; pass the real file")
         if fmt == "germeval2014":
-            sents = [replace(s, tags=conll.germeval_to_conll(s.tags, keep_deriv_part))
+            sents = [replace(s, tags=germeval_to_conll(s.tags, keep_deriv_part))
                      for s in sents]
         sets[split] = sents
     return fmt, sets

@@ -520,30 +520,6 @@ def check_ready(cfg, exp, runs=None):
     check_space(runs, exp, files["model.safetensors"])
 
 
-def run_explain(args):
-    """`explain`: a sentence (text, or --conll's --sentence) through stages 1-3, or --method."""
-    names = {f.name for f in fields(FinetuneConfig)}
-    cfg = records.check_config(FinetuneConfig(**{k: v for k, v in args.items() if k in names}))
-    if args["method"]:
-        updates = args["updates"] or sum(map(len, finetune.batch_plan(
-            read_splits(cfg, WordPiece.from_pretrained(cfg.model))[0]["train"].feats, cfg,
-            cfg.epochs)))
-        files = bert.checkpoint_files(cfg.model, ["config.json"])
-        return explain.method(cfg, bert.BertConfig.from_json(files["config.json"]), updates)
-    if args["conll"]:
-        sents = conll.read_conll(args["conll"])
-        if not 1 <= args["sentence"] <= len(sents):
-            raise ValueError(f"--sentence={args['sentence']}: {args['conll']} has {len(sents)} "
-                             f"sentences")
-        sent = sents[args["sentence"] - 1]
-    elif args["text"]:
-        sent = tagger.text_sentence(args["text"])
-    else:
-        raise ValueError('explain needs a sentence ("Angela Merkel visited Paris ."), --conll '
-                         'FILE, or --method')
-    explain.explain(cfg.model, sent, args.get("max_len", 0))
-
-
 def parser():
     ap = argparse.ArgumentParser(prog="experiments.py", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
@@ -582,7 +558,7 @@ def main(argv=None):
     if cmd == "table":
         return print(table(args["out"]))
     if cmd == "explain":
-        return run_explain(args)
+        return explain.command(args)
     if cmd == "predict":
         return print(tagger.predict(args["model"], args["file"], args["text"], args["output"],
                                     args["encoding"]), end="")

@@ -11,13 +11,17 @@ run's flags describe. Every value printed comes from the functions the pipeline 
 4. --method: Eq. 1's rates, the unfreezing plan (Sec 4.1) and the schedule (Sec 3.3), from
    finetune.param_groups, finetune.unfreeze and finetune.lr_factor.
 """
+from dataclasses import fields
+
 import torch
 
 import bert
 import conll
 import conlleval
 import finetune
+import records
 import tagger
+from finetune import FinetuneConfig
 from wordpiece import MAX_WORD_CHARS, WordPiece
 
 
@@ -143,6 +147,32 @@ def score(sent, pred, out):
     out(f"   conlleval on this sentence: precision {s['precision']:.2f}, recall "
         f"{s['recall']:.2f}, F1 {s['f1']:.2f} ({s['correct']} of {s['gold']} gold spans found,"
         f" {s['found']} predicted)")
+
+
+def command(args):
+    """`python experiments.py explain`: a sentence (text, or --conll's --sentence) through stages
+    1-3, or with --method stage 4. args: the parsed flags, FinetuneConfig's among them."""
+    names = {f.name for f in fields(FinetuneConfig)}
+    cfg = records.check_config(FinetuneConfig(**{k: v for k, v in args.items() if k in names}))
+    if args["method"]:
+        updates = args["updates"] or sum(map(len, finetune.batch_plan(
+            finetune.read_splits(cfg, WordPiece.from_pretrained(cfg.model))[0]["train"].feats, cfg,
+            cfg.epochs)))
+        files = bert.checkpoint_files(cfg.model, ["config.json"])
+        return method(cfg, bert.BertConfig.from_json(files["config.json"]), updates)
+    if args["conll"]:
+        sents = conll.read_conll(args["conll"])
+        if not 1 <= args["sentence"] <= len(sents):
+            raise ValueError(f"--sentence={args['sentence']}: {args['conll']} has {len(sents)} "
+                             f"sentences")
+        sent = sents[args["sentence"] - 1]
+    elif args["text"]:
+        sent = tagger.text_sentence(args["text"])
+    else:
+        raise ValueError('explain needs a sentence ("Angela Merkel visited Paris ."), --conll '
+                         'FILE, or --method')
+    explain(cfg.model, sent, args.get("max_len", 0))
+
 
 
 # ---------------------------------------------------------------------------------------------

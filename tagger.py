@@ -85,16 +85,7 @@ def read_text(path, encoding=None):
     """Raw text, one sentence a line, split at spaces and punctuation -> one Sentence per line
     (an empty one for a blank line, so the output lines up with the input)."""
     data = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()
-    enc = encoding or "utf-8"
-    try:
-        text = data.decode(enc)
-    except LookupError:
-        raise ValueError(f"--encoding={enc}: unknown encoding; pass e.g. utf-8 or "
-                         f"latin-1") from None
-    except UnicodeDecodeError as e:
-        line = data[:e.start].count(b"\n") + 1
-        raise ValueError(f"{path}:{line}: byte 0x{data[e.start]:02x} is not valid {enc}; "
-                         f"pass --encoding latin-1 (or the file's encoding)") from None
+    text = conll.decode(path, data, encoding)[0]  # UTF-8 or latin-1, as a CoNLL file is read
     # a byte-order mark is never a word: at the file's start, nor at a line's start in files
     # joined with cat
     lines = [line.removeprefix(conll.BOM) for line in text.split("\n")]

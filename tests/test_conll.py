@@ -24,6 +24,7 @@ import pytest
 from seqeval.metrics.sequence_labeling import get_entities
 
 import conll
+import corpora
 from conftest import FIXTURES, ROOT
 
 EN = os.path.join(FIXTURES, "conll_en.txt")
@@ -654,8 +655,8 @@ def test_germeval_to_conll_fixture(keep, want):
     without keep_deriv_part Kölner and EU-Politik drop to O; with it they become B-LOC, B-ORG.
     Sentence 3's B-OTH I-OTH becomes B-MISC I-MISC either way."""
     sents = conll.read_germeval(GE_TRAIN)
-    assert conll.germeval_to_conll(sents[1].tags, keep) == want
-    assert conll.germeval_to_conll(sents[2].tags, keep)[2:4] == ["B-MISC", "I-MISC"]
+    assert corpora.germeval_to_conll(sents[1].tags, keep) == want
+    assert corpora.germeval_to_conll(sents[2].tags, keep)[2:4] == ["B-MISC", "I-MISC"]
 
 
 @pytest.mark.parametrize("tags, keep, want", [
@@ -669,13 +670,13 @@ def test_germeval_to_conll_fixture(keep, want):
 def test_germeval_to_conll_by_hand(tags, keep, want):
     """Span by span (conlleval.pl's reading of the input): the output is valid BIO with the
     input's spans, types mapped, dropped ones O; an I- after a dropped B- never continues it."""
-    assert conll.germeval_to_conll(tags, keep) == want
+    assert corpora.germeval_to_conll(tags, keep) == want
 
 
 def test_germeval_to_conll_rejects_other_types():
     """A CoNLL type such as MISC is not GermEval's: say so rather than pass it through."""
     with pytest.raises(ValueError, match="'MISC' .* is not a GermEval 2014 type"):
-        conll.germeval_to_conll(["B-MISC"])
+        corpora.germeval_to_conll(["B-MISC"])
 
 
 def test_stats_germeval(capsys):

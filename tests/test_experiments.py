@@ -161,8 +161,9 @@ def test_predict_text(trained, tmp_path):
     """Text mode: one sentence a line, split at spaces and punctuation ("17,000." -> 17 , 000 .),
     "word TAG" lines in the training scheme (BIO), a blank line after each input line, so a blank
     input line gives an empty block and output lines up with input. Test sentences typed as text
-    get the tags the CoNLL mode gave them. Empty input gives empty output; a latin-1 file is an
-    error naming the file and line."""
+    get the tags the CoNLL mode gave them. Empty input gives empty output; a latin-1 file is read
+    as latin-1 (detected as CoNLL files are), one mixing UTF-8 and a stray byte is an error naming
+    the file and line."""
     cfg, exp, rec = trained
     run_dir = os.path.join(exp.out, f"run-{rec['key']}")
     gold = conll.read_conll(corpora.splits(TINY)["test"])
@@ -187,9 +188,13 @@ def test_predict_text(trained, tmp_path):
         assert [t for _, t in b] == conll.to_bio(pred[k].tags), f"test sentence {k}"
     (tmp_path / "empty.txt").write_text("")
     assert tagger.predict(run_dir, str(tmp_path / "empty.txt"), text=True) == ""
-    (tmp_path / "latin.txt").write_bytes(b"Angela\nM\xfcller sagt\n")
-    with pytest.raises(ValueError, match=r"latin.txt:2: byte 0xfc"):
-        tagger.predict(run_dir, str(tmp_path / "latin.txt"), text=True)
+    (tmp_path / "latin.txt").write_bytes(b"Angela\nM\xfcller sagt\n")  # detected, as CoNLL is
+    out = tagger.predict(run_dir, str(tmp_path / "latin.txt"), text=True)
+    assert [x.split(" ")[0] for x in out.split("\n") if x] == ["Angela", "Müller", "sagt"]
+    (tmp_path / "mixed.txt").write_bytes("Köln\nM\xfcller sagt\n".encode("latin-1")
+                                         .replace(b"K\xf6ln", "Köln".encode()))
+    with pytest.raises(ValueError, match=r"mixed.txt:2: byte 0xfc is not valid UTF-8"):
+        tagger.predict(run_dir, str(tmp_path / "mixed.txt"), text=True)
 
 
 @pytest.mark.parametrize("given", [True, False])
@@ -229,7 +234,7 @@ def test_predict_text_to_an_output_file_and_its_input_checks(trained, tmp_path):
     said = tagger.predict(run_dir, str(path), text=True, output=str(tmp_path / "o.txt"))
     assert said == f"(predictions in {tmp_path / 'o.txt'})\n"
     assert (tmp_path / "o.txt").read_text() == printed
-    with pytest.raises(ValueError, match="--encoding=foo: unknown encoding"):
+    with pytest.raises(ValueError, match="unknown encoding 'foo'"):
         tagger.predict(run_dir, str(path), text=True, encoding="foo")
     path.write_text("Arafat\n" + "-" * 200 + "\n")  # CoNLL, words only: "-" x 200 is one word
     with pytest.raises(ValueError, match=re.escape(f"{path}, line 2: word '---")):
