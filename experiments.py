@@ -228,7 +228,8 @@ def run_all(runs, exp, log=print):
     runs = shard_of(runs, exp)
     workers = worker_count(exp, len(runs))
     if workers <= 1:
-        job, done = Job(len(runs), log), {r["key"] for r in records.read_results(exp.out)}
+        done = {r["key"] for r in records.read_results(exp.out, lambda s: None)}  # run_one warns
+        job = Job(len(runs), log)
         for i, cfg in enumerate(runs):
             rec = run_one(cfg, exp, job.log(i))
             job.ran(i, "busy" if rec is None else "recorded" if rec["key"] in done else "trained")

@@ -81,6 +81,7 @@ class AdamW(torch.optim.Optimizer):
                  bias_correction=False, fused=True):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       bias_correction=bias_correction, fused=fused))
+        self.infinity = {}  # device -> t = inf, made once (not a fill per group per step)
 
     def state_of(self, p):
         """p's moments and step count (a tensor on p's device, as the fused kernel reads it)."""
@@ -106,7 +107,10 @@ class AdamW(torch.optim.Optimizer):
                                  g["weight_decay"], b1, b2, g["eps"], g["bias_correction"])
                 continue
             if not g["bias_correction"]:  # the kernel always corrects: at t = inf, 1 - b^t = 1
-                steps = [torch.full((), math.inf, device=ps[0].device)] * len(ps)
+                d = ps[0].device
+                if d not in self.infinity:
+                    self.infinity[d] = torch.full((), math.inf, device=d)
+                steps = [self.infinity[d]] * len(ps)
             torch._fused_adamw_(ps, [p.grad for p in ps], [s["m"] for s in st],
                                 [s["v"] for s in st], [], steps, lr=g["lr"], beta1=b1, beta2=b2,
                                 weight_decay=g["weight_decay"], eps=g["eps"], amsgrad=False,
