@@ -149,8 +149,13 @@ def gdrive(file_id):
 DOWNLOADS = {
     "en": Corpus(
         name="CoNLL-2003 English", folder="conll2003-en",
-        files={"conll2003.zip": (
+        # deepai first (HF's and TFDS's source: 982,975 bytes); then two Hub copies whose Git LFS
+        # records give the same sha256 and size (a user's repo, and another's pinned commit)
+        files={"conll2003.zip": ((
             "https://data.deepai.org/conll2003.zip",
+            "https://huggingface.co/datasets/alex1qaz/conll2003/resolve/main/conll2003.zip",
+            "https://huggingface.co/datasets/leonadase/mycoll3/resolve/"
+            "e5fa8d150a9461acc2e0aab2cffba63afe86d05a/conll2003.zip"),
             "96a104d174ddae7558bab603f19382c5fe02ff1da5c077a7f3ce2ced1578a2c3")},
         # Tjong Kim Sang & De Meulder 2003, Table 1; the reader gives exactly these on eng.train,
         # eng.testa and eng.testb (-DOCSTART- lines are no sentence and no token)

