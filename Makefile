@@ -9,7 +9,7 @@ TEXT    ?=
 GRID    ?=
 OUT     ?= runs
 
-.PHONY: venv test reproduce-en reproduce-de reproduce-germeval demo explain bench bench-model bench-wordpiece bench-conlleval bench-adamw bench-finetune bench-gpu
+.PHONY: venv test reproduce-en reproduce-de reproduce-germeval demo explain bench bench-model bench-wordpiece bench-conlleval bench-adamw bench-finetune bench-gpu bench-ablations
 
 # A venv with the runtime and test requirements. Torch: a wheel from the machine's own
 # find-links (pip --no-index) is taken first when there is one (a fast local CPU build);
@@ -52,6 +52,11 @@ bench-finetune: venv
 # One mBERT-shaped epoch on the GPU: ours with CUDA graphs, eager, HF; workers; whole runs; projections.
 bench-gpu: venv
 	$(PY) bench/bench_gpu.py $(ARGS)
+
+# Tables 4-5 asked of the packaged MiniLM on all of CoNLL-2003 English (about 6 min on an H100;
+# DATA=DIR, OUT=..., JOBS=4 runs at once; ARGS="--max-train-sentences 200" for a CPU trial).
+bench-ablations: venv
+	bash bench/ablations.sh $(ARGS)
 
 bench-model: venv
 	$(PY) bench/bench_model.py $(ARGS)

@@ -17,7 +17,7 @@ fails (a capture, say) is reported with its traceback, the other parts are still
 exit status is 1.
 
     python bench/bench_gpu.py [--model DIR] [--data DIR] [--batches N] [--workers 1,2,4]
-                              [--parts graphs,eager,hf,runs]
+                              [--parts graphs,eager,hf,runs,profile] [--profile-steps N]
 """
 import argparse
 import json
@@ -78,11 +78,8 @@ def ours_epoch(cfg, labels, on_device, plan, graphs, ready=None):
     and records one graph per length bucket, which a run does once, not every epoch; one-time =
     first - second. ready(), if
     given, is called once the model and optimizer are built, just before the epoch starts."""
-    torch.manual_seed(cfg.seed)
     device = on_device.ids.device
-    model = bert.TokenClassifier(bert.from_pretrained(cfg.model), len(labels)).to(device)
-    opt = finetune.AdamW(finetune.param_groups(model, cfg.lr, cfg.delta, cfg.weight_decay),
-                         lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay)
+    model, opt = model_and_opt(cfg, labels, device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     if ready:
@@ -93,6 +90,85 @@ def ours_epoch(cfg, labels, on_device, plan, graphs, ready=None):
         after_epoch=lambda *_: ends.append(time.time()))
     first, last = ends[1] - ends[0], ends[-1] - ends[-2]
     return last, peak_gib(device), first - last
+
+
+def model_and_opt(cfg, labels, device):
+    torch.manual_seed(cfg.seed)
+    model = bert.TokenClassifier(bert.from_pretrained(cfg.model), len(labels)).to(device)
+    opt = finetune.AdamW(finetune.param_groups(model, cfg.lr, cfg.delta, cfg.weight_decay),
+                         lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay)
+    return model, opt
+
+
+# Where an update's time goes, kernel by kernel (--parts profile): the lever to take next. Kinds
+# by the kernel's (on the CPU: the op's) name, lower-cased, first match.
+KINDS = [("optimizer (AdamW)", ("adam",)), ("layer norm", ("layer_norm",)),
+         ("clip: the norm", ("lpnorm", "vector_norm", "foreach_norm")),
+         ("attention", ("flash", "fmha", "attention", "softmax")),  # flash's name has cutlass
+         ("matmuls", ("gemm", "cutlass", "xmma", "nvjet", "aten::mm", "aten::bmm", "addmm")),
+         ("dropout", ("dropout", "bernoulli", "philox")), ("embedding", ("embedding", "index")),
+         ("zeros and fills", ("fill", "zero")), ("copies and casts", ("copy", "cast", "to_")),
+         ("other foreach (clip's scale)", ("foreach", "multi_tensor")),
+         ("other elementwise", ("",))]
+
+
+def kind_of(name):
+    name = name.lower()
+    return next(k for k, marks in KINDS if any(m in name for m in marks))
+
+
+def profile_part(cfg, labels, on_device, plan, graphs, steps=20):
+    """`steps` updates run twice (with graphs: recorded on the first pass), the second profiled
+    (torch.profiler: CUDA kernels, or CPU ops on the CPU) -> (the wall seconds per update, the
+    busy seconds per update, {kind: (seconds, calls) per update}, [(seconds, calls, name)] per
+    update, the 12 longest)."""
+    device = on_device.ids.device
+    model, opt = model_and_opt(cfg, labels, device)
+    batches = plan[0][:steps]
+    acts = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        acts.append(torch.profiler.ProfilerActivity.CUDA)
+    prof, start = torch.profiler.profile(activities=acts), []
+
+    def after(epoch, _):
+        if epoch == 0:
+            sync(device)
+            start.append(time.time())
+            prof.start()
+    fit = fastfit.fit if graphs else finetune.fit
+    fit(model, opt, on_device, [batches, batches], cfg, finetune.task_loss, log=lambda s: None,
+        after_epoch=after)
+    sync(device)
+    wall = (time.time() - start[0]) / len(batches)
+    prof.stop()
+    cuda = device.type == "cuda"
+    events = [e for e in prof.key_averages() if cuda == (e.device_type == torch.autograd
+                                                          .DeviceType.CUDA)]
+    if not cuda:  # CPU ops nest (aten::linear holds aten::addmm): the leaves' own time only
+        events = [e for e in events if e.key.startswith("aten::")]
+    own = [((e.self_device_time_total if cuda else e.self_cpu_time_total) / 1e6 / len(batches),
+            e.count / len(batches), e.key) for e in events]
+    kinds = {}
+    for t, n, name in own:
+        k = kind_of(name)
+        kinds[k] = tuple(a + b for a, b in zip(kinds.get(k, (0.0, 0.0)), (t, n)))
+    return wall, sum(t for t, _, _ in own), kinds, sorted(own, reverse=True)[:12]
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def print_profile(name, wall, busy, kinds, top):
+    unit = "ops" if "static" in name else "kernels"
+    print(f"profile, {name}: {wall * 1e3:.2f} ms an update, {busy * 1e3:.2f} ms of it in "
+          f"{unit} ({busy / wall:.0%}; the rest: gaps between them)")
+    for k, (t, n) in sorted(kinds.items(), key=lambda kv: -kv[1][0]):
+        print(f"  {k:30s} {t * 1e3:8.3f} ms {t / busy:6.1%}  {n:7.1f} {unit} an update")
+    print(f"  the 12 longest {unit}, ms an update:")
+    for t, n, name in top:
+        print(f"  {t * 1e3:8.3f}  x{n:<6.1f} {name[:110]}")
 
 
 def hf_epoch(cfg, labels, on_device, plan):
@@ -248,7 +324,9 @@ def main():
     ap.add_argument("--workers", default="1,2,4", help="process counts to time at once")
     ap.add_argument("--parts", default="graphs,eager,hf,runs", help="what to time (graphs: ours "
                     "with CUDA graphs, eager: ours eager, hf: HF's loop, runs: whole runs of "
-                    "the grid in one process)")
+                    "the grid in one process; profile: where an update's time goes, kernel by "
+                    "kernel, not in the default)")
+    ap.add_argument("--profile-steps", type=int, default=20, help="updates profiled")
     ap.add_argument("--device", default="cuda", help="cuda, or cpu for a smoke run of the code")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--whole-runs", action="store_true", help=argparse.SUPPRESS)
@@ -333,6 +411,16 @@ def main():
               f"the best --workers ({best:.2f}x): make reproduce-en {repro / 60:.1f} min, "
               f"IOB1+BIO grid {grid / 3600:.2f} h (2 schemes x 5 seeds x 3 lr x batch 16/32 x "
               f"3/4 epochs)")
+    if "profile" in parts:  # the path a run takes: graphs on CUDA (static shapes on the CPU)
+        got = measured(f"profile, {fast_name}", lambda: profile_part(
+            cfg, labels, on_device, plan, True, a.profile_steps), failed)
+        if got and not got[1]:  # no kernel seen inside the graphs: the same updates, eager
+            print("profile: the profiler saw no kernels inside CUDA graphs; the same updates "
+                  "eagerly instead (the same kernels, launched one by one)")
+            fast_name, got = "ours, eager", measured("profile, ours, eager", lambda: profile_part(
+                cfg, labels, on_device, plan, False, a.profile_steps), failed)
+        if got:
+            print_profile(fast_name, *got)
     whole = "runs" in parts and measured("whole runs", lambda: runs_part(a), failed)
     if whole:
         (repro, repro_bare), (grid, grid_bare) = whole["reproduce-en", 1], whole["grid", 1]

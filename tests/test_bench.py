@@ -98,6 +98,70 @@ def test_bench_gpu_reports_a_failing_part_and_measures_the_rest(tmp_path, monkey
     assert lines[-1].startswith("FAILED: ours, static shapes (tracebacks above)")
 
 
+def test_bench_gpu_profile_counts_each_kind_of_work(tmp_path, monkeypatch, capsys):
+    """--parts profile on the CPU (ops, not kernels): the kinds add up to the busy time, and the
+    optimizer is one fused AdamW call per parameter group per update (6: decay and no decay for
+    the embeddings, the one layer and the head), as finetune.AdamW makes it."""
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "bench"))
+    import bench_gpu
+    folder = bert_folder(str(tmp_path / "bert"), layers=1, hidden=16)
+    monkeypatch.setattr(sys, "argv", ["bench_gpu.py", "--device", "cpu", "--model", folder,
+                                      "--data", TINY, "--batches", "3", "--workers", "1",
+                                      "--parts", "profile", "--profile-steps", "2"])
+    assert bench_gpu.main() == 0
+    lines = capsys.readouterr().out.splitlines()
+    head = next(i for i, x in enumerate(lines) if x.startswith("profile, ours, static shapes"))
+    busy = float(re.search(r", ([\d.]+) ms of it in ops", lines[head])[1])
+    kinds = {}
+    for x in lines[head + 1:]:
+        if x.startswith("  the 12 longest"):
+            break
+        name, ms, n = re.fullmatch(r"  (.+?) +([\d.]+) ms +[\d.]+%  +([\d.]+) ops an update",
+                                   x).groups()
+        kinds[name] = (float(ms), float(n))
+    assert sum(ms for ms, _ in kinds.values()) == pytest.approx(busy, abs=0.01 * len(kinds))
+    assert kinds["optimizer (AdamW)"][1] == 6.0
+    assert {"matmuls", "layer norm", "dropout", "embedding", "clip: the norm"} <= set(kinds)
+
+
+KERNELS = [  # names as CUDA kernels are called on an H100 (torch 2.x), and the kind each is
+    ("void at::native::(anonymous namespace)::multi_tensor_apply_kernel<at::native::(anonymous "
+     "namespace)::TensorListMetadata<4>, at::native::(anonymous namespace)::FusedAdamMathFunctor"
+     "<float, 4, (at::native::ADAM_MODE)1, false>, double*, double, double, double, double, "
+     "double, bool, float*, float*>", "optimizer (AdamW)"),
+    ("void at::native::(anonymous namespace)::multi_tensor_apply_kernel<at::native::(anonymous "
+     "namespace)::TensorListMetadata<1>, at::native::(anonymous namespace)::LpNormFunctor<float, "
+     "(at::native::NormType)1, float, float>, float*, int>", "clip: the norm"),
+    ("void at::native::lpnorm_cleanup<float, (at::native::NormType)1, float, float>",
+     "clip: the norm"),
+    ("void at::native::(anonymous namespace)::multi_tensor_apply_kernel<at::native::(anonymous "
+     "namespace)::TensorListMetadata<1>, at::native::(anonymous namespace)::BinaryOpScalarTensor"
+     "Functor<float, 1, 1, 0>, std::multiplies<float>, float*, float>",
+     "other foreach (clip's scale)"),
+    ("sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x64_warpgroupsize1x1x1_execute_"
+     "segment_k_off_kernel__5x_cublas", "matmuls"),
+    ("void at::native::(anonymous namespace)::vectorized_layer_norm_kernel<float, float>(int, "
+     "float, float const*, float const*, float const*, float*, float*, float*)", "layer norm"),
+    ("void at::native::(anonymous namespace)::fused_dropout_kernel_vec<float, float, unsigned "
+     "int, 1, 4, bool>", "dropout"),
+    ("void at::native::(anonymous namespace)::indexSelectLargeIndex<float, long, unsigned int, 2, "
+     "2, -2, true>", "embedding"),
+    ("void at::native::vectorized_elementwise_kernel<4, at::native::FillFunctor<float>, "
+     "at::detail::Array<char*, 1> >", "zeros and fills"),
+    ("void pytorch_flash::flash_fwd_kernel<Flash_fwd_kernel_traits<64, 128, 128, 4, false, "
+     "false, cutlass::bfloat16_t> >", "attention"),
+    ("void at::native::unrolled_elementwise_kernel<at::native::direct_copy_kernel_cuda(at::"
+     "TensorIteratorBase&)::{lambda()#3}::operator()() const>", "copies and casts"),
+    ("void at::native::vectorized_elementwise_kernel<4, at::native::GeluCUDAKernelImpl(at::"
+     "TensorIteratorBase&, at::native::GeluType)>", "other elementwise")]
+
+
+@pytest.mark.parametrize("name, kind", KERNELS, ids=[k for _, k in KERNELS])
+def test_profile_sorts_cuda_kernels_by_kind(monkeypatch, name, kind):
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "bench"))
+    import bench_gpu
+    assert bench_gpu.kind_of(name) == kind
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here: it would really measure")
 def test_bench_gpu_without_cuda_says_so():
     """The default device is CUDA: on a machine without one it measures nothing and exits 0."""
