@@ -29,6 +29,7 @@ GE_TRAIN = os.path.join(GE, "NER-de-train.tsv")
 DEU = os.path.join(FIXTURES, "deu_tiny")
 # germeval_tiny's (sentences, words) per split, counted by hand (test_conll.py's stats: 6+11+8)
 GE_COUNTS = {"NER-de-train.tsv": (3, 25), "NER-de-dev.tsv": (1, 5), "NER-de-test.tsv": (1, 6)}
+GE_MORE = 35  # "over 35 tokens" in all: the 36 of the three files
 
 
 def test_splits(tmp_path):
@@ -182,7 +183,7 @@ def fake_germeval(monkeypatch):
     serve = {url: os.path.join(GE, name) for name, (urls, _) in files.items() for url in urls}
     patch_corpus(monkeypatch, "germeval",
                  files={n: (urls, sha(os.path.join(GE, n))) for n, (urls, _) in files.items()},
-                 counts=GE_COUNTS)
+                 counts=GE_COUNTS, more_tokens=GE_MORE)
     fetched = []
 
     def fetch(url, dest):
@@ -216,7 +217,7 @@ def test_downloads_started_at_once_take_turns(tmp_path, monkeypatch):
     serve = {url: os.path.join(GE, name) for name, (urls, _) in files.items() for url in urls}
     patch_corpus(monkeypatch, "germeval",
                  files={n: (urls, sha(os.path.join(GE, n))) for n, (urls, _) in files.items()},
-                 counts=GE_COUNTS)
+                 counts=GE_COUNTS, more_tokens=GE_MORE)
     log = tmp_path / "fetched"
 
     def fetch(url, dest):
@@ -266,7 +267,8 @@ def test_download_checks_token_counts(tmp_path, fake_germeval, monkeypatch):
     """The published token counts are checked with the sentence counts: a file that lost words
     but no sentence passes the sentence check alone. NER-de-train.tsv cut mid-sentence (its last
     word line, '8 .', gone: still 3 sentences, 24 words, not 25) fails on the next call, naming
-    the file and both numbers; a token count of None (not published) is not checked."""
+    the file and both numbers. Where a split's count is not published (None), the published
+    total still is: over GE_MORE = 35 tokens in all, and the files now hold 35."""
     d = corpora.download("germeval", tmp_path)
     train = os.path.join(d, "NER-de-train.tsv")
     with open(train, "rb") as f:
@@ -279,6 +281,12 @@ def test_download_checks_token_counts(tmp_path, fake_germeval, monkeypatch):
     assert str(e.value) == (f"{train}: 24 tokens, GermEval 2014 has 25; empty {tmp_path} to "
                             f"download again, or pass --data=DIR")
     patch_corpus(monkeypatch, "germeval", counts=dict(GE_COUNTS, **{"NER-de-train.tsv": (3, None)}))
+    with pytest.raises(ValueError) as e:
+        corpora.download("germeval", tmp_path)
+    assert str(e.value) == (f"{d}: 35 tokens in NER-de-train.tsv, NER-de-dev.tsv, NER-de-test.tsv,"
+                            f" GermEval 2014 has over 35; empty {tmp_path} to download again, or "
+                            f"pass --data=DIR")
+    patch_corpus(monkeypatch, "germeval", more_tokens=34)
     assert corpora.download("germeval", tmp_path) == d
 
 
@@ -304,9 +312,11 @@ def test_download_sources():
                    for u in ((urls,) if isinstance(urls, str) else urls))
     assert corpora.DOWNLOADS["en"].counts == {  # Tjong Kim Sang & De Meulder 2003, Table 1
         "train.txt": (14041, 203621), "valid.txt": (3250, 51362), "test.txt": (3453, 46435)}
-    assert corpora.DOWNLOADS["germeval"].counts == {  # tokens not checked: see corpora.py
+    assert corpora.DOWNLOADS["germeval"].counts == {  # per split: sentences only, see corpora.py
         "NER-de-train.tsv": (24000, None), "NER-de-dev.tsv": (2200, None),
         "NER-de-test.tsv": (5100, None)}
+    assert corpora.DOWNLOADS["germeval"].more_tokens == 591000  # LREC 2014: "over 591,000 tokens"
+    assert corpora.DOWNLOADS["en"].more_tokens == 0  # its splits' counts are all published
     with pytest.raises(ValueError, match="'de': expected 'en' or 'germeval' .* licensed"):
         corpora.download("de", "unused")
     with pytest.raises(ValueError, match="lang='fr': expected 'en' or 'germeval'"):
