@@ -33,10 +33,6 @@ PLAIN = dict(schedule="linear", delta=1.0, unfreeze=0, lm_epochs=0)  # BERT's ow
 AGREES = {"lower": ("lower",), "not higher": ("lower", "same")}  # finding -> our directions
 
 
-def mean_std(xs):
-    return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
-
-
 SHOWN = ("lang", "model", "scheme", "batch_size", "lr", "epochs", "data", "seed")
 WU_DREDZE = 69.56  # Wu & Dredze 2019: mBERT trained on English, tested on CoNLL-2003 German
 NOTES = {"germeval": "germeval: conlleval F1 of the spans of one level (outer unless the method "
@@ -45,34 +41,6 @@ NOTES = {"germeval": "germeval: conlleval F1 of the spans of one level (outer un
                       "German training, chosen on English dev (Wu & Dredze 2019: "
                       f"{WU_DREDZE} on CoNLL-2003 German test); GermEval types mapped "
                       "OTH -> MISC, ...deriv/...part -> O unless 'kept'"}
-
-
-def setting(record):
-    """A record's row: its FinetuneConfig fields but the seed, data as the files' fingerprint."""
-    c = {f.name: record["config"].get(f.name) for f in fields(FinetuneConfig)}
-    c.update(data=record.get("data_fingerprint", c["data"]), seed=None)
-    c.update(model=records.model_id(c["model"]))  # as the run's key names it
-    return json.dumps(c, sort_keys=True)
-
-
-def row(c, runs, scored, zero_shot=None):
-    """One table row: setting c, its seeds' records `runs`, the records `scored` (runs, or their
-    zero-shot scores). pick: the row's rival group and the dev F1 it is chosen by, the runs' own
-    (English) dev F1 for a zero-shot row too."""
-    method = ", ".join(f"{f.name}={c[f.name]}" for f in fields(FinetuneConfig)
-                       if f.name not in SHOWN and c[f.name] != f.default)
-    what = source = (c["lang"], c["model"], c["scheme"], method or "BERT", c["data"])
-    dev, test = (mean_std([r[s]["f1"] for r in scored]) for s in ("dev", "test"))
-    name = os.path.basename(c["model"].rstrip("/"))
-    paper = None if method else PAPER.get((c["lang"], name, c["scheme"]))  # Tables 2-3: plain
-    if zero_shot:  # Wu & Dredze's number belongs to mBERT on CoNLL-2003 German only
-        fmt, keep, data = zero_shot  # data: the German files' digest, shown (first 6)
-        method = f"{what[3]}, zero-shot on {fmt} {data[:6]}{', kept' * keep}"
-        what = ("en→de", *what[1:3], method, what[4])
-        paper = (None, WU_DREDZE if (fmt, name) == ("conll2003-de", MBERT) else None)
-    return dict(what=what, setting=(c["batch_size"], c["lr"], c["epochs"]), n=len(scored),
-                dev=dev, test=test, paper=paper or (None, None),
-                pick=(source, mean_std([r["dev"]["f1"] for r in runs])[0]))
 
 
 def table(out):
@@ -104,6 +72,34 @@ def table(out):
             rows.append(row(json.loads(key), runs, zs, which))
     found = effects(groups)
     return markdown(rows) + (f"\n\n{found}" if found else "")
+
+
+def setting(record):
+    """A record's row: its FinetuneConfig fields but the seed, data as the files' fingerprint."""
+    c = {f.name: record["config"].get(f.name) for f in fields(FinetuneConfig)}
+    c.update(data=record.get("data_fingerprint", c["data"]), seed=None)
+    c.update(model=records.model_id(c["model"]))  # as the run's key names it
+    return json.dumps(c, sort_keys=True)
+
+
+def row(c, runs, scored, zero_shot=None):
+    """One table row: setting c, its seeds' records `runs`, the records `scored` (runs, or their
+    zero-shot scores). pick: the row's rival group and the dev F1 it is chosen by, the runs' own
+    (English) dev F1 for a zero-shot row too."""
+    method = ", ".join(f"{f.name}={c[f.name]}" for f in fields(FinetuneConfig)
+                       if f.name not in SHOWN and c[f.name] != f.default)
+    what = source = (c["lang"], c["model"], c["scheme"], method or "BERT", c["data"])
+    dev, test = scores(scored, "dev"), scores(scored, "test")
+    name = os.path.basename(c["model"].rstrip("/"))
+    paper = None if method else PAPER.get((c["lang"], name, c["scheme"]))  # Tables 2-3: plain
+    if zero_shot:  # Wu & Dredze's number belongs to mBERT on CoNLL-2003 German only
+        fmt, keep, data = zero_shot  # data: the German files' digest, shown (first 6)
+        method = f"{what[3]}, zero-shot on {fmt} {data[:6]}{', kept' * keep}"
+        what = ("en→de", *what[1:3], method, what[4])
+        paper = (None, WU_DREDZE if (fmt, name) == ("conll2003-de", MBERT) else None)
+    return dict(what=what, setting=(c["batch_size"], c["lr"], c["epochs"]), n=len(scored),
+                dev=dev, test=test, paper=paper or (None, None),
+                pick=(source, scores(runs, "dev")[0]))
 
 
 def markdown(rows):
@@ -178,3 +174,7 @@ def direction(xs, ys):
     se = math.sqrt(sum(statistics.variance(v) / len(v) for v in (xs, ys) if len(v) > 1))
     d = statistics.mean(xs) - statistics.mean(ys)
     return "higher" if d > se else "lower" if d < -se else "same"
+
+
+def mean_std(xs):
+    return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
