@@ -162,6 +162,7 @@ def test_profile_sorts_cuda_kernels_by_kind(monkeypatch, name, kind):
     import bench_gpu
     assert bench_gpu.kind_of(name) == kind
 
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here: it would really measure")
 def test_bench_gpu_without_cuda_says_so():
     """The default device is CUDA: on a machine without one it measures nothing and exits 0."""
@@ -186,3 +187,18 @@ def test_compare_hf_finetune_smoke(minilm_dir):
     assert gap, lines[-1]
     if not torch.cuda.is_available():
         assert float(gap[1]) == 0 and lines[-1].endswith("(no CUDA here: both ran eagerly)")
+
+
+def test_bench_adamw_smoke(minilm_dir):
+    """bench/bench_adamw.py on the packaged MiniLM, one step each: every optimizer's line, and with
+    --used-rows ours over the word rows in use only (22.6M weights less 29,522 x 384: 11M)."""
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "bench_adamw.py"),
+                          "--steps", "1", "--used-rows", "1000"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    assert re.match(r"device cpu, torch \S+, 22\.6M parameters in \d+ groups", lines[0]), lines[0]
+    names = [re.split(r"  +", x)[0] for x in lines[1:]]
+    assert names == ["ours (fused, BertAdam)", "ours, per-tensor reference",
+                     "torch.optim.AdamW (default)", "torch.optim.AdamW (fused)",
+                     "ours, 1000 word rows (11M)"], names

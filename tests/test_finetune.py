@@ -362,6 +362,61 @@ def test_static_shape_updates_equal_eager(tmp_path, unfreeze):
     assert all(moved) != bool(unfreeze), "with unfreezing the embeddings never train in 2 epochs"
 
 
+@pytest.mark.parametrize("tied", [False, True])
+def test_unused_rows_are_only_decayed_as_adamw_would(tmp_path, tied):
+    """The task stage trains only the word-embedding rows its windows use (fastfit.UnusedRows);
+    AdamW would move every other row by its weight decay alone, p (1 - lr_t wd) at each update.
+    2 epochs on 60 sentences, the dev words' rows unused: at each epoch's end (as the dev
+    evaluation reads it) and after, the whole table equals finetune.fit's, whose unused rows are
+    the loaded ones times the product of (1 - lr_t wd) over the updates (and not the loaded ones).
+    While training, the weight and its moments hold the used rows only. tied: the word embeddings
+    are also the (unused) masked-LM decoder's."""
+    folder = tiny_folder(tmp_path, mlm=tied)
+    cfg = FinetuneConfig(model=folder, data=TINY, lr=1e-2, batch_size=7, epochs=2,
+                         max_train_sentences=60)
+    tok = wordpiece.WordPiece.from_pretrained(folder)
+    data, labels = finetune.read_splits(cfg, tok)
+    feats = data["train"].feats
+    on_cpu = finetune.tensorize(feats, tok, torch.device("cpu"))
+    plan = finetune.batch_plan(feats, cfg, cfg.epochs)
+    start = bert.from_pretrained(folder).emb.word.weight.detach().clone()
+    used = torch.unique(on_cpu.ids)
+    unused = torch.ones(len(start), dtype=torch.bool)
+    unused[used] = False
+    assert 0 < int(unused.sum()) < len(start)
+    tables, shapes = {}, {}
+    for graphs in (False, True):
+        torch.manual_seed(0)
+        model = bert.TokenClassifier(bert.from_pretrained(folder), len(labels)).eval()
+        model.train = lambda mode=True, m=model: m  # dropout off: the two paths compute alike
+        word = model.bert.emb.word.weight
+        opt = finetune.AdamW(groups(model, cfg), lr=cfg.lr, eps=cfg.eps,
+                             weight_decay=cfg.weight_decay)
+        seen = tables[graphs] = []
+        fit = fastfit.fit if graphs else finetune.fit
+        fit(model, opt, on_cpu, plan, cfg, finetune.task_loss, log=lambda s: None,
+            after_epoch=lambda e, loss: seen.append(word.detach().clone()))
+        seen.append(word.detach().clone())
+        shapes[graphs] = (tuple(opt.state[word]["m"].shape), tuple(word.shape))
+        if tied:
+            assert model.bert.mlm.decoder.weight is word
+    total = sum(map(len, plan))
+    factor = 1.0
+    for t in range(total):
+        factor *= 1 - cfg.lr * finetune.lr_factor(t, total, cfg.warmup, cfg.schedule) * \
+            cfg.weight_decay
+    torch.testing.assert_close(tables[False][-1][unused], start[unused] * factor, rtol=1e-6,
+                               atol=0)
+    assert not torch.equal(tables[False][-1][unused], start[unused])
+    assert len(tables[True]) == len(tables[False]) == 3
+    for eager, static in zip(tables[False], tables[True]):
+        torch.testing.assert_close(static[unused], eager[unused], rtol=1e-6, atol=0)
+        torch.testing.assert_close(static, eager, rtol=1e-4, atol=1e-6)
+    H = start.shape[1]
+    assert shapes == {False: ((len(start), H), (len(start), H)),
+                      True: ((len(used), H), (len(start), H))}
+
+
 def test_one_graph_per_length_and_again_after_thawing(tmp_path, monkeypatch):
     """graphed() is called once per (length bucket, set of training tensors): with unfreeze=1 over 2
     epochs every bucket of epoch 1 is captured again (new tensors train), without it never twice."""
