@@ -34,14 +34,16 @@ def fit(model, opt, data, plan, cfg, loss_of, log=print, after_epoch=None):
     device, total, lengths = data.ids.device, sum(map(len, plan)), data.lengths.tolist()
     data = with_dummy(data)
     dummy = data.ids.shape[0] - 1
-    unused = UnusedRows(model, opt, data) if isinstance(model, bert.TokenClassifier) else None
+    task = isinstance(model, bert.TokenClassifier)  # an optimizer already holding moments for
+    fresh = task and not opt.state.get(model.bert.emb.word.weight)  # every row keeps them all
+    unused = UnusedRows(model, opt, data) if fresh else None
     data = unused.data if unused else data  # the ids renumbered over the rows in use
     # + 2 spare: the two warm-up updates before a recording may run past the last step
     factors = torch.tensor([lr_factor(t, total, cfg.warmup, cfg.schedule, cfg.stlr_ratio)
                             for t in range(total)] + [0.0, 0.0], device=device)
     counter = torch.zeros((), dtype=torch.long, device=device)  # the step, on the device
     running = torch.zeros((), device=device)  # the loss summed, on the device
-    peak = [g["lr"] for g in opt.param_groups]  # Eq. (1); each group's rate becomes a tensor
+    peak = [float(g["lr"]) for g in opt.param_groups]  # Eq. (1); each rate becomes a tensor
     for g, lr in zip(opt.param_groups, peak):
         g["lr"] = torch.tensor(lr, device=device)
     state = (factors, counter, running, peak, unused)
@@ -64,7 +66,7 @@ def fit(model, opt, data, plan, cfg, loss_of, log=print, after_epoch=None):
                     after_epoch(epoch, progress.epoch_loss)
     finally:
         if unused:
-            unused.put_back()
+            unused.finish(opt)
     return progress.done(device)
 
 
@@ -100,6 +102,14 @@ class UnusedRows:
             self.table[self.used] = self.rows
             self.decay.fill_(1.0)
         self.weight.data = self.table
+
+    def finish(self, opt):
+        """After training: the whole table, and the weight's moments as AdamW's own would be,
+        those of the unused rows 0 (a later fit with this optimizer then trains every row)."""
+        self.put_back()
+        state = opt.state.get(self.weight)
+        for k in ("m", "v") if state else ():
+            state[k] = torch.zeros_like(self.table).index_copy_(0, self.used, state[k])
 
     @contextmanager
     def whole(self):
