@@ -55,3 +55,17 @@ def bert_folder(folder, layers, hidden, mlm=False, data=TINY):
     with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
         json.dump({"do_lower_case": False}, f)
     return folder
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """One saved run, for the tests that read one: 2 layers, H=32, BIO, lr 1e-3, batch 8, 3 epochs
+    on en_tiny (~2 s), on the CPU -> (cfg, exp, its record). Tests may add runs to exp.out."""
+    import experiments
+    from finetune import FinetuneConfig
+    tmp = tmp_path_factory.mktemp("run")
+    folder = bert_folder(str(tmp / "bert"), layers=2, hidden=32)
+    cfg = FinetuneConfig(model=folder, data=TINY, scheme="bio", lr=1e-3, batch_size=8, epochs=3)
+    exp = experiments.Experiment(out=str(tmp / "runs"))
+    with cpu_only():
+        return cfg, exp, experiments.run_one(cfg, exp, log=lambda s: None)

@@ -43,16 +43,6 @@ def one_thread_on_the_cpu():
     torch.set_num_threads(n)
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """One run: 2 layers, H=32, BIO, lr 1e-3, batch 8, 3 epochs on en_tiny (~2 s), saved."""
-    tmp = tmp_path_factory.mktemp("experiments")
-    folder = bert_folder(str(tmp / "bert"), layers=2, hidden=32)
-    cfg = FinetuneConfig(model=folder, data=TINY, scheme="bio", lr=1e-3, batch_size=8, epochs=3)
-    exp = Experiment(out=str(tmp / "runs"))
-    return cfg, exp, experiments.run_one(cfg, exp, log=lambda s: None)
-
-
 def test_run_one_records_and_writes_the_run(trained):
     """results.jsonl's one line is the returned record; the run folder holds both prediction files,
     whose conlleval F1 is the recorded one, and the saved tagger."""
@@ -71,7 +61,9 @@ def test_run_one_records_and_writes_the_run(trained):
 def test_same_seed_same_result(trained, tmp_path):
     """On the CPU a run is repeatable: the same config elsewhere gives the same scores."""
     cfg, exp, rec = trained
-    again = experiments.run_one(cfg, replace(exp, out=str(tmp_path), save=False), lambda s: None)
+    with cpu_only():
+        again = experiments.run_one(cfg, replace(exp, out=str(tmp_path), save=False),
+                                    lambda s: None)
     for k in ("dev", "test", "dev_f1_per_epoch"):
         assert again[k] == rec[k], k
 

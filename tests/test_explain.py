@@ -17,19 +17,13 @@ import finetune
 import tagger
 import wordpiece
 from conftest import TINY, bert_folder, cpu_only
-from experiments import Experiment
 from finetune import FinetuneConfig
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    """A small run (2 layers, H=32, BIO, 3 epochs on en_tiny), saved: its folder."""
-    tmp = tmp_path_factory.mktemp("explain")
-    folder = bert_folder(str(tmp / "bert"), layers=2, hidden=32)
-    cfg = FinetuneConfig(model=folder, data=TINY, scheme="bio", lr=1e-3, batch_size=8, epochs=3)
-    exp = Experiment(out=str(tmp / "runs"))
-    with cpu_only():
-        rec = experiments.run_one(cfg, exp, log=lambda s: None)
+def run_dir(trained):
+    """A small saved run's folder (conftest's trained)."""
+    _, exp, rec = trained
     return os.path.join(exp.out, f"run-{rec['key']}")
 
 
