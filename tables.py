@@ -149,10 +149,11 @@ def effects(groups):
         if "steady" in paper and len(groups[k]) > 1 and len(groups[base]) > 1:
             ours += ", less steady" if sd > psd else ", steadier"  # the seeds' spread
         agrees = ours.split(", ")[0] in AGREES.get(paper.split(", ")[0], ())
+        mark = "✓" if agrees else "✗" if paper != "–" else ""
         lines.append([table_no, c["model"], c["scheme"].upper(), c["batch_size"], f"{c['lr']:g}",
                       change, c["epochs"], len(groups[k]), f"{dev:.2f}", f"{test:.2f} ± {sd:.2f}",
                       f"{ptest:.2f} ± {psd:.2f} ({cs[base]['epochs']} ep, {len(groups[base])})",
-                      f"{test - ptest:+.2f}", paper, ours, "✓" if agrees else "✗" * (paper != "–")])
+                      f"{test - ptest:+.2f}", paper, ours, mark])
     if not lines:
         return ""
     lines.sort(key=lambda cells: (cells[0], cells[5], cells[1:5]))
