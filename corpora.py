@@ -176,9 +176,8 @@ DOWNLOADS = {
                    gdrive("1u9mb7kNJHWQCWyweMDRMuTFoOHOfeBTH"),
                    "9405e49532379f3aee048851d116b35823d31c04e9521b87a9c4e6572c269097")},
         # Sentences: Benikova et al. 2014. Tokens: only the total is published ("over 591,000
-        # tokens", LREC 2014); per-split counts of 452,853 / 41,653 / 96,499 are quoted from the
-        # shared task's companion paper, but we found no copy of it to confirm them (their sum,
-        # 591,005, fits), and no copy of the files to count.
+        # tokens", LREC 2014); we found no per-split count in any source, and no copy of the
+        # files to count.
         counts={"NER-de-train.tsv": (24000, None), "NER-de-dev.tsv": (2200, None),
                 "NER-de-test.tsv": (5100, None)}, more_tokens=591000,
         offline="Download the three files from https://sites.google.com/site/germeval2014ner/data "
@@ -269,12 +268,13 @@ def _check_counts(src, folder, cache_dir):
         stamp = (path, os.path.getsize(path), os.path.getmtime(path))
         if stamp not in _COUNTED:
             sents = conll.read_conll(path)
+            tokens = sum(len(s.words) for s in sents)
             for what, got, want in (("sentences", len(sents), n_sents),
-                                    ("tokens", sum(len(s.words) for s in sents), n_tokens)):
+                                    ("tokens", tokens, n_tokens)):
                 if want is not None and got != want:
                     raise ValueError(f"{path}: {got} {what}, {src.name} has {want}; empty "
                                      f"{cache_dir} to download again, or pass --data=DIR")
-            _COUNTED[stamp] = sum(len(s.words) for s in sents)
+            _COUNTED[stamp] = tokens
         total += _COUNTED[stamp]
     if total <= src.more_tokens:
         raise ValueError(f"{folder}: {total} tokens in {', '.join(src.counts)}, {src.name} has "

@@ -34,9 +34,9 @@ def fit(model, opt, data, plan, cfg, loss_of, log=print, after_epoch=None):
     device, total, lengths = data.ids.device, sum(map(len, plan)), data.lengths.tolist()
     data = with_dummy(data)
     dummy = data.ids.shape[0] - 1
-    task = isinstance(model, bert.TokenClassifier)  # an optimizer already holding moments for
-    fresh = task and not opt.state.get(model.bert.emb.word.weight)  # every row keeps them all
-    unused = UnusedRows(model, opt, data) if fresh else None
+    word = model.bert.emb.word.weight if isinstance(model, bert.TokenClassifier) else None
+    # the task stage, unless the optimizer already holds moments for every row (a second fit)
+    unused = UnusedRows(model, opt, data) if word is not None and not opt.state.get(word) else None
     data = unused.data if unused else data  # the ids renumbered over the rows in use
     # + 2 spare: the two warm-up updates before a recording may run past the last step
     factors = torch.tensor([lr_factor(t, total, cfg.warmup, cfg.schedule, cfg.stlr_ratio)

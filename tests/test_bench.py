@@ -124,7 +124,9 @@ def test_bench_gpu_profile_counts_each_kind_of_work(tmp_path, monkeypatch, capsy
     assert {"matmuls", "layer norm", "dropout", "embedding", "clip: the norm"} <= set(kinds)
 
 
-KERNELS = [  # names as CUDA kernels are called on an H100 (torch 2.x), and the kind each is
+KERNELS = [  # names of the forms torch's (and cuBLAS's) CUDA kernels take, from torch's
+    # sources (FusedAdamMathFunctor, LpNormFunctor, ...), and the kind each is; the first GPU
+    # profile shows the real ones
     ("void at::native::(anonymous namespace)::multi_tensor_apply_kernel<at::native::(anonymous "
      "namespace)::TensorListMetadata<4>, at::native::(anonymous namespace)::FusedAdamMathFunctor"
      "<float, 4, (at::native::ADAM_MODE)1, false>, double*, double, double, double, double, "
