@@ -1,9 +1,9 @@
 """The paper's experiments around finetune.py: Table 1's grid, Tables 2-6, the command line.
 
 - `train` one run, `grid` the Table 1 grid (pick on dev, report test, mean +- std over seeds),
-  `reproduce` Table 2 / 3 (and with --ablations the Tables 4-6 rows), `table` the paper's
-  numbers next to ours (tables.py), `predict` with a saved run or any BERT NER model (tagger.py),
-  `demo` offline.
+  `reproduce` Table 2 / 3 (and with --ablations Tables 4-6 as the paper ran them), `table` the
+  paper's numbers next to ours (tables.py), `predict` with a saved run or any BERT NER model
+  (tagger.py), `demo` offline.
 - Runs at once: workers (--workers=N on one GPU) and shards (--shard=i/n, one per GPU or SLURM
   array task) share OUT/results.jsonl, where each run is recorded once (records.py).
 
@@ -33,6 +33,7 @@ import corpora
 import explain
 import fastfit
 import finetune
+import paper
 import records
 import tables
 import tagger
@@ -48,9 +49,9 @@ class Experiment:
     """How and where runs are run and pooled: nothing here changes a run's result or its key."""
     out: str = "runs"          # results.jsonl, predictions, models and masked-LM stages go here
     save: bool = True          # train: write the tagger to OUT/run-KEY/ (700 MB for mBERT)
-    seeds: int = 5             # grid/reproduce: mean +- std over seeds 1..5 (Table 1)
+    seeds: int = 5             # grid/reproduce: seeds 1..5 per setting (Table 2: 5 runs)
     grid: bool = False         # reproduce: search Table 1's grid instead of the chosen setting
-    ablations: bool = False    # reproduce: also the Table 4-6 rows (ABLATIONS), in --scheme
+    ablations: bool = False    # reproduce: also Tables 4-6 as the paper ran them (IOB1)
     workers: int = 0           # runs at once as processes; 0 = 1, or 4 on a large GPU run eagerly
     shard: str = "0/1"         # i/n: only the runs whose index is i mod n (one per GPU or task)
     eval_batch_size: int = 0   # windows per inference batch; 0 = 256 on CUDA, 64 on the CPU
@@ -87,7 +88,8 @@ def add_fields(parser, cls):
     for f in fields(cls):
         t = type(f.default) if f.default is not MISSING else str
         names = sorted({f"--{f.name}", f"--{f.name.replace('_', '-')}"})
-        parser.add_argument(*names, dest=f.name, type=parse_bool if t is bool else t,
+        bare = dict(nargs="?", const=True) if t is bool else {}  # --save alone: --save true
+        parser.add_argument(*names, dest=f.name, type=parse_bool if t is bool else t, **bare,
                             default=argparse.SUPPRESS, metavar=t.__name__.upper(),
                             help=f"{notes.get(f.name, '')} (default: {f.default})"
                             .replace("%", "%%"))
@@ -274,9 +276,9 @@ def stop_on_sigterm():
 
 
 # ---------------------------------------------------------------------------------------------
-# Table 1's grid, and the runs of Tables 2-6 (tables.py pools them beside the paper's).
+# Table 1's grid, and the runs of Tables 2-6 (tables.py sets them beside the paper's).
 
-GRID = dict(batch_size=(16, 32), lr=(2e-5, 3e-5, 5e-5), epochs=(3, 4))  # Table 1
+GRID = paper.GRID  # Table 1
 
 
 def grid_runs(cfg, exp, full=True):
@@ -289,8 +291,9 @@ def grid_runs(cfg, exp, full=True):
 
 
 def choose(runs, out, log=print):
-    """Pick on dev, report test (Table 1's rule): the setting with the best mean dev F1 over its
-    seeds -> (setting, its records), or None while some of the runs are not recorded yet."""
+    """Pick on dev, report test (Table 1's rule): the setting (every field but the seed) with the
+    best mean dev F1 over its seeds -> (that setting's first run, its records), or None while
+    some of the runs are not recorded yet."""
     done = {r["key"]: r for r in records.read_results(out)}
     keys = [records.run_key(cfg) for cfg in runs]
     if any(k not in done for k in keys):
@@ -299,14 +302,17 @@ def choose(runs, out, log=print):
         return None
     by_setting = {}
     for cfg, k in zip(runs, keys):
-        setting = (cfg.batch_size, cfg.lr, cfg.epochs)
-        by_setting.setdefault(setting, []).append(done[k])
-    setting, recs = max(by_setting.items(),
-                        key=lambda kv: tables.mean_std([r["dev"]["f1"] for r in kv[1]])[0])
+        by_setting.setdefault(records.run_key(replace(cfg, seed=0)), []).append((cfg, done[k]))
+    best = max(by_setting.values(),
+               key=lambda rs: tables.mean_std([r["dev"]["f1"] for _, r in rs])[0])
+    recs = [r for _, r in best]
+    varied = [f.name for f in fields(FinetuneConfig) if f.name != "seed"
+              and len({getattr(c, f.name) for c in runs}) > 1]
+    setting = ", ".join(f"{k} {getattr(best[0][0], k):g}" for k in varied) or "its one setting"
     dev, test = (tables.mean_std([r[s]["f1"] for r in recs]) for s in ("dev", "test"))
-    log(f"{runs[0].scheme}: best (batch, lr, epochs) {setting}: dev {dev[0]:.2f}, "
-        f"test {test[0]:.2f} +- {test[1]:.2f} over {len(recs)} seeds")
-    return dict(zip(("batch_size", "lr", "epochs"), setting)), recs
+    log(f"{runs[0].scheme}: best {setting}: dev {dev[0]:.2f}, test {test[0]:.2f} +- "
+        f"{test[1]:.2f} over {len(recs)} seeds")
+    return best[0][0], recs
 
 
 def grid(cfg, exp, full=True, log=print):
@@ -315,24 +321,74 @@ def grid(cfg, exp, full=True, log=print):
     return choose(runs, exp.out, log)
 
 
+def seeds(runs, n):
+    return [replace(c, seed=s) for c in runs for s in range(1, n + 1)]
+
+
+def table4_runs(best):
+    """Table 4: the chosen batch and rate with BertAdam's warmup and without it (a constant rate,
+    finetune.lr_factor says why), each as a 3-epoch and a 4-epoch run (Table 1's two lengths: the
+    decay follows a run's length, so a 4-epoch run's third epoch is not a 3-epoch run), 4 seeds."""
+    return seeds([replace(best, schedule=s, epochs=e) for s in ("linear", "constant")
+                  for e in (3, 4)], paper.SEEDS_TABLE4)
+
+
+def task_runs(best):
+    """Tables 5-6's "+ Task fine-tuning" searched at the chosen batch: Eq. (1)'s eta_0 x delta
+    (Sec 3.3's 2.6, 1.6, 1) with gradual unfreezing, 3 layers an epoch over 5 epochs, 2 seeds. The
+    paper does not give its eta_0 set, and measures "several eta_0's for each epoch": we read
+    this as one eta_0 a run (the schedule's peak, not lowered per epoch as fastai's course does),
+    chosen on dev from Table 1's three rates and the chosen one."""
+    lrs = sorted({*paper.GRID["lr"], best.lr})
+    return seeds([replace(best, lr=lr, delta=d, unfreeze=paper.UNFREEZE,
+                          epochs=paper.UNFREEZE_EPOCHS) for lr in lrs for d in paper.DELTAS],
+                 paper.SEEDS_TABLE56)
+
+
+def lm_runs(task):
+    """Tables 5-6's LM rows: 10 or 20 masked-LM epochs on the task text, then exactly the task
+    setting chosen on dev, 2 seeds."""
+    return seeds([replace(task, lm_epochs=n) for n in paper.LM_EPOCHS], paper.SEEDS_TABLE56)
+
+
+def ablation_cfg(cfg):
+    """Tables 4-6's scheme: IOB1, as Table 4 says; for Tables 5-6 the paper does not say, and we
+    take IOB1 because their Plain rows are Tables 2-3's IOB1 numbers. GermEval: BIO, its files'."""
+    return replace(cfg, scheme="bio" if cfg.lang == "germeval" else "iob1")
+
+
 def reproduce_runs(cfg, exp):
-    """Table 2 (lang=en) or 3 (lang=de): IOB1 and BIO at the chosen setting (Sec 3.3) or the whole
-    grid; with exp.ablations the Table 4-6 rows on cfg.scheme at the chosen setting. GermEval
-    2014: BIO only, the scheme its files come in."""
-    schemes = ("iob1", "bio")
-    if cfg.lang == "germeval":  # BIO only, its files' scheme, for the ablation rows too
-        cfg, schemes = replace(cfg, scheme="bio"), ("bio",)
-    groups = [grid_runs(replace(cfg, scheme=s), exp, exp.grid) for s in schemes]
-    groups += [grid_runs(replace(cfg, **a), exp, full=False)
-               for _, a, _ in tables.ABLATIONS * exp.ablations]
-    return groups
+    """Every run reproduce may train, for the checks before any work: Table 2 (lang=en) or 3
+    (lang=de; GermEval 2014: BIO only, its files' scheme) for IOB1 and BIO at the chosen setting
+    (Sec 4.1, fn 11) or the whole grid, and with exp.ablations Tables 4-6 as if cfg's setting were
+    chosen (the task search's choice is not known yet: its LM rows are counted at cfg's rate)."""
+    schemes = ("bio",) if cfg.lang == "germeval" else ("iob1", "bio")
+    runs = [r for s in schemes for r in grid_runs(replace(cfg, scheme=s), exp, exp.grid)]
+    if exp.ablations:
+        best = ablation_cfg(cfg)
+        runs += table4_runs(best) + task_runs(best) + lm_runs(replace(best, unfreeze=3, epochs=5))
+    return runs
 
 
 def reproduce(cfg, exp, log=print):
-    groups = reproduce_runs(cfg, exp)
-    run_all([r for g in groups for r in g], exp, log)
-    for g in groups:
-        choose(g, exp.out, log)
+    """Table 2 or 3, then with exp.ablations Tables 4-6 in turn, each from the setting chosen on
+    dev before it: Table 4 and the task search at the chosen batch and rate, the LM rows at the
+    task setting the search chose. A shard that finds a choice still waiting on other shards
+    says so; the same command, run again once they finish, trains the rest."""
+    schemes = ("bio",) if cfg.lang == "germeval" else ("iob1", "bio")
+    groups = {s: grid_runs(replace(cfg, scheme=s), exp, exp.grid) for s in schemes}
+    run_all([r for g in groups.values() for r in g], exp, log)
+    chosen = {s: choose(g, exp.out, log) for s, g in groups.items()}
+    best = chosen[ablation_cfg(cfg).scheme]
+    if exp.ablations and best:
+        plain = replace(best[0], seed=1)
+        search = task_runs(plain)
+        run_all(table4_runs(plain) + search, exp, log)
+        task = choose(search, exp.out, log)
+        if task:
+            run_all(lm_runs(task[0]), exp, log)
+    elif exp.ablations:
+        log("Tables 4-6 wait for the plain runs' choice: run the same command again")
     print(tables.table(exp.out))
 
 
@@ -477,7 +533,7 @@ def main(argv=None):
     if cmd == "demo":
         return demo(cfg, exp)
     runs = [cfg] if cmd == "train" else grid_runs(cfg, exp) if cmd == "grid" else \
-        [r for g in reproduce_runs(cfg, exp) for r in g]
+        reproduce_runs(cfg, exp)
     check_ready(cfg, exp, runs)
     if cmd == "train":
         run_one(cfg, exp)

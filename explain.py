@@ -3,14 +3,16 @@ run's flags describe. Every value printed comes from the functions the pipeline 
 
     python experiments.py explain --model runs/en/run-KEY "Angela Merkel visited Paris ."
     python experiments.py explain --model DIR --conll eng.testb --sentence 7
-    python experiments.py explain --method --delta 2.6 --unfreeze 3 --epochs 5
+    python experiments.py explain --method --delta 2.6 --unfreeze 3 --epochs 5   # offline
 
 1. Words and pieces (Sec 3.2): wordpiece.py, as featurize calls it; [UNK] and why.
 2. The windows the model sees (Sec 3.2, Figure 1): conll.featurize and finetune.tensorize.
 3. The model's answer: top tags per word, both schemes (Sec 3.1), conlleval's spans and F1.
-4. --method: Eq. 1's rates, the unfreezing plan (Sec 4.1) and the schedule (Sec 3.3), from
-   finetune.param_groups, finetune.unfreeze and finetune.lr_factor.
+4. --method: Eq. 1's rates, the unfreezing plan and the schedule (Sec 3.3), from
+   finetune.param_groups, finetune.unfreeze and finetune.lr_factor; needs no model, vocabulary
+   or data (a model folder's config.json and --data's train file are read when given).
 """
+import os
 from dataclasses import fields
 
 import torch
@@ -18,7 +20,9 @@ import torch
 import bert
 import conll
 import conlleval
+import corpora
 import finetune
+import paper
 import records
 import tagger
 from finetune import FinetuneConfig
@@ -155,11 +159,7 @@ def command(args):
     names = {f.name for f in fields(FinetuneConfig)}
     cfg = records.check_config(FinetuneConfig(**{k: v for k, v in args.items() if k in names}))
     if args["method"]:
-        updates = args["updates"] or sum(map(len, finetune.batch_plan(
-            finetune.read_splits(cfg, WordPiece.from_pretrained(cfg.model))[0]["train"].feats, cfg,
-            cfg.epochs)))
-        files = bert.checkpoint_files(cfg.model, ["config.json"])
-        return method(cfg, bert.BertConfig.from_json(files["config.json"]), updates)
+        return method(cfg, *shape(cfg.model), *plan_length(cfg, args["updates"]))
     if args["conll"]:
         sents = conll.read_conll(args["conll"])
         if not 1 <= args["sentence"] <= len(sents):
@@ -176,32 +176,69 @@ def command(args):
 
 
 # ---------------------------------------------------------------------------------------------
-# 4. The method's schedules (Sec 3.3, 4.1).
+# 4. The method's schedules (Sec 3.3), offline: no weights, vocabulary or data are needed.
 
-def method(cfg, bert_cfg, updates, out=print):
+GERMAN_TRAIN_SENTENCES = 12705  # CoNLL-2003 German train (Tjong Kim Sang & De Meulder 2003)
+
+
+def shape(model):
+    """-> (BertConfig, where it came from): a local folder's config.json, else BertConfig's
+    default, mBERT's shape (a Hub id is not looked up: --method runs offline)."""
+    path = os.path.join(model, "config.json")
+    if os.path.isfile(path):
+        return bert.BertConfig.from_json(path), path
+    return bert.BertConfig(), "BertConfig's default, mBERT's shape"
+
+
+def plan_length(cfg, updates=0):
+    """-> (updates, how they were counted): --updates, else ceil(sentences / batch) x epochs,
+    with --data's train sentences, or the corpus's published count (a window per sentence: the
+    few longer than max_len pieces add one each)."""
+    if updates:
+        return updates, "--updates"
+    if cfg.data:
+        path = corpora.splits(corpora.data_dir(cfg.data, cfg.lang), cfg.lang)["train"]
+        n, where = len(conll.read_conll(path)), path
+    elif cfg.lang == "de":
+        n, where = GERMAN_TRAIN_SENTENCES, "CoNLL-2003 German's published train sentences"
+    else:
+        folder = "en" if cfg.lang == "en" else "germeval"
+        name, (n, _) = next(iter(corpora.DOWNLOADS[folder].counts.items()))
+        where = f"{corpora.DOWNLOADS[folder].name}'s published {name} sentences"
+    n = min(n, cfg.max_train_sentences or n)
+    per_epoch = -(-n // cfg.batch_size)
+    return per_epoch * cfg.epochs, (f"{cfg.epochs} epochs x ceil({n:,} / {cfg.batch_size}) = "
+                                    f"{per_epoch} updates: {where}")
+
+
+def method(cfg, bert_cfg, model_from, updates, counted="", out=print):
     """Eq. 1's rate per unit, the unfreezing plan per epoch, and the schedule over `updates`."""
     with torch.device("meta"):  # the shapes alone: no weights are read or made
         model = bert.TokenClassifier(bert.Bert(bert_cfg), 9)
-    names = unit_names(len(finetune.depth_units(model)) - 2)
+    L = len(finetune.depth_units(model)) - 2
+    names = finetune.unit_names(L)
     rates = {g["depth"]: g["lr"] for g in finetune.param_groups(model, cfg.lr, cfg.delta)}
-    out(f"4. The method: lr {cfg.lr:g}, delta {cfg.delta:g} (Sec 4.1, Eq. 1: each unit's rate "
-        f"is the one above it / delta)")
+    out(f"4. The method ({L} layers: {model_from})")
+    if (cfg.unfreeze, cfg.epochs, cfg.lm_epochs) == (paper.UNFREEZE, paper.UNFREEZE_EPOCHS, 0):
+        out(f"   Tables 5-6's \"+ Task fine-tuning\" at eta_0 {cfg.lr:g}, delta {cfg.delta:g} "
+            f"(Sec 4.2: the two are chosen on dev; reproduce --ablations searches them)")
+    out(f"   lr {cfg.lr:g}, delta {cfg.delta:g} (Sec 3.3, Eq. 1: each unit's rate is the one "
+        f"above it / delta)")
     for depth, name in enumerate(names):
         out(f"   {name:<12} {rates[depth]:.3g}")
     how = f"{cfg.unfreeze} layers an epoch" if cfg.unfreeze else "off, everything trains"
-    out(f"\n   Gradual unfreezing (Sec 4.1), {how}: the units that train")
+    out(f"\n   Gradual unfreezing (Sec 3.3), {how}: the units that train")
     for epoch in range(cfg.epochs):
         n = finetune.unfreeze(model, epoch, cfg.unfreeze)
         out(f"   epoch {epoch + 1}: {units(names[:n])}")
-    out(f"\n   The rate's multiplier over {updates} updates: {cfg.schedule} (Sec 3.3; Table 4)")
+    short = finetune.unfreezing_short(L, cfg.unfreeze, cfg.epochs)
+    if short:
+        out(f"   warning: {short}")
+    out(f"\n   The rate's multiplier over {updates} updates ({counted or 'given'}): "
+        f"{cfg.schedule} (Sec 3.3; Table 4)")
     for line in plot([finetune.lr_factor(s, updates, cfg.warmup, cfg.schedule, cfg.stlr_ratio)
                       for s in range(updates)]):
         out("   " + line)
-
-
-def unit_names(L):
-    """Top-down, as finetune.depth_units cuts the model: classifier, layer L-1, ..., embeddings."""
-    return ["classifier", *[f"layer {i}" for i in reversed(range(L))], "embeddings"]
 
 
 def units(names):

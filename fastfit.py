@@ -23,7 +23,7 @@ from contextlib import contextmanager, nullcontext
 import torch
 
 import bert
-from finetune import Tensors, batch_of, lr_factor, unfreeze
+from finetune import Tensors, batch_of, clip_grads, lr_factor, unfreeze
 from progress import Progress
 
 BUCKET = 16  # pieces: batches are padded to a multiple of 16, one graph per length
@@ -92,7 +92,7 @@ class UnusedRows:
 
     def step(self):
         """After opt.step, inside the update: the unused rows' factor of this update."""
-        if self.weight.requires_grad:  # frozen by Sec 4.1's unfreezing: no update, no decay
+        if self.weight.requires_grad:  # frozen by Sec 3.3's unfreezing: no update, no decay
             self.decay.mul_(1 - self.group["lr"].double() * self.group["weight_decay"])
 
     def put_back(self):
@@ -131,7 +131,7 @@ def with_dummy(data):
                    torch.cat([data.lengths, data.lengths.new_ones(1)]), data.pad)
 
 
-def update(model, opt, loss_of, batch, factor, clip, peak, running, unused):
+def update(model, opt, loss_of, batch, factor, cfg, peak, running, unused):
     """finetune.fit's update with every number on the device: the rates set in place from the
     device factor, loss, backward, clip, step (and the unused rows' decay), the grads let go, the
     loss added to `running`."""
@@ -140,7 +140,7 @@ def update(model, opt, loss_of, batch, factor, clip, peak, running, unused):
     with bert.autocast(batch[0].device):
         loss = loss_of(model, *batch)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    clip_grads(model.parameters(), cfg.clip, cfg.clip_each)
     opt.step()
     if unused:
         unused.step()
@@ -160,8 +160,8 @@ def replayer(model, opt, loss_of, data, cfg, state):
     graphs = {}  # length -> (the rows' buffer, its replay)
 
     def one(rows, T):  # factors.take(counter): factors[counter] would ask the host for the index
-        update(model, opt, loss_of, batch_of(data, rows, T), factors.take(counter), cfg.clip,
-               peak, running, unused)
+        update(model, opt, loss_of, batch_of(data, rows, T), factors.take(counter), cfg, peak,
+               running, unused)
         counter.add_(1)
 
     def replay(rows, T):

@@ -1,12 +1,15 @@
 """Fine-tuning BERT for NER: the paper's method, top to bottom (Sec 3.1-3.3, 4.1, 4.2).
 
 - BertAdam: AdamW as google-research/bert optimization.py writes it (no bias correction), with
-  BERT's linear warmup and decay (read in Sec 3.3 as slanted triangular rates), ULMFiT's STLR
-  (Eq. 3) as an option, and no warmup for Table 4.
-- Discriminative fine-tuning (Sec 4.1, Eq. 1) and gradual unfreezing (Sec 4.1), after ULMFiT.
+  BERT's linear warmup and decay (fn 8; Sec 3.3 reads it as ULMFiT's slanted triangular rates),
+  ULMFiT's own STLR (ULMFiT Eq. 3) as an option, and a constant rate for Table 4's runs without.
+- Discriminative fine-tuning (Sec 3.3, Eq. 1) and gradual unfreezing (Sec 3.3), after ULMFiT.
 - `fit`, one plain loop for both stages: the rate, the loss, backward, clip, step.
-- Masked-LM fine-tuning on the task text before the task (Sec 4.2, Table 6).
+- Masked-LM fine-tuning on the task text before the task (Sec 4.2, Tables 5-6).
 - `train`: one run -> its scores, its model and its predictions.
+
+Where the paper leaves a point open, the line that takes our reading says so ("the paper does
+not say"); the README's reading guide lists them.
 
 Beside the method, not in it: fastfit.py replays `fit`'s updates from CUDA graphs (the default on
 a GPU, tested equal to `fit`), tagger.py saves and applies a trained model, and experiments.py
@@ -38,9 +41,9 @@ class FinetuneConfig:
     lang: str = "en"           # en | de (CoNLL-2003) | germeval (GermEval 2014): corpora.splits
     level: str = "outer"       # germeval: outer or inner entities (Benikova et al. 2014: cols 3/4)
     scheme: str = "iob1"       # iob1 | bio: the tagging scheme trained (Sec 3.1, Tables 2-3)
-    lr: float = 3e-5           # Table 1 grid {2e-5, 3e-5, 5e-5}; 3e-5 chosen (Sec 3.3)
-    batch_size: int = 16       # Table 1 grid {16, 32}; 16 chosen
-    epochs: int = 4            # Table 1 grid {3, 4}; 4 chosen
+    lr: float = 3e-5           # Table 1 grid {2e-5, 3e-5, 5e-5}; 3e-5 chosen (Sec 4.1, fn 11)
+    batch_size: int = 16       # Table 1 grid {16, 32}; 16 chosen (fn 11)
+    epochs: int = 4            # Table 1 grid {3, 4}; 4 chosen (fn 11)
     seed: int = 1              # seeds 1..5 for the paper's 5 runs per setting
     schedule: str = "linear"   # linear (BERT) | stlr (ULMFiT Eq. 3) | constant (Table 4, no warmup)
     warmup: float = 0.1        # BERT: warmup over the first 10% of the updates
@@ -49,9 +52,10 @@ class FinetuneConfig:
     weight_decay: float = 0.01  # BERT optimization.py
     eps: float = 1e-6          # BERT optimization.py
     clip: float = 1.0          # BERT clips the global gradient norm at 1.0
-    delta: float = 1.0         # Sec 4.1, Eq. (1): rate / delta per layer down; 1 = off; 2.6, 1.6
-    unfreeze: int = 0          # Sec 4.1 gradual unfreezing: layers thawed per epoch (3); 0 = off
-    lm_epochs: int = 0         # Sec 4.2, Table 6: masked-LM epochs on the task text first (10, 20)
+    clip_each: bool = False    # True: each tensor's norm, as pytorch-pretrained-BERT's BertAdam
+    delta: float = 1.0         # Sec 3.3, Eq. (1): rate / delta per layer down; 1 = off; 2.6, 1.6
+    unfreeze: int = 0          # Sec 3.3 gradual unfreezing: layers thawed per epoch (3); 0 = off
+    lm_epochs: int = 0         # Sec 4.2, Tables 5-6: masked-LM epochs on the task text first
     max_len: int = 128         # pieces per window; longer sentences become windows (conll.py)
     doc_context: bool = False  # Devlin et al.'s document context; not used by the paper
     max_train_sentences: int = 0  # >0: train on the first N sentences only (quick runs)
@@ -93,7 +97,7 @@ class AdamW(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self):
         for g in self.param_groups:
-            # a weight without a grad (frozen by Sec 4.1's unfreezing, or never reached by the
+            # a weight without a grad (frozen by Sec 3.3's unfreezing, or never reached by the
             # loss) is left alone: no update, no decay, no step count of its own yet
             ps = [p for p in g["params"] if p.grad is not None]
             if not ps:
@@ -117,27 +121,41 @@ class AdamW(torch.optim.Optimizer):
                                 maximize=False)
 
 
+def clip_grads(params, max_norm, each=False):
+    """The gradients scaled to norm max_norm at most: all together as one vector (google-research/
+    bert), or each tensor on its own (each=True: pytorch-pretrained-BERT's BertAdam). Which of the
+    two BertAdams the paper ran it does not say; we take Google's, the flag takes the other."""
+    if not each:
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
+    grads = [p.grad for p in params if p.grad is not None]
+    norms = torch._foreach_norm(grads)  # as clip_grad_norm_ per tensor: max_norm / (norm + 1e-6)
+    torch._foreach_mul_(grads, [(max_norm / (n + 1e-6)).clamp(max=1.0) for n in norms])
+
+
 def lr_factor(step, total, warmup, schedule, ratio=32.0):
     """The peak rate's multiplier at update `step` (0-based) of `total`. Total 100, warmup 0.1:
         linear   0, 0.1, ..., 0.9 over steps 0-9, then 1 - t/T: 0.9 at 10, 0.45 at 55
         stlr     1/32 at 0, 1 at 10, back to about 1/32 at 99 (ratio 32)
         constant 1 throughout"""
-    if schedule == "constant":  # Table 4: "without warmup"
+    if schedule == "constant":  # Table 4 "without BertAdam": the paper does not say what ran
+        # instead; Sec 4.2 reads the table as warmup's effect, so we change that alone: the same
+        # AdamW at a constant rate (--warmup 0 keeps the decay; --bias_correction: torch's AdamW)
         return 1.0
     warm = math.floor(total * warmup)
     if schedule == "stlr":  # ULMFiT Eq. (3): up to the cut, then down over the updates left
-        # (Eq. 3 divides by the cut: the same when T * cut_frac is whole, else it ends below 0)
+        # (their Eq. 3 divides by the cut: the same when T * cut_frac is whole, else it ends below 0)
         p = step / warm if step < warm else 1 - (step - warm) / max(1, total - warm)
         return (1 + p * (ratio - 1)) / ratio
     assert schedule == "linear", schedule
-    # BERT's warmup_linear (google-research/bert optimization.py), read in Sec 3.3 as slanted
-    # triangular rates: after warmup the line 1 - t/T that warmup cut into, so it resumes at 0.9
-    # (HF's get_linear_schedule_with_warmup restarts from 1 there)
+    # BERT's warmup_linear (google-research/bert optimization.py, and pytorch-pretrained-BERT's
+    # BertAdam before 0.6), read in Sec 3.3 as slanted triangular rates: after warmup the line
+    # 1 - t/T that warmup cut into, so it resumes at 0.9. The paper does not say which BertAdam
+    # it ran; from 0.6 (and in HF's get_linear_schedule_with_warmup) it restarts from 1 there.
     return step / warm if step < warm else max(0.0, 1 - step / total)
 
 
 # ---------------------------------------------------------------------------------------------
-# Which parameters learn how fast, and when (Sec 4.1, after ULMFiT Sec 3.2).
+# Which parameters learn how fast, and when (Sec 3.3, after ULMFiT Sec 3.2 and 3.3).
 
 def depth_units(model):
     """The model cut top-down into units: [classifier (+ MLM head), layer L-1, ..., layer 0,
@@ -158,7 +176,7 @@ def param_groups(model, lr, delta=1.0, weight_decay=0.01):
     # bottom-up, so that the word embeddings, tied to the MLM decoder in the head unit, take the
     # embeddings' rate
     for depth, unit in reversed(list(enumerate(depth_units(model)))):
-        rate = lr / delta ** max(0, depth - 1)  # Sec 4.1, Eq. (1): eta_l = eta_(l+1) / delta
+        rate = lr / delta ** max(0, depth - 1)  # Sec 3.3, Eq. (1): eta_l = eta_(l+1) / delta
         decay, plain = [], []
         for p in (p for mod in unit for p in mod.parameters()):
             if id(p) not in seen:  # the tied MLM decoder: one owner
@@ -171,7 +189,7 @@ def param_groups(model, lr, delta=1.0, weight_decay=0.01):
 
 
 def unfreeze(model, epoch, per_epoch):
-    """Gradual unfreezing (Sec 4.1): in epoch e (0-based) the classifier and the top
+    """Gradual unfreezing (Sec 3.3): in epoch e (0-based) the classifier and the top
     (e+1) * per_epoch layers train; once every layer has, the embeddings join. L=12, 3:
         epoch 0: classifier + layers 11-9; 1: + 8-6; 2: + 5-3; 3: + 2-0; 4 onwards: + embeddings
     per_epoch 0: everything trains. -> the number of units training."""
@@ -184,6 +202,39 @@ def unfreeze(model, epoch, per_epoch):
         for mod in unit:
             mod.requires_grad_(i < n)
     return n
+
+
+def unit_names(L):
+    """Top-down, as depth_units cuts the model: classifier, layer L-1, ..., layer 0, embeddings."""
+    return ["classifier", *[f"layer {i}" for i in reversed(range(L))], "embeddings"]
+
+
+def unfreezing_short(L, per_epoch, epochs):
+    """"" if gradual unfreezing reaches every unit within `epochs`, else what never trains and
+    the epochs it would need: L=12, 3 an epoch, 4 epochs -> "... never trains the embeddings..."."""
+    left = [unit_names(L)[i] for i in never_trained(L, per_epoch, epochs)]
+    if not left:
+        return ""
+    layers = [n[6:] for n in left if n.startswith("layer ")]
+    what = ["the embeddings"] * (left[-1] == "embeddings")
+    if layers:
+        what.insert(0, f"layers {layers[0]}-{layers[-1]}" if len(layers) > 1 else
+                    f"layer {layers[0]}")
+    need = -(-L // per_epoch) + 1
+    return (f"--unfreeze {per_epoch} over {epochs} epochs never trains {' and '.join(what)}: "
+            f"{L} layers at {per_epoch} an epoch need {need} epochs for the embeddings to join "
+            f"(Sec 3.3: 12 layers in groups of 3, 5 epochs)")
+
+
+def never_trained(L, per_epoch, epochs):
+    """The units that gradual unfreezing never reaches within `epochs` (top-down index of
+    depth_units: layer i is unit L - i, the embeddings L + 1). L=12, 3 a epoch: 5 epochs reach
+    all; 4 leave the embeddings out; 3 leave layers 2-0 and the embeddings."""
+    if not per_epoch:
+        return []
+    layers = min(L, epochs * per_epoch)
+    emb = (epochs - 1) * per_epoch >= L
+    return list(range(1 + layers, L + 2 - emb))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,7 +319,7 @@ def batch_plan(feats, cfg, epochs):
 
 
 # ---------------------------------------------------------------------------------------------
-# The training loop, one for both stages (the task, Sec 3.3; the masked-LM stage, Sec 4.2).
+# The training loop, one for both stages (the task, Sec 3.2; the masked-LM stage, Sec 4.2).
 
 def task_loss(model, ids, mask, y):
     """Cross-entropy over each word's first piece (BERT Sec 5.3); -100 positions are ignored."""
@@ -285,11 +336,13 @@ def fit(model, opt, data, plan, cfg, loss_of, log=print, after_epoch=None):
     progress = Progress(plan, log, cfg.lr)  # the log: loss, tokens/s, a stop on NaN
     step, running = 0, torch.zeros((), device=device)  # the loss, summed on the device
     for epoch, epoch_batches in enumerate(plan):
-        units = unfreeze(model, epoch, cfg.unfreeze)  # Sec 4.1: gradual unfreezing
+        units = unfreeze(model, epoch, cfg.unfreeze)  # Sec 3.3: gradual unfreezing
         model.train()
         progress.start(epoch)
         for idx in epoch_batches:
-            factor = lr_factor(step, total, cfg.warmup, cfg.schedule, cfg.stlr_ratio)  # Sec 3.3
+            # Sec 3.3: one schedule over the whole run. Whether warmup stays on under gradual
+            # unfreezing the paper does not say; we keep it (ULMFiT's STLR spans all epochs too)
+            factor = lr_factor(step, total, cfg.warmup, cfg.schedule, cfg.stlr_ratio)
             for g, lr in zip(opt.param_groups, peak):
                 g["lr"] = lr * factor
             T = max(lengths[i] for i in idx)  # padded to this batch's longest window only
@@ -297,7 +350,7 @@ def fit(model, opt, data, plan, cfg, loss_of, log=print, after_epoch=None):
             with bert.autocast(device):
                 loss = loss_of(model, ids, mask, y)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)  # BERT: global norm
+            clip_grads(model.parameters(), cfg.clip, cfg.clip_each)
             opt.step()
             opt.zero_grad(set_to_none=True)  # let the grads go: backward makes fresh ones
             running += loss.detach().float()
@@ -309,7 +362,7 @@ def fit(model, opt, data, plan, cfg, loss_of, log=print, after_epoch=None):
 
 
 # ---------------------------------------------------------------------------------------------
-# Masked-LM fine-tuning on the task text, before the task (Sec 4.2, Table 6).
+# Masked-LM fine-tuning on the task text, before the task (Sec 2.2's step 1.5; Sec 4.2).
 
 def mask_pieces(ids, tok, p=0.15):
     """BERT Sec 3.1 Task #1 / App. A.1: choose 15% of the pieces ([CLS], [SEP], [PAD] never); of
@@ -354,6 +407,8 @@ def lm_finetune(cfg, folder, tok, feats, fit=fit, log=print):
     if all(os.path.isfile(os.path.join(folder, n)) for n in ("config.json", "model.safetensors")):
         return folder
     shutil.rmtree(folder, ignore_errors=True)  # a partial one (a crash, a hand) is made anew
+    # Which model and text Table 5's LM rows trained on the paper does not say: we train the
+    # run's own model on its task's training sentences (English BERT on English for Table 5)
     lm = lm_config(cfg)
     bert.check_mlm_head(lm.model)  # the stage trains the checkpoint's own head
     torch.manual_seed(lm.seed)
@@ -429,6 +484,9 @@ def train(cfg, fit=fit, read=read_splits, lm_folder=None, eval_batch_size=0, log
         encoder = lm_finetune(cfg, lm_folder, tok, data["train"].feats, fit, log)
     torch.manual_seed(cfg.seed)  # every draw here is torch's; the batches have their own
     model = bert.TokenClassifier(bert.from_pretrained(encoder), len(labels)).to(device)
+    short = unfreezing_short(len(model.bert.layers), cfg.unfreeze, cfg.epochs)
+    if short:
+        log(f"warning: {short}")
     opt = AdamW(param_groups(model, cfg.lr, cfg.delta, cfg.weight_decay), lr=cfg.lr,
                 eps=cfg.eps, weight_decay=cfg.weight_decay, bias_correction=cfg.bias_correction)
     on_device = {k: tensorize(s.feats, tok, device) for k, s in data.items()}

@@ -1,7 +1,11 @@
-"""The paper's numbers and ours beside them: one Markdown row per setting in OUT/results.jsonl
-(its seeds pooled: mean +- std, Table 1), the paper's Table 2-3 F1 on the plain rows, the setting
-Table 1's rule would choose on dev, zero-shot rows under their English setting, and Tables 4-6 as
-each change against plain fine-tuning at its setting, beside what the paper found.
+"""The paper's numbers and ours beside them, from OUT/results.jsonl (and zero_shot.jsonl):
+
+1. every setting in OUT as a row, its seeds pooled (mean +- std), the setting Table 1's rule
+   chooses on dev per method, zero-shot rows under their English setting;
+2. the paper's Tables 2-6 in their own shape (paper.py holds its numbers), ours beside each
+   number, for the runs OUT holds: Table 2 or 3 (plain fine-tuning at the dev choice), Table 4
+   (dev F1 with and without warmup, 3- and 4-epoch runs), Table 5 or 6 (Plain, + Task
+   fine-tuning, + 10e / 20e LM & Task fine-tuning).
 
     python experiments.py table --out runs/en
 """
@@ -11,26 +15,13 @@ import os
 import statistics
 from dataclasses import fields
 
+import paper
 import records
 from finetune import FinetuneConfig
 
-# Paper Tables 2-3, test (and dev where reported) F1: (lang, model, scheme) -> (dev, test).
-MBERT = "bert-base-multilingual-cased"
-PAPER = {("en", "bert-base-cased", "iob1"): (None, 92.6),
-         ("en", "bert-base-cased", "bio"): (None, 92.2),
-         ("en", MBERT, "iob1"): (None, 91.9), ("en", MBERT, "bio"): (None, 92.1),
-         ("de", MBERT, "iob1"): (88.44, 85.81), ("de", MBERT, "bio"): (87.49, 84.98)}
-# Tables 4-6 as changes to the chosen setting, each with what the paper found against plain
-# fine-tuning: warmup helps and steadies the runs (Table 4, BertAdam without it is lower); ULMFiT's
-# Eq. (1) rates and gradual unfreezing, 3 layers an epoch so 5 epochs (Table 5), and masked-LM
-# epochs on the task text first (Table 6) do not help BERT. (table, change, the paper's finding)
-ABLATIONS = [("4", dict(schedule="constant"), "lower, less steady"),
-             ("5", dict(delta=2.6), "not higher"), ("5", dict(delta=1.6), "not higher"),
-             ("5", dict(unfreeze=3, epochs=5), "not higher"),
-             ("5", dict(delta=2.6, unfreeze=3, epochs=5), "not higher"),
-             ("6", dict(lm_epochs=10), "not higher"), ("6", dict(lm_epochs=20), "not higher")]
+MBERT = paper.MBERT
+PAPER = {**paper.TABLE2, **paper.TABLE3}  # (lang, model, scheme) -> (dev, test): plain rows
 PLAIN = dict(schedule="linear", delta=1.0, unfreeze=0, lm_epochs=0)  # BERT's own fine-tuning
-AGREES = {"lower": ("lower",), "not higher": ("lower", "same")}  # finding -> our directions
 
 
 SHOWN = ("lang", "model", "scheme", "batch_size", "lr", "epochs", "data", "seed")
@@ -70,8 +61,7 @@ def table(out):
             by_data.setdefault((z["format"], z["keep"], z["data"]), []).append(z)
         for which, zs in sorted(by_data.items()):
             rows.append(row(json.loads(key), runs, zs, which))
-    found = effects(groups)
-    return markdown(rows) + (f"\n\n{found}" if found else "")
+    return markdown(rows) + paper_tables(groups)
 
 
 def setting(record):
@@ -91,14 +81,14 @@ def row(c, runs, scored, zero_shot=None):
     what = source = (c["lang"], c["model"], c["scheme"], method or "BERT", c["data"])
     dev, test = scores(scored, "dev"), scores(scored, "test")
     name = os.path.basename(c["model"].rstrip("/"))
-    paper = None if method else PAPER.get((c["lang"], name, c["scheme"]))  # Tables 2-3: plain
+    theirs = None if method else PAPER.get((c["lang"], name, c["scheme"]))  # Tables 2-3: plain
     if zero_shot:  # Wu & Dredze's number belongs to mBERT on CoNLL-2003 German only
         fmt, keep, data = zero_shot  # data: the German files' digest, shown (first 6)
         method = f"{what[3]}, zero-shot on {fmt} {data[:6]}{', kept' * keep}"
         what = ("en→de", *what[1:3], method, what[4])
-        paper = (None, WU_DREDZE if (fmt, name) == ("conll2003-de", MBERT) else None)
+        theirs = (None, WU_DREDZE if (fmt, name) == ("conll2003-de", MBERT) else None)
     return dict(what=what, setting=(c["batch_size"], c["lr"], c["epochs"]), n=len(scored),
-                dev=dev, test=test, paper=paper or (None, None),
+                dev=dev, test=test, paper=theirs or (None, None),
                 pick=(source, scores(runs, "dev")[0]))
 
 
@@ -115,7 +105,7 @@ def markdown(rows):
         # rows come right under their English row
         (lang, model, scheme, method, data), (b, lr, e) = r["what"], r["setting"]
         cells = [lang, model, scheme.upper(), b, f"{lr:g}", e, method] + [data] * several
-        cells += [r["n"], *(f"{m:.2f} ± {s:.2f}" for m, s in (r["dev"], r["test"])),
+        cells += [r["n"], *(pm(m, s, r["n"]) for m, s in (r["dev"], r["test"])),
                   *(p or "–" for p in r["paper"]),
                   "✓" if r["pick"][1] == best[r["pick"][0]] else ""]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
@@ -124,57 +114,235 @@ def markdown(rows):
     return "\n".join(lines + [""] * bool(notes) + notes)
 
 
-def effects(groups):
-    """Tables 4-6 in Markdown ("" if none): each setting that differs from BERT's own fine-tuning
-    only in PLAIN's fields (schedule, delta, unfreeze, lm_epochs), against the plain setting it
-    changes: the same in all else and in epochs (where unfreezing added epochs: the plain epochs
-    chosen on dev). Its test F1, the difference, and its direction beside the paper's finding:
-    "same" while the difference is within the two means' standard errors combined."""
+def pm(mean, std, n):
+    """"96.50 ± 0.10"; one seed has no spread: "96.50"."""
+    return f"{mean:.2f} ± {std:.2f}" if n > 1 else f"{mean:.2f}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The paper's Tables 2-6 in their own shape, ours beside each of its numbers.
+
+def paper_tables(groups):
+    """The paper's tables that the runs in `groups` (setting -> records) answer; "" if none."""
     cs = {k: json.loads(k) for k in groups}
-    plain = {k for k, c in cs.items() if all(c[f] == v for f, v in PLAIN.items())}
-    lines = []
-    for k, c in sorted(cs.items()):
-        like = [j for j in plain if {**cs[j], "epochs": 0} == {**c, **PLAIN, "epochs": 0}]
-        if k in plain or not like:
+    parts = [table23(groups, cs), table4(groups, cs), table56(groups, cs)]
+    return "".join(f"\n\n{p}" for p in parts if p)
+
+
+def table23(groups, cs):
+    """Table 2 (English) / 3 (German): per model and scheme, plain fine-tuning at the setting
+    chosen on dev (Table 1's rule) beside the paper's dev and test F1, with the paper's other
+    systems as reference rows; a paper row we have not run shows "–" for ours."""
+    out = []
+    for lang in sorted({c["lang"] for c in cs.values()}):
+        plain = [k for k, c in cs.items() if c["lang"] == lang and is_plain(c)]
+        if not plain:
             continue
-        same = [j for j in like if cs[j]["epochs"] == c["epochs"]]
-        base = same[0] if same else max(sorted(like), key=lambda j: scores(groups[j], "dev")[0])
-        (dev, _), (test, sd) = scores(groups[k], "dev"), scores(groups[k], "test")
-        ptest, psd = scores(groups[base], "test")
-        change = ", ".join(f"{f}={c[f]}" for f in PLAIN if c[f] != PLAIN[f])
-        table_no, paper = next(((t, p) for t, a, p in ABLATIONS if all(
-            c[f] == a.get(f, PLAIN.get(f, c[f])) for f in (*PLAIN, *a))), ("–", "–"))
-        ours = direction([r["test"]["f1"] for r in groups[k]],
-                         [r["test"]["f1"] for r in groups[base]])
-        if "steady" in paper and len(groups[k]) > 1 and len(groups[base]) > 1:
-            ours += ", less steady" if sd > psd else ", steadier"  # the seeds' spread
-        agrees = ours.split(", ")[0] in AGREES.get(paper.split(", ")[0], ())
-        mark = "✓" if agrees else "✗" if paper != "–" else ""
-        lines.append([table_no, c["model"], c["scheme"].upper(), c["batch_size"], f"{c['lr']:g}",
-                      change, c["epochs"], len(groups[k]), f"{dev:.2f}", f"{test:.2f} ± {sd:.2f}",
-                      f"{ptest:.2f} ± {psd:.2f} ({cs[base]['epochs']} ep, {len(groups[base])})",
-                      f"{test - ptest:+.2f}", paper, ours, mark])
+        ours = chosen_rows(groups, cs, plain, ("batch_size", "lr", "epochs"))
+        numbers, others = ((paper.TABLE2, paper.TABLE2_OTHERS) if lang == "en" else
+                           (paper.TABLE3, paper.TABLE3_OTHERS))
+        lines = [[name, annot, "", "", "–", "–", num(d), num(t)] for name, annot, (d, t) in others]
+        for (_, model, scheme), (dev, test) in numbers.items():
+            mine = [k for k in ours if (name_of(cs[k]), cs[k]["scheme"]) == (model, scheme)]
+            lines += [row23(groups, cs, k) + [num(dev), num(test)] for k in mine]
+            lines += [[model, scheme.upper(), "", "", "–", "–", num(dev), num(test)]] * (not mine)
+        known = {(m, s) for _, m, s in numbers}
+        lines += [row23(groups, cs, k) + ["–", "–"] for k in ours
+                  if (name_of(cs[k]), cs[k]["scheme"]) not in known]
+        title = {"en": "Table 2: English CoNLL-2003", "de": "Table 3: German CoNLL-2003",
+                 "germeval": "Table 3's shape on GermEval 2014 (the paper's numbers are CoNLL-2003 "
+                             "German's, another corpus)"}[lang]
+        out.append(grid(f"{title}, F1. Ours: plain fine-tuning at the setting chosen on dev, mean "
+                        f"± std (seeds); the paper: the mean of {paper.SEEDS_TABLE2} runs",
+                        ["system", "annot.", "setting", "seeds", "dev", "test", "paper dev",
+                         "paper test"], lines))
+    return "\n\n".join(out)
+
+
+def row23(groups, cs, k):
+    c, runs = cs[k], groups[k]
+    return [name_of(c), c["scheme"].upper(), how(c, cs), len(runs), pm(*scores(runs, "dev"),
+            len(runs)), pm(*scores(runs, "test"), len(runs))]
+
+
+def table4(groups, cs):
+    """Table 4: dev F1 with BertAdam's warmup and without (a constant rate), as 3- and 4-epoch
+    runs at one batch and rate, beside the paper's mean ± std over 4 runs; then warmup's effect,
+    ours and the paper's (its numbers read the same way: effect)."""
+    sets = {}
+    for k, c in cs.items():
+        if is_plain(c, schedule=("linear", "constant")) and c["epochs"] in (3, 4):
+            cell = (c["schedule"] == "linear", c["epochs"])
+            runs = sorted(groups[k], key=lambda r: r["config"]["seed"])  # Table 2's 4-epoch runs
+            sets.setdefault(same_but(c, "schedule", "epochs"), {})[cell] = \
+                runs[:paper.SEEDS_TABLE4]  # have a fifth seed: the paper's 4 runs are seeds 1-4
+    lines = []
+    order = list(paper.TABLE4)  # the paper's rows: English BERT, mBERT English, mBERT German
+    for g, cells in sorted(sets.items(), key=lambda kv: (paper_row(json.loads(kv[0]), order),
+                                                         kv[0])):
+        if all(warm for warm, _ in cells):  # no run without warmup: not a Table 4 setting
+            continue
+        c = json.loads(g)
+        i = paper_row(c, order)
+        theirs = paper.TABLE4[order[i]] if i < len(order) else {}
+        for warm in (True, False):
+            what = "with BertAdam (warmup)" if warm else "without (constant rate)"
+            row = [name_of(c), c["lang"], c["scheme"].upper(), how(c, cs, epochs=False), what]
+            for e in (3, 4):
+                runs = cells.get((warm, e), [])
+                row += [pm(*scores(runs, "dev"), len(runs)) + f" ({len(runs)})" if runs else "–",
+                        pm(*theirs[warm, e], 2) if theirs else "–"]
+            lines.append(row)
+        row = ["", "", "", "", "warmup's effect: ours (the paper's)"]
+        for e in (3, 4):
+            w, wo = cells.get((True, e)), cells.get((False, e))
+            ours = effect(stats(w, "dev"), stats(wo, "dev")) if w and wo else "–"
+            their = (effect((*theirs[True, e], paper.SEEDS_TABLE4),
+                            (*theirs[False, e], paper.SEEDS_TABLE4)) if theirs else "–")
+            row += [ours, their + agreement(ours, their)]
+        lines.append(row)
     if not lines:
         return ""
-    lines.sort(key=lambda cells: (cells[0], cells[5], cells[1:5]))
-    head = ["table", "model", "scheme", "batch", "lr", "change", "epochs", "seeds", "dev F1",
-            "test F1", "plain test F1 (epochs, seeds)", "Δ test", "paper", "ours", "agrees"]
-    return "\n".join(["Tables 4-6: each change against plain fine-tuning at its setting",
-                      "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)] +
+    return grid(f"Table 4: dev F1, with and without BertAdam's warmup, mean ± std (seeds); the "
+                f"paper: IOB1, {paper.SEEDS_TABLE4} runs, the chosen setting; German rows: CoNLL-2003",
+                ["model", "lang", "scheme", "setting", "optimiser", "epoch 3", "paper",
+                 "epoch 4", "paper"], lines)
+
+
+def table56(groups, cs):
+    """Table 5 (English) / 6 (German): Plain (the dev choice among plain runs), + Task fine-tuning
+    (the dev choice among Eq. 1's rates with gradual unfreezing over 5 epochs), + 10e / 20e LM &
+    Task fine-tuning, dev and test beside the paper's; each row against Plain on test, ours and
+    the paper's ("not higher" is its finding, Sec 4.2)."""
+    sets = {}
+    for k, c in cs.items():
+        if c["schedule"] == "linear":
+            free = ("batch_size", "lr", "epochs", "delta", "unfreeze", "lm_epochs")
+            sets.setdefault(same_but(c, *free), []).append(k)
+    out = []
+    for g, ks in sorted(sets.items()):
+        task = [k for k in ks if (cs[k]["unfreeze"], cs[k]["epochs"]) ==
+                (paper.UNFREEZE, paper.UNFREEZE_EPOCHS)]
+        picked = [best(groups, [k for k in ks if is_plain(cs[k])])]
+        picked += [best(groups, [k for k in task if cs[k]["lm_epochs"] == n])
+                   for n in (0, *paper.LM_EPOCHS)]
+        if not any(picked[1:]):
+            continue
+        c = json.loads(g)
+        theirs = paper.TABLE5 if c["lang"] == "en" else paper.TABLE6
+        base = groups[picked[0]] if picked[0] else None
+        lines = []
+        for name, k in zip(paper.ROWS56, picked):
+            dev, test = theirs["rows"][name]
+            pdelta = test - theirs["rows"][paper.ROWS56[0]][1]
+            if k is None:
+                lines.append([name, name_of(c), "", "", "–", "–", "–", num(dev), num(test),
+                              f"{pdelta:+.2f}" * (name != paper.ROWS56[0])])
+                continue
+            runs = groups[k]
+            vs = "" if name == paper.ROWS56[0] or not base else effect(
+                stats(runs, "test"), stats(base, "test")).split(", ")[0]
+            mark = {"higher": " ✗", "": ""}.get(vs, " ✓")  # the paper: never higher than Plain
+            lines.append([name, name_of(c), how(cs[k], cs, method=True), len(runs),
+                          pm(*scores(runs, "dev"), len(runs)), pm(*scores(runs, "test"),
+                          len(runs)), vs + mark, num(dev), num(test),
+                          f"{pdelta:+.2f}" * (name != paper.ROWS56[0])])
+        number = 5 if c["lang"] == "en" else 6
+        corpus = {"en": "English", "de": "German", "germeval": "GermEval 2014 (the paper: German)"}
+        out.append(grid(
+            f"Table {number}: {corpus[c['lang']]} CoNLL-2003, {c['scheme'].upper()}, F1, mean ± "
+            f"std (seeds); the paper: {theirs['model']}, the mean of {paper.SEEDS_TABLE56} runs, "
+            f"no row above Plain",
+            ["row", "model", "setting", "seeds", "dev", "test", "test vs Plain", "paper dev",
+             "paper test", "paper Δ test"], lines))
+    return "\n\n".join(out)
+
+
+def agreement(ours, theirs):
+    """" ✓" where ours reads as the paper's (one run a side says no more than its first word),
+    " ✗" where not, "" where either is missing."""
+    if "–" in (ours, theirs):
+        return ""
+    return " ✓" if ours in (theirs, theirs.split(", ")[0]) else " ✗"
+
+
+def paper_row(c, rows):
+    """The index in `rows` ((lang, model) keys) of the paper's row for setting c, else len(rows):
+    GermEval's rows stand where the paper's German ones do."""
+    key = ("en" if c["lang"] == "en" else "de", name_of(c))
+    return rows.index(key) if key in rows else len(rows)
+
+
+def is_plain(c, schedule=("linear",)):
+    return (c["schedule"] in schedule and c["delta"] == 1.0 and c["unfreeze"] == 0
+            and c["lm_epochs"] == 0)
+
+
+def same_but(c, *free):
+    """c's setting without the `free` fields: the runs that differ only there share it."""
+    return json.dumps({k: v for k, v in c.items() if k not in free}, sort_keys=True)
+
+
+def best(groups, keys):
+    """Of the settings `keys`, the one with the best mean dev F1 (Table 1's rule), or None."""
+    return max(sorted(keys), key=lambda k: scores(groups[k], "dev")[0]) if keys else None
+
+
+def chosen_rows(groups, cs, keys, free):
+    """The dev choice among `keys` per setting that differs only in the `free` fields."""
+    by = {}
+    for k in keys:
+        by.setdefault(same_but(cs[k], *free), []).append(k)
+    return [best(groups, ks) for _, ks in sorted(by.items())]
+
+
+def how(c, cs, epochs=True, method=False):
+    """A row's own setting: "16, 3e-05, 4 ep", Eq. 1's delta with --method, then each field set
+    apart from the paper's (a slice of the data, another warmup, ...) and the data where several."""
+    parts = [f"{c['batch_size']}", f"{c['lr']:g}"] + ([f"{c['epochs']} ep"] if epochs else [])
+    parts += [f"delta {c['delta']:g}"] * (method and c["unfreeze"] > 0)
+    shown = {*SHOWN, *PLAIN, "data", "schedule"}
+    parts += [f"{f.name}={c[f.name]}" for f in fields(FinetuneConfig)
+              if f.name not in shown and c[f.name] != f.default]
+    datas = {x["data"] for x in cs.values() if x["lang"] == c["lang"]}
+    return ", ".join(parts + [f"data {c['data'][:6]}"] * (len(datas) > 1))
+
+
+def grid(title, head, lines):
+    return "\n".join([title, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)] +
                      ["| " + " | ".join(map(str, cells)) + " |" for cells in lines])
+
+
+def name_of(c):
+    """A model as the paper names it: the last part of a folder or Hub id."""
+    return os.path.basename(c["model"].rstrip("/"))
+
+
+def num(x):
+    return "–" if x is None else f"{x:.2f}"
+
+
+def effect(a, b):
+    """a against b, each (mean, std, n): higher | lower | same (the difference within the two
+    means' standard errors combined), then steadier | less steady (by the std) where both have
+    more than one run. The paper's Table 4 pairs: 96.55 ± 0.21 against 96.25 ± 0.06, 4 runs each:
+    +0.30 > sqrt(0.21²/4 + 0.06²/4) = 0.11, so "higher, less steady"."""
+    se = math.sqrt(sum(s * s / n for _, s, n in (a, b) if n > 1))
+    d = a[0] - b[0]
+    word = "higher" if d > se else "lower" if d < -se else "same"
+    if a[2] > 1 and b[2] > 1 and a[1] != b[1]:
+        word += ", steadier" if a[1] < b[1] else ", less steady"
+    return word
+
+
+def stats(runs, split):
+    """(mean, std, n) of the runs' F1 on split."""
+    return (*scores(runs, split), len(runs))
 
 
 def scores(runs, split):
     """(mean, std) of the runs' F1 on split."""
     return mean_std([r[split]["f1"] for r in runs])
-
-
-def direction(xs, ys):
-    """higher | lower | same: mean(xs) against mean(ys), "same" while the difference is within
-    the two means' standard errors combined (one run each: any difference counts)."""
-    se = math.sqrt(sum(statistics.variance(v) / len(v) for v in (xs, ys) if len(v) > 1))
-    d = statistics.mean(xs) - statistics.mean(ys)
-    return "higher" if d > se else "lower" if d < -se else "same"
 
 
 def mean_std(xs):

@@ -271,8 +271,7 @@ def projections(a, start, first, steady, save, gpus=(1, 2, 4, 8)):
     import experiments
     cfg, out = finetune.FinetuneConfig(model=a.model, data=a.data), {}
     for name, grid in (("reproduce-en", False), ("grid", True)):
-        runs = [r for g in experiments.reproduce_runs(cfg, experiments.Experiment(grid=grid))
-                for r in g]
+        runs = experiments.reproduce_runs(cfg, experiments.Experiment(grid=grid))
         for n in gpus:
             shards = [experiments.shard_of(runs, experiments.Experiment(shard=f"{i}/{n}"))
                       for i in range(n)]
@@ -405,7 +404,7 @@ def main():
             return once + epochs * epoch_s + 2 * first + (epochs - 1) * again  # (2 first sights)
         b16 = (ours[0] * sents / sum(map(len, plan[0])), ours[2])  # full epochs, from --batches
         b32 = (half[0] * sents / sum(map(len, plan32[0])), half[2])
-        repro = 10 * run(*b16, 4) / best  # Sec 3.3's setting: batch 16, 4 epochs
+        repro = 10 * run(*b16, 4) / best  # Sec 4.1, fn 11: batch 16, 4 epochs
         grid = 2 * 5 * 3 * sum(run(*b, e) for b in (b16, b32) for e in (3, 4)) / best
         print(f"dev evaluation {first:.2f} s, again {again:.2f} s; projected from {source}, with "
               f"the best --workers ({best:.2f}x): make reproduce-en {repro / 60:.1f} min, "

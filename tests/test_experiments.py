@@ -419,7 +419,7 @@ def test_grid_picks_best_mean_dev_and_resumes(tmp_path, monkeypatch):
     done = records.read_results(exp.out)
     settings = {tuple(r["config"][k] for k in ("batch_size", "lr", "epochs", "seed")) for r in done}
     assert len(done) == len(settings) == 24 and {s[3] for s in settings} == {1, 2}
-    assert best == dict(batch_size=16, lr=3e-5, epochs=4)
+    assert (best.batch_size, best.lr, best.epochs) == (16, 3e-5, 4)
     assert [r["config"]["seed"] for r in runs] == [1, 2]
     assert [r["test"]["f1"] for r in runs] == pytest.approx([82.1, 82.2])
 
@@ -479,22 +479,48 @@ def test_worker_count(monkeypatch, device, gib, workers, runs, want, graphs):
     assert experiments.worker_count(Experiment(workers=workers, graphs=graphs), runs) == want
 
 
-def test_reproduce_runs_both_schemes_then_the_ablations(tmp_path, monkeypatch, capsys):
-    """reproduce: IOB1 and BIO at the chosen setting, then each of the 7 Table 4-6 changes, 2 seeds
-    each: (2 + 7) x 2 = 18 runs; the printed table has one row per scheme/method, 9 in all."""
+def test_reproduce_ablations_run_tables_4_to_6_as_the_paper_did(tmp_path, monkeypatch, capsys):
+    """reproduce --ablations, Table 2 at 2 seeds: IOB1 and BIO plain (4 runs); Table 4 at the
+    chosen (16, 3e-5), IOB1: with and without warmup as 3- and 4-epoch runs, 4 seeds (16, two of
+    them Table 2's IOB1 runs: 14 new); Table 5's task search, lr {2e-5, 3e-5, 5e-5} x delta
+    {2.6, 1.6, 1} with unfreeze 3 over 5 epochs, 2 seeds (18); then its LM rows at the search's
+    choice (the fake dev F1 follows lr alone: 3e-5, and delta 2.6, the first of the ties), 10 and
+    20 masked-LM epochs, 2 seeds (4). 40 runs, all IOB1 but Table 2's BIO; Tables 2, 4 and 5
+    printed."""
     calls = []
     monkeypatch.setattr(finetune, "train", fake_train(calls))
     exp = Experiment(out=str(tmp_path), seeds=2, ablations=True, save=False)
     experiments.reproduce(FinetuneConfig(data=TINY), exp, log=lambda s: None)
-    assert len(calls) == 18 and {c.scheme for c in calls} == {"iob1", "bio"}
-    got = [dict(schedule=c.schedule, delta=c.delta, unfreeze=c.unfreeze, lm_epochs=c.lm_epochs)
-           for c in calls[4::2]]
-    want = [dict(schedule="constant"), dict(delta=2.6), dict(delta=1.6), dict(unfreeze=3),
-            dict(delta=2.6, unfreeze=3), dict(lm_epochs=10), dict(lm_epochs=20)]
-    base = dict(schedule="linear", delta=1.0, unfreeze=0, lm_epochs=0)
-    assert got == [{**base, **w} for w in want]
-    rows = [line for line in capsys.readouterr().out.split("\n") if line.startswith("| en ")]
-    assert len(rows) == 9
+    assert len(calls) == 40 and sum(c.scheme == "bio" for c in calls) == 2
+    table4 = {(c.schedule, c.epochs, c.seed) for c in calls if c.unfreeze == 0}
+    assert table4 >= {(s, e, k) for s in ("linear", "constant") for e in (3, 4)
+                      for k in range(1, 5)}
+    assert all((c.batch_size, c.lr) == (16, 3e-5) for c in calls if c.unfreeze == 0)
+    search = [(c.lr, c.delta, c.seed) for c in calls if c.unfreeze and not c.lm_epochs]
+    assert sorted(search) == sorted((lr, d, k) for lr in (2e-5, 3e-5, 5e-5)
+                                    for d in (2.6, 1.6, 1.0) for k in (1, 2))
+    assert all(c.epochs == 5 and c.unfreeze == 3 for c in calls if c.delta != 1.0)
+    lm = [(c.lm_epochs, c.lr, c.delta, c.unfreeze, c.epochs, c.seed) for c in calls[-4:]]
+    assert lm == [(n, 3e-5, 2.6, 3, 5, k) for n in (10, 20) for k in (1, 2)]
+    printed = capsys.readouterr().out
+    assert all(t in printed for t in ("Table 2: English", "Table 4:", "Table 5: English"))
+
+
+def test_reproduce_ablations_wait_for_the_choices_they_start_from(tmp_path, monkeypatch):
+    """Two shards: the first finds the plain runs' choice waiting on the second, so it trains no
+    ablation run; the second makes the choice, runs its half of Table 4 and the search, and the
+    LM rows wait for the first shard's half; a rerun of each finishes the plan (40 runs)."""
+    calls = []
+    monkeypatch.setattr(finetune, "train", fake_train(calls))
+    exp = Experiment(out=str(tmp_path), seeds=2, ablations=True, save=False)
+    for shard in ("0/2", "1/2"):
+        experiments.reproduce(FinetuneConfig(data=TINY), replace(exp, shard=shard),
+                              log=lambda s: None)
+    assert len(calls) == 2 + 2 + 16 and not any(c.lm_epochs for c in calls)
+    for shard in ("0/2", "1/2", "0/2"):
+        experiments.reproduce(FinetuneConfig(data=TINY), replace(exp, shard=shard),
+                              log=lambda s: None)
+    assert len(calls) == 40 == len({records.run_key(c) for c in calls})
 
 
 def test_reproduce_de_needs_the_licensed_folder(tmp_path):
@@ -756,14 +782,15 @@ def test_germeval_run_trains_and_scores_its_level(tmp_path, level):
 
 def test_germeval_reproduce_is_bio_only_and_level_needs_germeval(tmp_path, monkeypatch):
     """reproduce --lang germeval (scheme left at its iob1 default): BIO alone, the files' scheme,
-    for the ablation rows too: (1 + 7) settings x 1 seed = 8 runs, all BIO; --level inner without
-    --lang germeval is an error naming the flag."""
+    for Tables 4-6 too: 1 plain run, Table 4's 16 (one of them the plain run), the search's 18 and
+    the 4 LM rows = 38 runs, all BIO; --level inner without --lang germeval is an error naming
+    the flag."""
     calls = []
     monkeypatch.setattr(finetune, "train", fake_train(calls))
     cfg = FinetuneConfig(lang="germeval", data=GERMAN["germeval2014"])
     exp = Experiment(out=str(tmp_path), seeds=1, save=False, ablations=True)
     experiments.reproduce(cfg, exp, log=lambda s: None)
-    assert [c.scheme for c in calls] == ["bio"] * 8
+    assert [c.scheme for c in calls] == ["bio"] * 38
     with pytest.raises(ValueError, match="--level=inner"):
         records.check_config(FinetuneConfig(level="inner"))
 
