@@ -39,7 +39,8 @@ demo: venv
 	$(PY) experiments.py demo --out $(OUT)/demo $(ARGS)
 
 # One sentence stage by stage: make explain MODEL=runs/en/run-KEY TEXT="Angela Merkel visited Paris ."
-# (ARGS="--method --delta 2.6 --unfreeze 3 --epochs 5": the rates, unfreezing and schedule instead)
+# (ARGS="--method --delta 2.6 --unfreeze 3 --epochs 5": Tables 5-6's rates, unfreezing and
+# schedule instead, offline, no model or data needed)
 explain: venv
 	$(PY) experiments.py explain --model $(MODEL) $(ARGS) "$(TEXT)"
 
@@ -53,8 +54,8 @@ bench-finetune: venv
 bench-gpu: venv
 	$(PY) bench/bench_gpu.py $(ARGS)
 
-# Tables 4-5 asked of the packaged MiniLM on all of CoNLL-2003 English (about 6 min on an H100;
-# DATA=DIR, OUT=..., JOBS=4 runs at once; ARGS="--max-train-sentences 200" for a CPU trial).
+# Tables 4-5 (Plain, + Task) asked of the packaged MiniLM on all of CoNLL-2003 English: 44 runs
+# (DATA=DIR, OUT=..., JOBS=4 worker processes; ARGS="--max-train-sentences 64" for a CPU trial).
 bench-ablations: venv
 	bash bench/ablations.sh $(ARGS)
 

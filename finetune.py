@@ -365,7 +365,7 @@ def fit(model, opt, data, plan, cfg, loss_of, log=print, after_epoch=None):
 # Masked-LM fine-tuning on the task text, before the task (Sec 2.2's step 1.5; Sec 4.2).
 
 def mask_pieces(ids, tok, p=0.15):
-    """BERT Sec 3.1 Task #1 / App. A.1: choose 15% of the pieces ([CLS], [SEP], [PAD] never); of
+    """BERT Sec 3.1 Task #1, BERT App. A.1: choose 15% of the pieces ([CLS], [SEP], [PAD] never); of
     those, 80% become [MASK], 10% a random piece, 10% stay. -> (inputs, labels: the original id
     where chosen, else -100)."""
     special = (ids == tok.cls_id) | (ids == tok.sep_id) | (ids == tok.pad_id)

@@ -184,21 +184,23 @@ def table4(groups, cs):
             continue
         c = json.loads(g)
         i = paper_row(c, order)
-        theirs = paper.TABLE4[order[i]] if i < len(order) else {}
+        native = order[0] if c["lang"] == "en" else order[2]  # another model stands beside the
+        theirs = paper.TABLE4[order[i] if i < len(order) else native]  # language's own row
+        model = name_of(c) + ("" if i < len(order) else f" (paper: {native[1]})")
         for warm in (True, False):
             what = "with BertAdam (warmup)" if warm else "without (constant rate)"
-            row = [name_of(c), c["lang"], c["scheme"].upper(), how(c, cs, epochs=False), what]
+            row = [model, c["lang"], c["scheme"].upper(), how(c, cs, epochs=False), what]
             for e in (3, 4):
                 runs = cells.get((warm, e), [])
                 row += [pm(*scores(runs, "dev"), len(runs)) + f" ({len(runs)})" if runs else "–",
-                        pm(*theirs[warm, e], 2) if theirs else "–"]
+                        pm(*theirs[warm, e], 2)]
             lines.append(row)
         row = ["", "", "", "", "warmup's effect: ours (the paper's)"]
         for e in (3, 4):
             w, wo = cells.get((True, e)), cells.get((False, e))
             ours = effect(stats(w, "dev"), stats(wo, "dev")) if w and wo else "–"
-            their = (effect((*theirs[True, e], paper.SEEDS_TABLE4),
-                            (*theirs[False, e], paper.SEEDS_TABLE4)) if theirs else "–")
+            their = effect((*theirs[True, e], paper.SEEDS_TABLE4),
+                           (*theirs[False, e], paper.SEEDS_TABLE4))
             row += [ours, their + agreement(ours, their)]
         lines.append(row)
     if not lines:

@@ -489,8 +489,9 @@ def test_reproduce_ablations_run_tables_4_to_6_as_the_paper_did(tmp_path, monkey
     printed."""
     calls = []
     monkeypatch.setattr(finetune, "train", fake_train(calls))
-    exp = Experiment(out=str(tmp_path), seeds=2, ablations=True, save=False)
-    experiments.reproduce(FinetuneConfig(data=TINY), exp, log=lambda s: None)
+    exp = Experiment(out=str(tmp_path / "runs"), seeds=2, ablations=True, save=False)
+    model = bert_folder(str(tmp_path / "mlm"), layers=1, hidden=8, mlm=True)
+    experiments.reproduce(FinetuneConfig(model=model, data=TINY), exp, log=lambda s: None)
     assert len(calls) == 40 and sum(c.scheme == "bio" for c in calls) == 2
     table4 = {(c.schedule, c.epochs, c.seed) for c in calls if c.unfreeze == 0}
     assert table4 >= {(s, e, k) for s in ("linear", "constant") for e in (3, 4)
@@ -512,14 +513,14 @@ def test_reproduce_ablations_wait_for_the_choices_they_start_from(tmp_path, monk
     LM rows wait for the first shard's half; a rerun of each finishes the plan (40 runs)."""
     calls = []
     monkeypatch.setattr(finetune, "train", fake_train(calls))
-    exp = Experiment(out=str(tmp_path), seeds=2, ablations=True, save=False)
+    exp = Experiment(out=str(tmp_path / "runs"), seeds=2, ablations=True, save=False)
+    cfg = FinetuneConfig(model=bert_folder(str(tmp_path / "mlm"), layers=1, hidden=8, mlm=True),
+                         data=TINY)
     for shard in ("0/2", "1/2"):
-        experiments.reproduce(FinetuneConfig(data=TINY), replace(exp, shard=shard),
-                              log=lambda s: None)
+        experiments.reproduce(cfg, replace(exp, shard=shard), log=lambda s: None)
     assert len(calls) == 2 + 2 + 16 and not any(c.lm_epochs for c in calls)
     for shard in ("0/2", "1/2", "0/2"):
-        experiments.reproduce(FinetuneConfig(data=TINY), replace(exp, shard=shard),
-                              log=lambda s: None)
+        experiments.reproduce(cfg, replace(exp, shard=shard), log=lambda s: None)
     assert len(calls) == 40 == len({records.run_key(c) for c in calls})
 
 
@@ -573,19 +574,31 @@ def test_bad_flags_fail_before_any_work(argv, match, capsys):
     assert match in msg, msg
 
 
-@pytest.mark.parametrize("argv", [["train", "--lm_epochs=1"],
-                                  ["reproduce", "--ablations=true", "--seeds=1"]])
-def test_a_masked_lm_stage_without_a_head_fails_before_any_work(tmp_path, argv, monkeypatch):
-    """--lm_epochs (or reproduce's Table 6 rows) on a checkpoint with no masked-LM head is an error
-    before the first run (the ablation rows came last: seven runs trained, then the failure)."""
+def test_a_masked_lm_stage_without_a_head_fails_before_any_work(tmp_path, monkeypatch):
+    """--lm_epochs on a checkpoint with no masked-LM head is an error before the first run."""
     headless = bert_folder(str(tmp_path / "bert"), layers=1, hidden=8)
     monkeypatch.setattr(finetune, "train", None)  # training would call it
     with pytest.raises(ValueError, match="has no masked-LM head"):
-        experiments.main(argv + ["--model", headless, "--data", TINY, "--out", str(tmp_path)])
+        experiments.main(["train", "--lm_epochs=1", "--model", headless, "--data", TINY,
+                          "--out", str(tmp_path)])
     assert not os.path.exists(tmp_path / "results.jsonl")
     with_head = bert_folder(str(tmp_path / "mlm"), layers=1, hidden=8, mlm=True)
     experiments.check_ready(FinetuneConfig(model=with_head, data=TINY, lm_epochs=1),
                             Experiment(out=str(tmp_path)))
+
+
+def test_ablations_on_a_model_without_a_head_leave_the_lm_rows_out(tmp_path, monkeypatch):
+    """reproduce --ablations on a checkpoint with no masked-LM head says at once that Tables
+    5-6's LM rows are left out, and plans and runs the rest (40 - 4 runs)."""
+    headless = bert_folder(str(tmp_path / "bert"), layers=1, hidden=8)
+    calls, said = [], []
+    monkeypatch.setattr(finetune, "train", fake_train(calls))
+    exp = Experiment(out=str(tmp_path / "runs"), seeds=2, ablations=True, save=False)
+    experiments.reproduce(FinetuneConfig(model=headless, data=TINY), exp, log=said.append)
+    assert "LM rows are left out" in said[0] and "no masked-LM head" in said[0]
+    assert len(calls) == 36 and not any(c.lm_epochs for c in calls)
+    assert not any(c.lm_epochs for c in experiments.reproduce_runs(
+        FinetuneConfig(model=headless, data=TINY), exp, lm=False))
 
 
 def test_a_grid_whose_saved_models_would_fill_the_disk_fails_before_any_work(tmp_path,
@@ -787,8 +800,9 @@ def test_germeval_reproduce_is_bio_only_and_level_needs_germeval(tmp_path, monke
     the flag."""
     calls = []
     monkeypatch.setattr(finetune, "train", fake_train(calls))
-    cfg = FinetuneConfig(lang="germeval", data=GERMAN["germeval2014"])
-    exp = Experiment(out=str(tmp_path), seeds=1, save=False, ablations=True)
+    model = bert_folder(str(tmp_path / "mlm"), layers=1, hidden=8, mlm=True)
+    cfg = FinetuneConfig(lang="germeval", data=GERMAN["germeval2014"], model=model)
+    exp = Experiment(out=str(tmp_path / "runs"), seeds=1, save=False, ablations=True)
     experiments.reproduce(cfg, exp, log=lambda s: None)
     assert [c.scheme for c in calls] == ["bio"] * 38
     with pytest.raises(ValueError, match="--level=inner"):

@@ -108,11 +108,11 @@ def test_method_prints_what_training_uses(tmp_path):
     cfg = FinetuneConfig(lr=3e-5, delta=2.6, unfreeze=3, epochs=5, schedule="linear")
     bcfg = bert.BertConfig(num_hidden_layers=12)
     lines = []
-    explain.method(cfg, bcfg, 878, lines.append)
+    explain.method(cfg, bcfg, "a test", 878, out=lines.append)
     with torch.device("meta"):
         model = bert.TokenClassifier(bert.Bert(bcfg), 9)
     rates = {g["depth"]: g["lr"] for g in finetune.param_groups(model, 3e-5, 2.6)}
-    names = explain.unit_names(12)
+    names = finetune.unit_names(12)
     for depth, name in enumerate(names):
         assert f"   {name:<12} {rates[depth]:.3g}" in lines
     for epoch in range(5):
@@ -120,14 +120,16 @@ def test_method_prints_what_training_uses(tmp_path):
         assert f"   epoch {epoch + 1}: {explain.units(names[:n])}" in lines
     assert "   epoch 1: classifier, layers 11-9" in lines
     assert "   epoch 5: classifier, layers 11-0, embeddings" in lines
-    assert "The rate's multiplier over 878 updates: linear (Sec 3.3; Table 4)" in "\n".join(lines)
+    assert "The rate's multiplier over 878 updates (given): linear (Sec 3.3; Table 4)" in \
+        "\n".join(lines)
+    assert not any("warning" in line for line in lines)  # 5 epochs reach every unit
     heights = bar_heights(lines)
     peak = heights.index(max(heights))  # where warmup ends: update 87 of 878, column 5 of 60
     assert len(heights) == 60 and abs(peak - 87 * 60 // 878) <= 1
     assert heights[:peak + 1] == sorted(heights[:peak + 1])  # up, then down
     assert heights[peak:] == sorted(heights[peak:], reverse=True) and heights[-1] <= 1
     lines = []
-    explain.method(replace(cfg, schedule="constant"), bcfg, 100, lines.append)
+    explain.method(replace(cfg, schedule="constant"), bcfg, "a test", 100, out=lines.append)
     assert bar_heights(lines) == [8] * 60  # Table 4's "without warmup": full height throughout
 
 
@@ -154,3 +156,35 @@ def test_explain_command_line(run_dir, capsys):
     with pytest.raises(ValueError, match="--sentence=99: .* has 2 sentences|--sentence=99"):
         experiments.main(["explain", "--model", run_dir, "--conll",
                           os.path.join(TINY, "test.txt"), "--sentence", "99"])
+
+
+def test_method_runs_as_the_readme_shows_it_offline(capsys, monkeypatch):
+    """`explain --method --delta 2.6 --unfreeze 3` with nothing downloaded: mBERT's shape from
+    BertConfig's default (12 layers), 4 epochs x ceil(14,041 / 16) = 4 x 878 = 3,512 updates from
+    CoNLL-2003 English's published train sentences, and a warning that 3 layers an epoch over 4
+    epochs never reach the embeddings (5 are needed). With --epochs 5 it is Tables 5-6's "+ Task
+    fine-tuning" plan and warns of nothing. No file is read from the Hub or the network."""
+    import corpora
+    monkeypatch.setattr(bert, "checkpoint_files", None)  # a model lookup would call it
+    monkeypatch.setattr(corpora, "_fetch", None)  # so would a download
+    experiments.main(["explain", "--method", "--delta", "2.6", "--unfreeze", "3"])
+    out = capsys.readouterr().out
+    assert "4. The method (12 layers: BertConfig's default, mBERT's shape)" in out
+    assert "over 3512 updates (4 epochs x ceil(14,041 / 16) = 878 updates" in out
+    assert "warning: --unfreeze 3 over 4 epochs never trains the embeddings" in out
+    experiments.main(["explain", "--method", "--delta", "2.6", "--unfreeze", "3", "--epochs", "5"])
+    out = capsys.readouterr().out
+    assert 'Tables 5-6\'s "+ Task fine-tuning" at eta_0 3e-05, delta 2.6' in out
+    assert "warning" not in out and "epoch 5: classifier, layers 11-0, embeddings" in out
+
+
+@pytest.mark.parametrize("epochs, never", [(3, [10, 11, 12, 13]), (4, [13]), (5, []), (6, [])])
+def test_unfreezing_that_cannot_finish_is_named(epochs, never):
+    """12 layers, 3 an epoch: epoch 1 trains layers 11-9, ..., epoch 4 layers 2-0 join, epoch 5 the
+    embeddings (Sec 3.3's 5 epochs). Over 3 epochs layers 2-0 (units 10-12) and the embeddings
+    (13) never train; over 4 the embeddings alone. finetune.unfreeze agrees epoch by epoch."""
+    with torch.device("meta"):
+        model = bert.TokenClassifier(bert.Bert(bert.BertConfig()), 9)
+    trained = {i for e in range(epochs) for i in range(finetune.unfreeze(model, e, 3))}
+    assert finetune.never_trained(12, 3, epochs) == never == sorted(set(range(14)) - trained)
+    assert bool(finetune.unfreezing_short(12, 3, epochs)) == bool(never)

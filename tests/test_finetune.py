@@ -339,17 +339,17 @@ def test_grads_are_let_go_and_the_unused_mlm_head_stays_as_loaded(tmp_path, grap
         assert torch.equal(p, q) == (id(p) in head), n
 
 
-@pytest.mark.parametrize("unfreeze", [0, 1])
-def test_static_shape_updates_equal_eager(tmp_path, unfreeze):
+@pytest.mark.parametrize("unfreeze, clip_each", [(0, False), (1, False), (0, True)])
+def test_static_shape_updates_equal_eager(tmp_path, unfreeze, clip_each):
     """fastfit's CUDA-graph path without the capture: batches padded to multiples of 16 pieces and
     to full size with the dummy row, lr read from the device table by the device counter. After 2
     epochs (36 updates, a short last batch in each, unfreezing one layer an epoch or not) the
     weights and the logged losses equal finetune.fit's, which pads to the longest window of
     each batch only. The static path trains twice more before each (would-be) capture, as the
-    CUDA warm-up does: what it changes must be put back."""
+    CUDA warm-up does: what it changes must be put back. --clip_each clips alike in both."""
     folder = tiny_folder(tmp_path)
     cfg = FinetuneConfig(model=folder, data=TINY, lr=1e-3, batch_size=7, epochs=2,
-                         unfreeze=unfreeze, max_train_sentences=120)
+                         unfreeze=unfreeze, max_train_sentences=120, clip_each=clip_each)
     logs = [], []
     eager = fit_once(folder, cfg, graphs=False, log=logs[0].append)
     static = fit_once(folder, cfg, graphs=True, log=logs[1].append)
@@ -882,3 +882,46 @@ def test_tensorize_pads_each_window_and_fastfit_adds_the_dummy_row(tmp_path):
         assert torch.equal(d.ids[:-1], t.ids) and torch.equal(d.labels[:-1], t.labels)
         assert d.ids[-1].tolist() == [tok.cls_id] + [tok.pad_id] * (T - 1)
         assert d.labels[-1].tolist() == [-100] * T and d.lengths[-1] == 1
+
+
+def test_train_says_at_start_when_unfreezing_cannot_finish(tmp_path):
+    """2 layers, --unfreeze 1 over 2 epochs: layer 1 trains in epoch 1, layer 0 joins in epoch 2,
+    and the embeddings would in epoch 3: the run's first line says they never train."""
+    from conftest import TINY, bert_folder, cpu_only
+    folder = bert_folder(str(tmp_path / "b"), layers=2, hidden=8)
+    cfg = FinetuneConfig(model=folder, data=TINY, unfreeze=1, epochs=2, max_train_sentences=16,
+                         batch_size=8, lr=1e-3)
+    lines = []
+    with cpu_only():
+        finetune.train(cfg, log=lines.append)
+    assert lines[0].startswith("warning: --unfreeze 1 over 2 epochs never trains the embeddings")
+    assert sum("warning" in line for line in lines) == 1
+
+
+def test_clip_each_tensor_as_pytorch_pretrained_berts_bertadam():
+    """--clip_each: every gradient scaled to norm 1.0 on its own, as pytorch-pretrained-BERT's
+    BertAdam.step calls clip_grad_norm_(p, max_grad_norm) per parameter: a gradient of norm 5
+    becomes norm 1, one of norm 0.5 stays. The default clips the global norm (google-research/bert's
+    clip_by_global_norm): both shrink by the same factor."""
+    torch.manual_seed(0)
+    ps = [torch.nn.Parameter(torch.randn(3, 4)) for _ in range(3)]
+    for p, norm in zip(ps, (5.0, 0.5, 2.0)):
+        g = torch.randn(3, 4)
+        p.grad = g * norm / g.norm()
+    ref = [p.grad.clone() for p in ps]
+    want = []
+    for g in ref:
+        q = torch.nn.Parameter(torch.zeros_like(g))
+        q.grad = g.clone()
+        torch.nn.utils.clip_grad_norm_(q, 1.0)
+        want.append(q.grad)
+    finetune.clip_grads(ps, 1.0, each=True)
+    for p, w in zip(ps, want):
+        torch.testing.assert_close(p.grad, w)
+    assert [round(float(p.grad.norm()), 4) for p in ps] == [1.0, 0.5, 1.0]
+    for p, g in zip(ps, ref):
+        p.grad = g.clone()
+    finetune.clip_grads(ps, 1.0)
+    total = math.sqrt(sum(float(g.norm()) ** 2 for g in ref))
+    for p, g in zip(ps, ref):
+        torch.testing.assert_close(p.grad, g / (total + 1e-6))
