@@ -1,7 +1,7 @@
 """BERT, the encoder the paper fine-tunes (paper Sec 2.3, 3.2; Devlin et al. 2019, Sec 3).
 
 Mirrors google-research/bert modeling.py: embeddings (word + position + segment), L post-LN
-transformer layers, the masked-LM head of LM fine-tuning (paper Sec 4.2, Table 6) and the tagger,
+transformer layers, the masked-LM head of LM fine-tuning (paper Sec 4.2, Tables 5-6) and the tagger,
 a linear layer over each piece (paper Sec 3.2, Figure 1).
 
 Checkpoints are Hub folders in HF's layout, config.json + model.safetensors. `from_pretrained`
@@ -109,7 +109,7 @@ class Layer(nn.Module):
 
 
 class MLMHead(nn.Module):
-    """Masked-LM head (BERT Sec 3.1 Task #1), used by LM fine-tuning (Table 6): dense + GELU +
+    """Masked-LM head (BERT Sec 3.1 Task #1), used by LM fine-tuning (Tables 5-6): dense + GELU +
     LayerNorm, then vocabulary scores through the tied word embedding matrix plus an output bias."""
 
     def __init__(self, cfg, word_emb):

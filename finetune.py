@@ -143,7 +143,8 @@ def lr_factor(step, total, warmup, schedule, ratio=32.0):
         return 1.0
     warm = math.floor(total * warmup)
     if schedule == "stlr":  # ULMFiT Eq. (3): up to the cut, then down over the updates left
-        # (their Eq. 3 divides by the cut: the same when T * cut_frac is whole, else it ends below 0)
+        # (their Eq. 3 divides by the cut: the same when T * cut_frac is whole, else it ends
+        # below 0)
         p = step / warm if step < warm else 1 - (step - warm) / max(1, total - warm)
         return (1 + p * (ratio - 1)) / ratio
     assert schedule == "linear", schedule

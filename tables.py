@@ -141,11 +141,13 @@ def table23(groups, cs):
         ours = chosen_rows(groups, cs, plain, ("batch_size", "lr", "epochs"))
         numbers, others = ((paper.TABLE2, paper.TABLE2_OTHERS) if lang == "en" else
                            (paper.TABLE3, paper.TABLE3_OTHERS))
-        lines = [[name, annot, "", "", "–", "–", num(d), num(t)] for name, annot, (d, t) in others]
+        lines = [[name, annot, "", "", "–", "–", num(d), num(t)]
+                 for name, annot, (d, t) in others]
         for (_, model, scheme), (dev, test) in numbers.items():
             mine = [k for k in ours if (name_of(cs[k]), cs[k]["scheme"]) == (model, scheme)]
             lines += [row23(groups, cs, k) + [num(dev), num(test)] for k in mine]
-            lines += [[model, scheme.upper(), "", "", "–", "–", num(dev), num(test)]] * (not mine)
+            if not mine:
+                lines.append([model, scheme.upper(), "", "", "–", "–", num(dev), num(test)])
         known = {(m, s) for _, m, s in numbers}
         lines += [row23(groups, cs, k) + ["–", "–"] for k in ours
                   if (name_of(cs[k]), cs[k]["scheme"]) not in known]
@@ -206,7 +208,8 @@ def table4(groups, cs):
     if not lines:
         return ""
     return grid(f"Table 4: dev F1, with and without BertAdam's warmup, mean ± std (seeds); the "
-                f"paper: IOB1, {paper.SEEDS_TABLE4} runs, the chosen setting; German rows: CoNLL-2003",
+                f"paper: IOB1, {paper.SEEDS_TABLE4} runs, the chosen setting; German rows: "
+                f"CoNLL-2003",
                 ["model", "lang", "scheme", "setting", "optimiser", "epoch 3", "paper",
                  "epoch 4", "paper"], lines)
 

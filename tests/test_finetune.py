@@ -1,4 +1,4 @@
-"""finetune.py: the optimizer, schedules, Eq. (1), gradual unfreezing (paper Sec 3.3, 4.1), the
+"""finetune.py: the optimizer, schedules, Eq. (1), gradual unfreezing (paper Sec 3.3), the
 masked-LM stage (Sec 4.2) and the training loop; fastfit.py, its CUDA-graph path, held equal to it
 (static shapes on the CPU in seconds, replayed from CUDA graphs where there is a GPU).
 
@@ -233,7 +233,7 @@ def test_discriminative_lr_every_group(mlm):
                "rate: param_groups lets the head own them)" * mlm))
 
 
-# Hand-derived plan for L = 12, unfreeze = 3 (Sec 4.1): which layers train in each epoch, and
+# Hand-derived plan for L = 12, unfreeze = 3 (Sec 3.3): which layers train in each epoch, and
 # whether the embeddings do. Epoch 4 adds the embeddings once every layer has thawed; epoch 5
 # changes nothing.
 PLAN = {0: (range(9, 12), False), 1: (range(6, 12), False), 2: (range(3, 12), False),
@@ -543,7 +543,7 @@ def test_masks_are_drawn_afresh_at_each_replay(tmp_path, device):
 
 @needs_cuda
 def test_lm_stage_replayed_from_cuda_graphs_learns(tmp_path, monkeypatch):
-    """On a GPU, the masked-LM stage (Table 6) replayed from CUDA graphs, fresh masks and dropout
+    """On a GPU, the masked-LM stage (Tables 5-6) replayed from CUDA graphs, fresh masks and dropout
     at each replay, lowers its loss over 3 epochs as the eager stage does, finite throughout, and
     writes its folder."""
     folder = tiny_folder(tmp_path, hidden=32, mlm=True)
@@ -658,7 +658,7 @@ def test_a_word_too_long_for_a_window_names_its_file(tmp_path):
         finetune.read_splits(cfg, tok)
 
 
-# --- Masked-LM fine-tuning (Sec 4.2, Table 6) -------------------------------------------------
+# --- Masked-LM fine-tuning (Sec 4.2, Tables 5-6) ----------------------------------------------
 
 class SpecialIds:
     cls_id, sep_id, pad_id, mask_id = 2, 3, 0, 4
