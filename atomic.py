@@ -2,7 +2,10 @@
 
 The one place that does it for results, predictions, checkpoints, masked-LM stages and downloads:
 - a file or folder is made under a temporary name, unpredictable and created exclusively in the
-  target's folder (tempfile), then renamed into place: a crash leaves the old file or the new one;
+  target's folder (tempfile), then renamed into place: a crash leaves the old file or the new one.
+  A file is written inside a private temporary folder, so that a writer's own temporaries (the
+  safetensors library writes through one beside its target) land there too and one name pattern,
+  `.NAME.PID.*.tmp`, covers whatever a killed writer left; PID says whose it is;
 - a lock is an flock on a file opened without truncating it and without following a symlink, and
   the OS releases it when the process dies.
 """
@@ -16,34 +19,34 @@ _UMASK = os.umask(0)  # read once (it can only be read by setting it), then put 
 os.umask(_UMASK)
 
 
-def _temp(path, make):
+def _temp(path):
     folder, name = os.path.split(os.path.abspath(path))
-    return make(dir=folder, prefix=f".{name}.", suffix=".tmp")
+    return tempfile.mkdtemp(dir=folder, prefix=f".{name}.{os.getpid()}.", suffix=".tmp")
 
 
 def replace(path, write, new=False):
-    """write(tmp) fills a new empty file at a temporary name beside `path`, which then becomes
-    `path` in one step. new=True: FileExistsError if `path` exists, even one that appeared while
-    we wrote (a hard link never replaces). A failed write leaves no temporary behind."""
-    fd, tmp = _temp(path, tempfile.mkstemp)
-    os.close(fd)
+    """write(tmp) fills a new empty file at a temporary path (in a private folder beside `path`),
+    which then becomes `path` in one step. new=True: FileExistsError if `path` exists, even one
+    that appeared while we wrote (a hard link never replaces). A failed write leaves no temporary
+    behind, nor do the writer's own temporaries."""
+    folder = _temp(path)
+    tmp = os.path.join(folder, os.path.basename(path))
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; the file gets the usual mode
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # umask applies
         write(tmp)
         if new:
-            os.link(tmp, path)  # the temporary name is removed below
+            os.link(tmp, path)  # the temporary folder is removed below
         else:
             os.replace(tmp, path)
     finally:
-        if os.path.lexists(tmp):
-            os.remove(tmp)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def replace_folder(path, fill):
     """fill(tmp) fills a new empty folder beside `path`, which then becomes `path`. A folder that
     exists already (another process finished the same one first) is kept and ours dropped:
     -> False; else True."""
-    tmp = _temp(path, tempfile.mkdtemp)
+    tmp = _temp(path)
     try:
         os.chmod(tmp, 0o777 & ~_UMASK)
         fill(tmp)
@@ -58,19 +61,35 @@ def replace_folder(path, fill):
         shutil.rmtree(tmp, ignore_errors=True)  # gone already after the rename
 
 
-def clear_temps(folder, name=""):
+def clear_temps(folder, name="", dead_only=False):
     """Remove the temporaries that replace and replace_folder left in `folder` (for `name`, or
-    all) when their process was killed outright (SIGKILL, a power cut). Only for a folder whose
-    writer holds a lock: another process's temporary is in use."""
+    all) when their process was killed outright (SIGKILL, a power cut). For a folder whose
+    writer holds a lock; else dead_only=True: only those whose writer (the PID in the name) is
+    gone from this machine."""
     if not os.path.isdir(folder):
         return
     for entry in os.listdir(folder):
         if entry.startswith(f".{name}") and entry.endswith(".tmp") and entry.count(".") >= 3:
+            if dead_only and _alive(entry.split(".")[-3]):
+                continue
             path = os.path.join(folder, entry)
             if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path)
             else:
                 os.remove(path)
+
+
+def _alive(pid):
+    """Whether a process `pid` (a string from a temporary's name) runs on this machine."""
+    if not pid.isdigit():
+        return False  # not one of our names: an old-style temporary
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def write_text(path, text, encoding="utf-8", new=False):
@@ -121,3 +140,27 @@ def try_lock(path):
         yield True
     finally:
         os.close(fd)
+
+
+def held(path):
+    """Whether a process holds the flock on `path`, found without taking it: taking it, even for
+    a moment, would turn away a worker that claims it then. Linux lists every lock in /proc/locks;
+    elsewhere the lock is tried (non-blocking) and let go at once."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    try:
+        with open("/proc/locks") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        with try_lock(path) as mine:
+            return not mine
+    want = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+    for line in lines:  # "1: FLOCK  ADVISORY  WRITE 5399 fe:00:2146675 0 EOF" (a waiter's
+        f = line.split()  # line reads "1: -> FLOCK ...")
+        if len(f) > 5 and f[1] == "FLOCK":
+            major, minor, ino = f[5].split(":")
+            if (int(major, 16), int(minor, 16), int(ino)) == want:
+                return True
+    return False

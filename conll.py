@@ -115,7 +115,7 @@ def _fields(line):
     return re.split(r"[ \t]+", line) if line else []
 
 
-def _check_tag(tag, path, n, where="the NE tag must be the last column"):
+def check_tag(tag, path, n, where="the NE tag must be the last column"):
     """O, B-TYPE or I-TYPE (IOB1 and BIO use only these), TYPE printable with no space; anything
     else is an error at path:n. An invisible character would make a type of its own, scored
     apart and never predicted: "I-PER\\xa0" (a latin-1 no-break space, which the CoNLL reader
@@ -160,7 +160,7 @@ def _parse(lines, path):
             raise ValueError(f"{path}:{n}: {len(cols)} columns, but line {first_line} has "
                              f"{ncols}; every word line needs the same columns")
         if ncols > 1:
-            _check_tag(cols[-1], path, n)
+            check_tag(cols[-1], path, n)
         if not words:
             first = n
         words.append(cols[0])
@@ -203,7 +203,7 @@ def _check_germeval(cols, path, n):
         what = f"index {cols[0]!r} is not an integer" if cols[1] else "empty word"
         raise ValueError(f"{path}:{n}: {what}; {GERMEVAL_LINE}")
     for tag in cols[2:]:
-        _check_tag(tag, path, n, "columns 3 and 4 hold the outer and inner BIO tags")
+        check_tag(tag, path, n, "columns 3 and 4 hold the outer and inner BIO tags")
 
 
 def _parse_germeval(lines, path, level):

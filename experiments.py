@@ -475,6 +475,9 @@ def check_ready(cfg, exp, runs=None):
     with open(probe, "w") as f:
         f.write("ok")
     os.remove(probe)
+    for name in ("results.jsonl", records.ZERO_SHOT):  # the record's lock, refused as a link now
+        with atomic.locked(os.path.join(exp.out, name + ".lock")):  # rather than after training
+            pass
     if exp.zero_shot and cfg.lang != "en":
         raise ValueError(f"--zero_shot scores English-trained runs on German; --lang is "
                          f"{cfg.lang}: use --lang en, or drop --zero_shot")

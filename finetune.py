@@ -405,9 +405,17 @@ def lm_config(cfg):
 def lm_finetune(cfg, folder, tok, feats, fit=fit, log=print):
     """cfg.lm_epochs epochs of masked-LM training on the training windows `feats` -> `folder`, a
     BERT checkpoint written once (atomically) and reused by every run that names it."""
-    if all(os.path.isfile(os.path.join(folder, n)) for n in ("config.json", "model.safetensors")):
-        return folder
-    shutil.rmtree(folder, ignore_errors=True)  # a partial one (a crash, a hand) is made anew
+    with atomic.locked(folder + ".lock"):  # one process trains a stage, the others wait for it
+        atomic.clear_temps(os.path.dirname(folder), os.path.basename(folder))  # a killed writer's
+        if all(os.path.isfile(os.path.join(folder, n))
+               for n in ("config.json", "model.safetensors")):
+            return folder
+        shutil.rmtree(folder, ignore_errors=True)  # a partial one (a crash, a hand) is made anew
+        return _lm_stage(cfg, folder, tok, feats, fit, log)
+
+
+def _lm_stage(cfg, folder, tok, feats, fit, log):
+    """The stage itself: trained, then saved, under lm_finetune's lock."""
     # Which model and text Table 5's LM rows trained on the paper does not say: we train the
     # run's own model on its task's training sentences (English BERT on English for Table 5)
     lm = lm_config(cfg)

@@ -91,19 +91,33 @@ def record_problem(r, name):
         return "not an object with a string key"
     for s in ("dev", "test"):
         f1 = r.get(s).get("f1") if isinstance(r.get(s), dict) else None
-        if not _typed(f1, float):
-            return f"{s}.f1 is {f1!r}, expected a finite number"
+        if not _typed(f1, float) or not 0 <= f1 <= 100:
+            return f"{s}.f1 is {_short(f1)}, expected a finite number in 0-100"
     if name == ZERO_SHOT:
-        names = [(k, r.get(k), t) for k, t in dict(run=str, format=str, data=str).items()]
+        names = [(k, r.get(k), t) for k, t in dict(run=str, format=str, data=str,
+                                                    keep=bool).items()]
     elif not isinstance(r.get("config"), dict):
         return "no config object"
     else:
         names = [(f"config.{f.name}", r["config"].get(f.name), f.type)
                  for f in fields(FinetuneConfig)]
+        names += [(k, r[k], str) for k in ("data_fingerprint", "model_id") if k in r]
     for k, v, t in names:
         if not _typed(v, t):
-            return f"{k} is {v!r}, expected {t.__name__}"
+            return f"{k} is {_short(v)}, expected {t.__name__}"
+    if name != ZERO_SHOT:
+        try:  # each field one of its choices and in its range, as a run's flags are
+            check_config(FinetuneConfig(**{f.name: r["config"][f.name]
+                                           for f in fields(FinetuneConfig)}))
+        except ValueError as e:
+            return f"config: {e}"
     return None
+
+
+def _short(v):
+    """repr(v), cut to 24 characters: a 400-digit number is named, not printed."""
+    r = repr(v)
+    return r if len(r) <= 24 else r[:20] + "..."
 
 
 def _typed(v, t):
@@ -128,8 +142,8 @@ def read_results(out, warn=None, name="results.jsonl"):
     for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        try:
-            r = json.loads(line.decode("utf-8"))
+        try:  # an editor's byte-order mark before the first record is no part of it
+            r = json.loads(line.decode("utf-8-sig" if n == 1 else "utf-8"))
         except ValueError:  # bad JSON, and UnicodeDecodeError too
             r = None
         why = "not JSON" if r is None else record_problem(r, name)
@@ -165,14 +179,12 @@ def append_result(out, record, name="results.jsonl"):
 
 
 def busy(out):
-    """The keys of the runs that live processes are training now (their claims are held)."""
+    """The keys of the runs that live processes are training now (their claims are held), read
+    without claiming any."""
     folder = os.path.join(out, "claims")
     names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
-    held = []
-    for name in (n for n in names if n.endswith(".lock")):
-        with claim(out, name[:-len(".lock")]) as mine:
-            held += [] if mine else [name[:-len(".lock")]]
-    return held
+    return [n[:-len(".lock")] for n in names
+            if n.endswith(".lock") and atomic.held(os.path.join(folder, n))]
 
 
 def claim(out, key):
@@ -188,4 +200,4 @@ def record_of(cfg, key, fingerprint, t, graphs):
                 train_time_s=round(s["train_s"], 3), time_s=round(s["time_s"], 1),
                 updates=s["updates"], tokens_per_s=round(s["tokens"] / s["train_s"]),
                 device=str(bert.pick_device()), graphs=graphs,
-                data_fingerprint=fingerprint)
+                data_fingerprint=fingerprint, model_id=model_id(cfg.model))

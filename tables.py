@@ -68,7 +68,9 @@ def setting(record):
     """A record's row: its FinetuneConfig fields but the seed, data as the files' fingerprint."""
     c = {f.name: record["config"].get(f.name) for f in fields(FinetuneConfig)}
     c.update(data=record.get("data_fingerprint", c["data"]), seed=None)
-    c.update(model=records.model_id(c["model"]))  # as the run's key names it
+    # the model as the run's key named it where it trained (a folder's real path), not as the
+    # typed name reads from wherever `table` runs now
+    c.update(model=record.get("model_id") or records.model_id(c["model"]))
     return json.dumps(c, sort_keys=True)
 
 
@@ -104,7 +106,8 @@ def markdown(rows):
     for r in sorted(rows, key=lambda r: (r["pick"][0], r["setting"], r["what"])):  # zero-shot
         # rows come right under their English row
         (lang, model, scheme, method, data), (b, lr, e) = r["what"], r["setting"]
-        cells = [lang, model, scheme.upper(), b, f"{lr:g}", e, method] + [data] * several
+        cells = [lang, os.path.basename(model), scheme.upper(), b, f"{lr:g}", e, method]
+        cells += [data] * several
         cells += [r["n"], *(pm(m, s, r["n"]) for m, s in (r["dev"], r["test"])),
                   *(p or "–" for p in r["paper"]),
                   "✓" if r["pick"][1] == best[r["pick"][0]] else ""]

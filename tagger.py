@@ -51,6 +51,18 @@ def conll_tag(label):
     return "I-" + label
 
 
+def model_label(label, path, key):
+    """conll_tag(label), which must be a tag a CoNLL file could hold (conll.check_tag: O, or B-/I-
+    and a printable type with no whitespace): "B-PER X" would write a fourth column, "B-PER\\n"
+    break a sentence, "B-PER\\xa0" score as a type of its own, "B-" become "I-B-"."""
+    prefix, sep, kind = label.replace("_", "-", 1).partition("-")
+    if sep and prefix in ("B", "I", "S", "E") and not kind:
+        raise ValueError(f"{path}:{key}: label {label!r} has no type after its {prefix}- prefix")
+    tag = conll_tag(label)
+    conll.check_tag(tag, path, key, where="a model's label names one")
+    return tag
+
+
 def load_tagger(name_or_dir, device):
     """A tagger from a folder written by save_tagger, or any BERT token classifier on the Hub with
     id2label (e.g. dslim/bert-base-NER: BIO labels, no mbert_ner keys -> scheme bio, windows of
@@ -64,7 +76,7 @@ def load_tagger(name_or_dir, device):
                          f'("0": "O", "1": "B-PER", ...)')
     if not all(isinstance(v, str) and v for v in id2label.values()):
         raise ValueError(f"{where}: id2label's values must be tag names, not {id2label}")
-    labels = [conll_tag(id2label[str(i)]) for i in range(n)]
+    labels = [model_label(id2label[str(i)], where, f'id2label["{i}"]') for i in range(n)]
     ours = config.get("mbert_ner", {})  # what save_tagger adds; a Hub model has none
     positions = model.bert.cfg.max_position_embeddings
     want = dict(scheme=(str, ("iob1", "bio")), max_len=(int, None), doc_context=(bool, None))
@@ -150,6 +162,8 @@ def predict(name_or_dir, path, text=False, output=None, encoding=None):
         return tagged
     while True:  # written only as a new file: one that appeared meanwhile is never replaced
         out = output or fresh_path(os.path.basename(path) + ".pred.txt")
+        folder, name = os.path.split(os.path.abspath(out))
+        atomic.clear_temps(folder, name, dead_only=True)  # what a killed predict left there
         try:
             if labelled:  # -DOCSTART- lines as the input has them: conlleval counts each one
                 docstart = conll.has_docstart(path, encoding)

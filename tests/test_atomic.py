@@ -103,3 +103,33 @@ def test_clear_temps_takes_only_temporaries(tmp_path):
     assert ".model.safetensors.k3j_x1.tmp" in os.listdir(tmp_path)
     atomic.clear_temps(str(tmp_path))
     assert sorted(os.listdir(tmp_path)) == [".hidden", "model.safetensors", "notes.tmp"]
+
+
+def test_held_reads_a_lock_without_taking_it(tmp_path, monkeypatch):
+    """held() sees a lock held by this process and by a child, and none once they let go, and it
+    never calls flock itself: a worker claiming the lock at that moment must get it."""
+    import fcntl
+    import subprocess
+    import sys
+    path = str(tmp_path / "KEY.lock")
+    assert not atomic.held(path)  # no such file
+    calls = []
+    real = fcntl.flock
+    with atomic.try_lock(path) as mine:
+        assert mine
+        monkeypatch.setattr(fcntl, "flock", lambda *a: calls.append(a) or real(*a))
+        assert atomic.held(path)
+        monkeypatch.undo()
+    assert not atomic.held(path)
+    child = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; "
+                              f"fd = os.open({path!r}, os.O_RDWR); fcntl.flock(fd, fcntl.LOCK_EX); "
+                              "print('held', flush=True); time.sleep(60)"],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "held\n"
+        monkeypatch.setattr(fcntl, "flock", lambda *a: calls.append(a) or real(*a))
+        assert atomic.held(path)
+    finally:
+        child.kill()
+        child.wait()
+    assert calls == [] and not atomic.held(path)

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import asdict, replace
@@ -328,14 +329,23 @@ WHOLE = dict(key="x", config=asdict(FinetuneConfig()), dev={"f1": 90.0}, test={"
 
 @pytest.mark.parametrize("line, why", [
     ({"key": "x", "dev": {"f1": 90.0}, "test": {"f1": 90.0}}, "no config object"),
-    ({"key": "x", "config": {}, "dev": {"f1": 90.0}}, "test.f1 is None, expected a finite number"),
+    ({"key": "x", "config": {}, "dev": {"f1": 90.0}},
+     "test.f1 is None, expected a finite number in 0-100"),
     ({"key": "x", "config": {}, "dev": {"f1": "90"}, "test": {"f1": 1}},
-     "dev.f1 is '90', expected a finite number"),
+     "dev.f1 is '90', expected a finite number in 0-100"),
+    (WHOLE | dict(dev={"f1": 10 ** 400}),
+     "dev.f1 is 10000000000000000000..., expected a finite number in 0-100"),
+    (WHOLE | dict(test={"f1": 100.5}), "test.f1 is 100.5, expected a finite number in 0-100"),
+    (WHOLE | dict(data_fingerprint=["a"]), "data_fingerprint is ['a'], expected str"),
+    (WHOLE | dict(model_id={}), "model_id is {}, expected str"),
+    (WHOLE | dict(config=WHOLE["config"] | dict(scheme="xyz")),
+     "config: --scheme=xyz: expected one of iob1, bio"),
+    (WHOLE | dict(config=WHOLE["config"] | dict(lr=-1)), "config: --lr=-1.0: lr must be > 0"),
     ({"key": 7, "config": {}, "dev": {"f1": 90.0}, "test": {"f1": 1}},
      "not an object with a string key"),
     (WHOLE | dict(config=WHOLE["config"] | dict(lr="1e-4")), "config.lr is '1e-4', expected float"),
     (WHOLE | dict(config=WHOLE["config"] | dict(model=None)), "config.model is None, expected str"),
-    (WHOLE | dict(dev={"f1": float("nan")}), "dev.f1 is nan, expected a finite number"),
+    (WHOLE | dict(dev={"f1": float("nan")}), "dev.f1 is nan, expected a finite number in 0-100"),
     (WHOLE | dict(config=WHOLE["config"] | dict(epochs=True)),
      "config.epochs is True, expected int"),
     (WHOLE | dict(config={k: v for k, v in WHOLE["config"].items() if k != "level"}),
@@ -690,6 +700,20 @@ def test_predict_with_a_hub_style_ner_model(tmp_path):
     other = hf_tagger_folder(str(tmp_path / "onto"), ["O", "B-PERSON", "I-PERSON", "B-GPE"])
     with pytest.raises(ValueError, match="no type in common"):
         tagger.predict(other, test, output=str(tmp_path / "q.txt"))
+
+
+@pytest.mark.parametrize("label, why", [
+    ("B-PER X", "U+0020"), ("B-PER\t", "U+0009"), ("B-PER\xa0", "U+00A0"),
+    ("B-PER\n", "U+000A"), ("B-", "no type after its B- prefix")])
+def test_a_models_odd_label_name_is_refused_naming_it(tmp_path, label, why):
+    """A label is O, or B-/I- (S-/E- mapped) and a printable type with no whitespace, as a CoNLL
+    tag is: "B-PER X" wrote 4-column lines and no report, "B-PER\\n" broke a sentence after each
+    PER word, "B-PER\\xa0" scored as a type of its own, "B-" became "I-B-"; each is now refused
+    with the folder, the id2label key and the label."""
+    folder = hf_tagger_folder(str(tmp_path / "hub"), ["O", "B-PER", "I-PER", label])
+    with pytest.raises(ValueError, match=re.escape("id2label[\"3\"]") + ".*" + re.escape(why)):
+        tagger.predict(folder, corpora.splits(TINY)["test"], output=str(tmp_path / "p.txt"))
+    assert not (tmp_path / "p.txt").exists()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1156,3 +1180,140 @@ def test_a_reader_that_goes_away_gets_no_error(trained, what):
     p.stdout.close()  # the reader is gone before a byte is written
     _, err = p.communicate(b"EU rejects German call\n" * 2000)
     assert err == b"" and p.returncode == 141, err.decode()
+
+
+# ---------------------------------------------------------------------------------------------
+# Killed outright (SIGKILL) at the moment a temporary exists, then resumed: nothing left behind.
+
+KILLER = """
+import os, signal, sys
+sys.path[:0] = [{root!r}, {tests!r}]
+import atomic, bert, experiments, tagger
+from experiments import Experiment
+from finetune import FinetuneConfig
+def die(*a, **k):  # the writer's own temporary is there, as safetensors' would be: killed now
+    signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    os.kill(os.getpid(), signal.SIGKILL)
+{setup}
+"""
+
+
+def killed(tmp_path, setup):
+    """Run `setup` (Python, after KILLER's imports) in a child that SIGKILLs itself in `die`."""
+    code = KILLER.format(root=ROOT, tests=os.path.join(ROOT, "tests"), setup=setup)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
+    assert p.returncode == -signal.SIGKILL, p.stderr
+
+
+def temps(folder):
+    return [os.path.join(d, n) for d, ds, fs in os.walk(folder) for n in ds + fs
+            if n.endswith(".tmp") or n.startswith(".tmp")]
+
+
+@pytest.mark.parametrize("stage", ["tagger", "masked-LM stage"])
+def test_a_kill_while_saving_a_model_leaves_nothing_after_the_resume(tmp_path, stage):
+    """SIGKILL while the tagger (or the masked-LM stage) is written, with the writer's own
+    temporary file made beside its target as safetensors makes one (`.tmpXXXXXX`, the size of the
+    model): the temporaries are there after the kill; the resumed run trains, records, and
+    leaves none."""
+    folder = bert_folder(str(tmp_path / "bert"), layers=1, hidden=16, mlm=True)
+    cfg = FinetuneConfig(model=folder, data=TINY, lr=1e-3, batch_size=16, epochs=1,
+                         max_train_sentences=16, lm_epochs=int(stage != "tagger"))
+    out = str(tmp_path / "out")
+    setup = f"""
+cfg = FinetuneConfig(model={folder!r}, data={TINY!r}, lr=1e-3, batch_size=16, epochs=1,
+                     max_train_sentences=16, lm_epochs={cfg.lm_epochs})
+import safetensors.torch
+def save_file(tensors, filename, metadata=None):
+    open(os.path.join(os.path.dirname(filename), ".tmpAb3xYz"), "wb").write(b"\\0" * 1000)
+    die()
+safetensors.torch.save_file = save_file
+experiments.run_one(cfg, Experiment(out={out!r}), log=lambda s: None)
+"""
+    killed(tmp_path, setup)
+    assert temps(out), "the kill left the temporaries a resume must clear"
+    with cpu_only():
+        rec = experiments.run_one(cfg, Experiment(out=out), log=lambda s: None)
+    assert temps(out) == [] and rec["key"] == records.run_key(cfg)
+    assert os.path.isfile(os.path.join(out, f"run-{rec['key']}", "model.safetensors"))
+
+
+def test_a_kill_while_predict_writes_leaves_nothing_after_the_next_predict(trained, tmp_path):
+    """SIGKILL while predict writes its output (the temporary written, not yet linked into
+    place): the next predict into the same folder clears it and writes its file."""
+    cfg, exp, rec = trained
+    run = os.path.join(exp.out, f"run-{rec['key']}")
+    work = tmp_path / "work"
+    work.mkdir()
+    text = work / "in.txt"
+    text.write_text("EU rejects German call .\n")
+    setup = f"""
+os.chdir({str(work)!r})
+os.link = die
+tagger.predict({run!r}, {str(text)!r}, text=True, output="out.txt")
+"""
+    killed(tmp_path, setup)
+    assert temps(work)
+    with cpu_only():
+        tagger.predict(run, str(text), text=True, output=str(work / "out.txt"))
+    assert temps(work) == [] and sorted(os.listdir(work)) == ["in.txt", "out.txt"]
+
+
+def test_three_spellings_of_one_model_folder_pool_into_one_row_from_anywhere(tmp_path,
+                                                                             monkeypatch):
+    """Seeds 1-3 trained as `tiny`, `./tiny/` and the folder's absolute path from the folder that
+    holds it: one model, so one row of 3 seeds in the table, read from that folder or any other
+    (the record keeps the model's identity as the run's key named it where it trained)."""
+    calls = []
+    monkeypatch.setattr(finetune, "train", fake_train(calls))
+    work = tmp_path / "work"
+    bert_folder(str(work / "tiny"), layers=1, hidden=8)
+    out = str(tmp_path / "out")
+    monkeypatch.chdir(work)
+    for seed, model in ((1, "tiny"), (2, "./tiny/"), (3, str(work / "tiny"))):
+        experiments.run_one(FinetuneConfig(model=model, data=TINY, seed=seed),
+                            Experiment(out=out, save=False), log=lambda s: None)
+    for where in (work, tmp_path):
+        monkeypatch.chdir(where)
+        rows = tables.table(out).split("\n\n")[0].split("\n")[2:]
+        assert len(rows) == 1 and rows[0].split(" | ")[1] == "tiny"
+        assert rows[0].split(" | ")[7] == "3"
+
+
+def test_a_byte_order_mark_before_the_first_record_hides_nothing(tmp_path, monkeypatch):
+    """An editor saved results.jsonl with a byte-order mark: its first record is still read, so
+    its run is not trained again and its key is not written twice."""
+    calls = []
+    monkeypatch.setattr(finetune, "train", fake_train(calls))
+    cfg, exp = FinetuneConfig(data=TINY), Experiment(out=str(tmp_path), save=False)
+    experiments.run_one(cfg, exp, log=lambda s: None)
+    path = tmp_path / "results.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    experiments.run_one(cfg, exp, log=lambda s: None)
+    assert len(calls) == 1 and len(path.read_text(encoding="utf-8-sig").splitlines()) == 1
+
+
+def test_a_zero_shot_record_missing_a_field_is_named_not_a_traceback(tmp_path):
+    """zero_shot.jsonl: a record without `keep` is named (file:line, which field) and left out;
+    the table of the rest prints."""
+    add = dict(key="z", run="r", data="d", format="conll2003-de", dev={"f1": 1.0},
+               test={"f1": 2.0})
+    (tmp_path / records.ZERO_SHOT).write_text(json.dumps(add) + "\n")
+    warnings = []
+    assert records.read_results(str(tmp_path), warnings.append, records.ZERO_SHOT) == []
+    assert warnings == [f"warning: {tmp_path}/{records.ZERO_SHOT}:1: not a result record (keep "
+                        f"is None, expected bool); skipped (left in the file)"]
+
+
+def test_a_results_lock_that_is_a_link_fails_before_training(tmp_path, monkeypatch):
+    """OUT/results.jsonl.lock planted as a symlink: refused by the checks before any work (it
+    used to be found only when the trained run was recorded, and the run was lost)."""
+    monkeypatch.setattr(finetune, "train", None)  # training would call it
+    out = tmp_path / "out"
+    out.mkdir()
+    os.symlink(tmp_path / "elsewhere", out / "results.jsonl.lock")
+    folder = bert_folder(str(tmp_path / "bert"), layers=1, hidden=8)
+    with pytest.raises(OSError, match="results.jsonl.lock: cannot open as a lock file"):
+        experiments.main(["train", "--model", folder, "--data", TINY, "--out", str(out)])
+    assert not (tmp_path / "elsewhere").exists()
