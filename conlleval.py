@@ -371,11 +371,20 @@ def compile_delim(delim):
 
 
 def split_fields(line, delim):
-    """Perl's split(/$delimiter/, $line): a regex split that drops trailing empty fields.
+    """Perl's split(/$delimiter/, $line): a regex split that drops trailing empty fields, where a
+    match of no width at the start, or right where the last match ended, splits nothing (perl
+    never gives a leading empty field for it; Python's re.split does).
 
-    " a B-PER" -> ['', 'a', 'B-PER'];  "a B-PER  " -> ['a', 'B-PER'];  "   " -> []"""
-    fields = delim.split(line)
-    while fields and fields[-1] == "":
+    " a B-PER" -> ['', 'a', 'B-PER'];  "a B-PER  " -> ['a', 'B-PER'];  "   " -> []
+    -d '|' (matches nothing, anywhere): "a B" -> ['a', ' ', 'B'];  -d '^': "a B" -> ['a B']"""
+    fields, start, end = [], 0, None
+    for m in delim.finditer(line):
+        if m.start() == m.end() and m.start() in (0, end, len(line)):
+            continue
+        fields += [line[start:m.start()], *m.groups()]  # perl returns the groups too
+        start = end = m.end()
+    fields.append(line[start:])
+    while fields and fields[-1] in ("", None):
         fields.pop()
     return fields
 

@@ -266,13 +266,22 @@ def work(runs, exp, prefix):
         for cfg in runs:
             run_one(cfg, exp, log=lambda s: print(prefix + s, flush=True))
     except KeyboardInterrupt:
-        sys.exit(f"{prefix}stopped")
+        print(f"{prefix}stopped", file=sys.stderr)
+        sys.exit(128 + STOP["signal"])
+
+
+STOP = dict(signal=signal.SIGINT, after="what is recorded stays; the same command resumes the "
+                                        "rest")  # how a stopped command ends, and what it says
 
 
 def stop_on_sigterm():
     """SIGTERM (a SLURM time limit, preemption, kill) stops as Ctrl-C does: the run in progress
-    unwinds and leaves no temporary file behind; the same command resumes it."""
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    unwinds and leaves no temporary file behind; the same command resumes it. The exit status
+    says which signal it was, as a shell's does: 130 for SIGINT, 143 for SIGTERM."""
+    def stop(signum, frame):
+        STOP["signal"] = signum
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, stop)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -531,6 +540,7 @@ def main(argv=None):
     if cmd == "explain":
         return explain.command(args)
     if cmd == "predict":
+        STOP["after"] = "predict wrote no file; the same command tags the input anew"
         return print(tagger.predict(args["model"], args["file"], args["text"], args["output"],
                                     args["encoding"]), end="")
     names = {f.name for f in fields(FinetuneConfig)}
@@ -572,4 +582,5 @@ if __name__ == "__main__":
     except (ValueError, OSError, FloatingPointError, RuntimeError) as e:  # says what to change
         sys.exit(f"error: {e}")
     except KeyboardInterrupt:
-        sys.exit("stopped: what is recorded stays; the same command resumes the rest")
+        print(f"stopped: {STOP['after']}", file=sys.stderr)
+        sys.exit(128 + STOP["signal"])

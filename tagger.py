@@ -87,6 +87,10 @@ def load_tagger(name_or_dir, device):
             raise ValueError(f"{where}: mbert_ner.{k} is {ours[k]!r}, expected a {t.__name__}"
                              + f" in {choices}" * bool(choices))
     max_len = ours.get("max_len", positions)
+    if max_len > positions:  # predict has no --max_len: say what to change in the folder
+        raise ValueError(f"{where}: mbert_ner.max_len is {max_len}, but the model has "
+                         f"{positions} positions (max_position_embeddings): set max_len to "
+                         f"{positions} or less there")
     tok = WordPiece.from_pretrained(name_or_dir)
     bert.check_inputs(name_or_dir, max_len, len(tok))
     return Tagger(model.to(device).eval(), tok, labels, ours.get("scheme", "bio"), max_len,

@@ -418,6 +418,39 @@ def test_split_fields_like_perl(line, want):
     assert conlleval.split_fields(line, re.compile(" ")) == want
 
 
+# perl 5.36's split(/$d/, "a B-PER O") for delimiters that can match no characters, as it prints
+# them (perl -e 'print join(",", map {"[$_]"} split(/$ARGV[0]/, "a B-PER O"))' DELIM): a match of
+# no width at the start, or right after the last match, splits nothing; groups are returned too.
+PERL_SPLITS = [
+    ("^", ["a B-PER O"]),
+    ("|", ["a", " ", "B", "-", "P", "E", "R", " ", "O"]),
+    (" *", ["a", "B", "-", "P", "E", "R", "O"]),
+    ("x*", ["a", " ", "B", "-", "P", "E", "R", " ", "O"]),
+    (" |B", ["a", "", "-PER", "O"]),
+    ("( )", ["a", " ", "B-PER", " ", "O"]),
+]
+
+
+@pytest.mark.parametrize("delim, want", PERL_SPLITS, ids=[d for d, _ in PERL_SPLITS])
+def test_split_on_a_delimiter_that_matches_nothing_like_perl(delim, want):
+    import re
+    assert conlleval.split_fields("a B-PER O", re.compile(delim)) == want
+
+
+def test_cli_delimiters_that_match_nothing_score_as_perl_does():
+    """-d '^' keeps each line whole, one column: conlleval.pl dies on the first line (exit 255),
+    and so do we (we used to find two columns and print a report). -d '|' splits a line into its
+    characters: "x" is one column, so perl dies there too (we used to see ['', 'x'] and score it);
+    "a B B" is 5 columns, its last two ' ' and 'B' the gold and guessed tags."""
+    r = run_cli("a B-PER B-PER\nb O O\n", "-d", "^")
+    assert r.returncode == 255 and r.stdout == b"" and b"line 1" in r.stderr
+    r = run_cli("x\n", "-d", "|")
+    assert r.returncode == 255 and r.stdout == b"" and b"line 1" in r.stderr
+    r = run_cli("a B B\nb O O\n", "-d", "|")
+    assert r.returncode == 0 and r.stdout.startswith(b"processed 2 tokens with 0 phrases; found: "
+                                                     b"1 phrases"), r.stderr
+
+
 # ----------------------------------------------------------------------------
 # Command line: help, notes on stderr, inputs that must not trace back
 

@@ -999,10 +999,14 @@ def _damage(folder, edit):
      r"id2label's values must be tag names"),
     (lambda t: json.dumps(json.loads(t) | dict(mbert_ner=dict(scheme="iobes"))),
      r"mbert_ner.scheme is 'iobes'"),
+    (lambda t: json.dumps(json.loads(t) | dict(mbert_ner=dict(max_len=4096))),
+     r"mbert_ner.max_len is 4096, but the model has 128 positions .*: set max_len to 128 or "
+     r"less there"),
     (lambda t: "[]", r"config.json: expected a JSON object")])
 def test_a_damaged_run_folder_is_named_not_a_traceback(trained, tmp_path, edit, match):
     """A run folder whose config.json is cut off, or holds mbert_ner as a list, id2label's values
-    as numbers or an unknown scheme: an error naming the folder or file."""
+    as numbers, an unknown scheme, or windows longer than the model's positions (the hint names
+    what predict's user can change: predict has no --max_len): an error naming the folder."""
     cfg, exp, rec = trained
     folder = str(tmp_path / "run")
     shutil.copytree(os.path.join(exp.out, f"run-{rec['key']}"), folder)
@@ -1081,7 +1085,8 @@ def test_sigterm_stops_the_workers_and_a_resume_trains_what_they_had(tmp_path):
     assert len(kids) >= 2, kids  # the two workers (and multiprocessing's tracker)
     p.send_signal(signal.SIGTERM)
     rest = p.communicate(timeout=120)[0]
-    assert p.returncode != 0 and "stopped" in rest and "Traceback" not in rest, rest
+    assert p.returncode == 128 + signal.SIGTERM and "stopped" in rest, rest  # 143, as a shell
+    assert "Traceback" not in rest, rest
     deadline = time.time() + 30
     while any(map(_alive, kids)) and time.time() < deadline:
         time.sleep(0.2)
@@ -1317,3 +1322,22 @@ def test_a_results_lock_that_is_a_link_fails_before_training(tmp_path, monkeypat
     with pytest.raises(OSError, match="results.jsonl.lock: cannot open as a lock file"):
         experiments.main(["train", "--model", folder, "--data", TINY, "--out", str(out)])
     assert not (tmp_path / "elsewhere").exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stopped_command_exits_as_a_shell_says_it_was_stopped(tmp_path, sig):
+    """Ctrl-C (SIGINT) during train exits with 130 and SIGTERM with 143 (128 + the signal), after
+    the cleanup and a line that says what stays, so a shell or SLURM tells a stopped job from a
+    failed one (both used to exit 1)."""
+    folder = bert_folder(str(tmp_path / "bert"), layers=1, hidden=16)
+    cmd = [sys.executable, "experiments.py", "train", "--model", folder, "--data", TINY,
+           "--out", str(tmp_path / "out"), "--epochs", "200", "--save", "false"]
+    p = subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ, CUDA_VISIBLE_DEVICES=""),
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    while "epoch 1" not in (line := p.stdout.readline()):  # training has started
+        assert line
+    p.send_signal(sig)
+    rest = p.communicate(timeout=60)[0]
+    assert p.returncode == 128 + sig, rest
+    assert "stopped: what is recorded stays; the same command resumes the rest" in rest
+    assert "Traceback" not in rest
