@@ -9,6 +9,8 @@ dev/test pairs for zero-shot rows, and the fingerprint that names a run's data.
   records and the published sentence (and token) counts, appearing only once complete.
 - `german_eval_sets(folder)`: German dev + test with CoNLL's four types, CoNLL-2003 German as it is
   or GermEval mapped (germeval_to_conll), for Wu & Dredze (2019)'s zero-shot transfer.
+- `cleanconll_dir(original)`: CleanCoNLL (Rücker & Akbik 2023), CoNLL-2003 English with corrected
+  labels, built once from the original files and CleanCoNLL's own (cleanconll.py builds it).
 - `data_dir` / `data_fingerprint`: the folder a run trains on and a hash of its files' bytes (part
   of a run's key, so an edited file is a new run).
 
@@ -26,6 +28,7 @@ import zipfile
 from dataclasses import dataclass, replace
 
 import atomic
+import cleanconll
 import conll
 
 CACHE = os.path.join(os.path.expanduser("~"), ".cache", "mbert-ner")  # free data, downloaded once
@@ -36,13 +39,16 @@ CACHE = os.path.join(os.path.expanduser("~"), ".cache", "mbert-ner")  # free dat
 SPLIT_NAMES = {"en": [("train.txt", "valid.txt", "test.txt"),
                       ("eng.train", "eng.testa", "eng.testb")],
                "de": [("deu.train", "deu.testa", "deu.testb")],
-               "germeval": [("NER-de-train.tsv", "NER-de-dev.tsv", "NER-de-test.tsv")]}
+               "germeval": [("NER-de-train.tsv", "NER-de-dev.tsv", "NER-de-test.tsv")],
+               "cleanconll": [("cleanconll.train", "cleanconll.dev", "cleanconll.test")]}
 SPLIT_HOW = {
     "en": "pass a folder with train.txt/valid.txt/test.txt or eng.train/eng.testa/eng.testb",
     "de": "German CoNLL-2003 is licensed, so it is never downloaded: pass the folder holding "
           "deu.train, deu.testa, deu.testb (make reproduce-de DE_DATA=/path/to/folder)",
     "germeval": "pass the folder holding the GermEval 2014 files (CC-BY) NER-de-train.tsv, "
-                "NER-de-dev.tsv, NER-de-test.tsv"}
+                "NER-de-dev.tsv, NER-de-test.tsv",
+    "cleanconll": "pass a folder holding cleanconll.train/dev/test, or CoNLL-2003 English's files "
+                  "(with CleanCoNLL's annotations and patches beside them, offline)"}
 
 
 def splits(data_dir, lang="en"):
@@ -50,7 +56,7 @@ def splits(data_dir, lang="en"):
     eng.testa/eng.testb (lang "en"), deu.train/deu.testa/deu.testb ("de"), NER-de-train.tsv/
     NER-de-dev.tsv/NER-de-test.tsv ("germeval"; read_conll reads their outer level)."""
     if lang not in SPLIT_NAMES:
-        raise ValueError(f"lang={lang!r}: expected 'en', 'de' or 'germeval'")
+        raise ValueError(f"lang={lang!r}: expected 'en', 'de', 'germeval' or 'cleanconll'")
     how = SPLIT_HOW[lang]
     if not data_dir or not os.path.isdir(data_dir):
         raise FileNotFoundError(f"{data_dir}: no such folder; {how}")
@@ -326,6 +332,62 @@ def _fetch_all(src, cache_dir, out):
 
 
 # ---------------------------------------------------------------------------------------------
+# CleanCoNLL (Rücker & Akbik, EMNLP 2023): CoNLL-2003 English's words, corrected labels.
+
+CLEANCONLL_OFFLINE = ("put CleanCoNLL's annotation and patch files (github.com/flairNLP/CleanCoNLL "
+                      "at commit bedc569, data/cleanconll_annotations/ and data/patch_files/) in "
+                      "one folder and pass it: --cleanconll DIR, or beside the English files "
+                      "with --lang cleanconll --data DIR")
+
+
+def cleanconll_dir(original, source="", cache_dir=CACHE, train=False):
+    """The folder of cleanconll.dev and .test (and .train with train=True), built once from the
+    CoNLL-2003 English folder `original` into cache_dir/cleanconll/<its fingerprint>. CleanCoNLL's
+    files come from the folder `source` where it has them (side by side, or as the repository
+    lays them out), else from cache_dir/cleanconll/files, else from the repository, fetched once.
+    The original's words are checked first, so other files fail before any download."""
+    paths = splits(original, "en")
+    out = os.path.join(cache_dir, "cleanconll", data_fingerprint(original, "en"))
+    wanted = ["dev", "test"] + ["train"] * train
+    for split in wanted:  # cheap, local, and before the network: the right English files?
+        with open(paths[split], "rb") as f:
+            cleanconll.check_words(f.read(), paths[split], split)
+    os.makedirs(out, exist_ok=True)
+    with atomic.locked(out + ".lock"):  # shards and workers take turns; one builds
+        for split in wanted:
+            target = os.path.join(out, f"cleanconll.{split}")
+            if not os.path.isfile(target):
+                patch, annotations, _ = cleanconll.SPLITS[split]
+                cleanconll.build_split(paths[split], _cleanconll_file(patch, source, cache_dir),
+                                       _cleanconll_file(annotations, source, cache_dir), target,
+                                       split)
+    return out
+
+
+def _cleanconll_file(name, source, cache_dir):
+    """The bytes of CleanCoNLL's file `name`, checked (git blob id, sha256) wherever found."""
+    where = [os.path.join(source, name), os.path.join(source, cleanconll.FILES[name][0])] \
+        if source else []
+    kept = os.path.join(cache_dir, "cleanconll", "files", name)
+    for path in [*where, kept]:
+        if os.path.isfile(path):
+            return cleanconll.check_file(path, name)
+    os.makedirs(os.path.dirname(kept), exist_ok=True)
+    part = kept + ".part"
+    try:
+        _fetch(cleanconll.url(name), part)
+    except OSError as e:
+        if os.path.exists(part):
+            os.remove(part)
+        raise OSError(f"could not download {cleanconll.url(name)} ({e}). Offline? "
+                      f"{CLEANCONLL_OFFLINE}") from e
+    data = cleanconll.check_file(part, name)  # a wrong file stays as .part, to look at
+    os.replace(part, kept)
+    print(f"CleanCoNLL: {name} from {cleanconll.url(name)}", file=sys.stderr)
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
 # The data of a run: its folder and the fingerprint of its files.
 
 def data_dir(data, lang):
@@ -336,6 +398,10 @@ def data_dir(data, lang):
                          "holding deu.train, deu.testa and deu.testb, e.g. make reproduce-de "
                          "DE_DATA=/path/to/conll2003-de (or train on GermEval 2014, CC-BY: "
                          "make reproduce-germeval)")
+    if lang == "cleanconll":  # built ones, or built from the English files (--data or fetched)
+        if data and os.path.isfile(os.path.join(data, "cleanconll.train")):
+            return data
+        return cleanconll_dir(data or download("en", CACHE), data, train=True)
     return data or download(lang, CACHE)
 
 

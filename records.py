@@ -21,7 +21,7 @@ ZERO_SHOT = "zero_shot.jsonl"  # one record per (run, German data): Wu & Dredze'
 
 
 CHOICES = dict(scheme=("iob1", "bio"), schedule=("linear", "stlr", "constant"),
-               lang=("en", "de", "germeval"), level=("outer", "inner"))
+               lang=("en", "de", "germeval", "cleanconll"), level=("outer", "inner"))
 # Allowed ranges: (low, high, low included). A value outside is an error naming the flag.
 RANGES = dict(lr=(0, None, False), batch_size=(1, None, True), epochs=(1, None, True),
               warmup=(0, 1, True), stlr_ratio=(1, None, True), weight_decay=(0, None, True),

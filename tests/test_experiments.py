@@ -371,7 +371,7 @@ def test_model_dir_with_and_without_slash_is_one_row(tmp_path):
         records.append_result(str(tmp_path),
                               record(records.run_key(cfg)) | dict(config=asdict(cfg)))
     rows = [r for r in tables.table(str(tmp_path)).split("\n") if r.startswith("| en ")]
-    assert len(rows) == 1 and "| /models/m | IOB1 |" in rows[0] and "| 2 |" in rows[0], rows
+    assert len(rows) == 1 and "| m | IOB1 |" in rows[0] and "| 2 |" in rows[0], rows
 
 
 def test_a_model_folder_and_a_symlink_to_it_are_one_run(tmp_path):
@@ -398,7 +398,7 @@ def test_a_model_folder_and_a_symlink_to_it_are_one_run(tmp_path):
 def fake_train(calls, fail_at=0):
     """A train() that scores a config at once. dev F1 = 80 + {2e-5: 0, 3e-5: 2, 5e-5: 1}[lr] +
     (epochs == 4) - 0.5 (batch == 32) + 0.1 seed, test F1 = dev - 1; the setting (32, 5e-5, 3)
-    instead gets +20 on seed 1 and -20 on seed 2: the best single run (101.1) but mean dev 80.65.
+    instead gets +15 on seed 1 and -15 on seed 2: the best single run (95.6) but mean dev 80.65.
     Best mean dev (2 seeds): batch 16, lr 3e-5, 4 epochs, 83.15."""
     def train(cfg, fit=None, read=None, lm_folder=None, eval_batch_size=0, log=print):
         calls.append(cfg)
@@ -407,7 +407,7 @@ def fake_train(calls, fail_at=0):
         dev = 80 + {2e-5: 0, 3e-5: 2, 5e-5: 1}[cfg.lr] + (cfg.epochs == 4)
         dev += 0.1 * cfg.seed - 0.5 * (cfg.batch_size == 32)
         if (cfg.batch_size, cfg.lr, cfg.epochs) == (32, 5e-5, 3):
-            dev += 20 if cfg.seed == 1 else -20
+            dev += 15 if cfg.seed == 1 else -15
         stats = dict(updates=1, tokens=1, train_s=1.0, time_s=1.0)
         return finetune.Trained(None, None, [], dict(f1=dev), dict(f1=dev - 1), [dev], {}, stats)
     return train

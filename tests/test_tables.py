@@ -20,12 +20,13 @@ def add_runs(out, dev_test, **setting):
 def test_table_puts_the_papers_number_beside_ours(tmp_path):
     """Two mBERT IOB1 English runs, dev 88 and 90, test 90 and 92: mean +- sample std = 89.00 +-
     1.41 and 91.00 +- 1.41 (sqrt 2), and the paper's 96.4 / 91.9 (Table 2). A local model folder
-    named like the Hub id finds the same paper row; one run shows no spread."""
+    named like the Hub id finds the same paper row, shown by its last part (sorted first: its key
+    is the folder's path); one run shows no spread."""
     add_runs(str(tmp_path), [(88.0, 90.0), (90.0, 92.0)])
     add_runs(str(tmp_path), [(80.0, 81.0)], model="/models/bert-base-multilingual-cased/")
     lines = tables.table(str(tmp_path)).split("\n\n")[0].split("\n")
     assert lines[2:] == [
-        "| en | /models/bert-base-multilingual-cased | IOB1 | 16 | 3e-05 | 4 | BERT | 1 | "
+        "| en | bert-base-multilingual-cased | IOB1 | 16 | 3e-05 | 4 | BERT | 1 | "
         "80.00 | 81.00 | 96.4 | 91.9 | ✓ |",
         "| en | bert-base-multilingual-cased | IOB1 | 16 | 3e-05 | 4 | BERT | 2 | "
         "89.00 ± 1.41 | 91.00 ± 1.41 | 96.4 | 91.9 | ✓ |"]

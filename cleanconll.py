@@ -1,0 +1,211 @@
+"""CleanCoNLL (Rucker & Akbik, EMNLP 2023): CoNLL-2003 English with 7% of its entity labels
+corrected, so that a model's score says how much of its gap to 100 is the model and how much the
+data's noise. Its repository may not hold the Reuters words: its annotation files mask every word
+as [TOKEN], and its build script takes the words from the original files. We build it as
+`create_cleanconll_from_conll03.sh` at the pinned commit does, in Python, with no external program:
+
+    awk '{print $1}' valid.txt > tokens                  # the original's first column
+    patch tokens dev_tokens.patch -o tokens_updated      # split words, sentence breaks dropped
+    cut -f 2- cleanconll_annotations.dev | paste tokens_updated - | sed 's/^\\t$//' > cleanconll.dev
+
+Everything is checked before a file appears: CleanCoNLL's files by git blob id (and sha256), the
+original's words against the CoNLL-2003 English the patches were made for, each patch hunk against
+the words it replaces, and the built file against the annotation file's own lines, sentences and
+entities. The result is a CoNLL file like any other: word, POS, Wikipedia link (BIO), the NER tags
+before the last correction phase, the final NER tags (BIO) in the last column, which conll.py reads.
+"""
+import hashlib
+import os
+import re
+
+import atomic
+import conll
+
+REPO = "flairNLP/CleanCoNLL"
+COMMIT = "bedc569f0983ddd39c2c729fb5df64be710bcab4"
+# file -> (path at COMMIT, git blob id, sha256 or None where no copy was at hand to hash)
+FILES = {
+    "cleanconll_annotations.train": ("data/cleanconll_annotations/cleanconll_annotations.train",
+                                     "ccb9a26f47e54298af934a484a1e21ad1c2185be", None),
+    "cleanconll_annotations.dev": (
+        "data/cleanconll_annotations/cleanconll_annotations.dev",
+        "714477d8b673eb74e0b705ae33c4f917232e5624",
+        "404ff652ab5a3c95d706f11404e4082be122788ee415b5900b25fd92fa00e81f"),
+    "cleanconll_annotations.test": (
+        "data/cleanconll_annotations/cleanconll_annotations.test",
+        "44ef9fb8abbc050293715beb9084495cf63ef21f",
+        "89092bb1964c32498bfcbaa46e7641900d139465cfbdce9e9d377a0ba09e9ea0"),
+    "train_tokens.patch": ("data/patch_files/train_tokens.patch",
+                           "28ac0cce72d446f3461acf4bdb411a4245863a06",
+                           "26ea56c2d205ee6805079ea8be4ab895443fe7be45ecacfdd241c93ec9e48c1b"),
+    "dev_tokens.patch": ("data/patch_files/dev_tokens.patch",
+                         "66623bca9cc6958980341b89a31f8a94be0eb926",
+                         "b0adf80bfa3a1d058d87656b5c1bf4265d1a70d5e6144fd5ffe9a1306066faa0"),
+    "test_tokens.patch": ("data/patch_files/test_tokens.patch",
+                          "6fba4ff5ca3e1a23fd4a8954524528019106560e",
+                          "ffd5f3a26525d241ce46cc407ada55fd95858620234fc88ddd2f6503866e72dc")}
+# split -> (its patch, its annotations, sha256 of the original's first column: one word a line,
+# "" between sentences, trailing blank lines left out; eng.* and conll2003.zip's files alike)
+SPLITS = {
+    "train": ("train_tokens.patch", "cleanconll_annotations.train",
+              "2c65c2b88312fe5a631cbb080abd2eab0e7396fedad5c44c7f87159b4203b53e"),
+    "dev": ("dev_tokens.patch", "cleanconll_annotations.dev",
+            "486fb987062e7d8ec2e28f882dfc7eb0336bfb26b2449ad90a742e8f94280813"),
+    "test": ("test_tokens.patch", "cleanconll_annotations.test",
+             "938d8d07775d17582f621c5b1dacc96953dd78fb4fee2d7d6178f3bb221f59e9")}
+
+
+def url(name):
+    return f"https://raw.githubusercontent.com/{REPO}/{COMMIT}/{FILES[name][0]}"
+
+
+def git_blob(data):
+    """The id git gives a file's bytes (sha1 of "blob SIZE\\0" + the bytes): checks a file
+    against the repository's tree where no sha256 was recorded."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def check_file(path, name, files=FILES):
+    """`path` holds the bytes of CleanCoNLL's `name` at COMMIT -> the bytes; else an error."""
+    with open(path, "rb") as f:
+        data = f.read()
+    _, blob, sha256 = files[name]
+    if git_blob(data) != blob or sha256 and hashlib.sha256(data).hexdigest() != sha256:
+        raise ValueError(f"{path}: not {REPO}'s {name} at commit {COMMIT[:12]} (git blob "
+                         f"{git_blob(data)}, expected {blob}); fetch it again")
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
+# The build script's steps, each as the program it replaces does it.
+
+def lines_of(data):
+    """Bytes -> lines as awk, cut and paste read them: split at "\\n", a last line without one
+    still a line."""
+    lines = data.split(b"\n")
+    return lines[:-1] if lines[-1] == b"" else lines
+
+
+def first_column(data):
+    """awk '{print $1}': each line's first field (runs of spaces and tabs separate, leading ones
+    ignored), "" for a blank line."""
+    return [(re.split(rb"[ \t\n]+", line.strip(b" \t\n")) + [b""])[0] for line in lines_of(data)]
+
+
+def apply_patch(words, patch, where):
+    """patch(1) with a normal diff ("2784d2783", "4120c4118,4120", "< old" / "---" / "> new"):
+    each hunk's old lines must be the words it replaces, or the original is not the file the
+    patch was made for (an error naming the hunk)."""
+    out, at = [], 0  # words[:at] are copied or replaced
+    text = lines_of(patch)
+    i = 0
+    while i < len(text):
+        m = re.fullmatch(rb"(\d+)(?:,(\d+))?([acd])(\d+)(?:,(\d+))?", text[i])
+        if not m:
+            raise ValueError(f"{where}: line {i + 1} is no normal-diff hunk: {text[i][:40]!r}")
+        first, last = int(m[1]), int(m[2] or m[1])
+        old, new, i = [], [], i + 1
+        while m[3] != b"a" and i < len(text) and text[i].startswith(b"<"):
+            old.append(text[i][2:])  # "< word"; "< " a blank line
+            i += 1
+        if m[3] == b"c" and i < len(text) and text[i] == b"---":
+            i += 1
+        while m[3] != b"d" and i < len(text) and text[i].startswith(b">"):
+            new.append(text[i][2:])
+            i += 1
+        start = first if m[3] == b"a" else first - 1  # lines before the hunk: kept
+        end = first if m[3] == b"a" else last
+        if start < at or words[start:end] != old:
+            raise ValueError(f"{where}: hunk {m[0].decode()} expects {old[:3]!r} at line "
+                             f"{first}, the original has {words[start:start + 3]!r}: not the "
+                             f"CoNLL-2003 English files CleanCoNLL's patches were made for")
+        out += words[at:start] + new
+        at = end
+    return out + words[at:]
+
+
+def paste(words, annotations):
+    """cut -f 2- ANNOTATIONS | paste WORDS - | sed 's/^\\t$//': each word, a tab, the annotation
+    line after its first tab (a line with no tab whole, as cut prints it); "" for a line where
+    both are empty."""
+    rest = [line.split(b"\t", 1)[1] if b"\t" in line else line for line in annotations]
+    n = max(len(words), len(rest))
+    rows = [(words[i] if i < len(words) else b"") + b"\t" + (rest[i] if i < len(rest) else b"")
+            for i in range(n)]
+    return b"".join((b"" if row == b"\t" else row) + b"\n" for row in rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# One split built and checked.
+
+def check_words(data, original, split, splits=SPLITS):
+    """The first column of `data` (the bytes of `original`) must be CoNLL-2003 English's `split`
+    -> its words; else an error before anything is fetched or built."""
+    words = first_column(data)
+    content = list(words)
+    while content and content[-1] == b"":
+        content.pop()
+    got, want = hashlib.sha256(b"\n".join(content) + b"\n").hexdigest(), splits[split][2]
+    if got != want:
+        raise ValueError(f"{original}: its words are not CoNLL-2003 English's {split} words "
+                         f"(sha256 of its first column {got[:12]}, expected {want[:12]}): "
+                         f"CleanCoNLL's patches and labels fit the original files only")
+    return words
+
+
+def build_split(original, patch, annotations, out, split, splits=SPLITS):
+    """The CleanCoNLL file of one split -> `out` (written whole, or not at all): `original` the
+    CoNLL-2003 English file, `patch` and `annotations` CleanCoNLL's bytes."""
+    with open(original, "rb") as f:
+        words = check_words(f.read(), original, split, splits)
+    patched = apply_patch(words, patch, f"{split} patch on {original}")
+    masked = lines_of(annotations)
+    check_alignment(patched, masked, original, split)
+    built = paste(patched, masked)
+
+    def write(tmp):  # checked as written, read back as any CoNLL file: else nothing appears
+        with open(tmp, "wb") as f:
+            f.write(built)
+        check_counts(conll.read_conll(tmp), masked, split)
+    atomic.replace(out, write)
+
+
+def check_alignment(patched, masked, original, split):
+    """One word for each annotation line, and a sentence break where the annotations have one
+    (trailing blank lines aside, as paste would fill them)."""
+    a, b = (len(x) - next((i for i, w in enumerate(reversed(x)) if w), len(x))
+            for x in (patched, masked))
+    if a != b:
+        raise ValueError(f"CleanCoNLL's {split} annotations have {b} lines, the words of "
+                         f"{original} after the patch {a}: they do not line up")
+    for n, (w, line) in enumerate(zip(patched, masked), start=1):
+        if (w == b"") != (line == b""):
+            raise ValueError(f"CleanCoNLL's {split} annotations, line {n}: "
+                             f"{'a sentence break' if not line else 'a word'} where {original} "
+                             f"(patched) has {w.decode('latin-1')!r}")
+
+
+def annotated(masked):
+    """The annotation file's own sentences, as tag lists: blank lines end one, and so does a
+    document line (its POS column "-X-", as -DOCSTART- lines have it)."""
+    sents, tags = [], []
+    for line in masked + [b""]:
+        cols = line.split(b"\t")
+        if line and cols[1:2] != [b"-X-"]:
+            tags.append(cols[-1].decode("utf-8"))
+        elif tags:
+            sents.append(tags)
+            tags = []
+    return sents
+
+
+def check_counts(sents, masked, split):
+    """The built file, read as any CoNLL file, has the annotation file's own sentences and
+    entities (per type), counted from its blank lines and last column."""
+    def counts(tag_lists):
+        kinds = [t for tags in tag_lists for _, _, t in conll.spans(tags)]
+        return len(tag_lists), {t: kinds.count(t) for t in sorted(set(kinds))}
+    want, got = counts(annotated(masked)), counts([s.tags for s in sents if s.words])
+    if got != want:
+        raise ValueError(f"the built cleanconll.{split} reads as {got[0]} sentences with "
+                         f"entities {got[1]}; its annotation file has {want[0]} and {want[1]}")
