@@ -65,11 +65,11 @@ def git_blob(data):
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def check_file(path, name, files=FILES):
+def check_file(path, name):
     """`path` holds the bytes of CleanCoNLL's `name` at COMMIT -> the bytes; else an error."""
     with open(path, "rb") as f:
         data = f.read()
-    _, blob, sha256 = files[name]
+    _, blob, sha256 = FILES[name]
     if git_blob(data) != blob or sha256 and hashlib.sha256(data).hexdigest() != sha256:
         raise ValueError(f"{path}: not {REPO}'s {name} at commit {COMMIT[:12]} (git blob "
                          f"{git_blob(data)}, expected {blob}); fetch it again")
@@ -138,14 +138,14 @@ def paste(words, annotations):
 # ---------------------------------------------------------------------------------------------
 # One split built and checked.
 
-def check_words(data, original, split, splits=SPLITS):
+def check_words(data, original, split):
     """The first column of `data` (the bytes of `original`) must be CoNLL-2003 English's `split`
     -> its words; else an error before anything is fetched or built."""
     words = first_column(data)
     content = list(words)
     while content and content[-1] == b"":
         content.pop()
-    got, want = hashlib.sha256(b"\n".join(content) + b"\n").hexdigest(), splits[split][2]
+    got, want = hashlib.sha256(b"\n".join(content) + b"\n").hexdigest(), SPLITS[split][2]
     if got != want:
         raise ValueError(f"{original}: its words are not CoNLL-2003 English's {split} words "
                          f"(sha256 of its first column {got[:12]}, expected {want[:12]}): "
@@ -153,11 +153,11 @@ def check_words(data, original, split, splits=SPLITS):
     return words
 
 
-def build_split(original, patch, annotations, out, split, splits=SPLITS):
+def build_split(original, patch, annotations, out, split):
     """The CleanCoNLL file of one split -> `out` (written whole, or not at all): `original` the
     CoNLL-2003 English file, `patch` and `annotations` CleanCoNLL's bytes."""
     with open(original, "rb") as f:
-        words = check_words(f.read(), original, split, splits)
+        words = check_words(f.read(), original, split)
     patched = apply_patch(words, patch, f"{split} patch on {original}")
     masked = lines_of(annotations)
     check_alignment(patched, masked, original, split)

@@ -340,13 +340,14 @@ CLEANCONLL_OFFLINE = ("put CleanCoNLL's annotation and patch files (github.com/f
                       "with --lang cleanconll --data DIR")
 
 
-def cleanconll_dir(original, source="", cache_dir=CACHE, train=False):
+def cleanconll_dir(original, source="", cache_dir=None, train=False):
     """The folder of cleanconll.dev and .test (and .train with train=True), built once from the
     CoNLL-2003 English folder `original` into cache_dir/cleanconll/<its fingerprint>. CleanCoNLL's
     files come from the folder `source` where it has them (side by side, or as the repository
-    lays them out), else from cache_dir/cleanconll/files, else from the repository, fetched once.
+    lays them out), else from cache_dir/cleanconll/files, else from the repository, fetched once
+    (cache_dir: CACHE by default).
     The original's words are checked first, so other files fail before any download."""
-    paths = splits(original, "en")
+    paths, cache_dir = splits(original, "en"), cache_dir or CACHE
     out = os.path.join(cache_dir, "cleanconll", data_fingerprint(original, "en"))
     wanted = ["dev", "test"] + ["train"] * train
     for split in wanted:  # cheap, local, and before the network: the right English files?

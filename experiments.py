@@ -58,6 +58,7 @@ class Experiment:
     graphs: bool = True        # CUDA: replay updates from CUDA graphs (fastfit.py); CPU: unused
     zero_shot: str = ""        # --lang en: also score each run on German dev/test in this folder
     zero_shot_keep: bool = False  # GermEval there: ...deriv/...part spans as their type, not O
+    cleanconll: str = "auto"   # --lang en: scored on CleanCoNLL too: auto | off | its files' folder
 
     def __post_init__(self):
         records.check_ranges(self, dict(seeds=(1, None, True), workers=(0, None, True),
@@ -67,6 +68,9 @@ class Experiment:
         if self.zero_shot_keep and not self.zero_shot:
             raise ValueError("--zero_shot_keep applies to GermEval zero-shot data: add "
                              "--zero_shot DIR, or drop it")
+        if self.cleanconll not in ("auto", "off") and not os.path.isdir(self.cleanconll):
+            raise ValueError(f"--cleanconll={self.cleanconll}: no such folder; pass auto, off, or "
+                             f"the folder holding CleanCoNLL's annotation and patch files")
         m = re.fullmatch(r"(\d+)/(\d+)", self.shard)
         if not m or not int(m[1]) < int(m[2]):
             raise ValueError(f"--shard={self.shard}: expected i/n with 0 <= i < n, e.g. 0/4")
@@ -134,6 +138,9 @@ def run_one(cfg, exp, log=print):
             tagger.save_tagger(tagged, run_dir)
         log(f"{what}: dev F1 {t.dev['f1']:.2f} test F1 {t.test['f1']:.2f} ({run_dir})")
         rec = records.record_of(cfg, key, fingerprint, t, graphs=fit is fastfit.fit)
+        clean = clean_scores(cfg, exp, tagged, log)
+        if clean:  # the same predictions' step on the corrected labels (Rücker & Akbik 2023)
+            rec["cleanconll"] = clean
         record = records.append_result(exp.out, rec)
         if exp.zero_shot:  # after the record: a failure here loses no training
             zero_shot(cfg, exp, tagged, log)
@@ -161,6 +168,54 @@ def read_splits(cfg, tok):
             del _SPLITS[next(iter(_SPLITS))]
         _SPLITS[key] = finetune.read_splits(cfg, tok)
     return _SPLITS[key]
+
+
+_CLEAN = {}
+
+
+def clean_sets(cfg, exp, warn=None):
+    """CleanCoNLL's dev and test for an English run -> (digest of their words and tags,
+    {"dev", "test"}: sentences), built once (corpora.cleanconll_dir) and read once per process;
+    None for other languages, with --cleanconll off, or where it cannot be built with "auto"
+    (said by `warn` where given: the checks before training pass one). A folder that fails is an
+    error."""
+    if cfg.lang != "en" or exp.cleanconll == "off":
+        return None
+    source = "" if exp.cleanconll == "auto" else exp.cleanconll
+    k = (corpora.data_fingerprint(cfg.data, cfg.lang), source)
+    if k not in _CLEAN:
+        try:
+            folder = corpora.cleanconll_dir(corpora.data_dir(cfg.data, "en"), source or cfg.data)
+        except (OSError, ValueError) as e:
+            if source:
+                raise
+            _CLEAN[k] = None
+            if warn:
+                warn(f"note: CleanCoNLL cannot be built here ({e}); runs are scored on "
+                     f"CoNLL-2003 alone (--cleanconll off says nothing)")
+            return None
+        sets = {s: conll.read_conll(os.path.join(folder, f"cleanconll.{s}"))
+                for s in ("dev", "test")}
+        words = [[x.words, x.tags] for s in ("dev", "test") for x in sets[s]]
+        _CLEAN[k] = records.digest(words), sets
+    return _CLEAN[k]
+
+
+def clean_scores(cfg, exp, tagged, log=print):
+    """A trained English run's scores on CleanCoNLL dev and test (Rücker & Akbik 2023): the same
+    model and prediction step as its own evaluation, on CleanCoNLL's words as its files have
+    them (some words split, some sentences joined), scored in their scheme (BIO). -> a record's
+    "cleanconll" entry, or None."""
+    got = clean_sets(cfg, exp)
+    if got is None:
+        return None
+    data, sets = got
+    out = dict(data=data)
+    for split, sents in sets.items():
+        pred = tagger.tag_sentences(tagged, sents, "bio", exp.eval_batch_size)
+        out[split] = conlleval.evaluate([s.tags for s in sents], pred)
+    log(f"CleanCoNLL: dev F1 {out['dev']['f1']:.2f} test F1 {out['test']['f1']:.2f}")
+    return out
 
 
 _GERMAN = {}
@@ -491,6 +546,7 @@ def check_ready(cfg, exp, runs=None):
         raise ValueError(f"--zero_shot scores English-trained runs on German; --lang is "
                          f"{cfg.lang}: use --lang en, or drop --zero_shot")
     corpora.data_fingerprint(cfg.data, cfg.lang)  # reads the split files
+    clean_sets(cfg, exp, warn=lambda s: print(s, file=sys.stderr))  # built now, not after a run
     if exp.zero_shot:
         german_sets(exp)  # reads and maps the German files now, not after the first run
     files = bert.checkpoint_files(cfg.model, ["config.json", "vocab.txt", "model.safetensors"])

@@ -105,6 +105,14 @@ def record_problem(r, name):
     for k, v, t in names:
         if not _typed(v, t):
             return f"{k} is {_short(v)}, expected {t.__name__}"
+    if "cleanconll" in r:  # an English run's scores on CleanCoNLL
+        clean = r["cleanconll"] if isinstance(r["cleanconll"], dict) else {}
+        if not isinstance(clean.get("data"), str):
+            return "cleanconll.data is not a string"
+        for s in ("dev", "test"):
+            f1 = clean[s].get("f1") if isinstance(clean.get(s), dict) else None
+            if not _typed(f1, float) or not 0 <= f1 <= 100:
+                return f"cleanconll.{s}.f1 is {_short(f1)}, expected a finite number in 0-100"
     if name != ZERO_SHOT:
         try:  # each field one of its choices and in its range, as a run's flags are
             check_config(FinetuneConfig(**{f.name: r["config"][f.name]

@@ -22,12 +22,16 @@ from finetune import FinetuneConfig
 MBERT = paper.MBERT
 PAPER = {**paper.TABLE2, **paper.TABLE3}  # (lang, model, scheme) -> (dev, test): plain rows
 PLAIN = dict(schedule="linear", delta=1.0, unfreeze=0, lm_epochs=0)  # BERT's own fine-tuning
+PAPER_LANGS = ("en", "de", "germeval")  # the data of the paper's tables (GermEval standing in)
 
 
 SHOWN = ("lang", "model", "scheme", "batch_size", "lr", "epochs", "data", "seed")
 WU_DREDZE = 69.56  # Wu & Dredze 2019: mBERT trained on English, tested on CoNLL-2003 German
 NOTES = {"germeval": "germeval: conlleval F1 of the spans of one level (outer unless the method "
                      "says level=inner), 12 types; the shared task ranked both levels combined",
+         "cleanconll": "CleanCoNLL: the same runs' predictions scored on CleanCoNLL (Rücker & "
+                       "Akbik 2023), the English dev and test sets with 7% of their labels "
+                       "corrected: how much of each score's distance to 100 the labels' noise was",
          "zero-shot": "zero-shot: that setting's English-trained runs scored on German, no "
                       "German training, chosen on English dev (Wu & Dredze 2019: "
                       f"{WU_DREDZE} on CoNLL-2003 German test); GermEval types mapped "
@@ -89,9 +93,10 @@ def row(c, runs, scored, zero_shot=None):
         method = f"{what[3]}, zero-shot on {fmt} {data[:6]}{', kept' * keep}"
         what = ("en→de", *what[1:3], method, what[4])
         theirs = (None, WU_DREDZE if (fmt, name) == ("conll2003-de", MBERT) else None)
+    clean = [r["cleanconll"] for r in scored if "cleanconll" in r]  # English runs' 2nd scores
     return dict(what=what, setting=(c["batch_size"], c["lr"], c["epochs"]), n=len(scored),
                 dev=dev, test=test, paper=theirs or (None, None),
-                pick=(source, scores(runs, "dev")[0]))
+                pick=(source, scores(runs, "dev")[0]), clean=clean)
 
 
 def markdown(rows):
@@ -100,21 +105,34 @@ def markdown(rows):
     for r in rows:
         best[r["pick"][0]] = max(best.get(r["pick"][0], -1.0), r["pick"][1])
     several = len({r["what"][4] for r in rows}) > 1
+    clean = any(r["clean"] for r in rows)
     head = ["lang", "model", "scheme", "batch", "lr", "epochs", "method"] + ["data"] * several
-    head += ["seeds", "dev F1", "test F1", "paper dev", "paper test", "chosen"]
+    head += ["seeds", "dev F1", "test F1"] + ["CleanCoNLL dev", "CleanCoNLL test"] * clean
+    head += ["paper dev", "paper test", "chosen"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in sorted(rows, key=lambda r: (r["pick"][0], r["setting"], r["what"])):  # zero-shot
         # rows come right under their English row
         (lang, model, scheme, method, data), (b, lr, e) = r["what"], r["setting"]
         cells = [lang, name_of(dict(model=model)), scheme.upper(), b, f"{lr:g}", e, method]
         cells += [data] * several
-        cells += [r["n"], *(pm(m, s, r["n"]) for m, s in (r["dev"], r["test"])),
-                  *(p or "–" for p in r["paper"]),
+        cells += [r["n"], *(pm(m, s, r["n"]) for m, s in (r["dev"], r["test"]))]
+        cells += [cleaned(r["clean"], split, r["n"]) for split in ("dev", "test")] * clean
+        cells += [*(p or "–" for p in r["paper"]),
                   "✓" if r["pick"][1] == best[r["pick"][0]] else ""]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     shown = {r["what"][0] for r in rows} | {"zero-shot" for r in rows if r["what"][0] == "en→de"}
+    shown |= {"cleanconll"} if clean else set()
     notes = [n for k, n in NOTES.items() if k in shown]
     return "\n".join(lines + [""] * bool(notes) + notes)
+
+
+def cleaned(clean, split, n):
+    """The CleanCoNLL cell of a row: mean ± std of its runs' scores there, "(k of n)" where only
+    k of its n runs have one (scored where CleanCoNLL could be built), "–" for none."""
+    if not clean:
+        return "–"
+    m, s = mean_std([c[split]["f1"] for c in clean])
+    return pm(m, s, len(clean)) + (f" ({len(clean)} of {n})" if len(clean) < n else "")
 
 
 def pm(mean, std, n):
@@ -137,7 +155,7 @@ def table23(groups, cs):
     chosen on dev (Table 1's rule) beside the paper's dev and test F1, with the paper's other
     systems as reference rows; a paper row we have not run shows "–" for ours."""
     out = []
-    for lang in sorted({c["lang"] for c in cs.values()}):
+    for lang in sorted({c["lang"] for c in cs.values()} & set(PAPER_LANGS)):
         plain = [k for k, c in cs.items() if c["lang"] == lang and is_plain(c)]
         if not plain:
             continue
@@ -176,7 +194,8 @@ def table4(groups, cs):
     ours and the paper's (its numbers read the same way: effect)."""
     sets = {}
     for k, c in cs.items():
-        if is_plain(c, schedule=("linear", "constant")) and c["epochs"] in (3, 4):
+        if (c["lang"] in PAPER_LANGS and is_plain(c, ("linear", "constant"))
+                and c["epochs"] in (3, 4)):
             cell = (c["schedule"] == "linear", c["epochs"])
             runs = sorted(groups[k], key=lambda r: r["config"]["seed"])  # Table 2's 4-epoch runs
             sets.setdefault(same_but(c, "schedule", "epochs"), {})[cell] = \
@@ -224,7 +243,7 @@ def table56(groups, cs):
     the paper's ("not higher" is its finding, Sec 4.2)."""
     sets = {}
     for k, c in cs.items():
-        if c["schedule"] == "linear":
+        if c["lang"] in PAPER_LANGS and c["schedule"] == "linear":
             free = ("batch_size", "lr", "epochs", "delta", "unfreeze", "lm_epochs")
             sets.setdefault(same_but(c, *free), []).append(k)
     out = []

@@ -1,0 +1,256 @@
+"""cleanconll.py and its use: CleanCoNLL built as the repository's script builds it, every bad input
+refused before anything appears, and English runs scored on it beside CoNLL-2003.
+
+The fixture tests/fixtures/cleanconll_tiny was cut the way the real files are: conll2003/ holds a
+small English CoNLL-2003 in the original layout (IOB1, -DOCSTART- lines, hyphenated headline words,
+test.txt with an extra blank line at its end as eng.testb has); cleanconll/ holds masked
+annotation files ([TOKEN], POS, Wikipedia link, NER before the last phase, final NER; some labels
+corrected) and normal-diff token patches (made with diff(1)) that split hyphenated words and drop
+a sentence break, as the real ones do. built/ is the reference: the output of the repository's
+create_cleanconll_from_conll03.sh (flairNLP/CleanCoNLL at bedc569f), run by hand with awk, patch,
+cut, paste and sed on those inputs (2026-12-03). The same script run on the real dev and test
+files gave bytes our build reproduces exactly; tests never read those real files.
+"""
+import hashlib
+import os
+import shutil
+
+import pytest
+
+import cleanconll
+import conll
+import conlleval
+import corpora
+import experiments
+import records
+import tables
+import tagger
+from conftest import FIXTURES, bert_folder, cpu_only
+from experiments import Experiment
+from finetune import FinetuneConfig
+
+TINY_CC = os.path.join(FIXTURES, "cleanconll_tiny")
+ORIGINAL = os.path.join(TINY_CC, "conll2003")
+SOURCE = os.path.join(TINY_CC, "cleanconll")
+BUILT = os.path.join(TINY_CC, "built")
+SPLIT_FILE = {"train": "train.txt", "dev": "valid.txt", "test": "test.txt"}
+
+
+def pin(monkeypatch, source=SOURCE, original=ORIGINAL):
+    """cleanconll's recorded ids (git blob, sha256, the words' sha256) set to those of the files
+    in `source` and `original`, as if the repository and CoNLL-2003 were these small ones."""
+    files, splits = {}, {}
+    for name, (path, _, _) in cleanconll.FILES.items():
+        data = open(os.path.join(source, name), "rb").read()
+        files[name] = (path, cleanconll.git_blob(data), hashlib.sha256(data).hexdigest())
+    for split, (patch, ann, _) in cleanconll.SPLITS.items():
+        words = cleanconll.first_column(open(os.path.join(original, SPLIT_FILE[split]),
+                                             "rb").read())
+        while words and words[-1] == b"":
+            words.pop()
+        splits[split] = (patch, ann, hashlib.sha256(b"\n".join(words) + b"\n").hexdigest())
+    monkeypatch.setattr(cleanconll, "FILES", files)
+    monkeypatch.setattr(cleanconll, "SPLITS", splits)
+    monkeypatch.setattr(corpora, "_fetch", None)  # a download would call it: none may happen
+
+
+def listing(folder):
+    return sorted(os.path.relpath(os.path.join(d, n), folder)
+                  for d, ds, fs in os.walk(folder) for n in ds + fs)
+
+
+def test_the_build_is_the_scripts_output_byte_for_byte(tmp_path, monkeypatch):
+    """All three splits from the fixture equal what create_cleanconll_from_conll03.sh wrote for
+    them, the extra blank line of the original test.txt carried through as paste carries it."""
+    pin(monkeypatch)
+    out = corpora.cleanconll_dir(ORIGINAL, SOURCE, str(tmp_path), train=True)
+    for split in ("train", "dev", "test"):
+        with open(os.path.join(out, f"cleanconll.{split}"), "rb") as a, \
+                open(os.path.join(BUILT, f"cleanconll.{split}"), "rb") as b:
+            assert a.read() == b.read(), split
+    assert not [p for p in listing(str(tmp_path)) if p.endswith(".tmp")]
+
+
+def test_the_real_repositorys_ids_are_pinned():
+    """The files at flairNLP/CleanCoNLL@bedc569f: each URL names that commit and path; the ids
+    recorded are the blob ids and sha256 its tree gives (copied from its listing, not computed
+    here); the words' checks are the first columns of eng.train, eng.testa and eng.testb."""
+    assert cleanconll.url("dev_tokens.patch") == (
+        "https://raw.githubusercontent.com/flairNLP/CleanCoNLL/"
+        "bedc569f0983ddd39c2c729fb5df64be710bcab4/data/patch_files/dev_tokens.patch")
+    assert cleanconll.FILES["cleanconll_annotations.test"][1:] == (
+        "44ef9fb8abbc050293715beb9084495cf63ef21f",
+        "89092bb1964c32498bfcbaa46e7641900d139465cfbdce9e9d377a0ba09e9ea0")
+    assert cleanconll.git_blob(b"hello\n") == "ce013625030ba8dba906f756967f9e9ca394464a"  # git's
+
+
+def test_apply_patch_is_patch_with_a_normal_diff():
+    """a (add after), d (delete) and c (change) hunks, worked by hand: words 1-5 "A B C D E" with
+    "1a2,3" (add x, y after A), "3d5" (delete C), "5c7" (E -> e) give "A x y B D e"."""
+    patch = b"1a2,3\n> x\n> y\n3d5\n< C\n5c7\n< E\n---\n> e\n"
+    words = [b"A", b"B", b"C", b"D", b"E"]
+    assert cleanconll.apply_patch(words, patch, "t") == [b"A", b"x", b"y", b"B", b"D", b"e"]
+    with pytest.raises(ValueError, match=r"t: hunk 3d5 expects \[b'C'\] at line 3, the "
+                                         r"original has \[b'Z'"):
+        cleanconll.apply_patch([b"A", b"B", b"Z", b"D", b"E"], patch, "t")
+
+
+def edited(tmp_path, name, edit):
+    """A copy of the fixture's CleanCoNLL files with `name` edited."""
+    source = tmp_path / "source"
+    shutil.copytree(SOURCE, source)
+    path = source / name
+    path.write_bytes(edit(path.read_bytes()))
+    return str(source)
+
+
+def test_a_changed_annotation_file_is_refused_by_its_id(tmp_path, monkeypatch):
+    """One label changed in the annotations: the file is not the repository's (git blob id), an
+    error naming it, and no cleanconll.* is left."""
+    pin(monkeypatch)
+    source = edited(tmp_path, "cleanconll_annotations.dev", lambda b: b.replace(b"B-PER", b"B-ORG",
+                                                                                1))
+    cache = tmp_path / "cache"
+    with pytest.raises(ValueError, match=r"cleanconll_annotations.dev: not flairNLP/CleanCoNLL's "
+                                         r"cleanconll_annotations.dev at commit bedc569f0983"):
+        corpora.cleanconll_dir(ORIGINAL, source, str(cache))
+    assert not [p for p in listing(str(cache)) if "cleanconll." in p or p.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("name, edit, match", [
+    ("test_tokens.patch", lambda b: b.replace(b"< SOCCER-JAPAN", b"< SOCCER-CHINA"),
+     r"test patch on .*test.txt: hunk 3c3,5 expects \[b'SOCCER-CHINA'\] at line 3, the original "
+     r"has \[b'SOCCER-JAPAN'"),
+    ("cleanconll_annotations.test", lambda b: b.replace(b"[TOKEN]\tCD\tO\tO\tO\n", b"\n", 1),
+     r"CleanCoNLL's test annotations, line 18: a sentence break where .*test.txt \(patched\) "
+     r"has '1996-12-06'"),
+    ("cleanconll_annotations.test", lambda b: b + b"[TOKEN]\t.\tO\tO\tO\n",
+     r"CleanCoNLL's test annotations have 43 lines, the words of .*test.txt after the patch 42")])
+def test_a_patch_or_annotation_that_does_not_fit_is_refused(tmp_path, monkeypatch, name, edit,
+                                                            match):
+    """Files that pass their id check (as if the repository held them) but do not fit the
+    original: a hunk whose words are not there, annotation lines that no longer line up with the
+    patched words (a word line made blank: a sentence break meets a word), one line too many. Each
+    names the file and what differs; nothing is built."""
+    source = edited(tmp_path, name, edit)
+    pin(monkeypatch, source)
+    cache = tmp_path / "cache"
+    with pytest.raises(ValueError, match=match):
+        corpora.cleanconll_dir(ORIGINAL, source, str(cache))
+    assert not [p for p in listing(str(cache)) if "cleanconll.test" in p or p.endswith(".tmp")]
+
+
+def test_other_original_files_are_refused_before_any_download(tmp_path, monkeypatch):
+    """A CoNLL-2003 copy whose words differ (one word changed) is not the original the patches
+    were made for: an error naming the file, found before anything is fetched (_fetch is None
+    here and would fail if called) and nothing built."""
+    pin(monkeypatch)
+    other = tmp_path / "other"
+    shutil.copytree(ORIGINAL, other)
+    p = other / "valid.txt"
+    p.write_text(p.read_text().replace("Emirates", "Emirate"))
+    with pytest.raises(ValueError, match=r"valid.txt: its words are not CoNLL-2003 English's dev "
+                                         r"words"):
+        corpora.cleanconll_dir(str(other), "", str(tmp_path / "cache"))
+    assert not os.path.exists(tmp_path / "cache" / "cleanconll" / "files")
+
+
+@pytest.fixture
+def english_run(tmp_path, monkeypatch):
+    """A tiny model trained on the fixture's English files (CPU), scored on CleanCoNLL built from
+    the fixture's CleanCoNLL files (--cleanconll DIR) -> (cfg, exp, record)."""
+    pin(monkeypatch)
+    monkeypatch.setattr(corpora, "CACHE", str(tmp_path / "cache"))
+    experiments._CLEAN.clear()
+    folder = bert_folder(str(tmp_path / "bert"), layers=1, hidden=16, data=ORIGINAL)
+    cfg = FinetuneConfig(model=folder, data=ORIGINAL, lr=1e-3, batch_size=4, epochs=2)
+    exp = Experiment(out=str(tmp_path / "out"), cleanconll=SOURCE)
+    with cpu_only():
+        experiments.check_ready(cfg, exp)
+        return cfg, exp, experiments.run_one(cfg, exp, log=lambda s: None)
+
+
+def test_an_english_run_is_scored_on_both_and_the_table_shows_both(english_run, tmp_path):
+    """The record holds CoNLL-2003 dev/test and CleanCoNLL dev/test scores; the CleanCoNLL test
+    F1 is conlleval's on the saved tagger's predictions for the built cleanconll.test, which
+    predict prints for that file like any other (its words as CleanCoNLL has them: SOCCER - JAPAN
+    three words); the table's row shows both pairs of columns and says what the second is."""
+    cfg, exp, rec = english_run
+    assert set(rec["cleanconll"]) == {"data", "dev", "test"}
+    built = os.path.join(corpora.CACHE, "cleanconll", corpora.data_fingerprint(ORIGINAL, "en"),
+                         "cleanconll.test")
+    gold = conll.read_conll(built)
+    assert [w for s in gold for w in s.words][:3] == ["SOCCER", "-", "JAPAN"]
+    with cpu_only():
+        report = tagger.predict(os.path.join(exp.out, f"run-{rec['key']}"), built,
+                                output=str(tmp_path / "p.txt"))
+    f1 = float(report.split("FB1:")[1].split()[0])
+    assert f1 == pytest.approx(rec["cleanconll"]["test"]["f1"], abs=0.005)
+    text = tables.table(exp.out)
+    head = text.split("\n")[0]
+    assert "| CleanCoNLL dev | CleanCoNLL test |" in head and "CleanCoNLL: the same runs'" in text
+    row = text.split("\n")[2].split(" | ")
+    assert row[10] == f"{rec['cleanconll']['dev']['f1']:.2f}"
+
+
+def test_conlleval_reads_a_built_file(tmp_path):
+    """conlleval.py -d '\\t' on a built file scores its fourth column (the labels before the
+    last correction phase) against its fifth (the final ones), as on any tab-separated file. By
+    hand: 34 words and 2 -DOCSTART- lines (conlleval counts them) = 36 tokens; 6 phrases before
+    (Nadim Ladki, AL-AIN, United Arab Emirates, Japan as LOC, Asian Cup, Honeywell), 7 after
+    (Japan now ORG, Minneapolis a LOC), 5 alike."""
+    import subprocess
+    import sys
+    from conftest import ROOT
+    with open(os.path.join(BUILT, "cleanconll.test"), "rb") as f:
+        r = subprocess.run([sys.executable, os.path.join(ROOT, "conlleval.py"), "-d", "\t"],
+                           stdin=f, capture_output=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(b"processed 36 tokens with 6 phrases; found: 7 phrases; correct: "
+                               b"5.\n")
+
+
+def test_training_on_cleanconll_builds_its_train_split(tmp_path, monkeypatch):
+    """--lang cleanconll with --data holding CoNLL-2003 English's files and CleanCoNLL's beside
+    them: train, dev and test are built (train too) and a run trains and is scored on them, in
+    its rows of the table; no paper table stands beside it."""
+    pin(monkeypatch)
+    monkeypatch.setattr(corpora, "CACHE", str(tmp_path / "cache"))
+    data = tmp_path / "data"
+    shutil.copytree(ORIGINAL, data)
+    for name in os.listdir(SOURCE):
+        shutil.copy(os.path.join(SOURCE, name), data)
+    folder = bert_folder(str(tmp_path / "bert"), layers=1, hidden=16, data=ORIGINAL)
+    cfg = FinetuneConfig(model=folder, data=str(data), lang="cleanconll", scheme="bio", lr=1e-3,
+                         batch_size=4, epochs=1)
+    exp = Experiment(out=str(tmp_path / "out"), save=False)
+    with cpu_only():
+        experiments.check_ready(cfg, exp)
+        rec = experiments.run_one(cfg, exp, log=lambda s: None)
+    gold = conll.read_conll(os.path.join(BUILT, "cleanconll.test"))
+    assert rec["test"]["gold"] == sum(len(conll.spans(s.tags)) for s in gold)
+    assert "cleanconll" not in rec  # its own scores are CleanCoNLL's already
+    text = tables.table(exp.out)
+    assert "| cleanconll |" in text and "Table 2" not in text
+
+
+def test_auto_without_the_original_says_so_and_scores_conll_alone(tmp_path, monkeypatch):
+    """--cleanconll auto (the default) on English files that are not the original (the tests'
+    en_tiny): a note before training that CleanCoNLL cannot be built and why, no download tried,
+    and the run recorded without CleanCoNLL scores; a folder given that fails is an error."""
+    from conftest import TINY
+    monkeypatch.setattr(corpora, "_fetch", None)
+    experiments._CLEAN.clear()
+    notes = []
+    cfg = FinetuneConfig(data=TINY)
+    assert experiments.clean_sets(cfg, Experiment(), warn=notes.append) is None
+    assert notes and "CleanCoNLL cannot be built here" in notes[0] and "its words are not" in \
+        notes[0]
+    with pytest.raises(ValueError, match="its words are not"):
+        experiments.clean_sets(cfg, Experiment(cleanconll=SOURCE))
+    assert experiments.clean_sets(replace_lang(cfg), Experiment()) is None
+
+
+def replace_lang(cfg):
+    from dataclasses import replace
+    return replace(cfg, lang="germeval")
