@@ -2,6 +2,7 @@
 PY      := .venv/bin/python
 ARGS    ?=
 MODEL   ?= bert-base-multilingual-cased
+DATA    ?=
 DE_DATA ?=
 GERMEVAL_DATA ?=
 ZERO_SHOT ?=
@@ -26,7 +27,7 @@ test: venv
 	$(PY) -m pytest -q tests $(ARGS)
 
 reproduce-en: venv
-	$(PY) experiments.py reproduce --lang en --model $(MODEL) --out $(OUT)/en $(if $(GRID),--grid true) $(if $(ZERO_SHOT),--zero_shot $(ZERO_SHOT)) $(ARGS)
+	$(PY) experiments.py reproduce --lang en $(if $(DATA),--data $(DATA)) --model $(MODEL) --out $(OUT)/en $(if $(GRID),--grid true) $(if $(ZERO_SHOT),--zero_shot $(ZERO_SHOT)) $(ARGS)
 
 reproduce-de: venv
 	$(PY) experiments.py reproduce --lang de --data $(DE_DATA) --model $(MODEL) --out $(OUT)/de $(if $(GRID),--grid true) $(ARGS)
@@ -36,7 +37,7 @@ reproduce-germeval: venv
 	$(PY) experiments.py reproduce --lang germeval $(if $(GERMEVAL_DATA),--data $(GERMEVAL_DATA)) --model $(MODEL) --out $(OUT)/germeval $(if $(GRID),--grid true) $(ARGS)
 
 demo: venv
-	$(PY) experiments.py demo --out $(OUT)/demo $(ARGS)
+	$(PY) experiments.py demo $(if $(DATA),--data $(DATA)) --out $(OUT)/demo $(ARGS)
 
 # One sentence stage by stage: make explain MODEL=runs/en/run-KEY TEXT="Angela Merkel visited Paris ."
 # (ARGS="--method --delta 2.6 --unfreeze 3 --epochs 5": Tables 5-6's rates, unfreezing and

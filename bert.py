@@ -167,8 +167,8 @@ class TokenClassifier(nn.Module):
 # ---------------------------------------------------------------------------------------------
 # Loading Hub checkpoints.
 
-HINT = ("Pass a local folder holding config.json, vocab.txt and model.safetensors instead, "
-        "e.g. --model=/path/to/bert-base-multilingual-cased")
+HINT = ("Give a local folder holding config.json, vocab.txt and model.safetensors in its place: "
+        "--model DIR (train, grid, reproduce; make: MODEL=DIR), or predict's first argument")
 
 
 def checkpoint_files(name_or_dir, names, optional=()):

@@ -168,8 +168,9 @@ DOWNLOADS = {
         counts={"train.txt": (14041, 203621), "valid.txt": (3250, 51362),
                 "test.txt": (3453, 46435)},
         offline="Unzip a copy of conll2003.zip (train.txt, valid.txt, test.txt) anywhere and pass "
-                "--data=DIR",
-        changed="the archive changed upstream: check it by hand, unzip it and pass --data=DIR"),
+                "--data DIR (make reproduce-en DATA=DIR)",
+        changed="the archive changed upstream: check it by hand, unzip it and pass --data DIR "
+                "(make reproduce-en DATA=DIR)"),
     "germeval": Corpus(  # CC-BY 4.0; UTF-8 files of 7882358, 723876 and 1682738 bytes
         name="GermEval 2014", folder="germeval2014",
         files={"NER-de-train.tsv": (
@@ -255,7 +256,7 @@ def _unzip(zpath, names, folder):
         members = {os.path.basename(m): m for m in z.namelist()}
         for name in names:
             if name not in members:
-                raise ValueError(f"{zpath}: no {name} inside; pass --data=DIR with the three files")
+                raise ValueError(f"{zpath}: no {name} inside; pass --data DIR with the three files")
             with z.open(members[name]) as src, open(os.path.join(folder, name), "wb") as dst:
                 shutil.copyfileobj(src, dst)
 
@@ -279,13 +280,13 @@ def _check_counts(src, folder, cache_dir):
                                     ("tokens", tokens, n_tokens)):
                 if want is not None and got != want:
                     raise ValueError(f"{path}: {got} {what}, {src.name} has {want}; empty "
-                                     f"{cache_dir} to download again, or pass --data=DIR")
+                                     f"{cache_dir} to download again, or pass --data DIR")
             _COUNTED[stamp] = tokens
         total += _COUNTED[stamp]
     if total <= src.more_tokens:
         raise ValueError(f"{folder}: {total} tokens in {', '.join(src.counts)}, {src.name} has "
                          f"over {src.more_tokens}; empty {cache_dir} to download again, or pass "
-                         f"--data=DIR")
+                         f"--data DIR")
 
 
 def download(lang, cache_dir):

@@ -166,11 +166,11 @@ def command(args):
             raise ValueError(f"--sentence={args['sentence']}: {args['conll']} has {len(sents)} "
                              f"sentences")
         sent = sents[args["sentence"] - 1]
-    elif args["text"]:
+    elif args["text"].strip():
         sent = tagger.text_sentence(args["text"])
-    else:
-        raise ValueError('explain needs a sentence ("Angela Merkel visited Paris ."), --conll '
-                         'FILE, or --method')
+    else:  # none, or one of spaces only: no word to explain
+        raise ValueError('explain needs a sentence with a word in it ("Angela Merkel visited '
+                         'Paris ."), --conll FILE, or --method')
     explain(cfg.model, sent, args.get("max_len", 0))
 
 

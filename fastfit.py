@@ -23,7 +23,7 @@ from contextlib import contextmanager, nullcontext
 import torch
 
 import bert
-from finetune import Tensors, batch_of, clip_grads, lr_factor, unfreeze
+from finetune import Tensors, batch_of, clip_grads, depth_units, lr_factor, unfreeze
 from progress import Progress
 
 BUCKET = 16  # pieces: batches are padded to a multiple of 16, one graph per length
@@ -47,7 +47,7 @@ def fit(model, opt, data, plan, cfg, loss_of, log=print, after_epoch=None):
     for g, lr in zip(opt.param_groups, peak):
         g["lr"] = torch.tensor(lr, device=device)
     state = (factors, counter, running, peak, unused)
-    progress = Progress(plan, log, cfg.lr)
+    progress = Progress(plan, log, cfg.lr, len(depth_units(model)))
     step, units = 0, None
     try:
         for epoch, epoch_batches in enumerate(plan):

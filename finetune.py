@@ -334,7 +334,7 @@ def fit(model, opt, data, plan, cfg, loss_of, log=print, after_epoch=None):
     -> dict(updates, tokens, train_s), the training time without after_epoch's."""
     device, total, lengths = data.ids.device, sum(map(len, plan)), data.lengths.tolist()
     peak = [g["lr"] for g in opt.param_groups]  # Eq. (1): each group's own rate
-    progress = Progress(plan, log, cfg.lr)  # the log: loss, tokens/s, a stop on NaN
+    progress = Progress(plan, log, cfg.lr, len(depth_units(model)))  # loss, tokens/s, NaN stop
     step, running = 0, torch.zeros((), device=device)  # the loss, summed on the device
     for epoch, epoch_batches in enumerate(plan):
         units = unfreeze(model, epoch, cfg.unfreeze)  # Sec 3.3: gradual unfreezing
@@ -486,12 +486,15 @@ def train(cfg, fit=fit, read=read_splits, lm_folder=None, eval_batch_size=0, log
     t_start, device = time.time(), bert.pick_device()
     tok = WordPiece.from_pretrained(cfg.model)
     bert.check_inputs(cfg.model, cfg.max_len, len(tok))  # now, not after an epoch of training
+    log(f"reading {cfg.data or 'the downloaded ' + cfg.lang + ' data'} into windows of "
+        f"{cfg.max_len} pieces")
     data, labels = read(cfg, tok)
     encoder = cfg.model
     if cfg.lm_epochs:  # Sec 4.2: the masked-LM stage first, then the task from its weights
         assert lm_folder, "cfg.lm_epochs needs a folder for the masked-LM stage"
         encoder = lm_finetune(cfg, lm_folder, tok, data["train"].feats, fit, log)
     torch.manual_seed(cfg.seed)  # every draw here is torch's; the batches have their own
+    log(f"loading {encoder} onto the {device.type.upper()}")
     model = bert.TokenClassifier(bert.from_pretrained(encoder), len(labels)).to(device)
     short = unfreezing_short(len(model.bert.layers), cfg.unfreeze, cfg.epochs)
     if short:
@@ -502,11 +505,13 @@ def train(cfg, fit=fit, read=read_splits, lm_folder=None, eval_batch_size=0, log
     dev = []
 
     def after_epoch(epoch, loss):
+        log(f"evaluating {len(data['dev'].sents):,} dev sentences")
         dev.append(evaluate(model, data["dev"], on_device["dev"], labels, eval_batch_size))
         log(f"epoch {epoch + 1}: dev F1 {dev[-1][0]['f1']:.2f}")
     feats = data["train"].feats
     stats = fit(model, opt, on_device["train"], batch_plan(feats, cfg, cfg.epochs), cfg,
                 task_loss, log=log, after_epoch=after_epoch)
+    log(f"evaluating {len(data['test'].sents):,} test sentences")
     test = evaluate(model, data["test"], on_device["test"], labels, eval_batch_size)
     log(f"dev F1 {dev[-1][0]['f1']:.2f}  test F1 {test[0]['f1']:.2f}")
     pred = {"dev": (data["dev"].sents, dev[-1][1]), "test": (data["test"].sents, test[1])}

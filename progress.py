@@ -11,9 +11,10 @@ class Progress:
     since the last line and tokens/s. A NaN/inf loss stops the run: a diverged run is never
     recorded as a result."""
 
-    def __init__(self, plan, log, lr):
+    def __init__(self, plan, log, lr, units=0):
         self.plan, self.total, self.log, self.lr = plan, sum(map(len, plan)), log, lr
         self.tokens, self.train_s, self.last, self.loss_sum = 0, 0.0, 0, 0.0
+        self.units = units  # the model's units (finetune.depth_units), for unfreezing's count
 
     def start(self, epoch):
         self.epoch, self.t0, self.n, self.epoch_sum = epoch, time.time(), 0, 0.0
@@ -32,9 +33,10 @@ class Progress:
         self.last, self.loss_sum = step, loss_sum
         spent = time.time() - self.t0
         rate = self.tokens / (self.train_s + spent)
-        left = spent / self.n * (len(self.plan[self.epoch]) - self.n)  # this epoch, at its pace
-        self.log(f"epoch {self.epoch + 1}/{len(self.plan)} step {step}/{self.total} "
-                 f"loss {loss:.4f} units {units} {rate:,.0f} tok/s, epoch ~{duration(left)} left")
+        left = spent / self.n * (self.total - step)  # the run's updates left, at this epoch's pace
+        thawed = f" ({units} of {self.units} units training)" if units < self.units else ""
+        self.log(f"epoch {self.epoch + 1}/{len(self.plan)} update {step}/{self.total} "
+                 f"loss {loss:.4f}{thawed} {rate:,.0f} tok/s, run ~{duration(left)} left")
         if end:
             self.train_s += time.time() - self.t0
             self.epoch_loss = self.epoch_sum / self.n

@@ -94,9 +94,11 @@ def row(c, runs, scored, zero_shot=None):
         what = ("en→de", *what[1:3], method, what[4])
         theirs = (None, WU_DREDZE if (fmt, name) == ("conll2003-de", MBERT) else None)
     clean = [r["cleanconll"] for r in scored if "cleanconll" in r]  # English runs' 2nd scores
+    folder = runs[0]["config"]["data"].rstrip("/")  # the data by name as well as by its bytes
+    named = f"{os.path.basename(folder) or 'downloaded'} {c['data'][:6]}"
     return dict(what=what, setting=(c["batch_size"], c["lr"], c["epochs"]), n=len(scored),
                 dev=dev, test=test, paper=theirs or (None, None),
-                pick=(source, scores(runs, "dev")[0]), clean=clean)
+                pick=(source, scores(runs, "dev")[0]), clean=clean, data=named)
 
 
 def markdown(rows):
@@ -114,7 +116,7 @@ def markdown(rows):
         # rows come right under their English row
         (lang, model, scheme, method, data), (b, lr, e) = r["what"], r["setting"]
         cells = [lang, name_of(dict(model=model)), scheme.upper(), b, f"{lr:g}", e, method]
-        cells += [data] * several
+        cells += [r["data"]] * several
         cells += [r["n"], *(pm(m, s, r["n"]) for m, s in (r["dev"], r["test"]))]
         cells += [cleaned(r["clean"], split, r["n"]) for split in ("dev", "test")] * clean
         cells += [*(p or "–" for p in r["paper"]),

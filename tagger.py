@@ -99,7 +99,14 @@ def load_tagger(name_or_dir, device):
 
 def read_text(path, encoding=None):
     """Raw text, one sentence a line, split at spaces and punctuation -> one Sentence per line
-    (an empty one for a blank line, so the output lines up with the input)."""
+    (an empty one for a blank line, so the output lines up with the input). `path`: a file, "-"
+    for stdin, or the text itself where no such file exists and it holds a space, as a sentence
+    typed on the command line does ("Angela Merkel visited Paris .")."""
+    if path != "-" and not os.path.lexists(path):
+        if not any(c.isspace() for c in path):
+            raise FileNotFoundError(f"{path}: no such file (a one-word sentence goes through "
+                                    f"stdin: echo {path} | ... - --text)")
+        return [text_sentence(line, n + 1) for n, line in enumerate(path.splitlines())]
     data = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()
     text = conll.decode(path, data, encoding)[0]  # UTF-8 or latin-1, as a CoNLL file is read
     # a byte-order mark is never a word: at the file's start, nor at a line's start in files

@@ -158,7 +158,8 @@ def test_offline_hub_id_says_how_to_use_a_folder(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], cwd=os.path.dirname(bert.__file__), env=env,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode != 0
-    assert "OSError" in r.stderr and "Pass a local folder" in r.stderr, r.stderr[-2000:]
+    assert "OSError" in r.stderr and "Give a local folder" in r.stderr, r.stderr[-2000:]
+    assert "--model DIR" in r.stderr and "predict's first argument" in r.stderr
 
 
 def test_unsupported_activation_is_rejected(minilm_dir, tmp_path):

@@ -119,7 +119,8 @@ def test_download_offline(tmp_path, monkeypatch):
     def offline(url, dest):
         raise urllib.error.URLError("no route to host")
     monkeypatch.setattr(corpora, "_fetch", offline)
-    with pytest.raises(OSError, match=r"could not download .*conll2003.zip.*--data=DIR"):
+    with pytest.raises(OSError, match=r"could not download .*conll2003.zip.*--data DIR \(make "
+                                      r"reproduce-en DATA=DIR\)"):
         corpora.download("en", tmp_path)
     offline = ("(<urlopen error no route to host>). Offline? Download the three files from "
                "https://sites.google.com/site/germeval2014ner/data (CC-BY 4.0) and pass --data "
@@ -279,13 +280,13 @@ def test_download_checks_token_counts(tmp_path, fake_germeval, monkeypatch):
     with pytest.raises(ValueError) as e:
         corpora.download("germeval", tmp_path)
     assert str(e.value) == (f"{train}: 24 tokens, GermEval 2014 has 25; empty {tmp_path} to "
-                            f"download again, or pass --data=DIR")
+                            f"download again, or pass --data DIR")
     patch_corpus(monkeypatch, "germeval", counts=dict(GE_COUNTS, **{"NER-de-train.tsv": (3, None)}))
     with pytest.raises(ValueError) as e:
         corpora.download("germeval", tmp_path)
     assert str(e.value) == (f"{d}: 35 tokens in NER-de-train.tsv, NER-de-dev.tsv, NER-de-test.tsv,"
                             f" GermEval 2014 has over 35; empty {tmp_path} to download again, or "
-                            f"pass --data=DIR")
+                            f"pass --data DIR")
     patch_corpus(monkeypatch, "germeval", more_tokens=34)
     assert corpora.download("germeval", tmp_path) == d
 

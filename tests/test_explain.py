@@ -151,8 +151,9 @@ def test_explain_command_line(run_dir, capsys):
         assert "conlleval on this sentence" in capsys.readouterr().out
     experiments.main(["explain", "--method", "--model", run_dir, "--updates", "50"])
     assert "over 50 updates" in capsys.readouterr().out
-    with pytest.raises(ValueError, match="explain needs a sentence"):
-        experiments.main(["explain", "--model", run_dir])
+    for blank in ([], ["   "], ["\t \n"]):  # none, or spaces only (an assert inside, before)
+        with pytest.raises(ValueError, match="explain needs a sentence with a word in it"):
+            experiments.main(["explain", "--model", run_dir, *blank])
     with pytest.raises(ValueError, match="--sentence=99: .* has 2 sentences|--sentence=99"):
         experiments.main(["explain", "--model", run_dir, "--conll",
                           os.path.join(TINY, "test.txt"), "--sentence", "99"])

@@ -886,7 +886,7 @@ def test_tensorize_pads_each_window_and_fastfit_adds_the_dummy_row(tmp_path):
 
 def test_train_says_at_start_when_unfreezing_cannot_finish(tmp_path):
     """2 layers, --unfreeze 1 over 2 epochs: layer 1 trains in epoch 1, layer 0 joins in epoch 2,
-    and the embeddings would in epoch 3: the run's first line says they never train."""
+    and the embeddings would in epoch 3: before the first update a line says they never train."""
     from conftest import TINY, bert_folder, cpu_only
     folder = bert_folder(str(tmp_path / "b"), layers=2, hidden=8)
     cfg = FinetuneConfig(model=folder, data=TINY, unfreeze=1, epochs=2, max_train_sentences=16,
@@ -894,8 +894,11 @@ def test_train_says_at_start_when_unfreezing_cannot_finish(tmp_path):
     lines = []
     with cpu_only():
         finetune.train(cfg, log=lines.append)
-    assert lines[0].startswith("warning: --unfreeze 1 over 2 epochs never trains the embeddings")
-    assert sum("warning" in line for line in lines) == 1
+    first = next(i for i, line in enumerate(lines) if line.startswith("epoch 1/2"))
+    warned = [i for i, line in enumerate(lines) if line.startswith("warning:")]
+    assert len(warned) == 1 and warned[0] < first
+    assert lines[warned[0]].startswith("warning: --unfreeze 1 over 2 epochs never trains the "
+                                       "embeddings")
 
 
 def test_clip_each_tensor_as_pytorch_pretrained_berts_bertadam():
@@ -925,3 +928,27 @@ def test_clip_each_tensor_as_pytorch_pretrained_berts_bertadam():
     total = math.sqrt(sum(float(g.norm()) ** 2 for g in ref))
     for p, g in zip(ps, ref):
         torch.testing.assert_close(p.grad, g / (total + 1e-6))
+
+
+def test_progress_says_the_runs_time_left_and_what_trains(monkeypatch):
+    """A line every 50 updates and at each epoch's end: the update counter over the whole run
+    (2 epochs x 60 = 120), the time left for the run's remaining updates at this epoch's pace (not
+    the epoch's), and, while gradual unfreezing holds some back, how many units train. With 1 s
+    an update (a fake clock): after update 50, 70 left -> "~70 s"; at the first epoch's end, 60
+    left -> "~60 s"."""
+    import progress
+    now = [0.0]
+    monkeypatch.setattr(progress.time, "time", lambda: now[0])
+    lines = []
+    p = progress.Progress([[[0]] * 60, [[0]] * 60], lines.append, 1e-3, units=14)
+    p.start(0)
+    for step in range(1, 61):
+        now[0] += 1.0  # this update took 1 s
+        p.update(step, 10, torch.tensor(float(step)), units=4)
+    assert lines[0].startswith("epoch 1/2 update 50/120 loss 1.0000 (4 of 14 units training) ")
+    assert lines[0].endswith("run ~70 s left") and lines[1].endswith("run ~60 s left")
+    p.start(1)
+    for step in range(61, 121):
+        now[0] += 1.0
+        p.update(step, 10, torch.tensor(float(step)), units=14)
+    assert "units training" not in lines[-1] and lines[-1].endswith("run ~0 s left")

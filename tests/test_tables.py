@@ -34,7 +34,9 @@ def test_table_puts_the_papers_number_beside_ours(tmp_path):
 
 def test_table_shows_where_runs_differ_in_data(tmp_path):
     """Runs on two versions of the data (their records name different fingerprints) are two rows,
-    each chosen on its own, with a data column; one version alone shows no such column."""
+    each chosen on its own, with a data column naming the folder and the fingerprint (a demo on
+    the fixture and a run on the real files are told apart by name); one version alone shows no
+    such column."""
     for fp, dev in (("aaa", 90.0), ("bbb", 80.0)):
         cfg = FinetuneConfig(data=TINY)
         rec = dict(key=fp, config=asdict(cfg), dev=dict(f1=dev), test=dict(f1=dev),
@@ -42,7 +44,7 @@ def test_table_shows_where_runs_differ_in_data(tmp_path):
         records.append_result(str(tmp_path), rec)
     lines = tables.table(str(tmp_path)).split("\n\n")[0].split("\n")
     assert lines[0].split(" | ")[7] == "data" and len(lines) == 4
-    assert [line.split(" | ")[7] for line in lines[2:]] == ["aaa", "bbb"]
+    assert [line.split(" | ")[7] for line in lines[2:]] == ["en_tiny aaa", "en_tiny bbb"]
     assert all(line.endswith("✓ |") for line in lines[2:])
 
 
