@@ -15,6 +15,7 @@ D = H/A per-head size, V vocabulary size, F intermediate (feed-forward) size.
 """
 import contextlib
 import json
+import math
 import os
 import re
 import socket
@@ -46,14 +47,26 @@ class BertConfig:
     def from_json(cls, path):
         """Keep the keys we model; config.json carries many others (model_type, id2label...)."""
         raw = read_json(path)
+        for f in fields(cls):  # each field of its type and positive: a traceback in torch else
+            v = raw.get(f.name, f.default)
+            typed = isinstance(v, f.type) and not isinstance(v, bool) or \
+                f.type is float and isinstance(v, int) and not isinstance(v, bool)
+            if not typed:
+                raise ValueError(f"{path}: {f.name} is {v!r}, expected {f.type.__name__}")
+            dropout = "dropout" in f.name
+            if f.type is not str and not (0 <= v < 1 if dropout else 0 < v < math.inf):
+                raise ValueError(f"{path}: {f.name} is {v!r}, expected "
+                                 f"{'a probability below 1' if dropout else 'a positive number'}")
         cfg = cls(**{f.name: raw[f.name] for f in fields(cls) if f.name in raw})
+        if cfg.hidden_size % cfg.num_attention_heads:
+            raise ValueError(f"{path}: hidden_size {cfg.hidden_size} does not split into "
+                             f"num_attention_heads {cfg.num_attention_heads} heads")
         if cfg.hidden_act != "gelu":
             raise ValueError(f"{path}: hidden_act={cfg.hidden_act!r}; "
                              f"only BERT's exact 'gelu' is implemented")
         if raw.get("position_embedding_type", "absolute") != "absolute":
             raise ValueError(f"{path}: only absolute position embeddings are implemented "
                              f"(BERT Sec 3)")
-        assert cfg.hidden_size % cfg.num_attention_heads == 0, "H must divide into A heads"
         return cfg
 
 
@@ -409,7 +422,14 @@ def save_pretrained(model, folder, config_extra=None):
     text = json.dumps({**config, **extra}, indent=2) + "\n"  # ASCII: \u escapes, any locale
     weights = os.path.join(folder, "model.safetensors")
     # HF's own files carry {"format": "pt"}; older transformers releases refuse a file without it
-    atomic.replace(weights, lambda tmp: save_file(out, tmp, metadata={"format": "pt"}))
+    def write(tmp):
+        try:
+            save_file(out, tmp, metadata={"format": "pt"})
+        except Exception as e:  # safetensors' own error, around the OS's (no room, a size limit)
+            if type(e).__name__ != "SafetensorError":
+                raise
+            raise OSError(f"{weights} could not be written ({e})") from None
+    atomic.replace(weights, write)  # a failed write leaves nothing of the file behind
     atomic.write_text(os.path.join(folder, "config.json"), text)
 
 

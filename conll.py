@@ -35,6 +35,13 @@ DOCSTART = "-DOCSTART-"
 # A byte-order mark opening a line is never part of a word. _decode drops the file's first; files
 # saved with one and joined with `cat` have more, which the readers skip and convert keeps.
 BOM = "\ufeff"
+
+
+def unmarked(line):
+    """`line` without the byte-order marks at its start, in either reading: U+FEFF (UTF-8) or
+    "\u00ef\u00bb\u00bf" (its bytes read as latin-1 or cp1252). A mark is never part of a word,
+    at a file's start or at a line's (files joined with cat); the bytes on disk stay as they are."""
+    return re.sub("^(?:\ufeff|\u00ef\u00bb\u00bf)+", "", line)
 IGNORE = -100  # torch cross_entropy's ignore_index: [CLS], [SEP], continuation pieces, context
 
 
@@ -79,13 +86,16 @@ def decode(path, data, encoding):
     bad = re.search(r"[\udc80-\udcff]", text)
     if bad is None:  # keep a BOM out of word 1; writing back with utf-8-sig restores it
         return (text[1:], "utf-8-sig") if text.startswith(BOM) else (text, "utf-8")
-    good = re.search(r"[^\x00-\x7f\udc80-\udcff]", text)  # a valid multi-byte sequence
+    # a valid multi-byte sequence; a byte-order mark is none (a latin-1 body behind one is latin-1)
+    good = re.search(r"[^\x00-\x7f\udc80-\udcff]", re.sub(r"(?:^|(?<=\n))\ufeff", "", text))
     if good is None:
         return data.decode("latin-1"), "latin-1"  # never fails: every byte is a character
     at, seen = (text[:m.start()].count("\n") + 1 for m in (bad, good))
     raise ValueError(f"{path}:{at}: byte 0x{ord(bad.group()) - 0xdc00:02x} is not valid UTF-8, "
-                     f"but the file has UTF-8 elsewhere (line {seen}); pass --encoding latin-1 "
-                     f"to read every byte as latin-1, or fix the byte if the file is UTF-8")
+                     f"but the file has UTF-8 elsewhere (line {seen}); fix the byte if the file "
+                     f"is UTF-8, or read every byte as latin-1: predict and conll.py take "
+                     f"--encoding latin-1; for training, convert the file to UTF-8 (iconv -f "
+                     f"latin-1 -t utf-8)")
 
 
 def _lines(path, encoding=None):
@@ -111,7 +121,7 @@ def _lines(path, encoding=None):
 
 def _fields(line):
     """Columns split on spaces/tabs only (a latin-1 non-breaking space may be part of a word)."""
-    line = line.lstrip(BOM).strip(" \t\r")
+    line = unmarked(line).strip(" \t\r")
     return re.split(r"[ \t]+", line) if line else []
 
 
@@ -182,7 +192,7 @@ def _germeval_row(line):
     NER-de-test.tsv has a word line '1\\t"\\tO\\tO\\t', a fifth field that is empty (HF's
     germeval_14 loader reads row[:4] and never sees it); a fifth field that is not empty, or a
     missing fourth, stays an error."""
-    return line.lstrip(BOM).rstrip(" \t\r")
+    return unmarked(line).rstrip(" \t\r")
 
 
 def _is_germeval(lines):

@@ -135,7 +135,12 @@ def run_one(cfg, exp, log=print):
             conll.write_conll(os.path.join(run_dir, f"{split}.pred.txt"), sents, pred)
         tagged = tagger.Tagger(t.model, t.tok, t.labels, cfg.scheme, cfg.max_len, cfg.doc_context)
         if exp.save:
-            tagger.save_tagger(tagged, run_dir)
+            try:
+                tagger.save_tagger(tagged, run_dir)
+            except OSError as e:  # no room, a file-size limit: said, and the run not recorded
+                raise OSError(f"{e}; the run is not recorded: make room (the tagger takes about "
+                              f"the model's size) or pass --save false, and run the same command "
+                              f"again") from e
         log(f"{what}: dev F1 {t.dev['f1']:.2f} test F1 {t.test['f1']:.2f} ({run_dir})")
         rec = records.record_of(cfg, key, fingerprint, t, graphs=fit is fastfit.fit)
         clean = clean_scores(cfg, exp, tagged, log)

@@ -111,7 +111,7 @@ def read_text(path, encoding=None):
     text = conll.decode(path, data, encoding)[0]  # UTF-8 or latin-1, as a CoNLL file is read
     # a byte-order mark is never a word: at the file's start, nor at a line's start in files
     # joined with cat
-    lines = [line.removeprefix(conll.BOM) for line in text.split("\n")]
+    lines = [conll.unmarked(line) for line in text.split("\n")]
     if lines[-1] == "":
         lines.pop()  # the newline ending the last line starts no other
     return [text_sentence(line, n + 1) for n, line in enumerate(lines)]

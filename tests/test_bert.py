@@ -1,7 +1,9 @@
 """bert.py against HF transformers on the same weights (fp32): BertModel and BertForMaskedLM
 (<= 1e-5), and taggers both ways with BertForTokenClassification and its pipeline."""
+import dataclasses
 import json
 import os
+import re
 import shutil
 
 import pytest
@@ -464,3 +466,21 @@ def test_an_unreachable_hub_is_asked_from_the_cache_only(monkeypatch, resolves, 
     with pytest.raises(OSError, match="not in the Hub cache and the Hub is unreachable"):
         bert.checkpoint_files("bert-base-multilingual-cased", ["config.json"])
     assert asked == [cache_only]
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(num_attention_heads=0), "num_attention_heads is 0, expected a positive number"),
+    (dict(num_attention_heads=5), "hidden_size 768 does not split into num_attention_heads 5"),
+    (dict(vocab_size="119547"), "vocab_size is '119547', expected int"),
+    (dict(layer_norm_eps="1e-12"), "layer_norm_eps is '1e-12', expected float"),
+    (dict(hidden_size=True), "hidden_size is True, expected int"),
+    (dict(hidden_dropout_prob=1.5), "hidden_dropout_prob is 1.5, expected a probability below 1"),
+    (dict(num_hidden_layers=-2), "num_hidden_layers is -2, expected a positive number")])
+def test_a_config_json_field_of_the_wrong_type_or_size_is_named(tmp_path, change, match):
+    """A model folder's config.json is checked field by field before any tensor is made: each
+    bad field is named with its file (an assert or a torch traceback before)."""
+    import json
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**dataclasses.asdict(bert.BertConfig()), **change}))
+    with pytest.raises(ValueError, match=re.escape(f"{path}: {match}")):
+        bert.BertConfig.from_json(str(path))

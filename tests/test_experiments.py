@@ -1370,3 +1370,21 @@ def test_predict_takes_a_sentence_on_the_command_line(trained, tmp_path, monkeyp
     assert [line.split()[0] for line in typed.split("\n") if line] == sentence.split()
     with pytest.raises(FileNotFoundError, match="Paris: no such file .*echo Paris"):
         tagger.predict(run_dir, "Paris", text=True)
+
+
+def test_a_tagger_that_finds_no_room_is_said_and_the_run_is_not_recorded(tmp_path):
+    """A file-size limit (ulimit -f) smaller than the tagger: train ends with one line naming
+    model.safetensors, why (File too large) and what to do, no traceback; no temporary is left
+    and no record written, so the same command trains the run again when there is room."""
+    folder = bert_folder(str(tmp_path / "bert"), layers=1, hidden=64)
+    out = tmp_path / "out"
+    code = ("import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (60000, "
+            "60000)); sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
+    r = subprocess.run([sys.executable, "-c", code, "experiments.py", "train", "--model", folder,
+                        "--data", TINY, "--out", str(out), "--epochs", "1",
+                        "--max-train-sentences", "16"], cwd=ROOT, capture_output=True, text=True,
+                       env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert "model.safetensors could not be written" in r.stderr and "File too large" in r.stderr
+    assert "the run is not recorded" in r.stderr and "--save false" in r.stderr
+    assert not (out / "results.jsonl").exists() and temps(str(out)) == []
