@@ -128,17 +128,29 @@ def locked(path):
 
 
 @contextlib.contextmanager
-def try_lock(path):
-    """Yields True while this process holds the flock on `path`, False when another does."""
-    fd = _open_lock(path)
-    try:
+def try_lock(path, remove=False):
+    """Yields True while this process holds the flock on `path`, False when another does.
+    remove=True: the holder deletes the file as it lets go, so nothing is left behind (a claim);
+    whoever then finds its lock on a deleted file takes the path's new one instead."""
+    while True:
+        fd = _open_lock(path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            os.close(fd)
             yield False
             return
+        try:  # still the file at `path`? Its holder may have deleted it while we opened it
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
         yield True
     finally:
+        if remove:
+            os.remove(path)  # while held: no one else holds this file now
         os.close(fd)
 
 

@@ -560,11 +560,16 @@ def check_ready(cfg, exp, runs=None):
     where one of `runs` (default: cfg alone) trains a masked-LM stage, has the head it trains, and
     the models the runs will save fit on the disk."""
     runs = runs or [cfg]
-    os.makedirs(exp.out, exist_ok=True)
-    probe = os.path.join(exp.out, f".probe{os.getpid()}")
-    with open(probe, "w") as f:
-        f.write("ok")
-    os.remove(probe)
+    try:  # OUT made and written to now, its failure said in the flag's words
+        os.makedirs(exp.out, exist_ok=True)
+        probe = os.path.join(exp.out, f".probe{os.getpid()}")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as e:
+        why = "it is a file" if os.path.isfile(exp.out) else e.strerror or str(e)
+        raise ValueError(f"--out={exp.out}: cannot write there ({why}); pass a folder you can "
+                         f"write to") from None
     for name in ("results.jsonl", records.ZERO_SHOT):  # the record's lock, refused as a link now
         with atomic.locked(os.path.join(exp.out, name + ".lock")):  # rather than after training
             pass
@@ -612,6 +617,9 @@ def parser():
     p.add_argument("--text", action="store_true", help="one sentence a line, split at punctuation")
     p.add_argument("--output", help="predictions file, new (default: INPUT.pred.txt here)")
     p.add_argument("--encoding", help="the input's encoding (default: detected / UTF-8)")
+    p.add_argument("--eval-batch-size", "--eval_batch_size", type=int, default=0,
+                   dest="eval_batch_size", help="windows per batch (default: 256 on CUDA, 64 on "
+                   "the CPU)")
     return ap
 
 
@@ -623,9 +631,11 @@ def main(argv=None):
     if cmd == "explain":
         return explain.command(args)
     if cmd == "predict":
+        if args["eval_batch_size"] < 0:
+            raise ValueError(f"--eval-batch-size={args['eval_batch_size']}: must be >= 0")
         STOP["after"] = "predict wrote no file; the same command tags the input anew"
         return print(tagger.predict(args["model"], args["file"], args["text"], args["output"],
-                                    args["encoding"]), end="")
+                                    args["encoding"], args["eval_batch_size"]), end="")
     names = {f.name for f in fields(FinetuneConfig)}
     base = replace(FinetuneConfig(), **DEMO) if cmd == "demo" else FinetuneConfig()
     cfg = records.check_config(replace(base, **{k: v for k, v in args.items() if k in names}))

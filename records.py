@@ -55,7 +55,9 @@ def check_ranges(obj, ranges):
     """Numeric fields against their ranges. The high end is exclusive for floats (warmup < 1)."""
     for k, (lo, hi, lo_in) in ranges.items():
         v = getattr(obj, k)
-        if lo is not None and (v < lo if lo_in else v <= lo) or not math.isfinite(v):
+        if not math.isfinite(v):
+            raise ValueError(f"--{k}={v}: {k} must be a finite number")
+        if lo is not None and (v < lo if lo_in else v <= lo):
             raise ValueError(f"--{k}={v}: {k} must be {'>=' if lo_in else '>'} {lo}")
         if hi is not None and (v > hi if isinstance(v, int) else v >= hi):
             raise ValueError(f"--{k}={v}: {k} must be {'<=' if isinstance(v, int) else '<'} {hi}")
@@ -197,8 +199,9 @@ def busy(out):
 
 def claim(out, key):
     """True while this process holds OUT/claims/KEY.lock, False when another does. A killed
-    process's lock goes with it, so an interrupted run is trained again."""
-    return atomic.try_lock(os.path.join(out, "claims", f"{key}.lock"))
+    process's lock goes with it, so an interrupted run is trained again; a released claim
+    deletes its file (a killed process's empty one stays until its key is claimed again)."""
+    return atomic.try_lock(os.path.join(out, "claims", f"{key}.lock"), remove=True)
 
 
 def record_of(cfg, key, fingerprint, t, graphs):

@@ -147,7 +147,7 @@ def check_types(model, labels, sents, path):
               f"{path}: {sorted(gold - ours) or 'none'}", file=sys.stderr)
 
 
-def predict(name_or_dir, path, text=False, output=None, encoding=None):
+def predict(name_or_dir, path, text=False, output=None, encoding=None, batch_size=0):
     """Tag a CoNLL file (labelled or words only) or, with text=True, raw text. CoNLL: writes
     "word gold pred" lines ("word pred" for words-only input) to a file that did not exist
     (output, or INPUT.pred.txt in the current folder, -2, -3, ... if taken) and returns conlleval's
@@ -164,7 +164,7 @@ def predict(name_or_dir, path, text=False, output=None, encoding=None):
     if labelled:
         check_types(name_or_dir, t.labels, sents, path)
     try:
-        pred = tag_sentences(t, sents, scheme)
+        pred = tag_sentences(t, sents, scheme, batch_size)
     except ValueError as e:  # "line 8: word ... has 600 pieces": say in which file
         raise ValueError(f"{path}, {e}") from None
     tagged = "" if labelled else "".join(  # "word pred": text and words-only input
@@ -186,9 +186,10 @@ def predict(name_or_dir, path, text=False, output=None, encoding=None):
             if output:
                 raise ValueError(f"{output} appeared while tagging; pass another --output "
                                  f"(predict never overwrites)") from None
+    shown = out if out.isprintable() else repr(out)  # a newline in a name is not printed raw
     if labelled:
-        return report_of(out) + f"(predictions in {out})\n"
-    return f"(predictions in {out})\n"
+        return report_of(out) + f"(predictions in {shown})\n"
+    return f"(predictions in {shown})\n"
 
 
 def report_of(path):

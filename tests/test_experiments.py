@@ -671,6 +671,54 @@ def test_output_under_a_file_fails_before_training(tmp_path, monkeypatch):
     assert "x.txt" in r.stderr
 
 
+@pytest.mark.parametrize("where", ["a file", "under a file"])
+def test_a_bad_out_is_named_in_the_flags_words(tmp_path, where):
+    """--out that is a file, or a path under one: "--out=PATH: cannot write there (why); pass a
+    folder you can write to", not a raw [Errno 17] / [Errno 20] naming an internal .probe
+    file."""
+    (tmp_path / "f").write_text("")
+    out = tmp_path / "f" if where == "a file" else tmp_path / "f" / "sub"
+    cfg = FinetuneConfig(data=TINY)
+    with pytest.raises(ValueError, match=re.escape(f"--out={out}: cannot write there (")) as e:
+        experiments.check_ready(cfg, Experiment(out=str(out)))
+    assert ".probe" not in str(e.value) and "pass a folder you can write to" in str(e.value)
+
+
+def test_a_claim_leaves_no_file_behind(tmp_path, monkeypatch):
+    """A run whose training fails right away (its checks inside train) releases its claim and
+    leaves no OUT/claims/KEY.lock; a run that records leaves none either. Claims still exclude
+    one another while held."""
+    def failing(*a, **k):
+        raise ValueError("a check inside train failed")
+    monkeypatch.setattr(finetune, "train", failing)
+    cfg, exp = FinetuneConfig(data=TINY), Experiment(out=str(tmp_path), save=False)
+    with pytest.raises(ValueError, match="a check inside train"):
+        experiments.run_one(cfg, exp, log=lambda s: None)
+    assert os.listdir(tmp_path / "claims") == []
+    monkeypatch.setattr(finetune, "train", fake_train([]))
+    experiments.run_one(cfg, exp, log=lambda s: None)
+    assert os.listdir(tmp_path / "claims") == []
+    with records.claim(str(tmp_path), "k") as mine, records.claim(str(tmp_path), "k") as other:
+        assert mine and not other
+    assert os.listdir(tmp_path / "claims") == []
+
+
+def test_predict_names_an_odd_output_file_escaped_and_takes_a_batch_size(trained, tmp_path):
+    """An output name holding a newline is shown escaped in predict's last line, not split over
+    two; --eval-batch-size sets the windows per batch (the tags are the same at 1 and 64)."""
+    cfg, exp, rec = trained
+    run = os.path.join(exp.out, f"run-{rec['key']}")
+    test = corpora.splits(TINY)["test"]
+    odd = str(tmp_path / "a\nb.txt")
+    with cpu_only():
+        report = tagger.predict(run, test, output=odd, batch_size=1)
+        again = tagger.predict(run, test, output=str(tmp_path / "c.txt"), batch_size=64)
+    assert report.endswith(f"(predictions in {odd!r})\n")
+    assert report.split("(predictions")[0] == again.split("(predictions")[0]
+    with pytest.raises(ValueError, match="--eval-batch-size=-1: must be >= 0"):
+        experiments.main(["predict", run, test, "--eval-batch-size", "-1"])
+
+
 def hf_tagger_folder(folder, id2label):
     """A small random BertForTokenClassification saved by HF's own code, with en_tiny's vocab."""
     transformers = pytest.importorskip("transformers")
@@ -837,6 +885,7 @@ def test_germeval_reproduce_is_bio_only_and_level_needs_germeval(tmp_path, monke
     ("clip", -1.0, "--clip=-1.0: clip must be > 0"), ("max_train_sentences", -70, ">= 0"),
     ("stlr_ratio", 0.0, "stlr_ratio must be >= 1"), ("warmup", 1.0, "warmup must be < 1"),
     ("max_len", 2, "max_len must be >= 3"), ("lr", float("nan"), "--lr=nan"),
+    ("lr", float("inf"), "--lr=inf: lr must be a finite number"),
     ("epochs", 0, "--epochs=0: epochs must be >= 1"), ("scheme", "iobes", "expected one of")])
 def test_config_ranges_name_the_flag(flag, value, match):
     with pytest.raises(ValueError, match=re.escape(match)):
