@@ -5,23 +5,27 @@ The one place that does it for results, predictions, checkpoints, masked-LM stag
   target's folder (tempfile), then renamed into place: a crash leaves the old file or the new one.
   A file is written inside a private temporary folder, so that a writer's own temporaries (the
   safetensors library writes through one beside its target) land there too and one name pattern,
-  `.NAME.PID.*.tmp`, covers whatever a killed writer left; PID says whose it is;
+  `.NAME.HOST-PID.*.tmp`, covers whatever a killed writer left; HOST-PID says whose it is, so
+  that only a dead writer's are ever cleared, even on a file system shared between machines;
 - a lock is an flock on a file opened without truncating it and without following a symlink, and
   the OS releases it when the process dies.
 """
 import contextlib
 import fcntl
+import hashlib
 import os
 import shutil
+import socket
 import tempfile
 
 _UMASK = os.umask(0)  # read once (it can only be read by setting it), then put back
 os.umask(_UMASK)
+HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]  # this machine, in a name
 
 
 def _temp(path):
     folder, name = os.path.split(os.path.abspath(path))
-    return tempfile.mkdtemp(dir=folder, prefix=f".{name}.{os.getpid()}.", suffix=".tmp")
+    return tempfile.mkdtemp(dir=folder, prefix=f".{name}.{HOST}-{os.getpid()}.", suffix=".tmp")
 
 
 def replace(path, write, new=False):
@@ -61,28 +65,35 @@ def replace_folder(path, fill):
         shutil.rmtree(tmp, ignore_errors=True)  # gone already after the rename
 
 
-def clear_temps(folder, name="", dead_only=False):
+def clear_temps(folder, name=""):
     """Remove the temporaries that replace and replace_folder left in `folder` (for `name`, or
-    all) when their process was killed outright (SIGKILL, a power cut). For a folder whose
-    writer holds a lock; else dead_only=True: only those whose writer (the PID in the name) is
-    gone from this machine."""
+    all) when their process was killed outright (SIGKILL, a power cut): those whose writer (the
+    HOST-PID in the name) no longer runs on this machine. Another machine's are left alone: its
+    process cannot be seen from here, and a lock may not hold between machines."""
     if not os.path.isdir(folder):
         return
     for entry in os.listdir(folder):
         if entry.startswith(f".{name}") and entry.endswith(".tmp") and entry.count(".") >= 3:
-            if dead_only and _alive(entry.split(".")[-3]):
+            if _alive(entry.split(".")[-3]):
                 continue
             path = os.path.join(folder, entry)
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path)
-            else:
-                os.remove(path)
+            try:
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path)
+                else:
+                    os.remove(path)
+            except FileNotFoundError:  # cleared by another process meanwhile
+                pass
 
 
-def _alive(pid):
-    """Whether a process `pid` (a string from a temporary's name) runs on this machine."""
-    if not pid.isdigit():
-        return False  # not one of our names: an old-style temporary
+def _alive(writer):
+    """Whether the writer "HOST-PID" of a temporary may still run: a process of this machine
+    that exists, or any of another machine. A name of another form (an old temporary) is dead."""
+    host, _, pid = writer.partition("-")
+    if not pid.isdigit() or len(host) != len(HOST):
+        return False
+    if host != HOST:
+        return True
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:

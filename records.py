@@ -6,6 +6,7 @@ being trained holds OUT/claims/KEY.lock, so workers, shards and a resumed grid s
 goes with a process that dies, so an interrupted run is trained again. There is no coordinator.
 """
 import hashlib
+import io
 import json
 import math
 import os
@@ -139,17 +140,23 @@ def _typed(v, t):
 
 
 def read_results(out, warn=None, name="results.jsonl"):
-    """The records of OUT/results.jsonl (or OUT/name), first one per key. A damaged line is
-    skipped with a warning naming file:line, and stays on disk as it is (lines are split at
+    """The records of OUT/results.jsonl (or OUT/name), first one per key, and those of
+    OUT/records/ (one file a run, see append_result) that the file lacks. A damaged line or file
+    is skipped with a warning naming file:line, and stays on disk as it is (lines are split at
     \n only: a stray \r or invalid byte inside a damaged line moves no other line)."""
     path = os.path.join(out, name)
     warn = warn or (lambda s: print(s, file=sys.stderr))
-    if not os.path.isfile(path):
-        return []
+    lines = []
+    if os.path.isfile(path):
+        with open(path, "rb") as f:
+            lines = [(path, n, line) for n, line in enumerate(f.read().split(b"\n"), start=1)]
+    folder = record_folder(out, name)
+    for entry in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        if entry.endswith(".json") and not entry.startswith("."):
+            with open(os.path.join(folder, entry), "rb") as f:
+                lines.append((os.path.join(folder, entry), 1, f.read().rstrip(b"\n")))
     records, keys = [], set()
-    with open(path, "rb") as f:
-        lines = f.read().split(b"\n")
-    for n, line in enumerate(lines, start=1):
+    for where, n, line in lines:
         if not line.strip():
             continue
         try:  # an editor's byte-order mark before the first record is no part of it
@@ -158,7 +165,7 @@ def read_results(out, warn=None, name="results.jsonl"):
             r = None
         why = "not JSON" if r is None else record_problem(r, name)
         if why:
-            warn(f"warning: {path}:{n}: not a result record ({why}); skipped (left in the file)")
+            warn(f"warning: {where}:{n}: not a result record ({why}); skipped (left in the file)")
             continue
         if r["key"] not in keys:
             keys.add(r["key"])
@@ -166,18 +173,49 @@ def read_results(out, warn=None, name="results.jsonl"):
     return records
 
 
+def record_folder(out, name):
+    """OUT/records/ for results.jsonl, OUT/records-zero_shot/ for zero_shot.jsonl."""
+    return os.path.join(out, "records" if name == "results.jsonl" else
+                        "records-" + name.removesuffix(".jsonl"))
+
+
 def append_result(out, record, name="results.jsonl"):
-    """Add one JSON line to OUT/name unless the key is recorded already -> the record on file.
-    Under a lock, the old bytes plus the new line replace the file atomically (atomic.replace),
-    so a crash leaves the old file or the new one and two processes never drop each other's
-    lines."""
+    """Record a run once -> the record on file. First OUT/records/KEY.json, created whole and only
+    if no such file exists (a hard link: atomic even on NFS), so that one record stands per key
+    however many processes on however many machines finish the same run, with no lock needed:
+    on a shared file system a lock may hold on its own node only (Lustre without -o flock).
+    Then the line in OUT/name for reading by eye, under its lock, its old bytes plus the new line
+    replacing it atomically; a line lost there by a lock that did not hold between nodes is
+    still read from OUT/records/."""
+    folder = record_folder(out, name)
+    os.makedirs(folder, exist_ok=True)
+    atomic.clear_temps(folder)  # what a killed writer on this machine left
+    done = {r["key"]: r for r in read_results(out, lambda s: None, name)}
+    if record["key"] in done:
+        return done[record["key"]]
+    try:
+        atomic.write_text(os.path.join(folder, f"{record['key']}.json"),
+                          json.dumps(record) + "\n", new=True)
+    except FileExistsError:  # another process recorded it meanwhile: theirs stands
+        return {r["key"]: r for r in read_results(out, lambda s: None, name)}[record["key"]]
     path = os.path.join(out, name)
+    try:
+        _append_line(path, record, name)
+    except OSError as e:  # the record stands in its file; only the line for the eye is missing
+        print(f"warning: {path}: the line of run {record['key']} not added ({e}); its record "
+              f"is {folder}/{record['key']}.json", file=sys.stderr)
+    return record
+
+
+def _append_line(path, record, name):
+    """record as a line of results.jsonl, unless it holds the key already."""
     with atomic.locked(path + ".lock"):
-        atomic.clear_temps(out, name)  # a killed writer's; ours is the lock now
-        done = {r["key"]: r for r in read_results(out, lambda s: None, name)}
-        if record["key"] in done:
-            return done[record["key"]]
-        old = open(path, "rb").read() if os.path.isfile(path) else b""  # bytes: kept as they are
+        atomic.clear_temps(os.path.dirname(path), name)  # a dead writer's
+        with open(path, "rb") if os.path.isfile(path) else io.BytesIO() as f:
+            old = f.read()  # bytes: kept as they are
+        if record["key"].encode() in old and any(
+                r["key"] == record["key"] for r in _lines_of(old, name)):
+            return
         if old and not old.endswith(b"\n"):
             old += b"\n"  # a torn last line stays a line of its own
 
@@ -185,7 +223,17 @@ def append_result(out, record, name="results.jsonl"):
             with open(tmp, "wb") as f:
                 f.write(old + json.dumps(record).encode() + b"\n")
         atomic.replace(path, write)
-    return record
+
+
+def _lines_of(data, name):
+    """The valid records among a results file's bytes."""
+    for line in data.split(b"\n"):
+        try:
+            r = json.loads(line.decode("utf-8-sig"))
+        except ValueError:
+            continue
+        if not record_problem(r, name):
+            yield r
 
 
 def busy(out):

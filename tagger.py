@@ -174,7 +174,7 @@ def predict(name_or_dir, path, text=False, output=None, encoding=None, batch_siz
     while True:  # written only as a new file: one that appeared meanwhile is never replaced
         out = output or fresh_path(os.path.basename(path) + ".pred.txt")
         folder, name = os.path.split(os.path.abspath(out))
-        atomic.clear_temps(folder, name, dead_only=True)  # what a killed predict left there
+        atomic.clear_temps(folder, name)  # what a killed predict left there
         try:
             if labelled:  # -DOCSTART- lines as the input has them: conlleval counts each one
                 docstart = conll.has_docstart(path, encoding)

@@ -1437,3 +1437,33 @@ def test_a_tagger_that_finds_no_room_is_said_and_the_run_is_not_recorded(tmp_pat
     assert "model.safetensors could not be written" in r.stderr and "File too large" in r.stderr
     assert "the run is not recorded" in r.stderr and "--save false" in r.stderr
     assert not (out / "results.jsonl").exists() and temps(str(out)) == []
+
+
+NODE = """
+import contextlib, sys
+sys.path[:0] = [{root!r}, {tests!r}]
+import atomic, records
+atomic.locked = lambda path: contextlib.nullcontext()  # a lock that holds on no other "node"
+for i in range(40):
+    key = f"shared{{i}}" if i % 2 else f"{name}{{i}}"
+    records.append_result({out!r}, dict(key=key, config={config!r}, dev=dict(f1=1.0),
+                                        test=dict(f1=2.0), by={name!r}))
+"""
+
+
+def test_two_nodes_whose_locks_do_not_see_each_other_lose_and_double_nothing(tmp_path):
+    """Two processes append 40 records each to one OUT at once, as shards on two nodes of a
+    shared file system where flock holds per node: their locks are made to exclude nothing. 20
+    keys are each process's own, 20 both record: the table's input holds 60 records, one per key
+    (the record files decide who recorded a shared key first), though results.jsonl, rewritten by
+    both without a lock that holds, may have lost lines."""
+    config = asdict(FinetuneConfig(data=TINY))
+    procs = [subprocess.Popen([sys.executable, "-c", NODE.format(
+        root=ROOT, tests=os.path.join(ROOT, "tests"), out=str(tmp_path), config=config,
+        name=name)]) for name in ("a", "b")]
+    assert [p.wait() for p in procs] == [0, 0]
+    recs = records.read_results(str(tmp_path))
+    keys = [r["key"] for r in recs]
+    assert len(keys) == len(set(keys)) == 60
+    assert sorted(os.listdir(tmp_path / "records")) == sorted(f"{k}.json" for k in keys)
+    assert {r["by"] for r in recs if r["key"].startswith("shared")} <= {"a", "b"}
