@@ -480,6 +480,8 @@ def featurize(sentences, tok, label2id, max_len=128, doc_context=False):
         for j in run:
             s, t1 = sentences[j], t0 + len(sentences[j].words)
             _check_fits(s, pieces[t0:t1], label2id, max_len)
+            # a sentence over the model's input: the paper does not say what it did; we cut it
+            # into overlapping windows and score each word once, where it has the most context
             wins = _windows(pre, t0, t1, max_len - 2)
             if doc_context:
                 wins = [_widen(pre, a, b, max_len - 2) for a, b in wins]

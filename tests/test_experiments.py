@@ -1467,3 +1467,28 @@ def test_two_nodes_whose_locks_do_not_see_each_other_lose_and_double_nothing(tmp
     assert len(keys) == len(set(keys)) == 60
     assert sorted(os.listdir(tmp_path / "records")) == sorted(f"{k}.json" for k in keys)
     assert {r["by"] for r in recs if r["key"].startswith("shared")} <= {"a", "b"}
+
+
+def test_reproduce_ablations_end_to_end_on_a_slice(tmp_path, capsys):
+    """`reproduce --ablations` through the command line with a small random BERT that has a
+    masked-LM head, on 16 training sentences at lr 1e-3: Table 2's 2 plain runs, Table 4's 16
+    (one of them Table 2's IOB1 run), the task search's 24 (eta_0 in Table 1's three rates and
+    the chosen 1e-3, x 3 deltas x 2 seeds), then the LM rows' 4, their 4 masked-LM stages (10 and
+    20 epochs, seeds 1 and 2) trained and kept in OUT/lm-KEY: 45 runs, each recorded once, and the
+    printed tables: Table 2, Table 4, and Table 5 with its four rows filled."""
+    folder = bert_folder(str(tmp_path / "bert"), layers=1, hidden=16, mlm=True)
+    out = tmp_path / "out"
+    with cpu_only():
+        experiments.main(["reproduce", "--model", folder, "--data", TINY, "--out", str(out),
+                          "--seeds", "1", "--ablations", "--save", "false", "--lr", "1e-3",
+                          "--max-train-sentences", "16", "--batch-size", "8",
+                          "--cleanconll", "off"])
+    text = capsys.readouterr().out
+    recs = records.read_results(str(out))
+    assert len(recs) == 2 + 15 + 24 + 4 and len(os.listdir(out / "records")) == len(recs)
+    stages = {f"lm-{records.run_key(finetune.lm_config(FinetuneConfig(**r['config'])))}"
+              for r in recs if r["config"]["lm_epochs"]}
+    assert len(stages) == 4 and all((out / k / "model.safetensors").is_file() for k in stages)
+    assert "Table 2: English" in text and "Table 4:" in text and "Table 5: English" in text
+    table5 = [r for r in text.split("Table 5: English")[1].split("\n\n")[1].split("\n")[2:] if r]
+    assert len(table5) == 4 and all(" | – | – | – |" not in row for row in table5), table5
