@@ -212,7 +212,8 @@ def _fetch(url, dest):
 
 def _fetch_any(src, name, urls, sha256, part):
     """Each source of a file in turn, until one serves the file whose sha256 is recorded; says
-    which did. A failure of the only (or every) source says what to do."""
+    which did. A failure of the only (or every) source says what went wrong at each, then once
+    what to do about it."""
     errors = []
     for url in (urls,) if isinstance(urls, str) else urls:
         try:
@@ -222,31 +223,36 @@ def _fetch_any(src, name, urls, sha256, part):
             continue
         print(f"{src.name}: {name} from {url}", file=sys.stderr)
         return
-    if len(errors) == 1:
-        raise errors[0]
-    raise type(errors[-1])(f"{name}: every source failed: " + "; ".join(map(str, errors)))
+    hints = list(dict.fromkeys(e.hint for e in errors))  # each said once, in the order met
+    what = str(errors[0]) if len(errors) == 1 else \
+        f"{name}: every source failed: " + "; ".join(map(str, errors))
+    raise type(errors[-1])(what + "".join(hints))
 
 
 def _fetch_checked(src, url, sha256, part):
-    """_fetch url to part; a failure or a sha256 other than the recorded one says what to do."""
+    """_fetch url to part; a failure or a sha256 other than the recorded one raises, with the
+    `hint` of what to do as the exception's attribute (_fetch_any says it once)."""
+    def failed(e, hint):
+        e.hint = hint
+        return e
     try:
         _fetch(url, part)
     except OSError as e:  # urllib's URLError is an OSError: offline, DNS, HTTP error
         if os.path.exists(part):  # half a file is no use to check by hand
             os.remove(part)
         if isinstance(e, ConnectionError):  # cut off midway: another try usually works
-            raise OSError(f"could not download {url}: the download was cut off ({e}); run the "
-                          f"command again") from e
-        raise OSError(f"could not download {url} ({e}). Offline? {src.offline}") from e
+            raise failed(OSError(f"could not download {url}: the download was cut off ({e})"),
+                         "; run the command again") from e
+        raise failed(OSError(f"could not download {url} ({e})"), f". Offline? {src.offline}") from e
     with open(part, "rb") as f:
         data = f.read()
     if data[:1024].lstrip().lower().startswith((b"<!doctype html", b"<html")):
         os.remove(part)
-        raise OSError(f"{url} answered with a web page, not the file (Google Drive asks to "
-                      f"confirm some downloads); {src.offline}")
+        raise failed(OSError(f"{url} answered with a web page, not the file (Google Drive asks to "
+                             f"confirm some downloads)"), f"; {src.offline}")
     got = hashlib.sha256(data).hexdigest()
     if got != sha256:  # part stays, so it can be checked by hand
-        raise ValueError(f"{part}: sha256 {got}, expected {sha256}; {src.changed}")
+        raise failed(ValueError(f"{part}: sha256 {got}, expected {sha256}"), f"; {src.changed}")
 
 
 def _unzip(zpath, names, folder):

@@ -560,6 +560,8 @@ def check_ready(cfg, exp, runs=None):
     where one of `runs` (default: cfg alone) trains a masked-LM stage, has the head it trains, and
     the models the runs will save fit on the disk."""
     runs = runs or [cfg]
+    print(f"checking {len(runs)} run(s): the output folder, data, model and disk, before any "
+          f"training", file=sys.stderr)
     try:  # OUT made and written to now, its failure said in the flag's words
         os.makedirs(exp.out, exist_ok=True)
         probe = os.path.join(exp.out, f".probe{os.getpid()}")

@@ -484,6 +484,7 @@ def train(cfg, fit=fit, read=read_splits, lm_folder=None, eval_batch_size=0, log
     caller's copy that keeps what it read; `lm_folder`: where the masked-LM stage is kept (with
     cfg.lm_epochs). Writes nothing but that stage: experiments.py records and saves runs."""
     t_start, device = time.time(), bert.pick_device()
+    log(f"loading the vocabulary of {cfg.model}")  # each stage over a few seconds says itself
     tok = WordPiece.from_pretrained(cfg.model)
     bert.check_inputs(cfg.model, cfg.max_len, len(tok))  # now, not after an epoch of training
     log(f"reading {cfg.data or 'the downloaded ' + cfg.lang + ' data'} into windows of "
