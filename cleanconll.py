@@ -15,7 +15,6 @@ entities. The result is a CoNLL file like any other: word, POS, Wikipedia link (
 before the last correction phase, the final NER tags (BIO) in the last column, which conll.py reads.
 """
 import hashlib
-import os
 import re
 
 import atomic

@@ -28,13 +28,13 @@ from dataclasses import MISSING, dataclass, fields, replace
 import atomic
 import bert
 import conll
-import conlleval
 import corpora
 import explain
 import fastfit
 import finetune
 import paper
 import records
+import rescore
 import tables
 import tagger
 from finetune import FinetuneConfig
@@ -115,7 +115,7 @@ def run_one(cfg, exp, log=print):
     if key in done:
         log(f"{what} already in {exp.out}/results.jsonl: skipped")
         if exp.zero_shot:
-            zero_shot(cfg, exp, None, log)
+            rescore.zero_shot(cfg, exp, None, log)
         return done[key]
     with records.claim(exp.out, key) as mine:
         if not mine:
@@ -143,12 +143,12 @@ def run_one(cfg, exp, log=print):
                               f"again") from e
         log(f"{what}: dev F1 {t.dev['f1']:.2f} test F1 {t.test['f1']:.2f} ({run_dir})")
         rec = records.record_of(cfg, key, fingerprint, t, graphs=fit is fastfit.fit)
-        clean = clean_scores(cfg, exp, tagged, log)
+        clean = rescore.clean_scores(cfg, exp, tagged, log)
         if clean:  # the same predictions' step on the corrected labels (Rücker & Akbik 2023)
             rec["cleanconll"] = clean
         record = records.append_result(exp.out, rec)
         if exp.zero_shot:  # after the record: a failure here loses no training
-            zero_shot(cfg, exp, tagged, log)
+            rescore.zero_shot(cfg, exp, tagged, log)
         return record
 
 
@@ -173,96 +173,6 @@ def read_splits(cfg, tok):
             del _SPLITS[next(iter(_SPLITS))]
         _SPLITS[key] = finetune.read_splits(cfg, tok)
     return _SPLITS[key]
-
-
-_CLEAN = {}
-
-
-def clean_sets(cfg, exp, warn=None):
-    """CleanCoNLL's dev and test for an English run -> (digest of their words and tags,
-    {"dev", "test"}: sentences), built once (corpora.cleanconll_dir) and read once per process;
-    None for other languages, with --cleanconll off, or where it cannot be built with "auto"
-    (said by `warn` where given: the checks before training pass one). A folder that fails is an
-    error."""
-    if cfg.lang != "en" or exp.cleanconll == "off":
-        return None
-    source = "" if exp.cleanconll == "auto" else exp.cleanconll
-    k = (corpora.data_fingerprint(cfg.data, cfg.lang), source)
-    if k not in _CLEAN:
-        try:
-            folder = corpora.cleanconll_dir(corpora.data_dir(cfg.data, "en"), source or cfg.data)
-        except (OSError, ValueError) as e:
-            if source:
-                raise
-            _CLEAN[k] = None
-            if warn:
-                warn(f"note: CleanCoNLL cannot be built here ({e}); runs are scored on "
-                     f"CoNLL-2003 alone (--cleanconll off says nothing)")
-            return None
-        sets = {s: conll.read_conll(os.path.join(folder, f"cleanconll.{s}"))
-                for s in ("dev", "test")}
-        words = [[x.words, x.tags] for s in ("dev", "test") for x in sets[s]]
-        _CLEAN[k] = records.digest(words), sets
-    return _CLEAN[k]
-
-
-def clean_scores(cfg, exp, tagged, log=print):
-    """A trained English run's scores on CleanCoNLL dev and test (Rücker & Akbik 2023): the same
-    model and prediction step as its own evaluation, on CleanCoNLL's words as its files have
-    them (some words split, some sentences joined), scored in their scheme (BIO). -> a record's
-    "cleanconll" entry, or None."""
-    got = clean_sets(cfg, exp)
-    if got is None:
-        return None
-    data, sets = got
-    out = dict(data=data)
-    for split, sents in sets.items():
-        pred = tagger.tag_sentences(tagged, sents, "bio", exp.eval_batch_size)
-        out[split] = conlleval.evaluate([s.tags for s in sents], pred)
-    log(f"CleanCoNLL: dev F1 {out['dev']['f1']:.2f} test F1 {out['test']['f1']:.2f}")
-    return out
-
-
-_GERMAN = {}
-
-
-def german_sets(exp):
-    """--zero_shot's German dev/test in CoNLL-2003 types -> (format, {"dev", "test"}: sentences,
-    id: a digest of the format, the mapping and every word and tag), read once per process."""
-    k = (os.path.abspath(exp.zero_shot), exp.zero_shot_keep)
-    if k not in _GERMAN:
-        fmt, sets = corpora.german_eval_sets(exp.zero_shot, exp.zero_shot_keep)
-        words = [[s.words, s.tags] for split in ("dev", "test") for s in sets[split]]
-        _GERMAN[k] = fmt, sets, records.digest([fmt, exp.zero_shot_keep, words])
-    return _GERMAN[k]
-
-
-def zero_shot(cfg, exp, tagged=None, log=print):
-    """Wu & Dredze (2019)'s zero-shot transfer: an English-trained run scored on German dev and
-    test, with no German training, recorded once in OUT/zero_shot.jsonl (under a claim, so that
-    workers never score one run twice). tagged None: a run recorded earlier, loaded from
-    OUT/run-KEY (a warning if it was not saved)."""
-    fmt, sets, data = german_sets(exp)
-    run = records.run_key(cfg)
-    key = records.digest(dict(run=run, data=data))
-    folder = os.path.join(exp.out, f"run-{run}")
-    with records.claim(exp.out, f"zero-shot-{key}") as mine:
-        scored = records.read_results(exp.out, name=records.ZERO_SHOT)
-        if not mine or key in {r["key"] for r in scored}:
-            return  # being scored by another process, or scored
-        if tagged is None and not os.path.isfile(os.path.join(folder, "model.safetensors")):
-            return log(f"warning: run {run} has no saved model in {folder} (--save false): "
-                       f"no zero-shot scores; train it again with --save true in a new --out")
-        tagged = tagged or tagger.load_tagger(folder, bert.pick_device())
-        rec = dict(key=key, run=run, data=data, format=fmt, keep=exp.zero_shot_keep,
-                   folder=exp.zero_shot)
-        for split, sents in sets.items():
-            scheme = conll.detect_scheme(s.tags for s in sents)  # scored in the file's scheme
-            pred = tagger.tag_sentences(tagged, sents, scheme, exp.eval_batch_size)
-            rec[split] = conlleval.evaluate([s.tags for s in sents], pred)
-        log(f"zero-shot on {fmt} ({exp.zero_shot}): dev F1 {rec['dev']['f1']:.2f} "
-            f"test F1 {rec['test']['f1']:.2f}")
-        records.append_result(exp.out, rec, records.ZERO_SHOT)
 
 
 def worker_count(exp, n_runs):
@@ -579,9 +489,9 @@ def check_ready(cfg, exp, runs=None):
         raise ValueError(f"--zero_shot scores English-trained runs on German; --lang is "
                          f"{cfg.lang}: use --lang en, or drop --zero_shot")
     corpora.data_fingerprint(cfg.data, cfg.lang)  # reads the split files
-    clean_sets(cfg, exp, warn=lambda s: print(s, file=sys.stderr))  # built now, not after a run
+    rescore.clean_sets(cfg, exp, warn=lambda s: print(s, file=sys.stderr))  # now, not after a run
     if exp.zero_shot:
-        german_sets(exp)  # reads and maps the German files now, not after the first run
+        rescore.german_sets(exp)  # reads and maps the German files now, not after the first run
     files = bert.checkpoint_files(cfg.model, ["config.json", "vocab.txt", "model.safetensors"])
     bert.check_inputs(cfg.model, cfg.max_len, len(WordPiece.from_pretrained(cfg.model)))
     if any(c.lm_epochs for c in runs):

@@ -23,6 +23,7 @@ import conlleval
 import corpora
 import experiments
 import records
+import rescore
 import tables
 import tagger
 from conftest import FIXTURES, bert_folder, cpu_only
@@ -161,7 +162,7 @@ def english_run(tmp_path, monkeypatch):
     the fixture's CleanCoNLL files (--cleanconll DIR) -> (cfg, exp, record)."""
     pin(monkeypatch)
     monkeypatch.setattr(corpora, "CACHE", str(tmp_path / "cache"))
-    experiments._CLEAN.clear()
+    rescore._CLEAN.clear()
     folder = bert_folder(str(tmp_path / "bert"), layers=1, hidden=16, data=ORIGINAL)
     cfg = FinetuneConfig(model=folder, data=ORIGINAL, lr=1e-3, batch_size=4, epochs=2)
     exp = Experiment(out=str(tmp_path / "out"), cleanconll=SOURCE)
@@ -240,15 +241,15 @@ def test_auto_without_the_original_says_so_and_scores_conll_alone(tmp_path, monk
     and the run recorded without CleanCoNLL scores; a folder given that fails is an error."""
     from conftest import TINY
     monkeypatch.setattr(corpora, "_fetch", None)
-    experiments._CLEAN.clear()
+    rescore._CLEAN.clear()
     notes = []
     cfg = FinetuneConfig(data=TINY)
-    assert experiments.clean_sets(cfg, Experiment(), warn=notes.append) is None
+    assert rescore.clean_sets(cfg, Experiment(), warn=notes.append) is None
     assert notes and "CleanCoNLL cannot be built here" in notes[0] and "its words are not" in \
         notes[0]
     with pytest.raises(ValueError, match="its words are not"):
-        experiments.clean_sets(cfg, Experiment(cleanconll=SOURCE))
-    assert experiments.clean_sets(replace_lang(cfg), Experiment()) is None
+        rescore.clean_sets(cfg, Experiment(cleanconll=SOURCE))
+    assert rescore.clean_sets(replace_lang(cfg), Experiment()) is None
 
 
 def replace_lang(cfg):
