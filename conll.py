@@ -592,7 +592,8 @@ def parser():
 
 
 def _print_stats(d, tok):
-    print(f"{d['file']}: {d['format']}, {d['documents']} documents, {d['sentences']} sentences, "
+    name = d["file"] if d["file"].isprintable() else repr(d["file"])  # a newline shown, not kept
+    print(f"{name}: {d['format']}, {d['documents']} documents, {d['sentences']} sentences, "
           f"{d['tokens']} tokens, scheme {d['scheme'] or 'none'}, encoding {d['encoding']}")
     print("  entities: " + ", ".join(f"{k} {v}" for k, v in d["entities"].items()))
     if tok is not None:
