@@ -505,7 +505,8 @@ def parser():
     for name, what in (("train", "one fine-tuning run"),
                        ("grid", "Table 1: 12 settings x --seeds, chosen on dev"),
                        ("reproduce", "Table 2 (--lang en) or 3 (--lang de), IOB1 and BIO; "
-                                     "--lang germeval: GermEval 2014, BIO"),
+                                     "--lang germeval: GermEval 2014, BIO; with --ablations "
+                                     "Tables 4-6 after them"),
                        ("demo", "offline: the packaged MiniLM on a slice of CoNLL-2003 English")):
         p = sub.add_parser(name, help=what, description=what)
         add_fields(p, FinetuneConfig)

@@ -52,7 +52,7 @@ class FinetuneConfig:
     weight_decay: float = 0.01  # BERT optimization.py
     eps: float = 1e-6          # BERT optimization.py
     clip: float = 1.0          # BERT clips the global gradient norm at 1.0
-    clip_each: bool = False    # True: each tensor's norm, as pytorch-pretrained-BERT's BertAdam
+    clip_each: bool = False    # True: clip each tensor alone (pytorch-pretrained-BERT's BertAdam)
     delta: float = 1.0         # Sec 3.3, Eq. (1): rate / delta per layer down; 1 = off; 2.6, 1.6
     unfreeze: int = 0          # Sec 3.3 gradual unfreezing: layers thawed per epoch (3); 0 = off
     lm_epochs: int = 0         # Sec 4.2, Tables 5-6: masked-LM epochs on the task text first

@@ -277,9 +277,10 @@ def table56(groups, cs):
                           len(runs)), vs + mark, num(dev), num(test),
                           f"{pdelta:+.2f}" * (name != paper.ROWS56[0])])
         number = 5 if c["lang"] == "en" else 6
-        corpus = {"en": "English", "de": "German", "germeval": "GermEval 2014 (the paper: German)"}
+        corpus = {"en": "English CoNLL-2003", "de": "German CoNLL-2003",
+                  "germeval": "GermEval 2014 (standing in for German CoNLL-2003)"}
         out.append(grid(
-            f"Table {number}: {corpus[c['lang']]} CoNLL-2003, {c['scheme'].upper()}, F1, mean ± "
+            f"Table {number}: {corpus[c['lang']]}, {c['scheme'].upper()}, F1, mean ± "
             f"std (seeds); the paper: {theirs['model']}, the mean of {paper.SEEDS_TABLE56} runs, "
             f"no row above Plain",
             ["row", "model", "setting", "seeds", "dev", "test", "test vs Plain", "paper dev",
