@@ -68,12 +68,20 @@ def digest(d):
     return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
+# Fields FinetuneConfig gained after runs were first recorded, with the value every earlier run
+# had: a record without one reads as that value, and a run at it keeps the key it had before.
+ADDED = dict(clip_each=False)
+
+
 def run_key(cfg):
     """A run's id: a hash of every field, with `data` as a fingerprint of the files' bytes (an
     edited file is a new run; `dir/` is `dir`, and so is a copy elsewhere) and `model` as
-    model_id names it."""
+    model_id names it. A field of ADDED at its old value is left out of the hash."""
     d = asdict(check_config(cfg))
     d.update(data=corpora.data_fingerprint(cfg.data, cfg.lang), model=model_id(cfg.model))
+    for k, v in ADDED.items():
+        if d[k] == v:
+            del d[k]
     return digest(d)
 
 
@@ -102,6 +110,7 @@ def record_problem(r, name):
     elif not isinstance(r.get("config"), dict):
         return "no config object"
     else:
+        r["config"] = {**ADDED, **r["config"]}  # an earlier run's record, as it ran
         names = [(f"config.{f.name}", r["config"].get(f.name), f.type)
                  for f in fields(FinetuneConfig)]
         names += [(k, r[k], str) for k in ("data_fingerprint", "model_id") if k in r]

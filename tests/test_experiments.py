@@ -1493,3 +1493,23 @@ def test_reproduce_ablations_end_to_end_on_a_slice(tmp_path, capsys):
     assert "Table 2: English" in text and "Table 4:" in text and "Table 5: English" in text
     table5 = [r for r in text.split("Table 5: English")[1].split("\n\n")[1].split("\n")[2:] if r]
     assert len(table5) == 4 and all(" | – | – | – |" not in row for row in table5), table5
+
+
+def test_a_record_from_before_a_field_was_added_keeps_its_key_and_row(tmp_path, monkeypatch):
+    """A run recorded before FinetuneConfig had clip_each: its record has no such field. It reads
+    as clip_each False, the table shows it as plain BERT (not "clip_each=None"), and the same
+    run today has the same key, so a resume does not train it again; clip_each true is another
+    run."""
+    cfg = FinetuneConfig(data=TINY)
+    old = {k: v for k, v in asdict(cfg).items() if k != "clip_each"}
+    key = records.run_key(cfg)
+    assert key == records.digest({**old, "data": corpora.data_fingerprint(TINY, "en"),
+                                  "model": cfg.model})  # the key as the code before computed it
+    records.append_result(str(tmp_path), dict(key=key, config=old, dev=dict(f1=90.0),
+                                              test=dict(f1=91.0)))
+    (rec,) = records.read_results(str(tmp_path))
+    assert rec["config"]["clip_each"] is False
+    assert tables.table(str(tmp_path)).split("\n")[2].split(" | ")[6] == "BERT"
+    monkeypatch.setattr(finetune, "train", None)  # a resume would call it
+    assert experiments.run_one(cfg, Experiment(out=str(tmp_path)), log=lambda s: None) == rec
+    assert records.run_key(replace(cfg, clip_each=True)) != key
