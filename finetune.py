@@ -229,7 +229,7 @@ def unfreezing_short(L, per_epoch, epochs):
 
 def never_trained(L, per_epoch, epochs):
     """The units that gradual unfreezing never reaches within `epochs` (top-down index of
-    depth_units: layer i is unit L - i, the embeddings L + 1). L=12, 3 a epoch: 5 epochs reach
+    depth_units: layer i is unit L - i, the embeddings L + 1). L=12, 3 an epoch: 5 epochs reach
     all; 4 leave the embeddings out; 3 leave layers 2-0 and the embeddings."""
     if not per_epoch:
         return []
