@@ -552,7 +552,8 @@ def parse(argv):
 
 
 def test_flags_take_both_forms_and_their_types():
-    """--lr 5e-5 and --lr=5e-5, --batch-size and --batch_size; bools read true/false/1/0."""
+    """--lr 5e-5 and --lr=5e-5, --batch-size and --batch_size; bools read true/false/1/0, and a
+    bool flag alone reads true."""
     cfg, exp = parse(["train", "--lr", "5e-5", "--batch-size=32", "--epochs", "3", "--scheme=bio",
                       "--save", "FALSE", "--doc_context=1", "--delta", "2", "--seed=-1",
                       "--warmup", "1e-1", "--shard", "1/4", "--workers=3"])
@@ -560,6 +561,8 @@ def test_flags_take_both_forms_and_their_types():
            cfg.seed, cfg.warmup, exp.shard, exp.workers)
     assert got == (5e-5, 32, 3, "bio", False, True, 2.0, -1, 0.1, "1/4", 3)
     assert [type(x) for x in got] == [float, int, int, str, bool, bool, float, int, float, str, int]
+    _, exp = parse(["reproduce", "--lang", "en", "--ablations"])  # a bool alone is true, as
+    assert exp.ablations is True  # `make reproduce-en ARGS=--ablations` passes it
 
 
 @pytest.mark.parametrize("argv, match", [
