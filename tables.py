@@ -31,7 +31,7 @@ NOTES = {"germeval": "germeval: conlleval F1 of the spans of one level (outer un
                      "says level=inner), 12 types; the shared task ranked both levels combined",
          "cleanconll": "CleanCoNLL: the same runs' predictions scored on CleanCoNLL (Rücker & "
                        "Akbik 2023), the English dev and test sets with 7% of their labels "
-                       "corrected: how much of each score's distance to 100 the labels' noise was",
+                       "corrected: side by side, what the labels' noise does to each score",
          "zero-shot": "zero-shot: that setting's English-trained runs scored on German, no "
                       "German training, chosen on English dev (Wu & Dredze 2019: "
                       f"{WU_DREDZE} on CoNLL-2003 German test); GermEval types mapped "
