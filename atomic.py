@@ -65,6 +65,18 @@ def replace_folder(path, fill):
         shutil.rmtree(tmp, ignore_errors=True)  # gone already after the rename
 
 
+def made_once(folder, fill, files):
+    """`folder`, filled by fill(tmp) once and reused: under a lock beside it, so that one process
+    makes it while the others wait for it; a killed maker's temporary is cleared, and a folder
+    missing one of `files` (a crash, a hand) is made anew. -> folder."""
+    with locked(folder + ".lock"):
+        clear_temps(os.path.dirname(folder), os.path.basename(folder))
+        if not all(os.path.isfile(os.path.join(folder, n)) for n in files):
+            shutil.rmtree(folder, ignore_errors=True)
+            replace_folder(folder, fill)
+    return folder
+
+
 def clear_temps(folder, name=""):
     """Remove the temporaries that replace and replace_folder left in `folder` (for `name`, or
     all) when their process was killed outright (SIGKILL, a power cut): those whose writer (the

@@ -85,6 +85,14 @@ def lines_of(data):
     return lines[:-1] if lines[-1] == b"" else lines
 
 
+def filled(lines):
+    """How many lines are left once trailing blank ones are dropped (paste fills those)."""
+    n = len(lines)
+    while n and lines[n - 1] == b"":
+        n -= 1
+    return n
+
+
 def first_column(data):
     """awk '{print $1}': each line's first field (runs of spaces and tabs separate, leading ones
     ignored), "" for a blank line."""
@@ -141,9 +149,7 @@ def check_words(data, original, split):
     """The first column of `data` (the bytes of `original`) must be CoNLL-2003 English's `split`
     -> its words; else an error before anything is fetched or built."""
     words = first_column(data)
-    content = list(words)
-    while content and content[-1] == b"":
-        content.pop()
+    content = words[:filled(words)]
     got, want = hashlib.sha256(b"\n".join(content) + b"\n").hexdigest(), SPLITS[split][2]
     if got != want:
         raise ValueError(f"{original}: its words are not CoNLL-2003 English's {split} words "
@@ -172,8 +178,7 @@ def build_split(original, patch, annotations, out, split):
 def check_alignment(patched, masked, original, split):
     """One word for each annotation line, and a sentence break where the annotations have one
     (trailing blank lines aside, as paste would fill them)."""
-    a, b = (len(x) - next((i for i, w in enumerate(reversed(x)) if w), len(x))
-            for x in (patched, masked))
+    a, b = filled(patched), filled(masked)
     if a != b:
         raise ValueError(f"CleanCoNLL's {split} annotations have {b} lines, the words of "
                          f"{original} after the patch {a}: they do not line up")

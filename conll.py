@@ -12,8 +12,8 @@ Sec 3.2 / Figure 1: each word is split into WordPiece pieces; the word's tag sit
 piece and every other position gets the ignore label -100, as in google-research/bert
 run_classifier-style NER fine-tuning. Sentences longer than the model's window are split into
 overlapping windows and each word is predicted once, from the window where it has the most
-context (run_squad.py's `_check_is_max_context`). Optional document context (Devlin et al. 2019,
-Sec 5.3) fills a window with neighbouring sentences; the paper does not use it.
+context (run_squad.py's `_check_is_max_context`). Optional document context, BERT Sec 5.3
+(Devlin et al. 2019), fills a window with neighbouring sentences; the paper does not use it.
 
     python conll.py stats [--model bert-base-multilingual-cased] [--json] train.txt valid.txt
     python conll.py convert --to bio eng.train eng.train.bio

@@ -330,6 +330,11 @@ def lm_runs(task):
     return seeds([replace(task, lm_epochs=n) for n in paper.LM_EPOCHS], paper.SEEDS_TABLE56)
 
 
+def schemes(cfg):
+    """Tables 2-3's two schemes; GermEval 2014 has BIO only, its files' scheme."""
+    return ("bio",) if cfg.lang == "germeval" else ("iob1", "bio")
+
+
 def ablation_cfg(cfg):
     """Tables 4-6's scheme: IOB1, as Table 4 says; for Tables 5-6 the paper does not say, and we
     take IOB1 because their Plain rows are Tables 2-3's IOB1 numbers. GermEval: BIO, its files'."""
@@ -354,8 +359,7 @@ def reproduce_runs(cfg, exp, lm=True):
     (lang=de; GermEval 2014: BIO only, its files' scheme) for IOB1 and BIO at the chosen setting
     (Sec 4.1, fn 11) or the whole grid, and with exp.ablations Tables 4-6 as if cfg's setting were
     chosen (the task search's choice is not known yet: its LM rows are counted at cfg's rate)."""
-    schemes = ("bio",) if cfg.lang == "germeval" else ("iob1", "bio")
-    runs = [r for s in schemes for r in grid_runs(replace(cfg, scheme=s), exp, exp.grid)]
+    runs = [r for s in schemes(cfg) for r in grid_runs(replace(cfg, scheme=s), exp, exp.grid)]
     if exp.ablations:
         best = ablation_cfg(cfg)
         runs += table4_runs(best) + task_runs(best)
@@ -369,8 +373,7 @@ def reproduce(cfg, exp, log=print):
     task setting the search chose. A shard that finds a choice still waiting on other shards
     says so; the same command, run again once they finish, trains the rest."""
     lm = lm_rows(cfg, exp, log)
-    schemes = ("bio",) if cfg.lang == "germeval" else ("iob1", "bio")
-    groups = {s: grid_runs(replace(cfg, scheme=s), exp, exp.grid) for s in schemes}
+    groups = {s: grid_runs(replace(cfg, scheme=s), exp, exp.grid) for s in schemes(cfg)}
     run_all([r for g in groups.values() for r in g], exp, log)
     chosen = {s: choose(g, exp.out, log) for s, g in groups.items()}
     best = chosen[ablation_cfg(cfg).scheme]
@@ -428,11 +431,12 @@ def held_out_fixture(out):
             for k, p in paths.items()}
     folder = os.path.join(out, "en_tiny-held-out")
     names = dict(train="train.txt", dev="valid.txt", test="test.txt")
+    def write(tmp):
+        for k, sents in kept.items():
+            conll.write_conll(os.path.join(tmp, names[k]), sents, [s.tags for s in sents])
     if not os.path.isdir(folder):
         os.makedirs(out, exist_ok=True)
-        atomic.replace_folder(folder, lambda tmp: [conll.write_conll(
-            os.path.join(tmp, names[k]), sents, [s.tags for s in sents]) for k, sents in
-            kept.items()])
+        atomic.replace_folder(folder, write)
     n = {k: len(v) for k, v in kept.items()}
     print(f"note: no CoNLL-2003 English here (offline, and no --data DIR).\n"
           f"      The demo trains on the tests' fixture instead: {n['train']} sentences,\n"

@@ -23,6 +23,7 @@ import conlleval
 import corpora
 import finetune
 import paper
+import progress
 import records
 import tagger
 from finetune import FinetuneConfig
@@ -201,10 +202,10 @@ def plan_length(cfg, updates=0):
         n, where = len(conll.read_conll(path)), path
     elif cfg.lang == "de":
         n, where = GERMAN_TRAIN_SENTENCES, "CoNLL-2003 German's published train sentences"
-    else:
-        folder = "en" if cfg.lang == "en" else "germeval"
-        name, (n, _) = next(iter(corpora.DOWNLOADS[folder].counts.items()))
-        where = f"{corpora.DOWNLOADS[folder].name}'s published {name} sentences"
+    else:  # CleanCoNLL's train: CoNLL-2003 English's sentences, a few of them joined
+        corpus = corpora.DOWNLOADS["germeval" if cfg.lang == "germeval" else "en"]
+        name, (n, _) = next(iter(corpus.counts.items()))
+        where = f"{corpus.name}'s published {name} sentences"
     n = min(n, cfg.max_train_sentences or n)
     per_epoch = -(-n // cfg.batch_size)
     return per_epoch * cfg.epochs, (f"{cfg.epochs} epochs x ceil({n:,} / {cfg.batch_size}) = "
@@ -216,7 +217,7 @@ def method(cfg, bert_cfg, model_from, updates, counted="", out=print):
     with torch.device("meta"):  # the shapes alone: no weights are read or made
         model = bert.TokenClassifier(bert.Bert(bert_cfg), 9)
     L = len(finetune.depth_units(model)) - 2
-    names = finetune.unit_names(L)
+    names = progress.unit_names(L)
     rates = {g["depth"]: g["lr"] for g in finetune.param_groups(model, cfg.lr, cfg.delta)}
     out(f"4. The method ({L} layers: {model_from})")
     if (cfg.unfreeze, cfg.epochs, cfg.lm_epochs) == (paper.UNFREEZE, paper.UNFREEZE_EPOCHS, 0):
@@ -231,7 +232,8 @@ def method(cfg, bert_cfg, model_from, updates, counted="", out=print):
     for epoch in range(cfg.epochs):
         n = finetune.unfreeze(model, epoch, cfg.unfreeze)
         out(f"   epoch {epoch + 1}: {units(names[:n])}")
-    short = finetune.unfreezing_short(L, cfg.unfreeze, cfg.epochs)
+    short = progress.unfreezing_short(L, cfg.unfreeze, cfg.epochs,
+                                      finetune.never_trained(L, cfg.unfreeze, cfg.epochs))
     if short:
         out(f"   warning: {short}")
     out(f"\n   The rate's multiplier over {updates} updates ({counted or 'given'}): "

@@ -16,8 +16,6 @@ a GPU, tested equal to `fit`), tagger.py saves and applies a trained model, and 
 names, records and pools runs into the paper's tables.
 """
 import math
-import os
-import shutil
 import time
 from dataclasses import dataclass, replace
 
@@ -29,7 +27,7 @@ import bert
 import conll
 import conlleval
 import corpora
-from progress import Progress
+from progress import Progress, unfreezing_short
 from wordpiece import WordPiece
 
 
@@ -143,7 +141,7 @@ def lr_factor(step, total, warmup, schedule, ratio=32.0):
         return 1.0
     warm = math.floor(total * warmup)
     if schedule == "stlr":  # ULMFiT Eq. (3): up to the cut, then down over the updates left
-        # (their Eq. 3 divides by the cut: the same when T * cut_frac is whole, else it ends
+        # (ULMFiT Eq. 3 divides by the cut: the same when T * cut_frac is whole, else it ends
         # below 0)
         p = step / warm if step < warm else 1 - (step - warm) / max(1, total - warm)
         return (1 + p * (ratio - 1)) / ratio
@@ -203,28 +201,6 @@ def unfreeze(model, epoch, per_epoch):
         for mod in unit:
             mod.requires_grad_(i < n)
     return n
-
-
-def unit_names(L):
-    """Top-down, as depth_units cuts the model: classifier, layer L-1, ..., layer 0, embeddings."""
-    return ["classifier", *[f"layer {i}" for i in reversed(range(L))], "embeddings"]
-
-
-def unfreezing_short(L, per_epoch, epochs):
-    """"" if gradual unfreezing reaches every unit within `epochs`, else what never trains and
-    the epochs it would need: L=12, 3 an epoch, 4 epochs -> "... never trains the embeddings..."."""
-    left = [unit_names(L)[i] for i in never_trained(L, per_epoch, epochs)]
-    if not left:
-        return ""
-    layers = [n[6:] for n in left if n.startswith("layer ")]
-    what = ["the embeddings"] * (left[-1] == "embeddings")
-    if layers:
-        what.insert(0, f"layers {layers[0]}-{layers[-1]}" if len(layers) > 1 else
-                    f"layer {layers[0]}")
-    need = -(-L // per_epoch) + 1
-    return (f"--unfreeze {per_epoch} over {epochs} epochs never trains {' and '.join(what)}: "
-            f"{L} layers at {per_epoch} an epoch need {need} epochs for the embeddings to join "
-            f"(Sec 3.3: 12 layers in groups of 3, 5 epochs)")
 
 
 def never_trained(L, per_epoch, epochs):
@@ -404,35 +380,24 @@ def lm_config(cfg):
 
 def lm_finetune(cfg, folder, tok, feats, fit=fit, log=print):
     """cfg.lm_epochs epochs of masked-LM training on the training windows `feats` -> `folder`, a
-    BERT checkpoint written once (atomically) and reused by every run that names it."""
-    with atomic.locked(folder + ".lock"):  # one process trains a stage, the others wait for it
-        atomic.clear_temps(os.path.dirname(folder), os.path.basename(folder))  # a killed writer's
-        if all(os.path.isfile(os.path.join(folder, n))
-               for n in ("config.json", "model.safetensors")):
-            return folder
-        shutil.rmtree(folder, ignore_errors=True)  # a partial one (a crash, a hand) is made anew
-        return _lm_stage(cfg, folder, tok, feats, fit, log)
+    BERT checkpoint made once (atomic.made_once) and reused by every run that names it."""
+    def make(tmp):
+        # Which model and text Table 5's LM rows trained on the paper does not say: we train the
+        # run's own model on its task's training sentences (English BERT on English for Table 5)
+        lm = lm_config(cfg)
+        bert.check_mlm_head(lm.model)  # the stage trains the checkpoint's own head
+        torch.manual_seed(lm.seed)
+        device = bert.pick_device()
+        model = bert.from_pretrained(lm.model).to(device)
+        opt = AdamW(param_groups(model, lm.lr, 1.0, lm.weight_decay), lr=lm.lr, eps=lm.eps,
+                    weight_decay=lm.weight_decay)
 
-
-def _lm_stage(cfg, folder, tok, feats, fit, log):
-    """The stage itself: trained, then saved, under lm_finetune's lock."""
-    # Which model and text Table 5's LM rows trained on the paper does not say: we train the
-    # run's own model on its task's training sentences (English BERT on English for Table 5)
-    lm = lm_config(cfg)
-    bert.check_mlm_head(lm.model)  # the stage trains the checkpoint's own head
-    torch.manual_seed(lm.seed)
-    device = bert.pick_device()
-    model = bert.from_pretrained(lm.model).to(device)
-    opt = AdamW(param_groups(model, lm.lr, 1.0, lm.weight_decay), lr=lm.lr, eps=lm.eps,
-                weight_decay=lm.weight_decay)
-
-    def after_epoch(epoch, loss):
-        log(f"LM epoch {epoch + 1}/{lm.epochs}: masked-LM loss {loss:.4f} (epoch mean)")
-    fit(model, opt, tensorize(feats, tok, device), batch_plan(feats, lm, lm.epochs), lm,
-        lm_loss(tok), log=log, after_epoch=after_epoch)
-    # the folder appears only once complete; if another process wrote it first, theirs is kept
-    atomic.replace_folder(folder, lambda tmp: bert.save_pretrained(model, tmp))
-    return folder
+        def after_epoch(epoch, loss):
+            log(f"LM epoch {epoch + 1}/{lm.epochs}: masked-LM loss {loss:.4f} (epoch mean)")
+        fit(model, opt, tensorize(feats, tok, device), batch_plan(feats, lm, lm.epochs), lm,
+            lm_loss(tok), log=log, after_epoch=after_epoch)
+        bert.save_pretrained(model, tmp)
+    return atomic.made_once(folder, make, ("config.json", "model.safetensors"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -497,7 +462,9 @@ def train(cfg, fit=fit, read=read_splits, lm_folder=None, eval_batch_size=0, log
     torch.manual_seed(cfg.seed)  # every draw here is torch's; the batches have their own
     log(f"loading {encoder} onto the {device.type.upper()}")
     model = bert.TokenClassifier(bert.from_pretrained(encoder), len(labels)).to(device)
-    short = unfreezing_short(len(model.bert.layers), cfg.unfreeze, cfg.epochs)
+    L = len(model.bert.layers)
+    short = unfreezing_short(L, cfg.unfreeze, cfg.epochs,
+                             never_trained(L, cfg.unfreeze, cfg.epochs))
     if short:
         log(f"warning: {short}")
     opt = AdamW(param_groups(model, cfg.lr, cfg.delta, cfg.weight_decay), lr=cfg.lr,

@@ -1,5 +1,6 @@
-"""What a user sees while training runs: fit's log lines, and where a grid stands over its runs.
-Nothing here changes a number."""
+"""What a user sees while training runs: fit's log lines, where a grid stands over its runs, and
+gradual unfreezing in words (a plan that cannot finish is said before training). Nothing here
+changes a number."""
 import math
 import time
 
@@ -73,3 +74,30 @@ class Job:
 def duration(s):
     """45 -> "45 s", 200 -> "3.3 min", 7200 -> "2.0 h"."""
     return f"{s:.0f} s" if s < 100 else f"{s / 60:.1f} min" if s < 6000 else f"{s / 3600:.1f} h"
+
+
+# ---------------------------------------------------------------------------------------------
+# Gradual unfreezing in words (Sec 3.3): the units' names, and a plan that cannot finish.
+
+def unit_names(L):
+    """Top-down, as finetune.depth_units cuts the model: classifier, layer L-1, ..., layer 0,
+    embeddings."""
+    return ["classifier", *[f"layer {i}" for i in reversed(range(L))], "embeddings"]
+
+
+def unfreezing_short(L, per_epoch, epochs, never):
+    """"" if gradual unfreezing reaches every unit within `epochs` (`never`: the units it does
+    not reach, finetune.never_trained), else the warning: what never trains and the epochs it
+    would need. L=12, 3 an epoch, 4 epochs -> "... never trains the embeddings..."."""
+    left = [unit_names(L)[i] for i in never]
+    if not left:
+        return ""
+    layers = [n[6:] for n in left if n.startswith("layer ")]
+    what = ["the embeddings"] * (left[-1] == "embeddings")
+    if layers:
+        what.insert(0, f"layers {layers[0]}-{layers[-1]}" if len(layers) > 1 else
+                    f"layer {layers[0]}")
+    need = -(-L // per_epoch) + 1
+    return (f"--unfreeze {per_epoch} over {epochs} epochs never trains {' and '.join(what)}: "
+            f"{L} layers at {per_epoch} an epoch need {need} epochs for the embeddings to join "
+            f"(Sec 3.3: 12 layers in groups of 3, 5 epochs)")

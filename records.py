@@ -110,7 +110,6 @@ def record_problem(r, name):
     elif not isinstance(r.get("config"), dict):
         return "no config object"
     else:
-        r["config"] = {**ADDED, **r["config"]}  # an earlier run's record, as it ran
         names = [(f"config.{f.name}", r["config"].get(f.name), f.type)
                  for f in fields(FinetuneConfig)]
         names += [(k, r[k], str) for k in ("data_fingerprint", "model_id") if k in r]
@@ -148,9 +147,9 @@ def _typed(v, t):
     return True
 
 
-def read_results(out, warn=None, name="results.jsonl"):
-    """The records of OUT/results.jsonl (or OUT/name), first one per key, and those of
-    OUT/records/ (one file a run, see append_result) that the file lacks. A damaged line or file
+def read_results(out, warn=None, name="results.jsonl", files=True):
+    """The records of OUT/results.jsonl (or OUT/name), first one per key, and (files=True) those
+    of OUT/records/ (one file a run, see append_result) that the file lacks. A damaged line or file
     is skipped with a warning naming file:line, and stays on disk as it is (lines are split at
     \n only: a stray \r or invalid byte inside a damaged line moves no other line)."""
     path = os.path.join(out, name)
@@ -160,7 +159,7 @@ def read_results(out, warn=None, name="results.jsonl"):
         with open(path, "rb") as f:
             lines = [(path, n, line) for n, line in enumerate(f.read().split(b"\n"), start=1)]
     folder = record_folder(out, name)
-    for entry in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+    for entry in sorted(os.listdir(folder)) if files and os.path.isdir(folder) else []:
         if entry.endswith(".json") and not entry.startswith("."):
             with open(os.path.join(folder, entry), "rb") as f:
                 lines.append((os.path.join(folder, entry), 1, f.read().rstrip(b"\n")))
@@ -172,6 +171,8 @@ def read_results(out, warn=None, name="results.jsonl"):
             r = json.loads(line.decode("utf-8-sig" if n == 1 else "utf-8"))
         except ValueError:  # bad JSON, and UnicodeDecodeError too
             r = None
+        if isinstance(r, dict) and isinstance(r.get("config"), dict):
+            r["config"] = {**ADDED, **r["config"]}  # an earlier run's record, as it ran
         why = "not JSON" if r is None else record_problem(r, name)
         if why:
             warn(f"warning: {where}:{n}: not a result record ({why}); skipped (left in the file)")
@@ -217,14 +218,14 @@ def append_result(out, record, name="results.jsonl"):
 
 
 def _append_line(path, record, name):
-    """record as a line of results.jsonl, unless it holds the key already."""
+    """record as a line of OUT/name, unless a record there has its key already."""
     with atomic.locked(path + ".lock"):
         atomic.clear_temps(os.path.dirname(path), name)  # a dead writer's
+        if record["key"] in {r["key"] for r in read_results(os.path.dirname(path),
+                                                             lambda s: None, name, files=False)}:
+            return
         with open(path, "rb") if os.path.isfile(path) else io.BytesIO() as f:
             old = f.read()  # bytes: kept as they are
-        if record["key"].encode() in old and any(
-                r["key"] == record["key"] for r in _lines_of(old, name)):
-            return
         if old and not old.endswith(b"\n"):
             old += b"\n"  # a torn last line stays a line of its own
 
@@ -232,17 +233,6 @@ def _append_line(path, record, name):
             with open(tmp, "wb") as f:
                 f.write(old + json.dumps(record).encode() + b"\n")
         atomic.replace(path, write)
-
-
-def _lines_of(data, name):
-    """The valid records among a results file's bytes."""
-    for line in data.split(b"\n"):
-        try:
-            r = json.loads(line.decode("utf-8-sig"))
-        except ValueError:
-            continue
-        if not record_problem(r, name):
-            yield r
 
 
 def busy(out):

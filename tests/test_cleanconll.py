@@ -14,6 +14,7 @@ files gave bytes our build reproduces exactly; tests never read those real files
 import hashlib
 import os
 import shutil
+from dataclasses import replace
 
 import pytest
 
@@ -249,9 +250,5 @@ def test_auto_without_the_original_says_so_and_scores_conll_alone(tmp_path, monk
         notes[0]
     with pytest.raises(ValueError, match="its words are not"):
         rescore.clean_sets(cfg, Experiment(cleanconll=SOURCE))
-    assert rescore.clean_sets(replace_lang(cfg), Experiment()) is None
+    assert rescore.clean_sets(replace(cfg, lang="germeval"), Experiment()) is None
 
-
-def replace_lang(cfg):
-    from dataclasses import replace
-    return replace(cfg, lang="germeval")

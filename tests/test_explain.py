@@ -14,6 +14,7 @@ import conlleval
 import experiments
 import explain
 import finetune
+import progress
 import tagger
 import wordpiece
 from conftest import TINY, bert_folder, cpu_only
@@ -112,7 +113,7 @@ def test_method_prints_what_training_uses(tmp_path):
     with torch.device("meta"):
         model = bert.TokenClassifier(bert.Bert(bcfg), 9)
     rates = {g["depth"]: g["lr"] for g in finetune.param_groups(model, 3e-5, 2.6)}
-    names = finetune.unit_names(12)
+    names = progress.unit_names(12)
     for depth, name in enumerate(names):
         assert f"   {name:<12} {rates[depth]:.3g}" in lines
     for epoch in range(5):
@@ -188,4 +189,4 @@ def test_unfreezing_that_cannot_finish_is_named(epochs, never):
         model = bert.TokenClassifier(bert.Bert(bert.BertConfig()), 9)
     trained = {i for e in range(epochs) for i in range(finetune.unfreeze(model, e, 3))}
     assert finetune.never_trained(12, 3, epochs) == never == sorted(set(range(14)) - trained)
-    assert bool(finetune.unfreezing_short(12, 3, epochs)) == bool(never)
+    assert bool(progress.unfreezing_short(12, 3, epochs, never)) == bool(never)
