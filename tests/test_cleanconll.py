@@ -73,17 +73,13 @@ def test_the_build_is_the_scripts_output_byte_for_byte(tmp_path, monkeypatch):
     assert not [p for p in listing(str(tmp_path)) if p.endswith(".tmp")]
 
 
-def test_the_real_repositorys_ids_are_pinned():
-    """The files at flairNLP/CleanCoNLL@bedc569f: each URL names that commit and path; the ids
-    recorded are the blob ids and sha256 its tree gives (copied from its listing, not computed
-    here); the words' checks are the first columns of eng.train, eng.testa and eng.testb."""
+def test_files_are_fetched_from_the_pinned_commit_and_checked_as_git_does():
+    """Each file's URL names the pinned commit and its path in the repository; git_blob gives
+    the id git itself gives a file's bytes (`printf 'hello\\n' | git hash-object --stdin`)."""
     assert cleanconll.url("dev_tokens.patch") == (
         "https://raw.githubusercontent.com/flairNLP/CleanCoNLL/"
         "bedc569f0983ddd39c2c729fb5df64be710bcab4/data/patch_files/dev_tokens.patch")
-    assert cleanconll.FILES["cleanconll_annotations.test"][1:] == (
-        "44ef9fb8abbc050293715beb9084495cf63ef21f",
-        "89092bb1964c32498bfcbaa46e7641900d139465cfbdce9e9d377a0ba09e9ea0")
-    assert cleanconll.git_blob(b"hello\n") == "ce013625030ba8dba906f756967f9e9ca394464a"  # git's
+    assert cleanconll.git_blob(b"hello\n") == "ce013625030ba8dba906f756967f9e9ca394464a"
 
 
 def test_apply_patch_is_patch_with_a_normal_diff():
