@@ -1,4 +1,4 @@
-# Thin targets; pass extra flags with ARGS="--lr=3e-5".
+# Thin targets; pass extra flags with ARGS="--lr=3e-5" (shell words, as typed on a command line).
 PY      := .venv/bin/python
 ARGS    ?=
 MODEL   ?= bert-base-multilingual-cased
@@ -9,6 +9,11 @@ ZERO_SHOT ?=
 TEXT    ?=
 GRID    ?=
 OUT     ?= runs
+
+# $(call q,TEXT): the variable as one shell word, exactly as given (make TEXT='He paid $5 .'):
+# $(value) keeps make from expanding a `$` in it, and single quotes (each ' inside written '\'')
+# keep the shell from reading its `$`, quotes, backticks or spaces.
+q = '$(subst ','\'',$(value $(1)))'
 
 .PHONY: venv test reproduce-en reproduce-de reproduce-germeval demo explain bench bench-model bench-wordpiece bench-conlleval bench-adamw bench-finetune bench-gpu bench-ablations
 
@@ -27,23 +32,23 @@ test: venv
 	$(PY) -m pytest -q tests $(ARGS)
 
 reproduce-en: venv
-	$(PY) experiments.py reproduce --lang en $(if $(DATA),--data $(DATA)) --model $(MODEL) --out $(OUT)/en $(if $(GRID),--grid true) $(if $(ZERO_SHOT),--zero_shot $(ZERO_SHOT)) $(ARGS)
+	$(PY) experiments.py reproduce --lang en $(if $(value DATA),--data $(call q,DATA)) --model $(call q,MODEL) --out $(call q,OUT)/en $(if $(value GRID),--grid true) $(if $(value ZERO_SHOT),--zero_shot $(call q,ZERO_SHOT)) $(ARGS)
 
 reproduce-de: venv
-	$(PY) experiments.py reproduce --lang de --data $(DE_DATA) --model $(MODEL) --out $(OUT)/de $(if $(GRID),--grid true) $(ARGS)
+	$(PY) experiments.py reproduce --lang de --data $(call q,DE_DATA) --model $(call q,MODEL) --out $(call q,OUT)/de $(if $(value GRID),--grid true) $(ARGS)
 
 # GermEval 2014 (CC-BY): downloaded once, or GERMEVAL_DATA=dir with NER-de-{train,dev,test}.tsv.
 reproduce-germeval: venv
-	$(PY) experiments.py reproduce --lang germeval $(if $(GERMEVAL_DATA),--data $(GERMEVAL_DATA)) --model $(MODEL) --out $(OUT)/germeval $(if $(GRID),--grid true) $(ARGS)
+	$(PY) experiments.py reproduce --lang germeval $(if $(value GERMEVAL_DATA),--data $(call q,GERMEVAL_DATA)) --model $(call q,MODEL) --out $(call q,OUT)/germeval $(if $(value GRID),--grid true) $(ARGS)
 
 demo: venv
-	$(PY) experiments.py demo $(if $(DATA),--data $(DATA)) --out $(OUT)/demo $(ARGS)
+	$(PY) experiments.py demo $(if $(value DATA),--data $(call q,DATA)) --out $(call q,OUT)/demo $(ARGS)
 
 # One sentence stage by stage: make explain MODEL=runs/en/run-KEY TEXT="Angela Merkel visited Paris ."
 # (ARGS="--method --delta 2.6 --unfreeze 3 --epochs 5": Tables 5-6's rates, unfreezing and
 # schedule instead, offline, no model or data needed)
 explain: venv
-	$(PY) experiments.py explain --model $(MODEL) $(ARGS) "$(TEXT)"
+	$(PY) experiments.py explain --model $(call q,MODEL) $(ARGS) $(call q,TEXT)
 
 bench: bench-model bench-wordpiece bench-conlleval bench-adamw
 

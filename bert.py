@@ -20,13 +20,12 @@ import os
 import re
 import socket
 import urllib.parse
+import urllib.request
 from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-import atomic
 
 
 @dataclass
@@ -49,9 +48,8 @@ class BertConfig:
         raw = read_json(path)
         for f in fields(cls):  # each field of its type and positive: a traceback in torch else
             v = raw.get(f.name, f.default)
-            typed = isinstance(v, f.type) and not isinstance(v, bool) or \
-                f.type is float and isinstance(v, int) and not isinstance(v, bool)
-            if not typed:
+            kinds = (int, float) if f.type is float else f.type  # 1 is a float here; True no int
+            if isinstance(v, bool) or not isinstance(v, kinds):
                 raise ValueError(f"{path}: {f.name} is {v!r}, expected {f.type.__name__}")
             dropout = "dropout" in f.name
             if f.type is not str and not (0 <= v < 1 if dropout else 0 < v < math.inf):
@@ -62,11 +60,9 @@ class BertConfig:
             raise ValueError(f"{path}: hidden_size {cfg.hidden_size} does not split into "
                              f"num_attention_heads {cfg.num_attention_heads} heads")
         if cfg.hidden_act != "gelu":
-            raise ValueError(f"{path}: hidden_act={cfg.hidden_act!r}; "
-                             f"only BERT's exact 'gelu' is implemented")
+            raise ValueError(f"{path}: hidden_act={cfg.hidden_act!r}; only 'gelu' is implemented")
         if raw.get("position_embedding_type", "absolute") != "absolute":
-            raise ValueError(f"{path}: only absolute position embeddings are implemented "
-                             f"(BERT Sec 3)")
+            raise ValueError(f"{path}: only absolute positions are implemented (BERT Sec 3)")
         return cfg
 
 
@@ -74,7 +70,7 @@ class BertConfig:
 # The model: six lines of the paper's Figure 1 in five small modules.
 
 class Embeddings(nn.Module):
-    """Input representation = word + position + segment embedding, then LayerNorm (BERT Sec 3.2)."""
+    """Input representation = word + position + segment embedding, then LayerNorm (BERT Sec 3)."""
 
     def __init__(self, cfg):
         super().__init__()
@@ -123,7 +119,8 @@ class Layer(nn.Module):
 
 class MLMHead(nn.Module):
     """Masked-LM head (BERT Sec 3.1 Task #1), used by LM fine-tuning (Tables 5-6): dense + GELU +
-    LayerNorm, then vocabulary scores through the tied word embedding matrix plus an output bias."""
+    LayerNorm, then vocabulary scores through the word embedding matrix plus an output bias: tied
+    as HF and google-research/bert's run_pretraining.py (get_masked_lm_output) tie them."""
 
     def __init__(self, cfg, word_emb):
         super().__init__()
@@ -191,8 +188,7 @@ def checkpoint_files(name_or_dir, names, optional=()):
     fetched: never the .bin/.h5/.msgpack copies of the weights."""
     if os.path.isdir(name_or_dir):
         paths = {n: os.path.join(name_or_dir, n) for n in (*names, *optional)}
-        missing = [n for n in names if not os.path.isfile(paths[n])]
-        if missing:
+        if missing := [n for n in names if not os.path.isfile(paths[n])]:
             raise FileNotFoundError(f"{name_or_dir}: missing {', '.join(missing)} (a BERT folder "
                                     f"needs config.json, vocab.txt and model.safetensors)")
         return {n: p for n, p in paths.items() if os.path.isfile(p)}
@@ -200,7 +196,15 @@ def checkpoint_files(name_or_dir, names, optional=()):
         raise FileNotFoundError(f"{name_or_dir}: no such folder")
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
-    paths, offline = {}, not hub_resolves()
+    # Offline, huggingface_hub retries for about 23 s (printing "Retrying") before it gives up:
+    # where the Hub's name does not resolve (a proxy resolves it itself), ask its cache alone.
+    host = urllib.parse.urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
+    try:
+        offline = not urllib.request.getproxies().keys() & {"https", "all"} \
+            and not socket.getaddrinfo(host, 443)
+    except OSError:
+        offline = True
+    paths = {}
     for n in (*names, *optional):
         try:
             paths[n] = hf_hub_download(name_or_dir, n, local_files_only=offline)
@@ -216,27 +220,19 @@ def checkpoint_files(name_or_dir, names, optional=()):
     return paths
 
 
-def hub_resolves():
-    """Whether the Hub's host name resolves, in milliseconds: offline, huggingface_hub retries
-    for about 30 s before it gives up. Behind a proxy the proxy resolves names: assume it does."""
-    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return True
-    host = urllib.parse.urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
-    try:
-        socket.getaddrinfo(host, 443)
-    except OSError:
-        return False
-    return True
-
-
-# Checkpoint keys we do not use, by name. The pooler and NSP head serve BERT's [CLS] tasks, not
-# NER; the decoder weight is the word embedding (tied) and the decoder bias aliases
-# cls.predictions.bias. A tagger's classifier is ignored by from_pretrained (the encoder only);
-# token_classifier_from_pretrained reads it.
+# The masked-LM head's keys: paper Sec 4.2's masked-LM stage trains it.
+MLM_HEAD = ("cls.predictions.transform.dense.weight", "cls.predictions.transform.dense.bias",
+            "cls.predictions.transform.LayerNorm.weight",
+            "cls.predictions.transform.LayerNorm.bias", "cls.predictions.bias")
+# Checkpoint keys left unused, by name. The pooler and NSP head serve BERT's [CLS] tasks, not NER;
+# the decoder weight is the word embedding (tied) and the decoder bias aliases cls.predictions.bias.
+# from_pretrained ignores a tagger's classifier, and an MLM head unless it is whole: HF's BertModel
+# and BertForTokenClassification load a partial one (cls.predictions.bias alone, say) unused, and
+# check_mlm_head refuses it before the masked-LM stage trains it. A tagger never loads the head.
 IGNORED = ("pooler.dense.weight", "pooler.dense.bias", "embeddings.position_ids",
            "cls.seq_relationship.weight", "cls.seq_relationship.bias",
            "cls.predictions.decoder.weight", "cls.predictions.decoder.bias",
-           "classifier.weight", "classifier.bias")
+           "classifier.weight", "classifier.bias", *MLM_HEAD)
 
 
 def key_table(cfg, mlm, tagger=False):
@@ -249,7 +245,7 @@ def key_table(cfg, mlm, tagger=False):
     pairs = [("emb.ln", "embeddings.LayerNorm")]
     for i in range(cfg.num_hidden_layers):
         ours, hf = f"layers.{i}", f"encoder.layer.{i}"
-        for p in ("weight", "bias"):
+        for p in ("weight", "bias"):  # checkpoints store the query, key and value apart
             qkv = ("query", "key", "value")
             t[f"{ours}.qkv.{p}"] = [f"{hf}.attention.self.{m}.{p}" for m in qkv]
         pairs += [(f"{ours}.proj", f"{hf}.attention.output.dense"),
@@ -257,13 +253,13 @@ def key_table(cfg, mlm, tagger=False):
                   (f"{ours}.fc1", f"{hf}.intermediate.dense"),
                   (f"{ours}.fc2", f"{hf}.output.dense"),
                   (f"{ours}.ln2", f"{hf}.output.LayerNorm")]
-    if mlm:
-        pairs += [("mlm.dense", "cls.predictions.transform.dense"),
-                  ("mlm.ln", "cls.predictions.transform.LayerNorm")]
-        t["mlm.decoder.bias"] = ["cls.predictions.bias"]
     for ours, hf in pairs:
         for p in ("weight", "bias"):
             t[f"{ours}.{p}"] = [f"{hf}.{p}"]
+    if mlm:
+        names = ("mlm.dense.weight", "mlm.dense.bias", "mlm.ln.weight", "mlm.ln.bias",
+                 "mlm.decoder.bias")
+        t |= {name: [hf] for name, hf in zip(names, MLM_HEAD)}
     if tagger:
         t = {"bert." + k: v for k, v in t.items()}
         t |= {"out.weight": ["classifier.weight"], "out.bias": ["classifier.bias"]}
@@ -288,15 +284,16 @@ def read_safetensors(path):
 
 
 def check_mlm_head(name_or_dir):
-    """The masked-LM stage (paper Sec 4.2) trains the checkpoint's own MLM head: one without it
-    is an error, found by the file's keys (no tensor is read)."""
+    """The masked-LM stage (paper Sec 4.2) trains the checkpoint's own MLM head: a checkpoint with
+    none or part of one (see IGNORED) is an error naming what is missing. No tensor is read."""
     from safetensors import safe_open
     path = checkpoint_files(name_or_dir, ["model.safetensors"])["model.safetensors"]
-    with safe_open(path, "pt") as f:
-        if "cls.predictions.transform.dense.weight" not in map(hf_name, f.keys()):
-            raise ValueError(f"{name_or_dir}: the checkpoint has no masked-LM head "
-                             f"(cls.predictions.*) for the masked-LM stage (--lm_epochs); use one "
-                             f"that has it (mBERT does)")
+    with safe_open(path, "pt") as f:  # the output bias may be stored under the decoder's name
+        keys = {hf_name(k).replace("decoder.bias", "bias") for k in f.keys()}
+    if missing := [k for k in MLM_HEAD if k not in keys]:
+        raise ValueError(f"{name_or_dir}: the checkpoint has no masked-LM head, or only part of "
+                         f"one (missing {', '.join(missing)}), for the masked-LM stage "
+                         f"(--lm_epochs); use one that has it whole (mBERT does)")
 
 
 def read_json(path):
@@ -361,7 +358,7 @@ def load_checkpoint(name_or_dir, tagger):
     if tagger and "classifier.weight" not in sd:
         raise ValueError(f"{path}: no classifier.weight: this is not a token-classification "
                          f"checkpoint (from_pretrained loads its encoder; add a TokenClassifier)")
-    mlm = not tagger and "cls.predictions.transform.dense.weight" in sd  # HF taggers have none
+    mlm = not tagger and set(MLM_HEAD) <= sd.keys()  # whole, else left out: see MLM_HEAD
     table = key_table(cfg, mlm, tagger)
     used = {k for keys in table.values() for k in keys}
     missing = sorted(used - sd.keys())
@@ -369,11 +366,10 @@ def load_checkpoint(name_or_dir, tagger):
     if missing or unexpected:
         raise ValueError(f"{path}: checkpoint does not match a BERT of {files['config.json']}: "
                          f"missing {missing or 'none'}; unexpected {unexpected or 'none'}")
-    ours = {}
-    for name, keys in table.items():
-        ours[name] = sd.pop(keys[0]) if len(keys) == 1 else torch.cat([sd.pop(k) for k in keys])
+    ours = {name: sd.pop(keys[0]) if len(keys) == 1 else torch.cat([sd.pop(k) for k in keys])
+            for name, keys in table.items()}
     if mlm:
-        ours["mlm.decoder.weight"] = ours["emb.word.weight"]  # tied (BERT Sec 3.1): two names
+        ours["mlm.decoder.weight"] = ours["emb.word.weight"]  # tied (see MLMHead): two names
     with torch.device("meta"):
         model = Bert(cfg, mlm=mlm)
         if tagger:  # HF sizes the classifier by id2label: a mismatch fails the shape check below
@@ -391,12 +387,13 @@ def load_checkpoint(name_or_dir, tagger):
 
 
 def save_pretrained(model, folder, config_extra=None):
-    """Write our Bert or TokenClassifier as a Hub checkpoint that the loaders above and HF read:
-    config.json + model.safetensors under HF key names, query/key/value split again.
-    TokenClassifier -> BertForTokenClassification (`bert.` keys + classifier.*; an MLM head is
-    dropped), Bert -> BertForMaskedLM with its MLM head, else BertModel (bare keys, no pooler).
-    `config_extra` joins config.json: {"id2label": {"0": "O", ...}, "label2id": {"O": 0, ...}}."""
-    from safetensors.torch import save_file
+    """Write our Bert or TokenClassifier plainly into `folder` (made if missing) as a Hub checkpoint
+    that the loaders above and HF read: config.json + model.safetensors under HF key names,
+    query/key/value split again. TokenClassifier -> BertForTokenClassification (`bert.` keys +
+    classifier.*; an MLM head is dropped), Bert -> BertForMaskedLM with its MLM head, else BertModel
+    (bare keys, no pooler). `config_extra` joins config.json: {"id2label": {"0": "O", ...}, ...}.
+    A caller that needs the folder whole writes a temporary one and renames it, or records last."""
+    from safetensors.torch import save
     tagger = isinstance(model, TokenClassifier)
     cfg = (model.bert if tagger else model).cfg
     mlm = not tagger and model.mlm is not None
@@ -419,18 +416,13 @@ def save_pretrained(model, folder, config_extra=None):
                              f"({{'0': 'O', ...}}), not {len(names)}")
         extra.setdefault("label2id", {tag: int(i) for i, tag in names.items()})
     os.makedirs(folder, exist_ok=True)
-    text = json.dumps({**config, **extra}, indent=2) + "\n"  # ASCII: \u escapes, any locale
-    weights = os.path.join(folder, "model.safetensors")
-    # HF's own files carry {"format": "pt"}; older transformers releases refuse a file without it
-    def write(tmp):
-        try:
-            save_file(out, tmp, metadata={"format": "pt"})
-        except Exception as e:  # safetensors' own error, around the OS's (no room, a size limit)
-            if type(e).__name__ != "SafetensorError":
-                raise
-            raise OSError(f"{weights} could not be written ({e})") from None
-    atomic.replace(weights, write)  # a failed write leaves nothing of the file behind
-    atomic.write_text(os.path.join(folder, "config.json"), text)
+    with open(os.path.join(folder, "config.json"), "w", encoding="utf-8") as f:
+        f.write(json.dumps({**config, **extra}, indent=2) + "\n")  # ASCII: \u escapes, any locale
+    # Python writes the bytes, so that a full disk is an OSError as callers expect (save_file raises
+    # safetensors' own type); the price: the file's size in memory while it is written.
+    # {"format": "pt"} as in HF's own files: older transformers releases refuse a file without it.
+    with open(os.path.join(folder, "model.safetensors"), "wb") as f:
+        f.write(save(out, metadata={"format": "pt"}))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,12 +13,16 @@ original's words against the CoNLL-2003 English the patches were made for, each 
 the words it replaces, and the built file against the annotation file's own lines, sentences and
 entities. The result is a CoNLL file like any other: word, POS, Wikipedia link (BIO), the NER tags
 before the last correction phase, the final NER tags (BIO) in the last column, which conll.py reads.
+`cleanconll_dir` builds the files once into the cache, a folder that appears whole.
 """
 import hashlib
+import os
 import re
+import sys
 
 import atomic
 import conll
+import corpora
 
 REPO = "flairNLP/CleanCoNLL"
 COMMIT = "bedc569f0983ddd39c2c729fb5df64be710bcab4"
@@ -71,7 +75,7 @@ def check_file(path, name):
     _, blob, sha256 = FILES[name]
     if git_blob(data) != blob or sha256 and hashlib.sha256(data).hexdigest() != sha256:
         raise ValueError(f"{path}: not {REPO}'s {name} at commit {COMMIT[:12]} (git blob "
-                         f"{git_blob(data)}, expected {blob}); fetch it again")
+                         f"{git_blob(data)}, expected {blob}): put that file there instead")
     return data
 
 
@@ -172,7 +176,7 @@ def build_split(original, patch, annotations, out, split):
         with open(tmp, "wb") as f:
             f.write(built)
         check_counts(conll.read_conll(tmp), masked, split)
-    atomic.replace(out, write)
+    atomic.write(out, write)
 
 
 def check_alignment(patched, masked, original, split):
@@ -213,3 +217,53 @@ def check_counts(sents, masked, split):
     if got != want:
         raise ValueError(f"the built cleanconll.{split} reads as {got[0]} sentences with "
                          f"entities {got[1]}; its annotation file has {want[0]} and {want[1]}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The built folder, once per original, and CleanCoNLL's files, from a folder or fetched once.
+
+OFFLINE = ("put CleanCoNLL's annotation and patch files (github.com/flairNLP/CleanCoNLL at commit "
+           "bedc569, data/cleanconll_annotations/ and data/patch_files/) in one folder and pass "
+           "it: --cleanconll DIR, or beside the English files with --lang cleanconll --data DIR")
+
+
+def cleanconll_dir(original, source="", cache_dir=None, train=False):
+    """The folder of cleanconll.dev and .test (and .train with train=True), built once from the
+    CoNLL-2003 English folder `original` into cache_dir/cleanconll/<its data id>[-train].
+    CleanCoNLL's files come from the folder `source` where it has them (side by side, or as the
+    repository lays them out), else from cache_dir/cleanconll/files, else from the repository,
+    fetched once (cache_dir: corpora.CACHE by default). The original's words are checked first,
+    so other files fail before any download."""
+    paths, cache_dir = corpora.splits(original, "en"), cache_dir or corpora.CACHE
+    wanted = ["dev", "test"] + ["train"] * train
+    out = os.path.join(cache_dir, "cleanconll", corpora.data_id(original, "en") + "-train" * train)
+    for split in wanted:  # cheap, local, and before the network: the right English files?
+        with open(paths[split], "rb") as f:
+            check_words(f.read(), paths[split], split)
+    if all(os.path.isfile(os.path.join(out, f"cleanconll.{s}")) for s in wanted):
+        return out
+
+    def fill(tmp):
+        for split in wanted:
+            patch, annotations, _ = SPLITS[split]
+            build_split(paths[split], _file(patch, source, cache_dir),
+                        _file(annotations, source, cache_dir),
+                        os.path.join(tmp, f"cleanconll.{split}"), split)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    return atomic.make_folder(out, fill)
+
+
+def _file(name, source, cache_dir):
+    """The bytes of CleanCoNLL's file `name`, checked (git blob id, sha256) wherever found."""
+    where = [os.path.join(source, name), os.path.join(source, FILES[name][0])] if source else []
+    kept = os.path.join(cache_dir, "cleanconll", "files", name)
+    for path in [*where, kept]:
+        if os.path.isfile(path):
+            return check_file(path, name)
+    os.makedirs(os.path.dirname(kept), exist_ok=True)
+    try:  # fetched whole and checked, or not kept at all
+        corpora.fetch(url(name), kept, lambda tmp: check_file(tmp, name), OFFLINE)
+    except (OSError, ValueError) as e:
+        raise type(e)(f"{e}{getattr(e, 'hint', '')}") from e
+    print(f"CleanCoNLL: {name} from {url(name)}", file=sys.stderr)
+    return check_file(kept, name)

@@ -1,23 +1,19 @@
-"""CoNLL-2003 data -> BERT inputs: the data side of the paper (Sec 3.1, 3.2, Figure 1).
+"""CoNLL-2003 data -> BERT inputs: the data side of the paper (Sec 3.1, 3.2).
 
-Sec 3.1: the English and German CoNLL-2003 files, read in their original IOB1 tags or in BIO
-(IOB2), and converted between the two without moving a single entity span (spans as conlleval.pl
-defines them). GermEval 2014 (Benikova et al. 2014, CC-BY: NER-de-{train,dev,test}.tsv, BIO, outer
-and inner level) reads into the same sentences. Words-only files (one column) read too,
-marked gold=False. Where the files are, and downloading the free ones, is corpora.py's.
-Encoding: a file that is valid UTF-8 is UTF-8; one with no multi-byte UTF-8 sequence at all is
-latin-1 (the German deu.* files); one with both UTF-8 and invalid bytes is an error, never mojibake.
+Sec 3.1: the English and German CoNLL-2003 files in their original IOB1 tags or in BIO (IOB2),
+converted between the two without moving an entity span (spans as conlleval.pl reads them).
+GermEval 2014 (Benikova et al. 2014: NER-de-{train,dev,test}.tsv, BIO, outer and inner level) and
+words-only files (one column, gold=False) read into the same sentences; corpora.py finds the files.
+A file is UTF-8 if it is valid UTF-8, else latin-1 (the German deu.* files), never a mix.
 
-Sec 3.2 / Figure 1: each word is split into WordPiece pieces; the word's tag sits on its first
-piece and every other position gets the ignore label -100, as in google-research/bert
-run_classifier-style NER fine-tuning. Sentences longer than the model's window are split into
-overlapping windows and each word is predicted once, from the window where it has the most
-context (run_squad.py's `_check_is_max_context`). Optional document context, BERT Sec 5.3
-(Devlin et al. 2019), fills a window with neighbouring sentences; the paper does not use it.
+Sec 3.2: each word is split into WordPiece pieces (wordpiece.py), and a sentence becomes the
+piece ids of one BERT input. Its label ids sit on each word's first piece, -100 elsewhere
+(BERT Sec 5.3: first piece only). Sentences longer than the model's window are split into
+overlapping windows (featurize); optional document context (BERT Sec 5.3) fills a window with
+neighbouring sentences, which the paper does not do.
 
-    python conll.py stats [--model bert-base-multilingual-cased] [--json] train.txt valid.txt
-    python conll.py convert --to bio eng.train eng.train.bio
-    python conll.py stats --encoding latin-1 deu.train      # GermEval .tsv files are detected
+    python conll.py stats [--model bert-base-multilingual-cased] [--json] eng.train deu.train
+    python conll.py convert eng.train --to bio > eng.train.bio
 """
 import argparse
 import codecs
@@ -29,19 +25,10 @@ import re
 import sys
 from dataclasses import dataclass
 
-import atomic
+import conlleval  # spans: conlleval.pl's chunk rules
 
 DOCSTART = "-DOCSTART-"
-# A byte-order mark opening a line is never part of a word. _decode drops the file's first; files
-# saved with one and joined with `cat` have more, which the readers skip and convert keeps.
-BOM = "\ufeff"
-
-
-def unmarked(line):
-    """`line` without the byte-order marks at its start, in either reading: U+FEFF (UTF-8) or
-    "\u00ef\u00bb\u00bf" (its bytes read as latin-1 or cp1252). A mark is never part of a word,
-    at a file's start or at a line's (files joined with cat); the bytes on disk stay as they are."""
-    return re.sub("^(?:\ufeff|\u00ef\u00bb\u00bf)+", "", line)
+BOM = "\ufeff"  # UTF-8's byte-order mark: never part of a word
 IGNORE = -100  # torch cross_entropy's ignore_index: [CLS], [SEP], continuation pieces, context
 
 
@@ -61,75 +48,61 @@ def has_gold(sentences):
 
 # ---------------------------------------------------------------- reading
 
-def decode(path, data, encoding):
-    """Bytes -> (text, encoding used). CoNLL-2003 German is latin-1 (ISO-8859-1), English ASCII,
-    GermEval 2014 UTF-8. With encoding=None: valid UTF-8 -> "utf-8" ("utf-8-sig" drops a BOM);
-    no valid multi-byte UTF-8 sequence at all -> "latin-1" (b"M\\xfcller" -> "Müller"); UTF-8
-    sequences *and* invalid bytes -> ValueError, as either reading garbles part of the file
-    (UTF-8 "Müller" read as latin-1 is "MÃ¼ller"). A given UTF-8 (utf8, UTF_8, ...) drops a BOM
-    as detection does.
-    """
-    if encoding is not None:
-        try:
-            text = data.decode(encoding)
-        except LookupError:
-            raise ValueError(f"{path}: unknown encoding {encoding!r}; pass e.g. utf-8 or "
-                             f"latin-1") from None
-        except UnicodeDecodeError as e:
-            line = data[:e.start].count(b"\n") + 1
-            raise ValueError(f"{path}:{line}: not valid {encoding} ({e.reason}); pass the file's "
-                             f"real encoding, or leave it out to detect UTF-8/latin-1") from None
-        if codecs.lookup(encoding).name == "utf-8" and text.startswith(BOM):
-            return text[1:], "utf-8-sig"  # as detection does, so convert writes the BOM back
-        return text, encoding
-    text = data.decode("utf-8", errors="surrogateescape")  # invalid byte b -> U+DC00 + b
-    bad = re.search(r"[\udc80-\udcff]", text)
-    if bad is None:  # keep a BOM out of word 1; writing back with utf-8-sig restores it
-        return (text[1:], "utf-8-sig") if text.startswith(BOM) else (text, "utf-8")
-    # a valid multi-byte sequence; a byte-order mark is none (a latin-1 body behind one is latin-1)
-    good = re.search(r"[^\x00-\x7f\udc80-\udcff]", re.sub(r"(?:^|(?<=\n))\ufeff", "", text))
-    if good is None:
-        return data.decode("latin-1"), "latin-1"  # never fails: every byte is a character
-    at, seen = (text[:m.start()].count("\n") + 1 for m in (bad, good))
-    raise ValueError(f"{path}:{at}: byte 0x{ord(bad.group()) - 0xdc00:02x} is not valid UTF-8, "
-                     f"but the file has UTF-8 elsewhere (line {seen}); fix the byte if the file "
-                     f"is UTF-8, or read every byte as latin-1: predict and conll.py take "
-                     f"--encoding latin-1; for training, convert the file to UTF-8 (iconv -f "
-                     f"latin-1 -t utf-8)")
+def unmarked(line):
+    """`line` without the byte-order marks at its start (files joined with `cat` have some)."""
+    return line.lstrip(BOM)
+
+
+def decode(path, data, encoding=None):
+    """Bytes -> (text, encoding used). CoNLL-2003 German is latin-1, English ASCII, GermEval
+    UTF-8. With encoding=None: valid UTF-8 -> "utf-8"; no multi-byte UTF-8 at all -> "latin-1"
+    (b"M\\xfcller" -> "Müller"); both -> ValueError, as either reading garbles part of the file.
+    A leading UTF-8 BOM is dropped, as "utf-8-sig", which convert writes back."""
+    if encoding is None:
+        text = data.decode("utf-8", errors="surrogateescape")  # invalid byte b -> U+DC00 + b
+        bad = re.search(r"[\udc80-\udcff]", text)
+        good = re.search(r"[^\x00-\x7f\udc80-\udcff]", text)
+        if bad and good:
+            at, seen = (text[:m.start()].count("\n") + 1 for m in (bad, good))
+            raise ValueError(f"{path}:{at}: byte 0x{ord(bad.group()) - 0xdc00:02x} is not valid "
+                             f"UTF-8, but line {seen} is UTF-8; fix the byte, or read every byte "
+                             f"as latin-1 (--encoding latin-1; to train: iconv -f latin-1)")
+        encoding = "latin-1" if bad else "utf-8"
+    try:
+        text = data.decode(encoding)
+    except LookupError:
+        raise ValueError(f"{path}: unknown encoding {encoding!r}; pass e.g. latin-1") from None
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise ValueError(f"{path}:{line}: not valid {encoding} ({e.reason}); pass the file's "
+                         f"real encoding, or leave it out to detect UTF-8/latin-1") from None
+    if codecs.lookup(encoding).name == "utf-8" and text.startswith(BOM):
+        return text[1:], "utf-8-sig"
+    return text, encoding
 
 
 def _lines(path, encoding=None):
-    """The file's lines (split on \\n only: latin-1 byte 0x85 is a character, not a line break).
-    A \\r inside a line is an error: with old Mac (CR-only) line ends the file is one line, its
-    words one sentence tagged by the last column. CRLF's \\r ends a line, the readers strip it."""
+    """The file's lines, split on \\n only: latin-1 byte 0x85 is no line break."""
     if os.path.isdir(path):
         raise ValueError(f"{path}: a folder; pass a file")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such file")
     with open(path, "rb") as f:
-        data = f.read()
-    if not data.strip():
-        raise ValueError(f"{path}: empty file; expected CoNLL lines 'word ... NE-tag'")
-    text, enc = decode(path, data, encoding)
-    lines = text.split("\n")
+        text, enc = decode(path, f.read(), encoding)
+    return text.split("\n"), enc
+
+
+def _rows(lines):
+    """(line number, columns) per line, no columns for a blank line. Columns are split on spaces
+    and tabs only: a latin-1 non-breaking space may be part of a word."""
     for n, line in enumerate(lines, start=1):
-        if "\r" in line.rstrip(" \t\r"):
-            raise ValueError(f"{path}:{n}: a carriage return (\\r) inside the line: the file has "
-                             f"old Mac (CR-only) line endings; convert them to \\n")
-    return lines, enc
-
-
-def _fields(line):
-    """Columns split on spaces/tabs only (a latin-1 non-breaking space may be part of a word)."""
-    line = unmarked(line).strip(" \t\r")
-    return re.split(r"[ \t]+", line) if line else []
+        line = unmarked(line).strip(" \t\r")
+        yield n, re.split(r"[ \t]+", line) if line else []
 
 
 def check_tag(tag, path, n, where="the NE tag must be the last column"):
-    """O, B-TYPE or I-TYPE (IOB1 and BIO use only these), TYPE printable with no space; anything
-    else is an error at path:n. An invisible character would make a type of its own, scored
-    apart and never predicted: "I-PER\\xa0" (a latin-1 no-break space, which the CoNLL reader
-    keeps in the column) is type "PER\\xa0", not PER."""
+    """O, B-TYPE or I-TYPE (IOB1 and BIO use only these), else an error at path:n. TYPE holds no
+    space or invisible char: "I-PER\\xa0" would be a type of its own, never predicted."""
     prefix, _, kind = tag.partition("-")
     if prefix in ("S", "E") and kind:
         raise ValueError(f"{path}:{n}: tag {tag!r} is IOBES; convert IOBES to BIO first "
@@ -137,25 +110,22 @@ def check_tag(tag, path, n, where="the NE tag must be the last column"):
     if tag != "O" and not (prefix in ("B", "I") and kind):
         raise ValueError(f"{path}:{n}: tag {tag!r} is not O, B-TYPE or I-TYPE ({where})")
     # isprintable() is False for control and format characters and every whitespace but " "
-    if not kind.isprintable() or " " in kind:
-        bad = next(c for c in kind if c == " " or not c.isprintable())
-        raise ValueError(f"{path}:{n}: tag {tag!r}: its type holds U+{ord(bad):04X}, a space "
-                         f"or an invisible character, which would make {kind!r} a type of its "
-                         f"own; delete the character")
+    bad = [c for c in kind if c == " " or not c.isprintable()]
+    if bad:
+        raise ValueError(f"{path}:{n}: tag {tag!r}: its type holds U+{ord(bad[0]):04X}, a space "
+                         f"or an invisible character; delete the character")
 
 
-def _parse(lines, path):
-    """Lines -> sentences. -DOCSTART- lines (any column form) open a new document and are never
-    words; blank lines end a sentence. Sentences before the first -DOCSTART- form document 0.
-    A one-column file is words only: tags all "O", gold=False."""
+def _parse(rows, path):
+    """(line number, columns) rows -> sentences. A -DOCSTART- row (any column form) opens a new
+    document and is never a word; no columns end a sentence. Sentences before the first
+    -DOCSTART- form document 0. A one-column file is words only: tags all "O", gold=False."""
     out = []
     words, tags = [], []  # of the sentence being read
     first = 0  # the line of its first word
     ncols = None  # word line columns: 4 (English), 5 (German) or 1 (words only)
-    doc = 0
-    begun = False  # the current document has a -DOCSTART- or a word
-    for n, line in enumerate(lines + [""], start=1):  # a final "" flushes a last line with no \n
-        cols = _fields(line)
+    doc, begun = 0, False  # begun: the current document has a -DOCSTART- or a word
+    for n, cols in itertools.chain(rows, [(None, [])]):  # the last row flushes the last sentence
         if not cols or cols[0] == DOCSTART:
             if words:
                 out.append(Sentence(words, tags, doc, first, gold=ncols > 1))
@@ -176,7 +146,7 @@ def _parse(lines, path):
         words.append(cols[0])
         tags.append(cols[-1] if ncols > 1 else "O")
     if not out:
-        raise ValueError(f"{path}: no sentences, only blank or -DOCSTART- lines")
+        raise ValueError(f"{path}: no sentences, only blank lines or document openings")
     return out
 
 
@@ -184,21 +154,12 @@ def _parse(lines, path):
 # "index<TAB>word<TAB>outer<TAB>inner" in BIO over 12 types (PER, LOC, ORG, OTH, each also
 # ...deriv and ...part), a blank line after each sentence, UTF-8.
 GERMEVAL_LEVELS = {"outer": 2, "inner": 3}  # level -> its column
-GERMEVAL_LINE = "a GermEval 2014 word line is 'index<TAB>word<TAB>outer<TAB>inner'"
-
-
-def _germeval_row(line):
-    """A GermEval line without its BOM, line end and trailing blanks. The official
-    NER-de-test.tsv has a word line '1\\t"\\tO\\tO\\t', a fifth field that is empty (HF's
-    germeval_14 loader reads row[:4] and never sees it); a fifth field that is not empty, or a
-    missing fourth, stays an error."""
-    return unmarked(line).rstrip(" \t\r")
 
 
 def _is_germeval(lines):
     """The first non-blank line is a '#' comment and the first word line has 4 tab-separated
     columns, the first an integer. CoNLL-2003 files open with -DOCSTART- or a word line."""
-    rows = (_germeval_row(x) for x in lines)
+    rows = (unmarked(x).rstrip(" \t\r") for x in lines)
     rows = (x for x in rows if x.strip())
     if not next(rows, "").startswith("#"):
         return False
@@ -206,47 +167,29 @@ def _is_germeval(lines):
     return len(cols) == 4 and cols[0].isdigit()
 
 
-def _check_germeval(cols, path, n):
-    if len(cols) != 4:
-        raise ValueError(f"{path}:{n}: {len(cols)} tab-separated columns; {GERMEVAL_LINE}")
-    if not cols[0].isdigit() or not cols[1]:
-        what = f"index {cols[0]!r} is not an integer" if cols[1] else "empty word"
-        raise ValueError(f"{path}:{n}: {what}; {GERMEVAL_LINE}")
-    for tag in cols[2:]:
-        check_tag(tag, path, n, "columns 3 and 4 hold the outer and inner BIO tags")
-
-
-def _parse_germeval(lines, path, level):
-    """GermEval lines -> sentences of one level. Consecutive sentences whose '#' lines name the
-    same source URL form one document (Sentence.doc), so doc_context stays within an article."""
-    if level not in GERMEVAL_LEVELS:
-        raise ValueError(f"level={level!r}: expected 'outer' or 'inner'")
-    out = []
-    words, tags = [], []  # of the sentence being read
-    first = 0  # the line of its first word
-    doc = 0
+def _germeval_rows(lines, path, level):
+    """GermEval lines as the rows _parse reads: [word, tag of the level] for a word line (both tags
+    checked), [DOCSTART] for a '#' line naming a new source URL (sentences of one article form
+    one document, so doc_context stays within it), no columns for other '#' and blank lines."""
     url = None  # the source URL of the current document
-    for n, line in enumerate(lines + [""], start=1):
-        line = _germeval_row(line)
-        if not line.strip() or line.startswith("#"):
-            if words:
-                out.append(Sentence(words, tags, doc, first))
-                words, tags = [], []
-            if line.startswith("#"):  # "#\thttp://de.wikipedia.org/wiki/X [2009-10-17]" -> URL
-                src = line[1:].strip().rsplit(" [", 1)[0]
-                if url is not None and src != url:
-                    doc += 1
-                url = src
-            continue
-        cols = line.split("\t")
-        _check_germeval(cols, path, n)
-        if not words:
-            first = n
-        words.append(cols[1])
-        tags.append(cols[GERMEVAL_LEVELS[level]])
-    if not out:
-        raise ValueError(f"{path}: no sentences, only '#' or blank lines")
-    return out
+    for n, line in enumerate(lines, start=1):
+        # the official NER-de-test.tsv has a word line '1\t"\tO\tO\t', a fifth field that is
+        # empty (HF's germeval_14 loader reads row[:4] and never sees it): not an error
+        row = unmarked(line).rstrip(" \t\r")
+        cols = row.split("\t")
+        if row.startswith("#"):  # "#\thttp://de.wikipedia.org/wiki/X [2009-10-17]" -> URL
+            src = row[1:].strip().rsplit(" [", 1)[0]
+            yield n, [DOCSTART] if src != url else []
+            url = src
+        elif not row.strip():
+            yield n, []
+        elif len(cols) != 4 or not cols[0].isdigit() or not cols[1]:
+            raise ValueError(f"{path}:{n}: {row!r} is not a word line; a GermEval 2014 word "
+                             f"line is 'index<TAB>word<TAB>outer<TAB>inner'")
+        else:
+            for tag in cols[2:]:
+                check_tag(tag, path, n, "columns 3 and 4 hold the outer and inner BIO tags")
+            yield n, [cols[1], cols[GERMEVAL_LEVELS[level]]]
 
 
 def read_conll_info(path, encoding=None):
@@ -254,29 +197,30 @@ def read_conll_info(path, encoding=None):
     ([Sentence(["EU", "rejects"], ["I-ORG", "O"], 0, 3)], "utf-8", "conll")."""
     lines, enc = _lines(path, encoding)
     if _is_germeval(lines):
-        return _parse_germeval(lines, path, "outer"), enc, "germeval"
-    sents = _parse(lines, path)
+        return _parse(_germeval_rows(lines, path, "outer"), path), enc, "germeval"
+    sents = _parse(_rows(lines), path)
     return sents, enc, "conll" if has_gold(sents) else "words"
 
 
 def read_conll(path, encoding=None):
-    """English (word POS chunk NE) or German (word lemma POS chunk NE) CoNLL-2003 -> sentences.
-    Also: words-only files (one column: tags all "O", Sentence.gold False, see has_gold) and
-    GermEval 2014 files (detected by layout; the outer level, read_germeval for the inner)."""
+    """English (word POS chunk NE) or German (word lemma POS chunk NE) CoNLL-2003 -> sentences;
+    also words-only files and GermEval 2014 ones (the outer level; read_germeval for the inner)."""
     return read_conll_info(path, encoding)[0]
 
 
 def has_docstart(path, encoding=None):
     """Whether a CoNLL file holds -DOCSTART- lines (predict writes them back only then)."""
     lines, _ = _lines(path, encoding)
-    return any(_fields(x)[:1] == [DOCSTART] for x in lines)
+    return any(cols[:1] == [DOCSTART] for _, cols in _rows(lines))
 
 
 def read_germeval(path, level="outer", encoding=None):
     """GermEval 2014 .tsv -> sentences with the outer (column 3) or inner (column 4) BIO tags:
     "1\\tAnna\\tB-PER\\tO" -> word "Anna", tag "B-PER" (outer) or "O" (inner)."""
+    if level not in GERMEVAL_LEVELS:
+        raise ValueError(f"level={level!r}: expected 'outer' or 'inner'")
     lines, _ = _lines(path, encoding)
-    return _parse_germeval(lines, path, level)
+    return _parse(_germeval_rows(lines, path, level), path)
 
 
 # ---------------------------------------------------------------- tagging schemes (Sec 3.1)
@@ -289,19 +233,20 @@ def opens(tags, i):
 
 
 def spans(tags):
-    """Entity spans as conlleval.pl reads them, in IOB1 or BIO alike: {(start, end_excl, type)}.
+    """Entity spans by conlleval's chunk rules, in IOB1 or BIO alike: {(start, end_excl, type)}.
 
     ["I-PER", "I-PER", "B-PER", "O", "B-LOC"] -> {(0, 2, "PER"), (2, 3, "PER"), (4, 5, "LOC")}
     """
     out, start = set(), None
-    tags = [*tags, "O"]
-    for i, tag in enumerate(tags):
-        begins = tag[0] == "B" or opens(tags, i)  # conlleval.pl startOfChunk
-        if start is not None and (tag == "O" or begins):  # endOfChunk at the same place
-            out.add((start, i, tags[i - 1][2:]))
+    prev, prev_type = "O", ""  # a sentence opens as if after an O, as in conlleval.pl
+    for i, tag in enumerate([*tags, "O"]):  # the final O closes a span still open
+        t, typ = conlleval.split_tag(tag)
+        if start is not None and conlleval.end_of_chunk(prev, t, prev_type, typ):
+            out.add((start, i, prev_type))
             start = None
-        if begins:
+        if conlleval.start_of_chunk(prev, t, prev_type, typ):
             start = i
+        prev, prev_type = t, typ
     return out
 
 
@@ -314,11 +259,7 @@ def to_bio(tags):
 def to_iob1(tags):
     """B- only where an entity directly follows one of the same type (IOB1, the original
     CoNLL-2003). ["B-PER", "I-PER", "B-PER", "O", "B-LOC"] -> ["I-PER", "I-PER", "B-PER", "O",
-    "I-LOC"].
-
-    Real data: two B- in the English eng.train follow no entity of their type (IOB1 allows only
-    I- there); to_iob1 writes them as I-, so canonical IOB1 is to_iob1(to_bio(x)), same spans.
-    """
+    "I-LOC"]. The two B- of eng.train that follow no entity of their type become I-."""
     return ["I" + t[1:] if t[0] == "B" and opens(tags, i) else t for i, t in enumerate(tags)]
 
 
@@ -331,11 +272,8 @@ def to_scheme(tags, scheme):
 
 def detect_scheme(tag_seqs):
     """"iob1" or "bio", by a vote over entities that start after O, another type or the sentence
-    start: BIO opens all of them with B-, IOB1 with I-. More B- than I- -> "bio"; otherwise (also
-    no such entity, or no entity at all: then both schemes write the same tags) -> "iob1".
-
-    A vote, not "any B- after O means BIO": the English eng.train is IOB1 with two stray B- tags.
-    """
+    start: BIO opens them with B-, IOB1 with I-. More B- than I- -> "bio", else "iob1" (no such
+    entity: both write the same tags). A vote, as eng.train is IOB1 with two stray B- tags."""
     votes = collections.Counter()
     for tags in tag_seqs:
         for i, t in enumerate(tags):
@@ -350,34 +288,28 @@ def tag_set(sentences):
     return ["O"] + [p + k for k in kinds for p in ("B-", "I-")]
 
 
-# ---------------------------------------------------------------- writing
-
-def write_conll(path, sentences, pred_tags, docstart=True, new=False):
+def conll_text(sentences, pred_tags, docstart=True):
     """"word gold pred" lines for conlleval, a blank line after each sentence. With docstart, each
     document opens with "-DOCSTART- O O" + blank line, as in the CoNLL-2003 files: conlleval.pl
     counts it as one O token (eng.testb: 46435 words + 231 = its "processed 46666 tokens"), no
     span. Tags are written as given: convert predictions to the gold file's scheme first. A space
     inside a word (GermEval's columns are tabs, so its words may hold one) is written as "_", or
-    the line would have a column too many for conlleval. new: only as a new file
-    (atomic.replace)."""
-    assert len(pred_tags) == len(sentences), (f"{len(pred_tags)} predictions for "
-                                              f"{len(sentences)} sentences")
+    the line would have a column too many for conlleval."""
     if not has_gold(sentences):
         raise ValueError("words-only sentences have no gold tags for conlleval; write "
                          "'word pred' lines instead")
     out, doc = [], None
-    for s, pred in zip(sentences, pred_tags):
-        assert len(pred) == len(s.words), f"line {s.line}: {len(pred)} tags, {len(s.words)} words"
+    for s, pred in zip(sentences, pred_tags, strict=True):
         if docstart and s.doc != doc:
             out.append(f"{DOCSTART} O O\n\n")
         doc = s.doc
         out.extend(f"{w.replace(' ', '_')} {g} {p}\n"
-                   for w, g, p in zip(s.words, s.tags, pred))
+                   for w, g, p in zip(s.words, s.tags, pred, strict=True))
         out.append("\n")
-    atomic.write_text(path, "".join(out), new=new)
+    return "".join(out)
 
 
-# ---------------------------------------------------------------- features (Sec 3.2, Figure 1)
+# ---------------------------------------------------------------- features (Sec 3.2)
 
 @dataclass
 class Feature:
@@ -416,20 +348,6 @@ def _widen(pre, a, b, budget):
     return a, b
 
 
-def _owners(pre, wins, t0, t1):
-    """Window index that predicts each word t0..t1-1: the one where min(left, right) context in
-    pieces is largest, ties to the longer window, then the first (run_squad.py
-    _check_is_max_context)."""
-    best, owner = {}, {}
-    for w, (a, b) in enumerate(wins):
-        for i in range(max(a, t0), min(b, t1)):
-            score = (min(pre[i] - pre[a], pre[b] - pre[i + 1]), pre[b] - pre[a])
-            if i not in best or score > best[i]:
-                best[i], owner[i] = score, w
-    assert sorted(owner) == list(range(t0, t1)), "a word is in no window"
-    return owner
-
-
 def _check_fits(s, pieces, label2id, max_len):
     """Bad input, named by line (word i of a sentence is on line s.line + i)."""
     for i, (word, tag, p) in enumerate(zip(s.words, s.tags, pieces)):
@@ -444,16 +362,24 @@ def _check_fits(s, pieces, label2id, max_len):
 
 def _features(k, labels, wins, *, t0, pieces, pre, tok):
     """One Feature per window that predicts some word of sentence k: its label ids, its windows,
-    and where it sits in its stream (words t0.., the stream's pieces and piece offsets)."""
-    owner = _owners(pre, wins, t0, t0 + len(labels))
+    and where it sits in its stream (words t0.., the stream's pieces and piece offsets). A word is
+    predicted by the window where min(left, right) context in pieces is largest, ties to the
+    longer window, then the first (run_squad.py's _check_is_max_context)."""
+    t1 = t0 + len(labels)
+    best, owner = {}, {}  # word -> its best score, the window that has it
+    for w, (a, b) in enumerate(wins):
+        for i in range(max(a, t0), min(b, t1)):
+            score = (min(pre[i] - pre[a], pre[b] - pre[i + 1]), pre[b] - pre[a])
+            if i not in best or score > best[i]:
+                best[i], owner[i] = score, w
+    assert sorted(owner) == list(range(t0, t1)), "a word is in no window"
     feats = []
     for w, (a, b) in enumerate(wins):
         ids = [tok.cls_id] + [p for word in pieces[a:b] for p in word] + [tok.sep_id]
-        first = [(i - t0, 1 + pre[i] - pre[a])
-                 for i in range(t0, t0 + len(labels)) if owner[i] == w]
+        first = [(i - t0, 1 + pre[i] - pre[a]) for i in range(t0, t1) if owner[i] == w]
         lab = [IGNORE] * len(ids)
         for i, pos in first:
-            lab[pos] = labels[i]  # Figure 1: the tag goes on the word's first piece
+            lab[pos] = labels[i]  # BERT Sec 5.3: first piece only
         if first:  # a window whose words are all better predicted elsewhere adds nothing
             feats.append(Feature(ids, lab, k, first))
     return feats
@@ -465,9 +391,7 @@ def featurize(sentences, tok, label2id, max_len=128, doc_context=False):
     ["B-PER", "I-PER", "O"]) with "Lee" -> 2 pieces: input_ids [CLS a l1 l2 r SEP],
     labels [-100, 1, 2, -100, 0, -100], first [(0, 1), (1, 2), (2, 4)].
     doc_context: fill the rest of each window with the sentence's document (unlabelled); the paper
-    does not; Devlin et al. (Sec 5.3) do."""
-    if max_len < 3:
-        raise ValueError(f"max_len={max_len}: needs room for [CLS], one piece and [SEP]")
+    does not; BERT Sec 5.3 does."""
     feats = []
     # a stream is one sentence, or with doc_context a run of sentences of one document
     stream_of = (lambda j: sentences[j].doc) if doc_context else (lambda j: j)
@@ -493,22 +417,17 @@ def featurize(sentences, tok, label2id, max_len=128, doc_context=False):
 
 def gather(features, preds, sentences):
     """Per-position predictions, one row per feature (rows may be padded past len(input_ids)) ->
-    per-sentence per-word label ids. `sentences`: the list given to featurize (or just its length).
-    Rows may be tensors; plain lists (tensor.tolist()) index faster."""
-    n = sentences if isinstance(sentences, int) else len(sentences)
-    got = [{} for _ in range(n)]
+    per-sentence per-word label ids. `sentences`: the list given to featurize. Rows may be
+    tensors; plain lists (tensor.tolist()) index faster."""
+    got = [{} for _ in sentences]
     assert len(preds) == len(features), f"{len(preds)} prediction rows for {len(features)} features"
     for f, row in zip(features, preds):
-        assert len(row) >= len(f.input_ids), f"sentence {f.sent}: prediction row shorter than input"
         for i, pos in f.first:
             assert i not in got[f.sent], f"sentence {f.sent}: word {i} predicted twice"
             got[f.sent][i] = int(row[pos])
-    out = []
-    for k, g in enumerate(got):
-        want = len(g) if isinstance(sentences, int) else len(sentences[k].words)
-        assert sorted(g) == list(range(want)), f"sentence {k}: words without a prediction"
-        out.append([g[i] for i in range(want)])
-    return out
+    for k, (g, s) in enumerate(zip(got, sentences)):
+        assert sorted(g) == list(range(len(s.words))), f"sentence {k}: words without a prediction"
+    return [[g[i] for i in sorted(g)] for g in got]
 
 
 # ---------------------------------------------------------------- command line
@@ -533,26 +452,24 @@ def _retag(line, col, old, new):
     """line with one tag replaced and every other byte kept. col None: the last space/tab-
     separated column (CoNLL-2003); 2 or 3: that tab-separated column (GermEval outer, inner)."""
     body = line.rstrip(" \t\r")
-    end = line[len(body):]
     cols = re.split(r"([ \t]+)" if col is None else r"(\t)", body)  # separators kept, odd slots
     k = len(cols) - 1 if col is None else 2 * col
     assert cols[k] == old, f"line {line!r}: tag {cols[k]!r}, the parse read {old!r}"
     cols[k] = new
-    return "".join(cols) + end
+    return "".join(cols) + line[len(body):]
 
 
-def convert(src, dst, to, encoding=None):
-    """Rewrite only the NE tags to `to` ("bio" or "iob1"): the last column of a CoNLL-2003 file,
-    both tag columns of a GermEval one. Every other byte stays: the encoding, -DOCSTART- and '#'
-    lines, blank lines and line ends."""
-    if os.path.isdir(dst):
-        raise ValueError(f"{dst}: a folder; pass the file to write, e.g. "
-                         f"{os.path.join(dst, os.path.basename(src))}")
+def convert(src, to, encoding=None):
+    """The bytes of `src` with only the NE tags rewritten to `to` ("bio" or "iob1"): the last
+    column of a CoNLL-2003 file, both tag columns of a GermEval one. Every other byte stays: the
+    encoding (latin-1 stays latin-1, a UTF-8 BOM stays), -DOCSTART- and '#' lines, blank lines
+    and line ends."""
     lines, enc = _lines(src, encoding)
     if _is_germeval(lines):
-        jobs = [(c, _parse_germeval(lines, src, lv)) for lv, c in GERMEVAL_LEVELS.items()]
+        jobs = [(c, _parse(_germeval_rows(lines, src, lv), src))
+                for lv, c in GERMEVAL_LEVELS.items()]
     else:
-        jobs = [(None, _parse(lines, src))]
+        jobs = [(None, _parse(_rows(lines), src))]
         if not has_gold(jobs[0][1]):
             raise ValueError(f"{src}: words only (one column), no NE tags to convert")
     for col, sents in jobs:
@@ -560,11 +477,10 @@ def convert(src, dst, to, encoding=None):
             for i, tag in enumerate(to_scheme(s.tags, to)):
                 n = s.line - 1 + i  # a sentence's words are on consecutive lines
                 lines[n] = _retag(lines[n], col, s.tags[i], tag)
-    atomic.write_text(dst, "\n".join(lines), enc)  # utf-8-sig writes back the BOM it stripped
+    return "\n".join(lines).encode(enc)  # utf-8-sig writes back the BOM decode dropped
 
 
-ENCODING_HELP = ("the files' encoding, e.g. latin-1 (default: detected: UTF-8 if valid, latin-1 "
-                 "if the file has no UTF-8 at all, else an error)")
+ENCODING_HELP = "the files' encoding, e.g. latin-1 (default: UTF-8 if valid, else latin-1)"
 
 
 def parser():
@@ -581,32 +497,21 @@ def parser():
     st.add_argument("--encoding", metavar="STR", help=ENCODING_HELP)
     st.add_argument("files", nargs="+", metavar="FILE",
                     help="CoNLL-2003, words-only or GermEval 2014 (.tsv, detected) file")
-    what = "rewrite the NE tags in another scheme, keeping every other byte"
+    what = "print the file with its NE tags in another scheme, every other byte kept (> out.txt)"
     cv = sub.add_parser("convert", help=what, description=what)
     cv.add_argument("--to", choices=("bio", "iob1"), required=True,
                     help="the scheme to write: bio (IOB2) or iob1 (required, no default)")
     cv.add_argument("--encoding", metavar="STR", help=ENCODING_HELP)
     cv.add_argument("src", metavar="SRC", help="CoNLL-2003 or GermEval 2014 file to read")
-    cv.add_argument("dst", metavar="DST", help="file to write (not a folder), replaced atomically")
     return ap
 
 
-def _print_stats(d, tok):
-    name = d["file"] if d["file"].isprintable() else repr(d["file"])  # a newline shown, not kept
-    print(f"{name}: {d['format']}, {d['documents']} documents, {d['sentences']} sentences, "
-          f"{d['tokens']} tokens, scheme {d['scheme'] or 'none'}, encoding {d['encoding']}")
-    print("  entities: " + ", ".join(f"{k} {v}" for k, v in d["entities"].items()))
-    if tok is not None:
-        print(f"  sentences over 128 pieces: {d['over_128']}, over 512: {d['over_512']}")
-
-
 def main(argv=None):
-    """Returns the exit status: 0, or 1 after printing "error: <what to change>" for bad input
-    (a missing or malformed file, an unwritable destination): no traceback for user errors."""
+    """The exit status: 0, or 1 after printing "error: <what to change>" (no traceback)."""
     args = parser().parse_args(argv)
     try:
-        if args.cmd == "convert":
-            convert(args.src, args.dst, args.to, args.encoding)
+        if args.cmd == "convert":  # bytes, not text: the file's own encoding, whatever the locale
+            sys.stdout.buffer.write(convert(args.src, args.to, args.encoding))
             return 0
         tok = None
         if args.model:
@@ -616,8 +521,13 @@ def main(argv=None):
             d = stats(path, tok, args.encoding)
             if args.json:
                 print(json.dumps(d))
-            else:
-                _print_stats(d, tok)
+                continue
+            name = path if path.isprintable() else repr(path)  # a newline shown, not kept
+            print(f"{name}: {d['format']}, {d['documents']} documents, {d['sentences']} sentences, "
+                  f"{d['tokens']} tokens, scheme {d['scheme'] or 'none'}, encoding {d['encoding']}")
+            print("  entities: " + ", ".join(f"{k} {v}" for k, v in d["entities"].items()))
+            if tok is not None:
+                print(f"  sentences over 128 pieces: {d['over_128']}, over 512: {d['over_512']}")
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

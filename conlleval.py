@@ -30,17 +30,15 @@ What conlleval.pl does, and so what we do (read before trusting a number):
   perl script's token count and accuracy; P/R/F1 are the same with or without it.
 - Options: -l LaTeX table, -r raw tags (every non-O tag is its own one-word chunk),
   -o the outside tag for -r (ignored without -r, as in the perl script), -d the field
-  delimiter, a Perl regular expression (default a single space; the perl script splits on
-  it with split(/$delimiter/), so runs of spaces give empty columns). Python's re reads most
-  Perl regexes alike; the forms it lacks, POSIX classes such as [[:space:]] and \\h \\H \\v \\V,
-  we rewrite into the characters perl matches with them on bytes.
-  We add -b BOUNDARY (the perl script hard-codes "-X-").
-Where we depart from the perl script: the -b option; -h/--help; error messages name the
-line (exit codes are the script's: 1 for a column mismatch, 255 where it dies); no
-"uninitialized value" warnings for two-column input; and a note on stderr when the input
-looks like CRLF or tab-separated text read with the default space delimiter. stdout, the
-report, stays byte for byte the perl script's.
+  delimiter (default a single space; split(/ /) gives an empty column where spaces run).
+Where we depart from the perl script: -d is a Python regular expression, not a Perl one
+(the two read '\\t' and '\\s+' alike); -b BOUNDARY (the perl script hard-codes "-X-");
+-h/--help; error messages name the line (exit codes are the script's: 1 for a column
+mismatch, 255 where it dies); no "uninitialized value" warnings for two-column input; and a
+note on stderr when the input looks like CRLF or tab-separated text read with the default
+space delimiter. stdout, the report, stays byte for byte the perl script's.
 """
+import io
 import re
 import signal
 import sys
@@ -58,8 +56,7 @@ line, or a line whose first column is the boundary, ends a sentence.
 options (before any other argument, each value its own argument):
   -l           print the rows of a LaTeX table instead of the report
   -r           raw tags: no B-/I- prefixes, each tag other than OUTSIDE is a one-word chunk
-  -d DELIM     field delimiter, a Perl regex (default: one space); -d '\\t' for tabs,
-               -d '[[:space:]]+' or -d '\\h+' for runs of blanks
+  -d DELIM     field delimiter, a Python regex (default: one space), e.g. '\\t' or '\\s+'
   -o OUTSIDE   the outside tag for -r (default: O; ignored without -r)
   -b BOUNDARY  first column of a sentence-break line (default: -X-; not in the perl script)
   -h, --help   print this help and exit
@@ -292,99 +289,22 @@ class InputError(ValueError):
         self.code = code
 
 
-# -d: a Perl regex (split(/$delimiter/, $line)). Python's re lacks the POSIX classes and
-# \h \H \v \V, so we rewrite them into classes of the characters perl matches. Perl sees bytes
-# here (no `use utf8`, no locale), as we do through latin-1: POSIX classes follow ASCII rules,
-# but \h and \v take latin-1's A0 and 85 too (perlrecharclass: they match the same characters
-# whatever the string's format). Checked byte by byte against perl 5.36 in the tests.
-
-_POSIX = {  # [:name:] -> the body of a Python class of the same characters, flags aside
-    "alpha": "a-zA-Z", "digit": "0-9", "alnum": "0-9a-zA-Z", "upper": "A-Z", "lower": "a-z",
-    "punct": "!-/:-@\\[-`{-~", "print": " -~", "graph": "!-~", "cntrl": "\\x00-\\x1f\\x7f",
-    "xdigit": "0-9a-fA-F", "word": "0-9a-zA-Z_", "space": "\\t-\\r ", "blank": "\\t ",
-    "ascii": "\\x00-\\x7f",
-}
-_PERL_ESCAPES = {"\\h": "\\t \\xa0", "\\v": "\\n-\\r\\x85"}  # \H and \V: the complements
-_POSIX_NAME = re.compile(r"\[:(\^?)(\w+):\]")  # only inside brackets, as in perl
-_OPENING = re.compile(r"\[\^?\]?")  # "[", "[^", and a "]" right after them, a literal in both
-PERL_FORMS = "POSIX classes in brackets ([[:space:]], [[:^digit:]], ...) and \\h \\H \\v \\V"
-
-
-def _negate(body):
-    """The body of a class of every character that [body] lacks: "\\t " -> all but tab, space."""
-    keep = re.compile(f"[{body}]")
-    runs = []  # [first, last] code points outside [body]
-    for i in range(257):  # 256 stands for everything above FF, outside all of our classes
-        if i < 256 and keep.match(chr(i)):
-            continue
-        if runs and runs[-1][1] == i - 1:
-            runs[-1][1] = i
-        else:
-            runs.append([i, i])
-    runs[-1][1] = 0x10FFFF
-    return "".join(f"\\U{a:08x}-\\U{b:08x}" for a, b in runs)
-
-
-def perl_regex(p):
-    """A Perl regex rewritten for Python's re, with perl's matches on bytes: POSIX classes in
-    brackets and \\h \\H \\v \\V become plain classes; the rest is left for re to read.
-
-    "[[:space:]]+" -> "[\\t-\\r ]+";  "\\h" -> "[\\t \\xa0]";  "[^[:digit:]x]" -> "[^0-9x]" """
-    out, i, in_class = [], 0, False
-    while i < len(p):
-        tok = p[i:i + 2] if p[i] == "\\" else p[i]  # an escape is two characters
-        posix = _POSIX_NAME.match(p, i) if in_class else None
-        if tok.lower() in _PERL_ESCAPES:
-            body = _PERL_ESCAPES[tok.lower()]
-            body = body if tok.islower() else _negate(body)
-            out.append(body if in_class else f"[{body}]")
-        elif posix:
-            tok = posix.group()
-            neg, name = posix.groups()
-            if name not in _POSIX:
-                raise ValueError(f"POSIX class [:{name}:] unknown; perl knows "
-                                 f"{', '.join(sorted(_POSIX))}")
-            out.append(_negate(_POSIX[name]) if neg else _POSIX[name])
-        elif in_class:
-            in_class = tok != "]"
-            # literal in perl; escaped, as re would warn of a nested set or a set operation
-            out.append("\\" + tok if tok in ("[", "&", "~", "|") else tok)
-        else:
-            if tok == "[":
-                tok = _OPENING.match(p, i).group()
-                in_class = True
-            out.append(tok)
-        i += len(tok)
-    return "".join(out)
-
-
 def compile_delim(delim):
-    """-d as conlleval.pl reads it, a Perl regex, compiled for Python with perl's byte rules:
-    re.ASCII, so \\s, \\w, \\b are ASCII (a latin-1 0xA0 or 0x85 is no space: UTF-8's "Р" is
-    D0 A0, "х" D1 85); \\h and \\v take A0 and 85 in perl too, and so here."""
+    """-d, a Python regex. re.ASCII because we read bytes as latin-1, as perl sees them: \\s
+    must not take 0xA0 or 0x85, the second bytes of some UTF-8 letters ("Р" is D0 A0)."""
     try:
-        return re.compile(perl_regex(delim), re.ASCII)
-    except (re.error, ValueError) as e:
-        raise InputError(f"conlleval: -d {delim!r} is no regex we can read ({e}); we take "
-                         f"Python's re syntax plus Perl's {PERL_FORMS}; escape a literal "
+        return re.compile(delim, re.ASCII)
+    except re.error as e:
+        raise InputError(f"conlleval: -d {delim!r} is no Python regex ({e}); escape a literal "
                          "character, e.g. -d '\\|'", 255) from e
 
 
 def split_fields(line, delim):
-    """Perl's split(/$delimiter/, $line): a regex split that drops trailing empty fields, where a
-    match of no width at the start, or right where the last match ended, splits nothing (perl
-    never gives a leading empty field for it; Python's re.split does).
+    """Perl's split(/ /, $line): a run of delimiters leaves empty fields, trailing ones go.
 
-    " a B-PER" -> ['', 'a', 'B-PER'];  "a B-PER  " -> ['a', 'B-PER'];  "   " -> []
-    -d '|' (matches nothing, anywhere): "a B" -> ['a', ' ', 'B'];  -d '^': "a B" -> ['a B']"""
-    fields, start, end = [], 0, None
-    for m in delim.finditer(line):
-        if m.start() == m.end() and m.start() in (0, end, len(line)):
-            continue
-        fields += [line[start:m.start()], *m.groups()]  # perl returns the groups too
-        start = end = m.end()
-    fields.append(line[start:])
-    while fields and fields[-1] in ("", None):
+    " a B-PER" -> ['', 'a', 'B-PER'];  "a  B-PER" -> ['a', '', 'B-PER'];  "a B  " -> ['a', 'B']"""
+    fields = delim.split(line)
+    while fields and not fields[-1]:  # "" or None (a group in -d that took no part)
         fields.pop()
     return fields
 
@@ -411,8 +331,7 @@ def read_rows(lines, delim=" ", raw=False, otag="O", boundary=BOUNDARY, name="<s
                              f"{line!r}; each line needs at least the gold and guessed tag", 255)
         gold, guess = f[-2], f[-1]
         if raw:  # -r: tags carry no B-/I- prefix; each non-outside tag is a one-word chunk
-            gold, guess = ("O" if t == otag else t for t in (gold, guess))
-            gold, guess = (t if t == "O" else "B-" + t for t in (gold, guess))
+            gold, guess = ("O" if t in (otag, "O") else "B-" + t for t in (gold, guess))
         # the break test looks at the first column only when there are 3+ (perl's $firstItem)
         yield gold, guess, len(f) > 2 and f[0] == boundary
 
@@ -421,27 +340,25 @@ def parse_args(argv):
     """conlleval.pl's option loop: flags first, each value its own argument."""
     opts = {"latex": False, "raw": False, "delim": " ", "otag": "O", "boundary": BOUNDARY,
             "help": False}
-    names = {"-d": "delim", "-o": "otag", "-b": "boundary"}
+    values = {"-d": "delim", "-o": "otag", "-b": "boundary"}
     args = list(argv)
     while args and args[0].startswith("-"):
         a = args.pop(0)
-        if a == "-h" or a == "--help":  # ours: the perl script dies on -h (unknown argument)
-            opts["help"] = True
-            return opts
-        if a == "-l" or a == "-r":
+        if a in ("-h", "--help"):  # ours: the perl script dies on -h (unknown argument)
+            return {**opts, "help": True}
+        if a in ("-l", "-r"):
             opts["latex" if a == "-l" else "raw"] = True
-        elif a in names:
-            if not args:
-                raise InputError(f"conlleval: {a} requires a value\n{USAGE}", 255)
-            opts[names[a]] = args.pop(0)
+        elif a in values and args:
+            opts[values[a]] = args.pop(0)
         else:
-            raise InputError(f"conlleval: unknown argument {a}\n{USAGE}", 255)
+            msg = f"{a} requires a value" if a in values else f"unknown argument {a}"
+            raise InputError(f"conlleval: {msg}\n{USAGE}", 255)
     if args:
         raise InputError(f"conlleval: unexpected command line argument {args[0]!r}; "
                          f"the input comes on stdin\n{USAGE}", 255)
-    if opts["boundary"] == "" or opts["delim"] == "":
+    if not opts["boundary"] or not opts["delim"]:
         raise InputError(f"conlleval: -b and -d need a non-empty value\n{USAGE}", 255)
-    opts["delim"] = compile_delim(opts["delim"])  # a Perl regex, as in split(/$delimiter/)
+    opts["delim"] = compile_delim(opts["delim"])
     return opts
 
 
@@ -475,9 +392,8 @@ def main(argv, stdin, stdout, stderr):
     # perl (which sees bytes) does, any encoding passes through unchanged, and no input
     # can fail to decode.
     text = stdin.read().decode("latin-1")
-    lines = text.split("\n")  # perl's <STDIN> + chomp: only "\n" goes, a "\r" stays
-    if lines[-1] == "":
-        lines.pop()  # the newline ending the last line does not start another
+    # perl's <STDIN> + chomp: only "\n" goes, a "\r" stays; a final "\n" starts no line
+    lines = text.removesuffix("\n").split("\n") if text else []
     code, out = 0, ""
     try:
         rows = read_rows(lines, opts["delim"], opts["raw"], opts["otag"], opts["boundary"])
@@ -494,4 +410,6 @@ def main(argv, stdin, stdout, stderr):
 if __name__ == "__main__":
     if hasattr(signal, "SIGPIPE"):  # the reader went away (`| head`): die quietly, as perl does
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    sys.exit(main(sys.argv[1:], sys.stdin.buffer, sys.stdout.buffer, sys.stderr))
+    # stdin closed (`<&-`): Python gives None where perl reads no lines; so do we
+    stdin = sys.stdin.buffer if sys.stdin else io.BytesIO()
+    sys.exit(main(sys.argv[1:], stdin, sys.stdout.buffer, sys.stderr))

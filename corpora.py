@@ -9,14 +9,11 @@ dev/test pairs for zero-shot rows, and the fingerprint that names a run's data.
   records and the published sentence (and token) counts, appearing only once complete.
 - `german_eval_sets(folder)`: German dev + test with CoNLL's four types, CoNLL-2003 German as it is
   or GermEval mapped (germeval_to_conll), for Wu & Dredze (2019)'s zero-shot transfer.
-- `cleanconll_dir(original)`: CleanCoNLL (Rücker & Akbik 2023), CoNLL-2003 English with corrected
-  labels, built once from the original files and CleanCoNLL's own (cleanconll.py builds it).
-- `data_dir` / `data_fingerprint`: the folder a run trains on and a hash of its files' bytes (part
-  of a run's key, so an edited file is a new run).
+- `data_dir` / `data_id`: the folder a run trains on, and what names its data in the run's key
+  (a folder by its files' bytes, so an edited file is a new run).
 
 Reading the files, the tagging schemes and the features are conll.py's.
 """
-import fcntl
 import hashlib
 import http.client
 import os
@@ -28,7 +25,6 @@ import zipfile
 from dataclasses import dataclass, replace
 
 import atomic
-import cleanconll
 import conll
 
 CACHE = os.path.join(os.path.expanduser("~"), ".cache", "mbert-ner")  # free data, downloaded once
@@ -229,30 +225,41 @@ def _fetch_any(src, name, urls, sha256, part):
     raise type(errors[-1])(what + "".join(hints))
 
 
-def _fetch_checked(src, url, sha256, part):
-    """_fetch url to part; a failure or a sha256 other than the recorded one raises, with the
-    `hint` of what to do as the exception's attribute (_fetch_any says it once)."""
+def fetch(url, path, check, offline):
+    """url's bytes -> path, whole or not at all (atomic.write), once check(their path) accepts
+    them. A failure raises with the `hint` of what to do (`offline`: without the network) as the
+    exception's attribute."""
     def failed(e, hint):
         e.hint = hint
         return e
-    try:
-        _fetch(url, part)
-    except OSError as e:  # urllib's URLError is an OSError: offline, DNS, HTTP error
-        if os.path.exists(part):  # half a file is no use to check by hand
-            os.remove(part)
-        if isinstance(e, ConnectionError):  # cut off midway: another try usually works
-            raise failed(OSError(f"could not download {url}: the download was cut off ({e})"),
-                         "; run the command again") from e
-        raise failed(OSError(f"could not download {url} ({e})"), f". Offline? {src.offline}") from e
-    with open(part, "rb") as f:
-        data = f.read()
-    if data[:1024].lstrip().lower().startswith((b"<!doctype html", b"<html")):
-        os.remove(part)
-        raise failed(OSError(f"{url} answered with a web page, not the file (Google Drive asks to "
-                             f"confirm some downloads)"), f"; {src.offline}")
-    got = hashlib.sha256(data).hexdigest()
-    if got != sha256:  # part stays, so it can be checked by hand
-        raise failed(ValueError(f"{part}: sha256 {got}, expected {sha256}"), f"; {src.changed}")
+
+    def fill(tmp):
+        try:
+            _fetch(url, tmp)
+        except OSError as e:  # urllib's URLError is an OSError: offline, DNS, HTTP error
+            if isinstance(e, ConnectionError):  # cut off midway: another try usually works
+                raise failed(OSError(f"could not download {url}: the download was cut off ({e})"),
+                             "; run the command again") from e
+            raise failed(OSError(f"could not download {url} ({e})"), f". Offline? {offline}") from e
+        with open(tmp, "rb") as f:
+            head = f.read(1024)
+        if head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
+            raise failed(OSError(f"{url} answered with a web page, not the file (Google Drive asks "
+                                 f"to confirm some downloads)"), f"; {offline}")
+        check(tmp)
+    atomic.write(path, fill)
+
+
+def _fetch_checked(src, url, sha256, part):
+    """fetch url to part, checked against its recorded sha256."""
+    def check(tmp):
+        with open(tmp, "rb") as f:
+            got = hashlib.sha256(f.read()).hexdigest()
+        if got != sha256:
+            e = ValueError(f"{url}: sha256 {got}, expected {sha256}")
+            e.hint = f"; {src.changed}"
+            raise e
+    fetch(url, part, check, src.offline)
 
 
 def _unzip(zpath, names, folder):
@@ -298,31 +305,23 @@ def _check_counts(src, folder, cache_dir):
 def download(lang, cache_dir):
     """Fetch, check (sha256, sentence and token counts) and unpack a free corpus once -> its folder:
     "en" -> cache_dir/conll2003-en (train.txt, valid.txt, test.txt), "germeval" ->
-    cache_dir/germeval2014 (NER-de-{train,dev,test}.tsv). Later calls only check the counts.
-    Processes that start at once (shards, workers) take turns: the first downloads, the others
-    find its folder."""
+    cache_dir/germeval2014 (NER-de-{train,dev,test}.tsv). Later calls only check the counts. The
+    folder appears whole (atomic.make_folder); shards that start at once may each fetch it."""
     if lang not in DOWNLOADS:
         how = f"; {SPLIT_HOW['de']}" if lang == "de" else ""
         raise ValueError(f"lang={lang!r}: expected 'en' or 'germeval' to download{how}")
     src = DOWNLOADS[lang]
     out = os.path.join(cache_dir, src.folder)
     os.makedirs(cache_dir, exist_ok=True)
-    lock = os.open(cache_dir, os.O_RDONLY)  # a lock on the folder itself: no file left behind
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released by close, or by the OS if the process dies
-        if not all(os.path.isfile(os.path.join(out, n)) for n in src.counts):
-            _fetch_all(src, cache_dir, out)
-        _check_counts(src, out, cache_dir)
-    finally:
-        os.close(lock)
+    if not all(os.path.isfile(os.path.join(out, n)) for n in src.counts):
+        _fetch_all(src, cache_dir, out)
+    _check_counts(src, out, cache_dir)
     return out
 
 
 def _fetch_all(src, cache_dir, out):
     """Every file of src fetched and checked into a temp folder that becomes `out` only once it is
-    complete and checked (atomic.replace_folder). An incomplete `out` (a file deleted by hand) is
-    removed then: replace_folder keeps a folder that exists, and download()'s lock keeps other
-    processes out meanwhile."""
+    complete and checked (an incomplete `out`, a file deleted by hand, is replaced then)."""
     def fill(tmp):
         for name, (urls, sha256) in src.files.items():
             part = os.path.join(cache_dir, name + ".part")
@@ -333,66 +332,7 @@ def _fetch_all(src, cache_dir, out):
             else:
                 os.replace(part, os.path.join(tmp, name))
         _check_counts(src, tmp, cache_dir)
-        if os.path.isdir(out):  # only now that ours is checked: a failed fetch loses nothing
-            shutil.rmtree(out)
-    atomic.replace_folder(out, fill)
-
-
-# ---------------------------------------------------------------------------------------------
-# CleanCoNLL (Rücker & Akbik, EMNLP 2023): CoNLL-2003 English's words, corrected labels.
-
-CLEANCONLL_OFFLINE = ("put CleanCoNLL's annotation and patch files (github.com/flairNLP/CleanCoNLL "
-                      "at commit bedc569, data/cleanconll_annotations/ and data/patch_files/) in "
-                      "one folder and pass it: --cleanconll DIR, or beside the English files "
-                      "with --lang cleanconll --data DIR")
-
-
-def cleanconll_dir(original, source="", cache_dir=None, train=False):
-    """The folder of cleanconll.dev and .test (and .train with train=True), built once from the
-    CoNLL-2003 English folder `original` into cache_dir/cleanconll/<its fingerprint>. CleanCoNLL's
-    files come from the folder `source` where it has them (side by side, or as the repository
-    lays them out), else from cache_dir/cleanconll/files, else from the repository, fetched once
-    (cache_dir: CACHE by default).
-    The original's words are checked first, so other files fail before any download."""
-    paths, cache_dir = splits(original, "en"), cache_dir or CACHE
-    out = os.path.join(cache_dir, "cleanconll", data_fingerprint(original, "en"))
-    wanted = ["dev", "test"] + ["train"] * train
-    for split in wanted:  # cheap, local, and before the network: the right English files?
-        with open(paths[split], "rb") as f:
-            cleanconll.check_words(f.read(), paths[split], split)
-    os.makedirs(out, exist_ok=True)
-    with atomic.locked(out + ".lock"):  # shards and workers take turns; one builds
-        for split in wanted:
-            target = os.path.join(out, f"cleanconll.{split}")
-            if not os.path.isfile(target):
-                patch, annotations, _ = cleanconll.SPLITS[split]
-                cleanconll.build_split(paths[split], _cleanconll_file(patch, source, cache_dir),
-                                       _cleanconll_file(annotations, source, cache_dir), target,
-                                       split)
-    return out
-
-
-def _cleanconll_file(name, source, cache_dir):
-    """The bytes of CleanCoNLL's file `name`, checked (git blob id, sha256) wherever found."""
-    where = [os.path.join(source, name), os.path.join(source, cleanconll.FILES[name][0])] \
-        if source else []
-    kept = os.path.join(cache_dir, "cleanconll", "files", name)
-    for path in [*where, kept]:
-        if os.path.isfile(path):
-            return cleanconll.check_file(path, name)
-    os.makedirs(os.path.dirname(kept), exist_ok=True)
-    part = kept + ".part"
-    try:
-        _fetch(cleanconll.url(name), part)
-    except OSError as e:
-        if os.path.exists(part):
-            os.remove(part)
-        raise OSError(f"could not download {cleanconll.url(name)} ({e}). Offline? "
-                      f"{CLEANCONLL_OFFLINE}") from e
-    data = cleanconll.check_file(part, name)  # a wrong file stays as .part, to look at
-    os.replace(part, kept)
-    print(f"CleanCoNLL: {name} from {cleanconll.url(name)}", file=sys.stderr)
-    return data
+    atomic.make_folder(out, fill)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -406,19 +346,23 @@ def data_dir(data, lang):
                          "holding deu.train, deu.testa and deu.testb, e.g. make reproduce-de "
                          "DE_DATA=/path/to/conll2003-de (or train on GermEval 2014, CC-BY: "
                          "make reproduce-germeval)")
-    if lang == "cleanconll":  # built ones, or built from the English files (--data or fetched)
-        if data and os.path.isfile(os.path.join(data, "cleanconll.train")):
-            return data
-        return cleanconll_dir(data or download("en", CACHE), data, train=True)
+    if lang == "cleanconll" and not data:
+        raise ValueError("--lang cleanconll: pass --data DIR holding cleanconll.train/dev/test, or "
+                         "CoNLL-2003 English's files to build them from")
     return data or download(lang, CACHE)
 
 
 _FINGERPRINTS = {}
 
 
-def data_fingerprint(data, lang):
-    """sha1 of the split files' bytes (train, dev, test), cached per (path, size, mtime)."""
-    paths = splits(data_dir(data, lang), lang)
+def data_id(data, lang):
+    """What names a run's data in its key, with no download: a folder by the sha1 of its split
+    files' bytes (train, dev, test; cached per path, size and mtime), a downloaded corpus by its
+    name and recorded sha256s."""
+    if not data:
+        return f"{lang}:" + hashlib.sha1(repr(sorted(DOWNLOADS[lang].files.items())).encode()
+                                         ).hexdigest()[:12]
+    paths = splits(data, lang)
     stamp = tuple((p, os.path.getsize(p), os.path.getmtime(p)) for p in paths.values())
     if stamp not in _FINGERPRINTS:
         h = hashlib.sha1()

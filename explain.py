@@ -23,8 +23,6 @@ import conlleval
 import corpora
 import finetune
 import paper
-import progress
-import records
 import tagger
 from finetune import FinetuneConfig
 from wordpiece import MAX_WORD_CHARS, WordPiece
@@ -158,7 +156,7 @@ def command(args):
     """`python experiments.py explain`: a sentence (text, or --conll's --sentence) through stages
     1-3, or with --method stage 4. args: the parsed flags, FinetuneConfig's among them."""
     names = {f.name for f in fields(FinetuneConfig)}
-    cfg = records.check_config(FinetuneConfig(**{k: v for k, v in args.items() if k in names}))
+    cfg = FinetuneConfig(**{k: v for k, v in args.items() if k in names})
     if args["method"]:
         return method(cfg, *shape(cfg.model), *plan_length(cfg, args["updates"]))
     if args["conll"]:
@@ -217,7 +215,7 @@ def method(cfg, bert_cfg, model_from, updates, counted="", out=print):
     with torch.device("meta"):  # the shapes alone: no weights are read or made
         model = bert.TokenClassifier(bert.Bert(bert_cfg), 9)
     L = len(finetune.depth_units(model)) - 2
-    names = progress.unit_names(L)
+    names = finetune.unit_names(L)
     rates = {g["depth"]: g["lr"] for g in finetune.param_groups(model, cfg.lr, cfg.delta)}
     out(f"4. The method ({L} layers: {model_from})")
     if (cfg.unfreeze, cfg.epochs, cfg.lm_epochs) == (paper.UNFREEZE, paper.UNFREEZE_EPOCHS, 0):
@@ -232,10 +230,10 @@ def method(cfg, bert_cfg, model_from, updates, counted="", out=print):
     for epoch in range(cfg.epochs):
         n = finetune.unfreeze(model, epoch, cfg.unfreeze)
         out(f"   epoch {epoch + 1}: {units(names[:n])}")
-    short = progress.unfreezing_short(L, cfg.unfreeze, cfg.epochs,
-                                      finetune.never_trained(L, cfg.unfreeze, cfg.epochs))
-    if short:
-        out(f"   warning: {short}")
+    never = finetune.never_trained(L, cfg.unfreeze, cfg.epochs)
+    if never:
+        out(f"   warning: over {cfg.epochs} epochs, {', '.join(never)} never train (Sec 3.3: "
+            f"12 layers, 3 an epoch, 5 epochs)")
     out(f"\n   The rate's multiplier over {updates} updates ({counted or 'given'}): "
         f"{cfg.schedule} (Sec 3.3; Table 4)")
     for line in plot([finetune.lr_factor(s, updates, cfg.warmup, cfg.schedule, cfg.stlr_ratio)

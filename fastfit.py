@@ -23,8 +23,7 @@ from contextlib import contextmanager, nullcontext
 import torch
 
 import bert
-from finetune import Tensors, batch_of, clip_grads, depth_units, lr_factor, unfreeze
-from progress import Progress
+from finetune import Meter, Tensors, batch_of, clip_grads, lr_factor, unfreeze
 
 BUCKET = 16  # pieces: batches are padded to a multiple of 16, one graph per length
 
@@ -47,27 +46,27 @@ def fit(model, opt, data, plan, cfg, loss_of, log=print, after_epoch=None):
     for g, lr in zip(opt.param_groups, peak):
         g["lr"] = torch.tensor(lr, device=device)
     state = (factors, counter, running, peak, unused)
-    progress = Progress(plan, log, cfg.lr, len(depth_units(model)))
+    meter = Meter(plan, log)
     step, units = 0, None
     try:
         for epoch, epoch_batches in enumerate(plan):
             if (n := unfreeze(model, epoch, cfg.unfreeze)) != units:  # new tensors train:
                 units, replay = n, replayer(model, opt, loss_of, data, cfg, state)  # new graphs
             model.train()
-            progress.start(epoch)
             batch = torch.tensor([i + [dummy] * (cfg.batch_size - len(i)) for i in epoch_batches],
                                  device=device)  # (batches, B)
             for b, idx in enumerate(epoch_batches):
                 replay(batch[b], max(lengths[i] for i in idx))
                 step += 1
-                progress.update(step, sum(lengths[i] for i in idx), running, units)
+                meter.update(epoch, step, sum(lengths[i] for i in idx), running)
             if after_epoch:
                 with unused.whole() if unused else nullcontext():
-                    after_epoch(epoch, progress.epoch_loss)
+                    after_epoch(epoch, meter.epoch_loss)
+            meter.resume()
     finally:
         if unused:
             unused.finish(opt)
-    return progress.done(device)
+    return meter.stats()
 
 
 class UnusedRows:

@@ -11,10 +11,11 @@
 Where the paper leaves a point open, the line that takes our reading says so ("the paper does
 not say"); the README's reading guide lists them.
 
-Beside the method, not in it: fastfit.py replays `fit`'s updates from CUDA graphs (the default on
-a GPU, tested equal to `fit`), tagger.py saves and applies a trained model, and experiments.py
-names, records and pools runs into the paper's tables.
+This file reads, trains and scores; it writes nothing. Beside it, not in it: fastfit.py replays
+`fit`'s updates from CUDA graphs (the default on a GPU, tested equal to `fit`), tagger.py saves and
+applies a trained model, experiments.py keeps each run in a folder and pools runs into tables.
 """
+import functools
 import math
 import time
 from dataclasses import dataclass, replace
@@ -22,26 +23,24 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
-import atomic
 import bert
 import conll
 import conlleval
 import corpora
-from progress import Progress, unfreezing_short
 from wordpiece import WordPiece
 
 
 @dataclass
 class FinetuneConfig:
-    """What a run is: every field can change its result (records.run_key hashes them all)."""
-    model: str = "bert-base-multilingual-cased"  # paper Sec 2.3: mBERT, cased
+    """What a run is: every field can change its result (experiments.run_key hashes them all)."""
+    model: str = "bert-base-multilingual-cased"  # Sec 2.4: mBERT
     data: str = ""             # folder with the splits; "" = download (English, GermEval)
     lang: str = "en"           # en | de (CoNLL-2003) | germeval (GermEval 2014) | cleanconll
     level: str = "outer"       # germeval: outer or inner entities (Benikova et al. 2014: cols 3/4)
     scheme: str = "iob1"       # iob1 | bio: the tagging scheme trained (Sec 3.1, Tables 2-3)
     lr: float = 3e-5           # Table 1 grid {2e-5, 3e-5, 5e-5}; 3e-5 chosen (Sec 4.1, fn 11)
     batch_size: int = 16       # Table 1 grid {16, 32}; 16 chosen (fn 11)
-    epochs: int = 4            # Table 1 grid {3, 4}; 4 chosen (fn 11)
+    epochs: int = 4            # Table 1 grid {3, 4}; 4 chosen for English (fn 11), German 3
     seed: int = 1              # seeds 1..5 for the paper's 5 runs per setting
     schedule: str = "linear"   # linear (BERT) | stlr (ULMFiT Eq. 3) | constant (Table 4, no warmup)
     warmup: float = 0.1        # BERT: warmup over the first 10% of the updates
@@ -188,30 +187,31 @@ def param_groups(model, lr, delta=1.0, weight_decay=0.01):
 
 
 def unfreeze(model, epoch, per_epoch):
-    """Gradual unfreezing (Sec 3.3): in epoch e (0-based) the classifier and the top
-    (e+1) * per_epoch layers train; once every layer has, the embeddings join. L=12, 3:
-        epoch 0: classifier + layers 11-9; 1: + 8-6; 2: + 5-3; 3: + 2-0; 4 onwards: + embeddings
-    per_epoch 0: everything trains. -> the number of units training."""
+    """Gradual unfreezing (Sec 3.3) as footnote 9's notebook does it: the first epoch trains the
+    classifier alone, each later one adds the next per_epoch layers top-down, and the epoch that
+    reaches the last layers trains everything, embeddings included. L=12, 3 an epoch:
+        epoch 0: classifier; 1: + layers 11-9; 2: + 8-6; 3: + 5-3; 4: + 2-0 and embeddings
+    5 epochs, Sec 3.3's count. per_epoch 0: everything trains. -> the number of units training."""
     units = depth_units(model)
     L = len(units) - 2
-    layers = min(L, (epoch + 1) * per_epoch) if per_epoch else L
-    emb = epoch * per_epoch >= L if per_epoch else True
-    n = 1 + layers + emb
+    layers = min(L, epoch * per_epoch) if per_epoch else L
+    n = 1 + layers + (layers == L)  # the embeddings join with the bottom layers
     for i, unit in enumerate(units):  # units are top-down: the first n train
         for mod in unit:
             mod.requires_grad_(i < n)
     return n
 
 
+def unit_names(L):
+    """depth_units' order in words: classifier, layer L-1, ..., layer 0, embeddings."""
+    return ["classifier", *[f"layer {i}" for i in reversed(range(L))], "embeddings"]
+
+
 def never_trained(L, per_epoch, epochs):
-    """The units that gradual unfreezing never reaches within `epochs` (top-down index of
-    depth_units: layer i is unit L - i, the embeddings L + 1). L=12, 3 an epoch: 5 epochs reach
-    all; 4 leave the embeddings out; 3 leave layers 2-0 and the embeddings."""
-    if not per_epoch:
-        return []
-    layers = min(L, epochs * per_epoch)
-    emb = (epochs - 1) * per_epoch >= L
-    return list(range(1 + layers, L + 2 - emb))
+    """What gradual unfreezing never reaches within `epochs`, in words. L=12, 3 an epoch: 5
+    epochs reach all; 4 leave layers 2-0 and the embeddings out."""
+    layers = min(L, (epochs - 1) * per_epoch) if per_epoch else L
+    return unit_names(L)[1 + layers + (layers == L):]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,7 +226,20 @@ class Split:
 
 def read_splits(cfg, tok):
     """-> ({"train", "dev", "test"}: Split, labels). Labels come from every split, so that a type
-    seen only in dev or test still has an id."""
+    seen only in dev or test still has an id. Read once per process for the runs that read alike
+    (a grid's: CoNLL-2003 English through mBERT's vocabulary takes seconds)."""
+    return _read(tok, cfg.data, cfg.lang, cfg.level, cfg.scheme, cfg.max_len, cfg.doc_context,
+                 cfg.max_train_sentences)
+
+
+vocabulary = functools.lru_cache(maxsize=2)(WordPiece.from_pretrained)  # one per process, so
+# that _read's memo, keyed by it, serves every run of a grid
+
+
+@functools.lru_cache(maxsize=2)  # speed only: IOB1's and BIO's readings of one grid
+def _read(tok, data_dir, lang, level, scheme, max_len, doc_context, max_train_sentences):
+    cfg = FinetuneConfig(data=data_dir, lang=lang, level=level, scheme=scheme, max_len=max_len,
+                         doc_context=doc_context, max_train_sentences=max_train_sentences)
     paths = corpora.splits(corpora.data_dir(cfg.data, cfg.lang), cfg.lang)
     if cfg.lang == "germeval":  # one of its two levels of nested spans, in BIO as it comes
         files = {k: conll.read_germeval(p, cfg.level) for k, p in paths.items()}
@@ -310,15 +323,14 @@ def fit(model, opt, data, plan, cfg, loss_of, log=print, after_epoch=None):
     -> dict(updates, tokens, train_s), the training time without after_epoch's."""
     device, total, lengths = data.ids.device, sum(map(len, plan)), data.lengths.tolist()
     peak = [g["lr"] for g in opt.param_groups]  # Eq. (1): each group's own rate
-    progress = Progress(plan, log, cfg.lr, len(depth_units(model)))  # loss, tokens/s, NaN stop
+    meter = Meter(plan, log)
     step, running = 0, torch.zeros((), device=device)  # the loss, summed on the device
     for epoch, epoch_batches in enumerate(plan):
-        units = unfreeze(model, epoch, cfg.unfreeze)  # Sec 3.3: gradual unfreezing
+        unfreeze(model, epoch, cfg.unfreeze)  # Sec 3.3: gradual unfreezing
         model.train()
-        progress.start(epoch)
         for idx in epoch_batches:
-            # Sec 3.3: one schedule over the whole run. Whether warmup stays on under gradual
-            # unfreezing the paper does not say; we keep it (ULMFiT's STLR spans all epochs too)
+            # Sec 3.3: one schedule over the whole run (the notebook restarts one per stage). Whether
+            # warmup stays on under gradual unfreezing the paper does not say; we keep it
             factor = lr_factor(step, total, cfg.warmup, cfg.schedule, cfg.stlr_ratio)
             for g, lr in zip(opt.param_groups, peak):
                 g["lr"] = lr * factor
@@ -332,10 +344,55 @@ def fit(model, opt, data, plan, cfg, loss_of, log=print, after_epoch=None):
             opt.zero_grad(set_to_none=True)  # let the grads go: backward makes fresh ones
             running += loss.detach().float()
             step += 1
-            progress.update(step, sum(lengths[i] for i in idx), running, units)
+            meter.update(epoch, step, sum(lengths[i] for i in idx), running)
         if after_epoch:
-            after_epoch(epoch, progress.epoch_loss)
-    return progress.done(device)
+            after_epoch(epoch, meter.epoch_loss)
+        meter.resume()
+    return meter.stats()
+
+
+class Meter:
+    """fit's log, kept out of its math: a line every 50 updates and at each epoch's end (mean loss
+    since the last line, tokens/s, the run's time left), and the NaN stop: a diverged run is never
+    scored. The time after_epoch takes (the dev evaluation) is no training time."""
+
+    def __init__(self, plan, log):
+        self.plan, self.total, self.log = plan, sum(map(len, plan)), log
+        self.t0, self.paused, self.tokens = time.time(), 0.0, 0
+        self.step, self.loss_sum = 0, 0.0        # at the last line
+        self.epoch_step, self.epoch_sum = 0, 0.0  # at the epoch's start
+
+    def update(self, epoch, step, tokens, running):
+        self.tokens += tokens
+        end = step - self.epoch_step == len(self.plan[epoch])
+        if step % 50 and not end:
+            return
+        loss_sum = running.item()  # note: a CPU-GPU sync point, the loop's only one
+        if not math.isfinite(loss_sum):
+            raise FloatingPointError(f"the loss became NaN/inf by update {step}: the weights "
+                                     f"diverged (a lower --lr?); the run is not recorded")
+        s = self.seconds()
+        self.log(f"epoch {epoch + 1}/{len(self.plan)} update {step}/{self.total} loss "
+                 f"{(loss_sum - self.loss_sum) / (step - self.step):.4f} "
+                 f"{self.tokens / s:,.0f} tok/s, run ~{duration(s / step * (self.total - step))} left")
+        self.step, self.loss_sum = step, loss_sum
+        if end:
+            self.epoch_loss = (loss_sum - self.epoch_sum) / (step - self.epoch_step)
+            self.epoch_step, self.epoch_sum, self.paused_at = step, loss_sum, time.time()
+
+    def seconds(self):
+        return max(1e-9, time.time() - self.t0 - self.paused)
+
+    def resume(self):
+        self.paused += time.time() - self.paused_at
+
+    def stats(self):
+        return dict(updates=self.total, tokens=self.tokens, train_s=self.seconds())
+
+
+def duration(s):
+    """45 -> "45 s", 200 -> "3.3 min", 7200 -> "2.0 h"."""
+    return f"{s:.0f} s" if s < 100 else f"{s / 60:.1f} min" if s < 6000 else f"{s / 3600:.1f} h"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -367,37 +424,26 @@ def lm_loss(tok):
     return loss
 
 
-def lm_config(cfg):
-    """The stage as a run of its own: cfg's model, data, seed and optimizer, lm_epochs epochs of
-    plain BERT optimisation (linear schedule, one rate, nothing frozen, BertAdam). The fields it
-    does not use are reset to their defaults, so every task run that would train the same stage
-    shares it (its key, and so its folder)."""
-    d = FinetuneConfig()
-    return replace(cfg, epochs=cfg.lm_epochs, lm_epochs=0, scheme=d.scheme, level=d.level,
-                   schedule="linear", stlr_ratio=d.stlr_ratio, delta=1.0, unfreeze=0,
-                   bias_correction=False)
+def lm_finetune(cfg, tok, feats, fit=fit, log=print):
+    """cfg.lm_epochs epochs of masked-LM training on the training windows `feats` -> the encoder
+    (a bert.Bert with its MLM head), at cfg's rate, batch and seed with plain BERT optimisation:
+    the linear schedule, one rate, nothing frozen, BertAdam. Where it is kept is the caller's."""
+    # Which model and text Table 5's LM rows trained on the paper does not say: we train the run's
+    # own model on its task's training sentences (English BERT on English for Table 5). Its rate
+    # the paper does not say either: we take the task's.
+    lm = replace(cfg, epochs=cfg.lm_epochs, schedule="linear", delta=1.0, unfreeze=0)
+    bert.check_mlm_head(lm.model)  # the stage trains the checkpoint's own head
+    torch.manual_seed(lm.seed)
+    device = bert.pick_device()
+    model = bert.from_pretrained(lm.model).to(device)
+    opt = AdamW(param_groups(model, lm.lr, 1.0, lm.weight_decay), lr=lm.lr, eps=lm.eps,
+                weight_decay=lm.weight_decay)
 
-
-def lm_finetune(cfg, folder, tok, feats, fit=fit, log=print):
-    """cfg.lm_epochs epochs of masked-LM training on the training windows `feats` -> `folder`, a
-    BERT checkpoint made once (atomic.made_once) and reused by every run that names it."""
-    def make(tmp):
-        # Which model and text Table 5's LM rows trained on the paper does not say: we train the
-        # run's own model on its task's training sentences (English BERT on English for Table 5)
-        lm = lm_config(cfg)
-        bert.check_mlm_head(lm.model)  # the stage trains the checkpoint's own head
-        torch.manual_seed(lm.seed)
-        device = bert.pick_device()
-        model = bert.from_pretrained(lm.model).to(device)
-        opt = AdamW(param_groups(model, lm.lr, 1.0, lm.weight_decay), lr=lm.lr, eps=lm.eps,
-                    weight_decay=lm.weight_decay)
-
-        def after_epoch(epoch, loss):
-            log(f"LM epoch {epoch + 1}/{lm.epochs}: masked-LM loss {loss:.4f} (epoch mean)")
-        fit(model, opt, tensorize(feats, tok, device), batch_plan(feats, lm, lm.epochs), lm,
-            lm_loss(tok), log=log, after_epoch=after_epoch)
-        bert.save_pretrained(model, tmp)
-    return atomic.made_once(folder, make, ("config.json", "model.safetensors"))
+    def after_epoch(epoch, loss):
+        log(f"LM epoch {epoch + 1}/{lm.epochs}: masked-LM loss {loss:.4f} (epoch mean)")
+    fit(model, opt, tensorize(feats, tok, device), batch_plan(feats, lm, lm.epochs), lm,
+        lm_loss(tok), log=log, after_epoch=after_epoch)
+    return model
 
 
 # ---------------------------------------------------------------------------------------------
@@ -444,29 +490,23 @@ class Trained:
     stats: dict      # fit's updates, tokens, train_s; time_s, the whole run
 
 
-def train(cfg, fit=fit, read=read_splits, lm_folder=None, eval_batch_size=0, log=print):
-    """One fine-tuning run -> Trained. `fit`: this loop or fastfit's; `read`: read_splits, or a
-    caller's copy that keeps what it read; `lm_folder`: where the masked-LM stage is kept (with
-    cfg.lm_epochs). Writes nothing but that stage: experiments.py records and saves runs."""
+def train(cfg, encoder=None, fit=fit, eval_batch_size=0, log=print):
+    """One fine-tuning run -> Trained. `encoder`: the weights to start from (a folder, e.g. the
+    masked-LM stage's), else cfg.model; `fit`: this loop or fastfit's. Writes nothing."""
     t_start, device = time.time(), bert.pick_device()
     log(f"loading the vocabulary of {cfg.model}")  # each stage over a few seconds says itself
-    tok = WordPiece.from_pretrained(cfg.model)
+    tok = vocabulary(cfg.model)
     bert.check_inputs(cfg.model, cfg.max_len, len(tok))  # now, not after an epoch of training
     log(f"reading {cfg.data or 'the downloaded ' + cfg.lang + ' data'} into windows of "
         f"{cfg.max_len} pieces")
-    data, labels = read(cfg, tok)
-    encoder = cfg.model
-    if cfg.lm_epochs:  # Sec 4.2: the masked-LM stage first, then the task from its weights
-        assert lm_folder, "cfg.lm_epochs needs a folder for the masked-LM stage"
-        encoder = lm_finetune(cfg, lm_folder, tok, data["train"].feats, fit, log)
+    data, labels = read_splits(cfg, tok)
     torch.manual_seed(cfg.seed)  # every draw here is torch's; the batches have their own
-    log(f"loading {encoder} onto the {device.type.upper()}")
-    model = bert.TokenClassifier(bert.from_pretrained(encoder), len(labels)).to(device)
-    L = len(model.bert.layers)
-    short = unfreezing_short(L, cfg.unfreeze, cfg.epochs,
-                             never_trained(L, cfg.unfreeze, cfg.epochs))
-    if short:
-        log(f"warning: {short}")
+    log(f"loading {encoder or cfg.model} onto the {device.type.upper()}")
+    model = bert.TokenClassifier(bert.from_pretrained(encoder or cfg.model), len(labels)).to(device)
+    never = never_trained(len(model.bert.layers), cfg.unfreeze, cfg.epochs)
+    if never:
+        log(f"warning: --unfreeze {cfg.unfreeze} over {cfg.epochs} epochs never trains "
+            f"{', '.join(never)} (Sec 3.3: 12 layers, 3 an epoch, 5 epochs)")
     opt = AdamW(param_groups(model, cfg.lr, cfg.delta, cfg.weight_decay), lr=cfg.lr,
                 eps=cfg.eps, weight_decay=cfg.weight_decay, bias_correction=cfg.bias_correction)
     on_device = {k: tensorize(s.feats, tok, device) for k, s in data.items()}

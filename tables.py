@@ -1,4 +1,4 @@
-"""The paper's numbers and ours beside them, from OUT/results.jsonl (and zero_shot.jsonl):
+"""The paper's numbers and ours beside them, from the run folders OUT/run-KEY/result.json:
 
 1. every setting in OUT as a row, its seeds pooled (mean +- std), the setting Table 1's rule
    chooses on dev per method, zero-shot rows under their English setting;
@@ -9,17 +9,18 @@
 
     python experiments.py table --out runs/en
 """
+import glob
 import json
 import math
 import os
 import statistics
+import sys
 from dataclasses import fields
 
 import paper
-import records
 from finetune import FinetuneConfig
 
-MBERT = paper.MBERT
+MBERT, BERT_BASE = paper.MBERT, paper.BERT_BASE
 PAPER = {**paper.TABLE2, **paper.TABLE3}  # (lang, model, scheme) -> (dev, test): plain rows
 PLAIN = dict(schedule="linear", delta=1.0, unfreeze=0, lm_epochs=0)  # BERT's own fine-tuning
 PAPER_LANGS = ("en", "de", "germeval")  # the data of the paper's tables (GermEval standing in)
@@ -38,50 +39,109 @@ NOTES = {"germeval": "germeval: conlleval F1 of the spans of one level (outer un
                       "OTH -> MISC, ...deriv/...part -> O unless 'kept'"}
 
 
+def read_result(folder, name="result.json"):
+    """The record in folder/name, or None where there is none: a run without one is not done. One
+    that does not parse (cut short by a full disk, edited by hand) is named and counts as none, so
+    the command that made it makes it again."""
+    path = os.path.join(folder, name)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+    except (ValueError, OSError) as e:
+        print(f"warning: {path}: not a whole record ({e}); left out, made again by the command "
+              f"that made it", file=sys.stderr)
+        return None
+
+
+def results(out, name="result.json"):
+    """Every record OUT/run-*/name holds (name: result.json, or zero-shot-*.json)."""
+    paths = sorted(glob.glob(os.path.join(glob.escape(out), "run-*", name)))
+    return [r for r in (read_result(*os.path.split(p)) for p in paths) if r]
+
+
 def table(out):
-    """Markdown: one row per setting in OUT/results.jsonl (its seeds pooled), the paper's numbers
-    beside it. Every setting that differs from plain BERT fine-tuning is named under "method", so
-    no row mixes settings; "chosen" marks, per (lang, model, scheme, method, data), the
-    batch/lr/epochs with the best mean dev F1 (Table 1's rule). Runs on different data (by the
-    files' bytes) are different rows, and a data column appears when there is more than one.
-    Zero-shot scores (OUT/zero_shot.jsonl) add a row under their English setting."""
+    """Markdown: one row per setting in OUT (its seeds pooled), the paper's numbers beside it.
+    Every setting that differs from plain BERT fine-tuning is named under "method", so no row
+    mixes settings; "chosen" marks, per (lang, model, scheme, method, data), the setting `chosen`
+    picks. Zero-shot scores (OUT/run-KEY/zero-shot-*.json) add a row under their English setting."""
     groups, german = {}, {}
-    for r in records.read_results(out):
+    for r in results(out):
         groups.setdefault(setting(r), []).append(r)
     if not groups:
-        held = records.busy(out)
-        if held:  # a resume right after a kill finds its runs still held: by whom, it says
-            raise ValueError(f"{out}: no results.jsonl records yet; {len(held)} runs are being "
-                             f"trained by other processes now ({', '.join(held)}); run `table` "
-                             f"when they finish")
-        raise ValueError(f"{out}: no results.jsonl records; train or grid with --out {out} first")
-    for z in records.read_results(out, name=records.ZERO_SHOT):
+        found = sorted({os.path.dirname(os.path.dirname(p)) for p in glob.glob(os.path.join(
+            glob.escape(out), "*", "run-*", "result.json"))})
+        raise ValueError(f"{out} holds no finished run" + (
+            f"; these folders do: {', '.join(found)} (pass one as --out)" if found else
+            f": train, grid or reproduce with --out {out} first"))
+    for z in results(out, "zero-shot-*.json"):
         german.setdefault(z["run"], []).append(z)
     rows = []
     for key, runs in sorted(groups.items()):
-        rows.append(row(json.loads(key), runs, runs))
+        rows.append(row(key, runs, runs))
         by_data = {}
         for z in (z for r in runs for z in german.get(r["key"], [])):
             by_data.setdefault((z["format"], z["keep"], z["data"]), []).append(z)
         for which, zs in sorted(by_data.items()):
-            rows.append(row(json.loads(key), runs, zs, which))
-    return markdown(rows) + paper_tables(groups)
+            rows.append(row(key, runs, zs, which))
+    return markdown(rows, groups) + paper_tables(groups)
 
 
 def setting(record):
-    """A record's row: its FinetuneConfig fields but the seed, data as the files' fingerprint."""
-    c = {f.name: record["config"].get(f.name) for f in fields(FinetuneConfig)}
-    c.update(data=record.get("data_fingerprint", c["data"]), seed=None)
-    # the model as the run's key named it where it trained (a folder's real path), not as the
-    # typed name reads from wherever `table` runs now
-    c.update(model=record.get("model_id") or records.model_id(c["model"]))
-    return json.dumps(c, sort_keys=True)
+    """A record's setting, the one identity of a row and of a choice: its FinetuneConfig fields but
+    the seed, the data and the model as its run's key named them."""
+    c = {f.name: record["config"][f.name] for f in fields(FinetuneConfig)}
+    return json.dumps(dict(c, data=record["data_id"], model=record["model_id"], seed=None),
+                      sort_keys=True)
 
 
-def row(c, runs, scored, zero_shot=None):
-    """One table row: setting c, its seeds' records `runs`, the records `scored` (runs, or their
-    zero-shot scores). pick: the row's rival group and the dev F1 it is chosen by, the runs' own
-    (English) dev F1 for a zero-shot row too."""
+def best(groups, keys):
+    """Of the settings `keys`, the one with the best mean dev F1 (Sec 4.1: chosen on dev), the
+    first in sorted order on a tie; None for none."""
+    return max(sorted(keys), key=lambda k: scores(groups[k], "dev")[0]) if keys else None
+
+
+def chosen(groups):
+    """The one rule for "the chosen setting" among `groups` (setting -> records) that differ in
+    batch, rate and epochs (or in Eq. 1's eta_0 and delta): the best on dev, except among plain
+    runs that are not Table 1's whole grid, where it is the paper's setting for the language
+    (fn 11; German Sec 4.1.1), so that Table 4's 3-epoch runs never stand in for it. Where neither
+    ran, the setting with the most runs (a setting the command line named)."""
+    cs = {k: json.loads(k) for k in groups}
+    plain = [k for k, c in cs.items() if is_plain(c)]
+    if len(plain) < len(cs):
+        return best(groups, list(cs))
+    trio = {k: (c["batch_size"], c["lr"], c["epochs"]) for k, c in cs.items()}
+    grid = [k for k, t in trio.items() if t in GRID]
+    if len({trio[k] for k in grid}) == len(GRID):
+        return best(groups, grid)
+    ours = [k for k, c in cs.items() if trio[k] == tuple(paper_chosen(c["lang"]).values())]
+    most = max(map(len, groups.values()), default=0)
+    return best(groups, ours or [k for k in cs if len(groups[k]) == most])
+
+
+GRID = {(b, lr, e) for b in paper.GRID["batch_size"] for lr in paper.GRID["lr"]
+        for e in paper.GRID["epochs"]}
+
+
+def paper_chosen(lang):
+    """The paper's setting for a language: fn 11's for English, 3 epochs for German."""
+    return paper.CHOSEN["en" if lang in ("en", "cleanconll") else "de"]
+
+
+def paper_tables_for(model, lang):
+    """Which of Tables 4-6 the paper ran for this model (as name_of names it) and language:
+    English BERT-base 4 and 5, mBERT English 4, mBERT German 4 and 6; all for a model it never
+    ran, whose rows print as ours."""
+    ran = {(BERT_BASE, "en"): {4, 56}, (MBERT, "en"): {4}, (MBERT, "de"): {4, 56}}
+    return ran.get((model, "en" if lang in ("en", "cleanconll") else "de"), {4, 56})
+
+
+def row(key, runs, scored, zero_shot=None):
+    """One table row: setting `key`, its seeds' records `runs`, the records `scored` (runs, or
+    their zero-shot scores). pick: the row's rival group and its setting."""
+    c = json.loads(key)
     method = ", ".join(f"{f.name}={c[f.name]}" for f in fields(FinetuneConfig)
                        if f.name not in SHOWN and c[f.name] != f.default)
     what = source = (c["lang"], c["model"], c["scheme"], method or "BERT", c["data"])
@@ -98,14 +158,15 @@ def row(c, runs, scored, zero_shot=None):
     named = f"{os.path.basename(folder) or 'downloaded'} {c['data'][:6]}"
     return dict(what=what, setting=(c["batch_size"], c["lr"], c["epochs"]), n=len(scored),
                 dev=dev, test=test, paper=theirs or (None, None),
-                pick=(source, scores(runs, "dev")[0]), clean=clean, data=named)
+                pick=(source, key), clean=clean, data=named)
 
 
-def markdown(rows):
+def markdown(rows, groups):
     """rows (from row) as a Markdown table, "chosen" per rival group, notes for unusual rows."""
-    best = {}
+    rivals = {}
     for r in rows:
-        best[r["pick"][0]] = max(best.get(r["pick"][0], -1.0), r["pick"][1])
+        rivals.setdefault(r["pick"][0], {})[r["pick"][1]] = groups[r["pick"][1]]
+    picked = {source: chosen(g) for source, g in rivals.items()}
     several = len({r["what"][4] for r in rows}) > 1
     clean = any(r["clean"] for r in rows)
     head = ["lang", "model", "scheme", "batch", "lr", "epochs", "method"] + ["data"] * several
@@ -120,7 +181,7 @@ def markdown(rows):
         cells += [r["n"], *(pm(m, s, r["n"]) for m, s in (r["dev"], r["test"]))]
         cells += [cleaned(r["clean"], split, r["n"]) for split in ("dev", "test")] * clean
         cells += [*(p or "–" for p in r["paper"]),
-                  "✓" if r["pick"][1] == best[r["pick"][0]] else ""]
+                  "✓" if r["pick"][1] == picked[r["pick"][0]] else ""]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     shown = {r["what"][0] for r in rows} | {"zero-shot" for r in rows if r["what"][0] == "en→de"}
     shown |= {"cleanconll"} if clean else set()
@@ -129,10 +190,12 @@ def markdown(rows):
 
 
 def cleaned(clean, split, n):
-    """The CleanCoNLL cell of a row: mean ± std of its runs' scores there, "(k of n)" where only
-    k of its n runs have one (scored where CleanCoNLL could be built), "–" for none."""
+    """The CleanCoNLL cell of a row: mean ± std of its runs' scores on one build (the most runs'),
+    "(k of n)" where only k of its n runs have one there, "–" for none."""
     if not clean:
         return "–"
+    build = statistics.mode(c["data"] for c in clean)
+    clean = [c for c in clean if c["data"] == build]
     m, s = mean_std([c[split]["f1"] for c in clean])
     return pm(m, s, len(clean)) + (f" ({len(clean)} of {n})" if len(clean) < n else "")
 
@@ -178,8 +241,9 @@ def table23(groups, cs):
         title = {"en": "Table 2: English CoNLL-2003", "de": "Table 3: German CoNLL-2003",
                  "germeval": "Table 3's shape on GermEval 2014 (the paper's numbers are CoNLL-2003 "
                              "German's, another corpus)"}[lang]
-        out.append(grid(f"{title}, F1. Ours: plain fine-tuning at the setting chosen on dev, mean "
-                        f"± std (seeds); the paper: the mean of {paper.SEEDS_TABLE2} runs",
+        runs = f"the mean of {paper.SEEDS_TABLE2} runs" if lang == "en" else "its caption gives no count"
+        out.append(grid(f"{title}, F1. Ours: plain fine-tuning at the chosen setting, mean ± std "
+                        f"(seeds); the paper: {runs}",
                         ["system", "annot.", "setting", "seeds", "dev", "test", "paper dev",
                          "paper test"], lines))
     return "\n\n".join(out)
@@ -213,7 +277,8 @@ def table4(groups, cs):
         i = paper_row(c, order)
         native = order[0] if c["lang"] == "en" else order[2]  # another model stands beside the
         theirs = paper.TABLE4[order[i] if i < len(order) else native]  # language's own row
-        model = name_of(c["model"]) + ("" if i < len(order) else f" (paper: {native[1]})")
+        ours_only = i == len(order)  # a model the paper never ran: no marks against another's
+        model = name_of(c["model"]) + (f" (ours; paper: {native[1]}'s)" if ours_only else "")
         for warm in (True, False):
             what = "with BertAdam (warmup)" if warm else "without (constant rate)"
             row = [model, c["lang"], c["scheme"].upper(), how(c, cs, epochs=False), what]
@@ -228,7 +293,7 @@ def table4(groups, cs):
             ours = effect(stats(w, "dev"), stats(wo, "dev")) if w and wo else "–"
             their = effect((*theirs[True, e], paper.SEEDS_TABLE4),
                            (*theirs[False, e], paper.SEEDS_TABLE4))
-            row += [ours, their + agreement(ours, their)]
+            row += [ours, their + ("" if ours_only else agreement(ours, their))]
         lines.append(row)
     if not lines:
         return ""
@@ -253,13 +318,15 @@ def table56(groups, cs):
     for g, ks in sorted(sets.items()):
         task = [k for k in ks if (cs[k]["unfreeze"], cs[k]["epochs"]) ==
                 (paper.UNFREEZE, paper.UNFREEZE_EPOCHS)]
-        picked = [best(groups, [k for k in ks if is_plain(cs[k])])]
+        picked = [chosen({k: groups[k] for k in ks if is_plain(cs[k])})]
         picked += [best(groups, [k for k in task if cs[k]["lm_epochs"] == n])
                    for n in (0, *paper.LM_EPOCHS)]
         if not any(picked[1:]):
             continue
         c = json.loads(g)
         theirs = paper.TABLE5 if c["lang"] == "en" else paper.TABLE6
+        paper_own = 56 in paper_tables_for(name_of(c["model"]), c["lang"]) and \
+            name_of(c["model"]) == theirs["model"]
         base = groups[picked[0]] if picked[0] else None
         lines = []
         for name, k in zip(paper.ROWS56, picked):
@@ -272,7 +339,8 @@ def table56(groups, cs):
             runs = groups[k]
             vs = "" if name == paper.ROWS56[0] or not base else effect(
                 stats(runs, "test"), stats(base, "test")).split(", ")[0]
-            mark = {"higher": " ✗", "": ""}.get(vs, " ✓")  # the paper: never higher than Plain
+            mark = {"higher": " ✗", "": ""}.get(vs, " ✓") * paper_own  # the paper: never higher
+            # than Plain; marks only against the paper's own model
             lines.append([name, name_of(c["model"]), how(cs[k], cs, method=True), len(runs),
                           pm(*scores(runs, "dev"), len(runs)), pm(*scores(runs, "test"),
                           len(runs)), vs + mark, num(dev), num(test),
@@ -280,10 +348,12 @@ def table56(groups, cs):
         number = 5 if c["lang"] == "en" else 6
         corpus = {"en": "English CoNLL-2003", "de": "German CoNLL-2003",
                   "germeval": "GermEval 2014 (standing in for German CoNLL-2003)"}
+        title = f"Table {number}" if paper_own else \
+            f"Ours, not in the paper: Table {number}'s rows for {name_of(c['model'])}"
         out.append(grid(
-            f"Table {number}: {corpus[c['lang']]}, {c['scheme'].upper()}, F1, mean ± "
-            f"std (seeds); the paper: {theirs['model']}, the mean of {paper.SEEDS_TABLE56} runs, "
-            f"no row above Plain",
+            f"{title}: {corpus[c['lang']]}, {c['scheme'].upper()}, F1, mean ± "
+            f"std (seeds); the paper's numbers: {theirs['model']}'s, the mean of "
+            f"{paper.SEEDS_TABLE56} runs, no row above Plain",
             ["row", "model", "setting", "seeds", "dev", "test", "test vs Plain", "paper dev",
              "paper test", "paper Δ test"], lines))
     return "\n\n".join(out)
@@ -320,11 +390,11 @@ def best(groups, keys):
 
 
 def chosen_rows(groups, cs, keys, free):
-    """The dev choice among `keys` per setting that differs only in the `free` fields."""
+    """The chosen setting among `keys` per setting that differs only in the `free` fields."""
     by = {}
     for k in keys:
         by.setdefault(same_but(cs[k], *free), []).append(k)
-    return [best(groups, ks) for _, ks in sorted(by.items())]
+    return [chosen({k: groups[k] for k in ks}) for _, ks in sorted(by.items())]
 
 
 def how(c, cs, epochs=True, method=False):

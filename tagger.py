@@ -100,18 +100,21 @@ def load_tagger(name_or_dir, device):
 def read_text(path, encoding=None):
     """Raw text, one sentence a line, split at spaces and punctuation -> one Sentence per line
     (an empty one for a blank line, so the output lines up with the input). `path`: a file, "-"
-    for stdin, or the text itself where no such file exists and it holds a space, as a sentence
-    typed on the command line does ("Angela Merkel visited Paris .")."""
-    if path != "-" and not os.path.lexists(path):
-        if not any(c.isspace() for c in path):
-            raise FileNotFoundError(f"{path}: no such file (a one-word sentence goes through "
-                                    f"stdin: echo {path} | ... - --text)")
+    for stdin (closed: no lines), or else the text itself ("Angela Merkel visited Paris .")."""
+    if path != "-" and not os.path.isfile(path):
+        if not path.strip():
+            raise ValueError("the sentence to tag is empty: pass a sentence, a file, or - (stdin)")
         return [text_sentence(line, n + 1) for n, line in enumerate(path.splitlines())]
-    data = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()
+    if path == "-":
+        data = sys.stdin.buffer.read() if sys.stdin else b""
+    else:
+        with open(path, "rb") as f:
+            data = f.read()
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff") and not encoding:
+        raise ValueError(f"{path}: UTF-16 text (its byte-order mark): pass --encoding utf-16, or "
+                         f"save it as UTF-8")
     text = conll.decode(path, data, encoding)[0]  # UTF-8 or latin-1, as a CoNLL file is read
-    # a byte-order mark is never a word: at the file's start, nor at a line's start in files
-    # joined with cat
-    lines = [conll.unmarked(line) for line in text.split("\n")]
+    lines = text.removeprefix("\ufeff").split("\n")
     if lines[-1] == "":
         lines.pop()  # the newline ending the last line starts no other
     return [text_sentence(line, n + 1) for n, line in enumerate(lines)]
@@ -156,6 +159,8 @@ def predict(name_or_dir, path, text=False, output=None, encoding=None, batch_siz
     or written to `output` when one is given."""
     if output and os.path.lexists(output):
         raise ValueError(f"{output} exists; pass another --output (predict never overwrites)")
+    if not text and not os.path.lexists(path) and " " in path.strip():
+        raise ValueError(f"{path}: no such file; a sentence? add --text")
     t = load_tagger(name_or_dir, bert.pick_device())
     sents = read_text(path, encoding) if text else conll.read_conll(path, encoding)
     labelled = not text and conll.has_gold(sents)
@@ -171,21 +176,10 @@ def predict(name_or_dir, path, text=False, output=None, encoding=None, batch_siz
         "".join(f"{w} {p}\n" for w, p in zip(s.words, tags)) + "\n" for s, tags in zip(sents, pred))
     if text and not output:
         return tagged
-    while True:  # written only as a new file: one that appeared meanwhile is never replaced
-        out = output or fresh_path(os.path.basename(path) + ".pred.txt")
-        folder, name = os.path.split(os.path.abspath(out))
-        atomic.clear_temps(folder, name)  # what a killed predict left there
-        try:
-            if labelled:  # -DOCSTART- lines as the input has them: conlleval counts each one
-                docstart = conll.has_docstart(path, encoding)
-                conll.write_conll(out, sents, pred, docstart=docstart, new=True)
-            else:
-                atomic.write_text(out, tagged, new=True)
-            break
-        except FileExistsError:
-            if output:
-                raise ValueError(f"{output} appeared while tagging; pass another --output "
-                                 f"(predict never overwrites)") from None
+    out = output or fresh_path(os.path.basename(path) + ".pred.txt")  # never an old file
+    if labelled:  # -DOCSTART- lines as the input has them: conlleval counts each one
+        tagged = conll.conll_text(sents, pred, docstart=conll.has_docstart(path, encoding))
+    atomic.write_text(out, tagged)
     shown = out if out.isprintable() else repr(out)  # a newline in a name is not printed raw
     if labelled:
         return report_of(out) + f"(predictions in {shown})\n"

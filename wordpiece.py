@@ -117,20 +117,13 @@ def strip_accents(t):
 # -----------------------------------------------------------------------------
 
 class WordPiece:
-    """vocab.txt + casing -> pieces. `WordPiece(["[PAD]", "[UNK]", ...], do_lower_case=False)`.
+    """vocab.txt's tokens (id = position) + casing -> pieces:
+    `WordPiece(["[PAD]", "[UNK]", ...], do_lower_case=False)`. strip_accents=None follows
+    do_lower_case (BERT's rule; HF's strip_accents key can force it)."""
 
-    `vocab` is a list of tokens (id = position) or a dict token -> id with ids 0..n-1.
-    strip_accents=None follows do_lower_case (BERT's rule; HF's strip_accents key can force it).
-    """
-
-    def __init__(self, vocab, do_lower_case=True, strip_accents=None, tokenize_chinese_chars=True,
+    def __init__(self, tokens, do_lower_case=True, strip_accents=None, tokenize_chinese_chars=True,
                  source="vocab"):
-        if isinstance(vocab, dict):
-            if sorted(vocab.values()) != list(range(len(vocab))):
-                raise ValueError(f"{source}: the ids of a vocab dict must be 0..{len(vocab) - 1}, "
-                                 "each once")
-            vocab = sorted(vocab, key=vocab.get)
-        self.tokens = list(vocab)  # id -> token: one per line of vocab.txt
+        self.tokens = list(tokens)  # id -> token: one per line of vocab.txt
         # token -> id. A token listed twice maps to its last line, as Google's load_vocab does.
         self.vocab = {t: i for i, t in enumerate(self.tokens)}
         missing = [t for t in SPECIALS if t not in self.vocab]
@@ -170,10 +163,9 @@ class WordPiece:
         """Write vocab.txt and tokenizer_config.json into `folder` (made if need be), so that
         WordPiece.from_pretrained(folder) and HF's AutoTokenizer.from_pretrained(folder) both
         load this tokenizer, casing included. mBERT cased gets {"do_lower_case": false, ...}."""
-        bad = [t for t in self.tokens if t != t.strip() or "\n" in t or "\r" in t]
-        if bad:  # such a token would come back changed (read_vocab strips each line)
-            raise ValueError(f"tokens {bad[:3]} cannot be lines of a vocab.txt: no line break "
-                             "inside a token and no space around it")
+        # read_vocab strips each line and ends one at \r too: such a token would come back changed
+        assert not any(t != t.strip() or "\n" in t or "\r" in t for t in self.tokens), \
+            "a token with a line break in it or a space around it cannot be a vocab.txt line"
         os.makedirs(folder, exist_ok=True)
         with open(os.path.join(folder, "vocab.txt"), "w", encoding="utf-8", newline="\n") as f:
             f.write("".join(t + "\n" for t in self.tokens))
@@ -262,47 +254,27 @@ class WordPiece:
         """Pieces of a text: "unaffable Köln" -> ["una", "##ffa", "##ble", "koln"] (MiniLM)."""
         return self.convert_ids_to_tokens(self.encode(text))
 
-    def encode_word(self, word):
-        ids = self.encode(word)
-        # Departure from HF: a word with no pieces (soft hyphen, zero-width space, a control
-        # char, a lone combining accent when uncased) would vanish and take its tag along.
-        # It stays, as one [UNK].
-        return ids or [self.unk_id]
-
     def encode_words(self, words):
-        """Piece ids per word (CoNLL token): ["EU", "rejects"] -> [[7327], [19164]] (MiniLM).
-
-        len(result) == len(words) and no list is empty; see encode_word.
-        """
+        """Piece ids per word (CoNLL token): ["EU", "rejects"] -> [[7327], [19164]] (MiniLM);
+        len(result) == len(words) and no list is empty."""
         cache, out = self.cache, []
         for w in words:
             ids = cache.get(w)
             if ids is None:
-                ids = cache[w] = self.encode_word(w)
+                # Departure from HF: a word with no pieces (soft hyphen, zero-width space, a
+                # control char, a lone combining accent when uncased) would vanish and take its
+                # tag along. It stays, as one [UNK].
+                ids = cache[w] = self.encode(w) or [self.unk_id]
             out.append(ids[:])  # a copy: a caller that edits its lists must not edit the cache
         return out
 
-    def convert_tokens_to_ids(self, tokens):
-        # Unlike HF (which answers [UNK]), an unknown token is an error: it is a caller's bug,
-        # e.g. "[cls]" for "[CLS]"; WordPiece itself only ever produces tokens of the vocab.
-        bad = [t for t in tokens if t not in self.vocab]
-        if bad:
-            raise ValueError(f"tokens not in the vocab: {bad[:5]}; "
-                             "use tokenize() to get pieces of text")
-        return [self.vocab[t] for t in tokens]
-
     def convert_ids_to_tokens(self, ids):
-        bad = [i for i in ids if not 0 <= i < len(self.tokens)]
-        if bad:
-            raise ValueError(f"ids out of range 0..{len(self.tokens) - 1}: {bad[:5]}")
         return [self.tokens[i] for i in ids]
 
 
 def read_vocab(path):
-    """vocab.txt -> tokens, one per line, id = line number - 1.
-
-    Each line is stripped of surrounding whitespace, as Google's load_vocab does (HF strips the
-    line end only). \\n, \\r\\n and \\r line ends are read alike, as HF's text mode does."""
+    """vocab.txt -> tokens, one per line, id = line number - 1. Each line is stripped, as Google's
+    load_vocab does (HF strips the line end only); \\n, \\r\\n and \\r end a line, as for HF."""
     with open(path, "rb") as f:
         data = f.read()
     try:
@@ -316,29 +288,23 @@ def read_vocab(path):
 
 def read_config(path):
     """The casing keys of HF's tokenizer_config.json: mBERT cased has {"do_lower_case": false}.
-
-    A key that is absent keeps HF's default (do_lower_case true, strip_accents null i.e. follow
-    do_lower_case, tokenize_chinese_chars true). Keys about other things are ignored.
-    """
+    An absent key keeps HF's default (do_lower_case true, strip_accents null i.e. follow
+    do_lower_case, tokenize_chinese_chars true); keys about other things are ignored."""
     with open(path, encoding="utf-8") as f:
         try:
             cfg = json.load(f)
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
-    if not isinstance(cfg, dict):
-        raise ValueError(f"{path}: expected a JSON object like {{\"do_lower_case\": false}}")
     if cfg.get("do_basic_tokenize", True) is not True or cfg.get("never_split"):
         raise ValueError(f"{path}: do_basic_tokenize=false and never_split are not supported; "
                          "remove them")
-    kw = {}
-    for key in ("do_lower_case", "strip_accents", "tokenize_chinese_chars"):
-        if key in cfg:
-            v = cfg[key]
-            null_ok = key == "strip_accents"
-            if not (isinstance(v, bool) or v is None and null_ok):
-                raise ValueError(f"{path}: {key} must be true or false{' or null' * null_ok}, "
-                                 f"not {v!r}")
-            kw[key] = v
+    keys = ("do_lower_case", "strip_accents", "tokenize_chinese_chars")
+    kw = {key: cfg[key] for key in keys if key in cfg}
+    for key, v in kw.items():
+        null_ok = key == "strip_accents"
+        if not (isinstance(v, bool) or v is None and null_ok):
+            raise ValueError(f"{path}: {key} must be true or false{' or null' * null_ok}, "
+                             f"not {v!r}")
     return kw
 
 

@@ -273,8 +273,7 @@ def projections(a, start, first, steady, save, gpus=(1, 2, 4, 8)):
     for name, grid in (("reproduce-en", False), ("grid", True)):
         runs = experiments.reproduce_runs(cfg, experiments.Experiment(grid=grid))
         for n in gpus:
-            shards = [experiments.shard_of(runs, experiments.Experiment(shard=f"{i}/{n}"))
-                      for i in range(n)]
+            shards = [experiments.shard_of(runs, f"{i}/{n}") for i in range(n)]
             walls = [process_seconds(s, start, first, steady) for s in shards]
             out[name, n] = (max(walls), max(w - save * len(s) for w, s in zip(walls, shards)))
     return out

@@ -107,7 +107,7 @@ def main():
         epochs=a.epochs, max_train_sentences=a.sentences, bias_correction=True)
     if device.type == "cuda":  # untimed: CUDA's start-up would otherwise fall on the first run
         warm = replace(base, epochs=1, max_train_sentences=min(a.sentences, 64))
-        finetune.train(warm, fastfit.fit, log=lambda s: None)
+        finetune.train(warm, fit=fastfit.fit, log=lambda s: None)
         if a.hf:
             hf_run(warm)
     for seed in map(int, a.seeds.split(",")):
@@ -118,7 +118,7 @@ def main():
         for graphs in modes:
             t = time.time()
             fit = fastfit.fit if graphs and device.type == "cuda" else finetune.fit
-            run = finetune.train(cfg, fit, log=lambda s: None)
+            run = finetune.train(cfg, fit=fit, log=lambda s: None)
             f1[graphs].append(run.dev["f1"])
             print(f"ours (graphs {graphs}): dev F1 {run.dev['f1']:.2f}  "
                   f"train {run.stats['train_s']:.1f} s  total {time.time() - t:.0f} s")

@@ -61,7 +61,7 @@ def test_projections_follow_the_run_lists_and_their_shards(monkeypatch):
     monkeypatch.syspath_prepend(os.path.join(ROOT, "bench"))
     import argparse
     import bench_gpu
-    a = argparse.Namespace(model="m", data="d")
+    a = argparse.Namespace(model="m", data=TINY)  # run keys read the data's files
     start, first, save = 3.0, 50.0, 1.0
     steady = {(16, 4): 30.0, (16, 3): 22.0, (32, 4): 17.0, (32, 3): 13.0}
     got = bench_gpu.projections(a, start, first, steady, save)

@@ -187,17 +187,18 @@ def test_training_mode_uses_dropout_and_gradients_flow(minilm_dir):
 
 
 def test_save_pretrained_round_trips_and_hf_reads_it(mbert_shaped, tmp_path):
-    """Our save_pretrained writes HF layout: our loader and HF's BertForMaskedLM read back the same
-    weights."""
+    """Our save_pretrained writes HF layout, into a folder it makes: our loader and HF's
+    BertForMaskedLM read back the same weights."""
     folder, ref = mbert_shaped
     ours = bert.from_pretrained(folder)
-    bert.save_pretrained(ours, str(tmp_path))
-    config = json.loads((tmp_path / "config.json").read_text())
+    saved = tmp_path / "new" / "mlm"
+    bert.save_pretrained(ours, str(saved))
+    config = json.loads((saved / "config.json").read_text())
     assert config["architectures"] == ["BertForMaskedLM"]
-    back = bert.from_pretrained(str(tmp_path))
+    back = bert.from_pretrained(str(saved))
     for (k, v), (k2, v2) in zip(ours.state_dict().items(), back.state_dict().items()):
         assert k == k2 and torch.equal(v, v2), k
-    hf = transformers.BertForMaskedLM.from_pretrained(str(tmp_path))
+    hf = transformers.BertForMaskedLM.from_pretrained(str(saved))
     for k, v in ref.state_dict().items():
         assert torch.equal(v, hf.state_dict()[k]), k
 
@@ -357,27 +358,43 @@ VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "eu", "rejects", "german"
          "boycott", "british", "lamb", ".", "peter", "black", "##burn", "brussels", "1996"]
 
 
-@pytest.mark.parametrize("pooler", [False, True])
-def test_hf_tagger_loads_into_ours(tmp_path, pooler):
-    """A tiny random BertForTokenClassification saved by HF's own save_pretrained (keys under
-    `bert.`, no pooler; older conversions such as dslim/bert-base-NER keep one): ours gives HF's
-    logits and id2label as stored, string keys and all."""
+TINY = dict(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+            intermediate_size=37)
+# Keys a tagger's checkpoint may carry beside its own, all unused by NER: older conversions such as
+# dslim/bert-base-NER keep the pooler, and one made from a masked-LM model may keep its head,
+# whole or in part.
+EXTRA = {"nothing": [], "a pooler": ["bert.pooler.dense.weight", "bert.pooler.dense.bias"],
+         "part of an MLM head": ["cls.predictions.bias"], "an MLM head": list(bert.MLM_HEAD)}
+
+
+def add_keys(folder, cfg, keys):
+    """Add `keys` (sized by cfg, random) to the folder's model.safetensors."""
     from safetensors.torch import load_file, save_file
+    torch.manual_seed(2)
+    donor = transformers.BertForPreTraining(cfg).state_dict()  # holds the pooler and both heads
+    path = os.path.join(folder, "model.safetensors")
+    sd = load_file(path)
+    assert not sd.keys() & set(keys), "the key is there already"
+    sd |= {k: torch.randn_like(donor[k]) for k in keys}
+    save_file(sd, path, metadata={"format": "pt"})
+
+
+@pytest.mark.parametrize("extra", EXTRA)
+def test_hf_tagger_loads_into_ours(tmp_path, extra):
+    """A tiny random BertForTokenClassification saved by HF's own save_pretrained (keys under
+    `bert.`, no pooler), with EXTRA's keys added: HF's BertForTokenClassification reads it back
+    unchanged, and ours gives HF's logits and id2label as stored, string keys and all."""
     tags = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
-    cfg = transformers.BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2,
-                                  num_attention_heads=4, intermediate_size=37,
-                                  id2label=dict(enumerate(tags)))
+    cfg = transformers.BertConfig(**TINY, id2label=dict(enumerate(tags)))
     torch.manual_seed(0)
     ref = transformers.BertForTokenClassification(cfg).eval()
     randomize_norms_and_biases(ref)
     ref.save_pretrained(str(tmp_path))
     (tmp_path / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
-    if pooler:
-        sd = load_file(str(tmp_path / "model.safetensors"))
-        assert not any("pooler" in k for k in sd), "HF's BertForTokenClassification has no pooler"
-        sd["bert.pooler.dense.weight"] = torch.randn(32, 32)
-        sd["bert.pooler.dense.bias"] = torch.randn(32)
-        save_file(sd, str(tmp_path / "model.safetensors"))
+    add_keys(str(tmp_path), cfg, EXTRA[extra])
+    hf, info = transformers.BertForTokenClassification.from_pretrained(
+        str(tmp_path), output_loading_info=True)
+    assert not info["missing_keys"], info
     ours, config = bert.token_classifier_from_pretrained(str(tmp_path))
     assert config["id2label"] == {str(i): tag for i, tag in enumerate(tags)}
     assert config["architectures"] == ["BertForTokenClassification"]
@@ -388,12 +405,44 @@ def test_hf_tagger_loads_into_ours(tmp_path, pooler):
     with torch.no_grad():
         logits = ours.eval()(ids, mask)
         logits_ref = ref(input_ids=ids, attention_mask=mask).logits
+        logits_hf = hf.eval()(input_ids=ids, attention_mask=mask).logits
     assert logits.shape == (13, 7, len(tags))
     assert max_diff_on_real_positions(logits, logits_ref, mask) <= 1e-5
+    assert max_diff_on_real_positions(logits_hf, logits_ref, mask) <= 1e-5
     encoder = bert.from_pretrained(str(tmp_path)).eval()  # the classifier ignored by name
     with torch.no_grad():
         h, h_ref = encoder(ids, mask), ref.bert(input_ids=ids, attention_mask=mask)[0]
     assert max_diff_on_real_positions(h, h_ref, mask) <= 1e-5
+    assert (encoder.mlm is not None) == (extra == "an MLM head"), "a head is loaded whole or not"
+
+
+@pytest.mark.parametrize("head", [[], ["cls.predictions.bias"], list(bert.MLM_HEAD[:2]),
+                                  list(bert.MLM_HEAD)])
+def test_check_mlm_head_names_what_hf_would_make_up(tmp_path, head):
+    """A bare encoder saved by HF with `head`'s keys added: check_mlm_head, run before the
+    masked-LM stage, passes a whole head and names exactly the keys that HF's BertForMaskedLM
+    reports missing (and would initialise at random) for none or part of one. The encoder itself
+    loads either way, as HF's BertModel does, and equals HF's."""
+    cfg = transformers.BertConfig(**TINY)
+    torch.manual_seed(0)
+    ref = transformers.BertModel(cfg, add_pooling_layer=False).eval()
+    randomize_norms_and_biases(ref)
+    ref.save_pretrained(str(tmp_path))
+    add_keys(str(tmp_path), cfg, head)
+    _, info = transformers.BertForMaskedLM.from_pretrained(str(tmp_path), output_loading_info=True)
+    alias = {"cls.predictions.decoder.bias"}  # HF's second name for cls.predictions.bias
+    hf_missing = sorted(set(info["missing_keys"]) - alias)
+    if not hf_missing:
+        bert.check_mlm_head(str(tmp_path))
+    else:
+        with pytest.raises(ValueError, match="has no masked-LM head, or only part of one") as e:
+            bert.check_mlm_head(str(tmp_path))
+        assert sorted(re.search(r"missing ([^)]*)\)", str(e.value))[1].split(", ")) == hf_missing
+    ids = torch.randint(0, len(VOCAB), (13, 7))
+    ours = bert.from_pretrained(str(tmp_path)).eval()
+    with torch.no_grad():
+        assert max_diff_on_real_positions(ours(ids), ref(input_ids=ids)[0], ids >= 0) <= 1e-5
+    assert (ours.mlm is not None) == (head == list(bert.MLM_HEAD))
 
 
 def test_checkpoint_without_classifier_is_not_a_tagger(minilm_dir):
@@ -417,24 +466,14 @@ def test_tagger_config_must_name_every_label(our_tagger, tmp_path):
     assert not os.listdir(tmp_path), "nothing is written before the checks pass"
 
 
-def test_a_failed_save_leaves_the_old_checkpoint(our_tagger, tmp_path, monkeypatch):
-    """save_file dies half-way (disk full, killed): model.safetensors is still the old, whole file,
-    and no temporary file is left beside it."""
-    import safetensors.torch
-    folder, ours = our_tagger
-    shutil.copytree(folder, tmp_path, dirs_exist_ok=True)
-    before = sorted(os.listdir(tmp_path))
-
-    def half_write(tensors, path, metadata=None):
-        with open(path, "wb") as f:
-            f.write(b"\0" * 100)
-        raise OSError("No space left on device")
-    monkeypatch.setattr(safetensors.torch, "save_file", half_write)
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_a_full_disk_is_an_oserror(our_tagger, tmp_path):
+    """The weights written to a full disk (Linux's /dev/full): an OSError, which callers catch to
+    say "make room", not safetensors' own error type."""
+    _, ours = our_tagger
+    os.symlink("/dev/full", tmp_path / "model.safetensors")
     with pytest.raises(OSError, match="No space left"):
         bert.save_pretrained(ours, str(tmp_path), config_extra={"id2label": ID2LABEL})
-    assert sorted(os.listdir(tmp_path)) == before
-    back, _ = bert.token_classifier_from_pretrained(str(tmp_path))
-    assert torch.equal(back.out.weight, ours.out.weight)
 
 
 @pytest.mark.parametrize("resolves, proxy, cache_only", [

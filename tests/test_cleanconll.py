@@ -14,6 +14,7 @@ files gave bytes our build reproduces exactly; tests never read those real files
 import hashlib
 import os
 import shutil
+import urllib.error
 from dataclasses import replace
 
 import pytest
@@ -23,7 +24,6 @@ import conll
 import conlleval
 import corpora
 import experiments
-import records
 import rescore
 import tables
 import tagger
@@ -63,14 +63,60 @@ def listing(folder):
 
 def test_the_build_is_the_scripts_output_byte_for_byte(tmp_path, monkeypatch):
     """All three splits from the fixture equal what create_cleanconll_from_conll03.sh wrote for
-    them, the extra blank line of the original test.txt carried through as paste carries it."""
+    them, the extra blank line of the original test.txt carried through as paste carries it. The
+    folder is cache_dir/cleanconll/<the original's data id>-train, holding those three files and
+    nothing else, with no temporary left; dev and test alone go to cache_dir/cleanconll/<id>."""
     pin(monkeypatch)
-    out = corpora.cleanconll_dir(ORIGINAL, SOURCE, str(tmp_path), train=True)
+    out = cleanconll.cleanconll_dir(ORIGINAL, SOURCE, str(tmp_path), train=True)
+    data_id = corpora.data_id(ORIGINAL, "en")
+    assert out == os.path.join(tmp_path, "cleanconll", data_id + "-train")
+    assert sorted(os.listdir(out)) == ["cleanconll.dev", "cleanconll.test", "cleanconll.train"]
     for split in ("train", "dev", "test"):
         with open(os.path.join(out, f"cleanconll.{split}"), "rb") as a, \
                 open(os.path.join(BUILT, f"cleanconll.{split}"), "rb") as b:
             assert a.read() == b.read(), split
     assert not [p for p in listing(str(tmp_path)) if p.endswith(".tmp")]
+    two = cleanconll.cleanconll_dir(ORIGINAL, SOURCE, str(tmp_path))
+    assert two == os.path.join(tmp_path, "cleanconll", data_id)
+    assert sorted(os.listdir(two)) == ["cleanconll.dev", "cleanconll.test"]
+
+
+def test_cleanconlls_files_are_fetched_once_checked_and_kept_whole(tmp_path, monkeypatch):
+    """No folder of CleanCoNLL's files given: the four that dev and test need are fetched through
+    corpora.fetch from the pinned commit's URLs, kept in cache_dir/cleanconll/files, and the build
+    equals the script's; a second build (the folder deleted) fetches nothing. A file served with
+    other bytes is refused by its git blob id, and neither it nor a built folder is kept."""
+    pin(monkeypatch)
+    serve = {cleanconll.url(name): os.path.join(SOURCE, name) for name in cleanconll.FILES}
+    fetched = []
+
+    def fetch(url, dest):
+        fetched.append(url.rsplit("/", 1)[1])
+        shutil.copy(serve[url], dest)
+    monkeypatch.setattr(corpora, "_fetch", fetch)
+    cache = tmp_path / "cache"
+    out = cleanconll.cleanconll_dir(ORIGINAL, "", str(cache))
+    assert fetched == ["dev_tokens.patch", "cleanconll_annotations.dev", "test_tokens.patch",
+                       "cleanconll_annotations.test"]
+    assert sorted(os.listdir(cache / "cleanconll" / "files")) == sorted(fetched)
+    for split in ("dev", "test"):
+        with open(os.path.join(out, f"cleanconll.{split}"), "rb") as a, \
+                open(os.path.join(BUILT, f"cleanconll.{split}"), "rb") as b:
+            assert a.read() == b.read(), split
+    shutil.rmtree(out)
+    assert cleanconll.cleanconll_dir(ORIGINAL, "", str(cache)) == out and len(fetched) == 4
+    assert not [p for p in listing(str(cache)) if p.endswith(".tmp")]
+
+    def changed(url, dest):
+        fetch(url, dest)
+        with open(dest, "ab") as f:
+            f.write(b"\n")
+    monkeypatch.setattr(corpora, "_fetch", changed)
+    other = tmp_path / "other"
+    with pytest.raises(ValueError, match=r"not flairNLP/CleanCoNLL's dev_tokens.patch at commit "
+                                         r"bedc569f0983"):
+        cleanconll.cleanconll_dir(ORIGINAL, "", str(other))
+    assert listing(str(other)) == ["cleanconll", "cleanconll/files"]
 
 
 def test_files_are_fetched_from_the_pinned_commit_and_checked_as_git_does():
@@ -111,7 +157,7 @@ def test_a_changed_annotation_file_is_refused_by_its_id(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     with pytest.raises(ValueError, match=r"cleanconll_annotations.dev: not flairNLP/CleanCoNLL's "
                                          r"cleanconll_annotations.dev at commit bedc569f0983"):
-        corpora.cleanconll_dir(ORIGINAL, source, str(cache))
+        cleanconll.cleanconll_dir(ORIGINAL, source, str(cache))
     assert not [p for p in listing(str(cache)) if "cleanconll." in p or p.endswith(".tmp")]
 
 
@@ -134,7 +180,7 @@ def test_a_patch_or_annotation_that_does_not_fit_is_refused(tmp_path, monkeypatc
     pin(monkeypatch, source)
     cache = tmp_path / "cache"
     with pytest.raises(ValueError, match=match):
-        corpora.cleanconll_dir(ORIGINAL, source, str(cache))
+        cleanconll.cleanconll_dir(ORIGINAL, source, str(cache))
     assert not [p for p in listing(str(cache)) if "cleanconll.test" in p or p.endswith(".tmp")]
 
 
@@ -149,7 +195,7 @@ def test_other_original_files_are_refused_before_any_download(tmp_path, monkeypa
     p.write_text(p.read_text().replace("Emirates", "Emirate"))
     with pytest.raises(ValueError, match=r"valid.txt: its words are not CoNLL-2003 English's dev "
                                          r"words"):
-        corpora.cleanconll_dir(str(other), "", str(tmp_path / "cache"))
+        cleanconll.cleanconll_dir(str(other), "", str(tmp_path / "cache"))
     assert not os.path.exists(tmp_path / "cache" / "cleanconll" / "files")
 
 
@@ -164,7 +210,7 @@ def english_run(tmp_path, monkeypatch):
     cfg = FinetuneConfig(model=folder, data=ORIGINAL, lr=1e-3, batch_size=4, epochs=2)
     exp = Experiment(out=str(tmp_path / "out"), cleanconll=SOURCE)
     with cpu_only():
-        experiments.check_ready(cfg, exp)
+        experiments.check_ready(cfg, exp, [cfg])
         return cfg, exp, experiments.run_one(cfg, exp, log=lambda s: None)
 
 
@@ -175,7 +221,7 @@ def test_an_english_run_is_scored_on_both_and_the_table_shows_both(english_run, 
     three words); the table's row shows both pairs of columns and says what the second is."""
     cfg, exp, rec = english_run
     assert set(rec["cleanconll"]) == {"data", "dev", "test"}
-    built = os.path.join(corpora.CACHE, "cleanconll", corpora.data_fingerprint(ORIGINAL, "en"),
+    built = os.path.join(corpora.CACHE, "cleanconll", corpora.data_id(ORIGINAL, "en"),
                          "cleanconll.test")
     gold = conll.read_conll(built)
     assert [w for s in gold for w in s.words][:3] == ["SOCCER", "-", "JAPAN"]
@@ -208,43 +254,51 @@ def test_conlleval_reads_a_built_file(tmp_path):
                                b"5.\n")
 
 
-def test_training_on_cleanconll_builds_its_train_split(tmp_path, monkeypatch):
-    """--lang cleanconll with --data holding CoNLL-2003 English's files and CleanCoNLL's beside
-    them: train, dev and test are built (train too) and a run trains and is scored on them, in
-    its rows of the table; no paper table stands beside it."""
+def test_training_on_cleanconll(tmp_path, monkeypatch):
+    """--lang cleanconll trains on a folder holding cleanconll.train/dev/test (here the one
+    cleanconll_dir(train=True) builds from the fixture): a run trains and is scored on them, in
+    its rows of the table; no paper table stands beside it. Without --data there is no folder to
+    train on: an error that says what to pass."""
     pin(monkeypatch)
-    monkeypatch.setattr(corpora, "CACHE", str(tmp_path / "cache"))
-    data = tmp_path / "data"
-    shutil.copytree(ORIGINAL, data)
-    for name in os.listdir(SOURCE):
-        shutil.copy(os.path.join(SOURCE, name), data)
+    data = cleanconll.cleanconll_dir(ORIGINAL, SOURCE, str(tmp_path / "cache"), train=True)
     folder = bert_folder(str(tmp_path / "bert"), layers=1, hidden=16, data=ORIGINAL)
-    cfg = FinetuneConfig(model=folder, data=str(data), lang="cleanconll", scheme="bio", lr=1e-3,
+    cfg = FinetuneConfig(model=folder, data=data, lang="cleanconll", scheme="bio", lr=1e-3,
                          batch_size=4, epochs=1)
     exp = Experiment(out=str(tmp_path / "out"), save=False)
     with cpu_only():
-        experiments.check_ready(cfg, exp)
+        experiments.check_ready(cfg, exp, [cfg])
         rec = experiments.run_one(cfg, exp, log=lambda s: None)
     gold = conll.read_conll(os.path.join(BUILT, "cleanconll.test"))
     assert rec["test"]["gold"] == sum(len(conll.spans(s.tags)) for s in gold)
     assert "cleanconll" not in rec  # its own scores are CleanCoNLL's already
     text = tables.table(exp.out)
     assert "| cleanconll |" in text and "Table 2" not in text
+    with pytest.raises(ValueError, match="--lang cleanconll: pass --data DIR"):
+        corpora.data_dir("", "cleanconll")
 
 
-def test_auto_without_the_original_says_so_and_scores_conll_alone(tmp_path, monkeypatch):
-    """--cleanconll auto (the default) on English files that are not the original (the tests'
-    en_tiny): a note before training that CleanCoNLL cannot be built and why, no download tried,
-    and the run recorded without CleanCoNLL scores; a folder given that fails is an error."""
+def test_auto_scores_conll_alone_where_cleanconll_cannot_be_built(tmp_path, monkeypatch):
+    """--cleanconll auto (the default): English files that are not the original (the tests'
+    en_tiny) have nothing CleanCoNLL corrects: no note, no download tried (_fetch is None), and
+    runs are scored on CoNLL-2003 alone. The original offline (CleanCoNLL's files neither beside
+    it nor fetched): a note before training that says why. A folder given that fails is an
+    error; other languages are never scored on it."""
     from conftest import TINY
-    monkeypatch.setattr(corpora, "_fetch", None)
+    pin(monkeypatch)
+    monkeypatch.setattr(corpora, "CACHE", str(tmp_path / "cache"))
     rescore._CLEAN.clear()
     notes = []
     cfg = FinetuneConfig(data=TINY)
-    assert rescore.clean_sets(cfg, Experiment(), warn=notes.append) is None
-    assert notes and "CleanCoNLL cannot be built here" in notes[0] and "its words are not" in \
-        notes[0]
+    assert rescore.clean_sets(cfg, Experiment(), warn=notes.append) is None and notes == []
     with pytest.raises(ValueError, match="its words are not"):
         rescore.clean_sets(cfg, Experiment(cleanconll=SOURCE))
     assert rescore.clean_sets(replace(cfg, lang="germeval"), Experiment()) is None
 
+    def offline(url, dest):
+        raise urllib.error.URLError("no route to host")
+    monkeypatch.setattr(corpora, "_fetch", offline)
+    assert rescore.clean_sets(replace(cfg, data=ORIGINAL), Experiment(), notes.append) is None
+    (note,) = notes
+    assert note.startswith("note: CleanCoNLL cannot be built here (could not download https://raw"
+                           ".githubusercontent.com/flairNLP/CleanCoNLL/") and "Offline? put " \
+        "CleanCoNLL's annotation and patch files" in note

@@ -8,12 +8,10 @@ corpora.DOWNLOADS, or serve a broken reply from a local HTTP server.
 import dataclasses
 import hashlib
 import http.server
-import multiprocessing
 import os
 import re
 import shutil
 import threading
-import time
 import urllib.error
 import zipfile
 
@@ -21,7 +19,7 @@ import pytest
 
 import conll
 import corpora
-from conftest import FIXTURES
+from conftest import FIXTURES, TINY
 
 DE = os.path.join(FIXTURES, "conll_de.txt")
 GE = os.path.join(FIXTURES, "germeval_tiny")
@@ -100,18 +98,38 @@ def test_download_english(tmp_path, fake_archive):
 
 
 def test_download_rejects_bad_archive(tmp_path, fake_archive, monkeypatch):
-    """A wrong checksum or wrong sentence counts stop the download, leaving no data folder."""
+    """A wrong checksum, wrong sentence counts or a missing member stop the download, each with an
+    error that says what to do, and no data folder (nor any temporary) is left: a file failing
+    its sha256 is not kept at all; an archive that passed it stays beside the cache's folders."""
     (urls, real), = corpora.DOWNLOADS["en"].files.values()
     patch_corpus(monkeypatch, "en", files={"conll2003.zip": (urls[0], "0" * 64)})
-    with pytest.raises(ValueError, match=f"conll2003.zip.part: sha256 {real}, expected 0{{64}}; "
-                                         f"the archive changed upstream"):
+    with pytest.raises(ValueError) as e:
         corpora.download("en", tmp_path / "c1")
+    assert str(e.value) == (f"{urls[0]}: sha256 {real}, expected {'0' * 64}; the archive changed "
+                            f"upstream: check it by hand, unzip it and pass --data DIR (make "
+                            f"reproduce-en DATA=DIR)")
+    assert os.listdir(tmp_path / "c1") == []
     patch_corpus(monkeypatch, "en", files={"conll2003.zip": (urls[0], real)},
                  counts={"train.txt": (14041, 3), "valid.txt": (2, 3), "test.txt": (2, 3)})
     with pytest.raises(ValueError, match="2 sentences, CoNLL-2003 English has 14041"):
         corpora.download("en", tmp_path / "c2")
-    assert os.listdir(tmp_path / "c1") == ["conll2003.zip.part"]  # kept to check by hand
     assert os.listdir(tmp_path / "c2") == ["conll2003.zip"]  # no half-checked folder left behind
+
+
+def test_an_archive_without_a_split_is_refused_and_nothing_is_unpacked(tmp_path, monkeypatch):
+    """A conll2003.zip that passes its sha256 but lacks valid.txt: an error naming the archive and
+    the file and saying what to pass; train.txt, unpacked before it, is not left anywhere."""
+    zpath = tmp_path / "src.zip"
+    with zipfile.ZipFile(zpath, "w") as z:
+        for name in ("train.txt", "test.txt"):
+            z.writestr(name, "EU NNP B-NP B-ORG\n")
+    patch_corpus(monkeypatch, "en", files={"conll2003.zip": ("https://x/conll2003.zip", sha(zpath))})
+    monkeypatch.setattr(corpora, "_fetch", lambda url, dest: shutil.copy(zpath, dest))
+    cache = tmp_path / "cache"
+    with pytest.raises(ValueError, match=re.escape(f"{cache}/conll2003.zip: no valid.txt inside; "
+                                                   f"pass --data DIR with the three files")):
+        corpora.download("en", cache)
+    assert os.listdir(cache) == ["conll2003.zip"]
 
 
 def test_download_offline(tmp_path, monkeypatch):
@@ -178,6 +196,66 @@ def test_download_cut_off(tmp_path, monkeypatch, path, why):
     assert os.listdir(tmp_path) == []
 
 
+def test_fetch_is_whole_or_nothing(tmp_path, monkeypatch):
+    """fetch(url, path, check, offline): the bytes reach `path` only once check(their temporary)
+    accepts them. A check that fails, a web page in place of the file, or no network each raise
+    with what to do as the error's `hint`, and leave `path` as it was (an old file kept, none
+    made) with no temporary beside it."""
+    served = {"https://x/f": b"the file\n", "https://x/page": b"  <!DOCTYPE html><html></html>"}
+
+    def fetch(url, dest):
+        if url not in served:
+            raise urllib.error.URLError("no route to host")
+        with open(dest, "wb") as f:
+            f.write(served[url])
+    monkeypatch.setattr(corpora, "_fetch", fetch)
+    path, seen = tmp_path / "f", []
+
+    def check(tmp):
+        seen.append(open(tmp, "rb").read())
+    corpora.fetch("https://x/f", path, check, "pass --data DIR")
+    assert path.read_bytes() == b"the file\n" and seen == [b"the file\n"]
+
+    def refuse(tmp):
+        raise ValueError("sha256 differs")
+    path.write_bytes(b"old")
+    with pytest.raises(ValueError, match="sha256 differs"):
+        corpora.fetch("https://x/f", path, refuse, "pass --data DIR")
+    with pytest.raises(OSError, match="https://x/page answered with a web page") as e:
+        corpora.fetch("https://x/page", path, check, "pass --data DIR")
+    assert e.value.hint == "; pass --data DIR"
+    with pytest.raises(OSError, match=r"could not download https://x/none \(<urlopen error no "
+                                      r"route to host>\)") as e:
+        corpora.fetch("https://x/none", path, check, "pass --data DIR")
+    assert e.value.hint == ". Offline? pass --data DIR"
+    assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["f"]
+    with pytest.raises(ValueError):
+        corpora.fetch("https://x/f", tmp_path / "g", refuse, "pass --data DIR")
+    assert os.listdir(tmp_path) == ["f"]
+
+
+def test_data_id_names_a_folder_by_its_bytes_and_a_download_without_one(tmp_path, monkeypatch):
+    """data "" -> "LANG:" and 12 hex digits of the recorded sha256s, with no download (_fetch is
+    None, the cache is never made), the same each time and another for each corpus; a folder ->
+    the digest of its split files' bytes: a copy elsewhere is the same data, one word edited is
+    other data."""
+    monkeypatch.setattr(corpora, "_fetch", None)
+    monkeypatch.setattr(corpora, "CACHE", str(tmp_path / "cache"))
+    en = corpora.data_id("", "en")
+    assert re.fullmatch(r"en:[0-9a-f]{12}", en) and corpora.data_id("", "en") == en
+    assert re.fullmatch(r"germeval:[0-9a-f]{12}", corpora.data_id("", "germeval"))
+    assert not os.path.exists(tmp_path / "cache")
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(TINY, a)
+    shutil.copytree(TINY, b)
+    assert re.fullmatch(r"[0-9a-f]{12}", corpora.data_id(str(a), "en"))
+    assert corpora.data_id(str(a), "en") == corpora.data_id(str(b), "en") == \
+        corpora.data_id(TINY, "en")
+    text = (b / "valid.txt").read_text()
+    (b / "valid.txt").write_text(text.replace("Results NN", "Result NN", 1))
+    assert corpora.data_id(str(b), "en") != corpora.data_id(str(a), "en")
+
+
 @pytest.fixture
 def fake_germeval(monkeypatch):
     """The three tiny GermEval fixtures (3, 1, 1 sentences) served under the real Drive URLs."""
@@ -212,42 +290,19 @@ def test_download_germeval(tmp_path, fake_germeval):
     assert corpora.splits(d, "germeval")["dev"] == os.path.join(d, "NER-de-dev.tsv")
 
 
-def test_downloads_started_at_once_take_turns(tmp_path, monkeypatch):
-    """Four processes (as four shards would) ask for GermEval at once, each fetch slowed down: the
-    files are fetched once, by one of them, and all four get the same complete folder."""
-    files = corpora.DOWNLOADS["germeval"].files
-    serve = {url: os.path.join(GE, name) for name, (urls, _) in files.items() for url in urls}
-    patch_corpus(monkeypatch, "germeval",
-                 files={n: (urls, sha(os.path.join(GE, n))) for n, (urls, _) in files.items()},
-                 counts=GE_COUNTS, more_tokens=GE_MORE)
-    log = tmp_path / "fetched"
-
-    def fetch(url, dest):
-        with open(log, "a") as f:
-            f.write(url + "\n")
-        time.sleep(0.2)
-        shutil.copy(serve[url], dest)
-    monkeypatch.setattr(corpora, "_fetch", fetch)
-    ctx = multiprocessing.get_context("fork")  # the children keep this test's patches
-    with ctx.Pool(4) as pool:
-        got = pool.starmap(corpora.download, [("germeval", str(tmp_path / "cache"))] * 4)
-    assert set(got) == {str(tmp_path / "cache" / "germeval2014")}
-    assert len(log.read_text().split()) == 3 and os.listdir(tmp_path / "cache") == ["germeval2014"]
-
-
 def test_download_germeval_rejects_bad_files(tmp_path, fake_germeval, monkeypatch):
-    """A wrong dev checksum stops after fetching train and dev: only NER-de-dev.tsv.part stays
-    (to check by hand), no folder. Wrong sentence counts (train has 3, not 24000) stop it too, and
-    a cached folder whose file was cut short fails on the next call."""
+    """A wrong dev checksum stops after fetching train and dev, naming the URL: nothing is kept,
+    not even the file that failed, and no folder. Wrong sentence counts (train has 3, not 24000)
+    stop it too, and a cached folder whose file was cut short fails on the next call."""
     files = dict(corpora.DOWNLOADS["germeval"].files)
     urls, real = files["NER-de-dev.tsv"]
     patch_corpus(monkeypatch, "germeval",
                  files=dict(files, **{"NER-de-dev.tsv": (urls[0], "0" * 64)}))
     with pytest.raises(ValueError) as e:
         corpora.download("germeval", tmp_path / "c1")
-    assert str(e.value).startswith(f"{tmp_path}/c1/NER-de-dev.tsv.part: sha256 {real}, expected "
-                                   f"{'0' * 64}; the file changed upstream, or Google Drive sent")
-    assert len(fake_germeval) == 2 and os.listdir(tmp_path / "c1") == ["NER-de-dev.tsv.part"]
+    assert str(e.value).startswith(f"{urls[0]}: sha256 {real}, expected {'0' * 64}; the file "
+                                   f"changed upstream, or Google Drive sent")
+    assert len(fake_germeval) == 2 and os.listdir(tmp_path / "c1") == []
     patch_corpus(monkeypatch, "germeval", files=files,
                  counts=dict(GE_COUNTS, **{"NER-de-train.tsv": (24000, 25)}))
     with pytest.raises(ValueError, match="NER-de-train.tsv: 3 sentences, GermEval 2014 has 24000"):

@@ -1,0 +1,80 @@
+"""The Makefile's targets hand python exactly the words they are given. PY is replaced by a script
+that prints its argv, so each case pins the command line a target runs, and that a value with `$`,
+quotes, backticks or spaces arrives as one unchanged argument (make used to drop `$5` and the
+quotes, the shell would run a backtick, and OUT='runs/my out' split in two)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# What an outer `make test ARGS=...` passes down, and the Makefile's own variables: a case sees
+# only the values it sets.
+INHERITED = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "PY", "ARGS", "MODEL", "DATA",
+             "DE_DATA", "GERMEVAL_DATA", "ZERO_SHOT", "TEXT", "GRID", "OUT")
+MBERT = "bert-base-multilingual-cased"
+
+
+def argv_of(tmp_path, target, env=None, **values):
+    """The argv that `make TARGET NAME=VALUE...` hands to python (PY), its first word dropped.
+    -o .venv/ok: the venv counts as made, so no target installs anything."""
+    printargs = tmp_path / "printargs"
+    printargs.write_text(f"#!{sys.executable}\nimport json, sys\nprint(json.dumps(sys.argv[1:]))\n")
+    printargs.chmod(0o755)
+    clean = {k: v for k, v in os.environ.items() if k not in INHERITED}
+    cmd = ["make", "-s", "-C", ROOT, "-o", ".venv/ok", target, f"PY={printargs}"]
+    cmd += [f"{k}={v}" for k, v in values.items()]
+    r = subprocess.run(cmd, env={**clean, **(env or {})}, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+TEXT = """Apple paid $5 million to "Acme" for `id`'s $(OUT) $$HOME , ok ."""
+
+
+@pytest.mark.parametrize("target, values, argv", [
+    ("explain", dict(TEXT=TEXT),
+     ["experiments.py", "explain", "--model", MBERT, TEXT]),
+    ("explain", dict(TEXT="Angela Merkel visited Paris .", MODEL="runs/en/my run",
+                     ARGS="--method --delta 2.6"),
+     ["experiments.py", "explain", "--model", "runs/en/my run", "--method", "--delta", "2.6",
+      "Angela Merkel visited Paris ."]),
+    ("demo", dict(OUT="runs/my out"),
+     ["experiments.py", "demo", "--out", "runs/my out/demo"]),
+    ("demo", dict(DATA="data/en $5", OUT="o", ARGS="--lr=3e-5 --note 'two words'"),
+     ["experiments.py", "demo", "--data", "data/en $5", "--out", "o/demo", "--lr=3e-5",
+      "--note", "two words"]),
+    ("reproduce-en", {},
+     ["experiments.py", "reproduce", "--lang", "en", "--model", MBERT, "--out", "runs/en"]),
+    ("reproduce-en", dict(DATA="my data", MODEL="my model", OUT="my runs", GRID="1",
+                          ZERO_SHOT="de data"),
+     ["experiments.py", "reproduce", "--lang", "en", "--data", "my data", "--model", "my model",
+      "--out", "my runs/en", "--grid", "true", "--zero_shot", "de data"]),
+    ("reproduce-de", dict(DE_DATA="conll 2003/de"),
+     ["experiments.py", "reproduce", "--lang", "de", "--data", "conll 2003/de", "--model", MBERT,
+      "--out", "runs/de"]),
+    ("reproduce-de", {},  # no folder: an empty --data, which experiments.py explains
+     ["experiments.py", "reproduce", "--lang", "de", "--data", "", "--model", MBERT,
+      "--out", "runs/de"]),
+    ("reproduce-germeval", dict(GERMEVAL_DATA="ge data", OUT="a'b", GRID="1"),
+     ["experiments.py", "reproduce", "--lang", "germeval", "--data", "ge data", "--model", MBERT,
+      "--out", "a'b/germeval", "--grid", "true"]),
+])
+def test_a_target_runs_python_with_these_words(tmp_path, target, values, argv):
+    assert argv_of(tmp_path, target, **values) == argv
+
+
+def test_a_value_from_the_environment_arrives_unchanged(tmp_path):
+    """TEXT='...' make explain: the same words as make explain TEXT='...'."""
+    assert argv_of(tmp_path, "explain", env={"TEXT": TEXT, "OUT": "x y"})[-1] == TEXT
+
+
+def test_no_value_is_run_as_a_command(tmp_path):
+    """Backticks and $(...) in TEXT reach python as text; the shell runs neither."""
+    ran = tmp_path / "ran"
+    text = f"`touch {ran}` $(touch {ran}) ."
+    assert argv_of(tmp_path, "explain", TEXT=text)[-1] == text
+    assert not ran.exists()
