@@ -1,20 +1,25 @@
 """Nothing half-written is ever seen: a file or a folder is made under a temporary name beside its
 target, `.NAME.XXXXXXXX.tmp`, then renamed into place in one step. A crash leaves the old one or
-the new one, and at most such a temporary, which the next making of NAME clears. Every writer of
+the new one, and at most such a temporary, which a later making of NAME clears. Every writer of
 the project's outputs goes through here (results, predictions, masked-LM stages, downloads).
 """
 import glob
 import os
 import shutil
+import time
 import uuid
 
 
+STALE_S = 3600  # a temporary untouched this long is a killed maker's, not one still writing
+
+
 def _temp(path):
-    """A fresh temporary name beside `path`, after clearing those a killed maker of it left. Two
-    processes never make one path at once: each run and each stage belongs to one shard."""
+    """A fresh temporary name beside `path`, after clearing those a killed maker of it left (a
+    run's temporaries go with its folder; downloads at once from several shards keep theirs)."""
     folder, name = os.path.split(os.path.abspath(path))
     for old in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}.*.tmp")):
-        shutil.rmtree(old) if os.path.isdir(old) else os.remove(old)
+        if time.time() - os.path.getmtime(old) > STALE_S:
+            shutil.rmtree(old) if os.path.isdir(old) else os.remove(old)
     return os.path.join(folder, f".{name}.{uuid.uuid4().hex[:8]}.tmp")
 
 

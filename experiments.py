@@ -147,7 +147,8 @@ def check(cfg, exp, cmd):
     if exp.cleanconll not in ("auto", "off") and not os.path.isdir(exp.cleanconll):
         raise ValueError(f"--cleanconll {exp.cleanconll}: no such folder; pass auto, off, or the "
                          f"folder holding CleanCoNLL's annotation and patch files")
-    if not re.fullmatch(r"(\d+)/(\d+)", exp.shard) or not eval(exp.shard.replace("/", "<")):
+    m = re.fullmatch(r"(\d+)/(\d+)", exp.shard)
+    if not m or not int(m[1]) < int(m[2]):
         raise ValueError(f"--shard {exp.shard}: expected i/n with 0 <= i < n, e.g. 0/4")
 
 
@@ -224,6 +225,7 @@ def lm_stage(cfg, exp, log):
         data, _ = finetune.read_splits(cfg, tok)
         model = finetune.lm_finetune(cfg, tok, data["train"].feats, fit_loop(exp), log)
         bert.save_pretrained(model, tmp)
+    os.makedirs(exp.out, exist_ok=True)
     return atomic.make_folder(folder, fill)
 
 
@@ -506,7 +508,10 @@ def check_ready(cfg, exp, runs):
         bert.check_mlm_head(cfg.model)
     todo = [c for c in shard_of(runs, exp.shard)
             if not tables.read_result(os.path.join(exp.out, f"run-{run_key(c)}"))]
-    models = len(todo) * exp.save + len({stage_key(c) for c in todo if c.lm_epochs})
+    stages = {stage_key(c) for c in todo if c.lm_epochs}  # those made before write nothing
+    stages = {k for k in stages if not os.path.isfile(os.path.join(exp.out, f"lm-{k}",
+                                                                    "model.safetensors"))}
+    models = len(todo) * exp.save + len(stages)
     size, free = os.path.getsize(files["model.safetensors"]), shutil.disk_usage(exp.out).free
     if models * size > free:
         raise ValueError(f"{exp.out} has {free / 1e9:.1f} GB free; the {len(todo)} runs to go "
@@ -521,7 +526,8 @@ def parser():
     ap = argparse.ArgumentParser(prog="experiments.py", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     for name, (what, without, exp_fields) in COMMANDS.items():
-        p = sub.add_parser(name, help=what, description=what)
+        # no abbreviations: `grid --seed 3` is refused, not read as --seeds 3
+        p = sub.add_parser(name, help=what, description=what, allow_abbrev=False)
         add_fields(p, FinetuneConfig, {f.name for f in fields(FinetuneConfig)} - set(without))
         add_fields(p, Experiment, exp_fields)
     t = sub.add_parser("table", help="the results in OUT as the paper's tables")
@@ -565,6 +571,9 @@ def main(argv=None):
     cfg = replace(base, **{k: v for k, v in args.items() if k in names})
     exp = Experiment(**{k: v for k, v in args.items() if k not in names})
     check(cfg, exp, cmd)
+    if cfg.lang == "cleanconll" and cfg.data and not os.path.isfile(
+            os.path.join(cfg.data, "cleanconll.train")):  # built from the English files once
+        cfg = replace(cfg, data=cleanconll.cleanconll_dir(cfg.data, cfg.data, train=True))
     given = set(args) & {"batch_size", "lr", "epochs"}
     if given and cmd == "reproduce" and exp.grid:
         raise ValueError(f"--grid searches Table 1's values; drop --{', --'.join(sorted(given))}")

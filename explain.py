@@ -242,10 +242,12 @@ def method(cfg, bert_cfg, model_from, updates, counted="", out=print):
 
 
 def units(names):
-    """["classifier", "layer 11", "layer 10", "layer 9"] -> "classifier, layers 11-9"."""
+    """["classifier", "layer 11", "layer 10", "layer 9"] -> "classifier, layers 11-9";
+    ["classifier"] (the first epoch of gradual unfreezing) -> "classifier"."""
     layers = [n for n in names if n.startswith("layer ")]
-    span = [f"layers {layers[0][6:]}-{layers[-1][6:]}" if len(layers) > 1 else layers[0]]
-    return ", ".join([names[0], *span * bool(layers), *names[len(layers) + 1:]])
+    span = [f"layers {layers[0][6:]}-{layers[-1][6:]}" if len(layers) > 1 else layers[0]
+            ] if layers else []
+    return ", ".join([names[0], *span, *names[len(layers) + 1:]])
 
 
 def plot(ys, width=60, height=8):

@@ -135,8 +135,8 @@ def lr_factor(step, total, warmup, schedule, ratio=32.0):
         stlr     1/32 at 0, 1 at 10, back to about 1/32 at 99 (ratio 32)
         constant 1 throughout"""
     if schedule == "constant":  # Table 4 "without BertAdam": the paper does not say what ran
-        # instead; Sec 4.2 reads the table as warmup's effect, so we change that alone: the same
-        # AdamW at a constant rate (--warmup 0 keeps the decay; --bias_correction: torch's AdamW)
+        # instead; Sec 4.2 reads the table as warmup's effect: the same AdamW at a constant rate,
+        # which drops the decay too (--warmup 0 keeps the decay; --bias_correction: torch's AdamW)
         return 1.0
     warm = math.floor(total * warmup)
     if schedule == "stlr":  # ULMFiT Eq. (3): up to the cut, then down over the updates left

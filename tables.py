@@ -217,10 +217,10 @@ def paper_tables(groups):
 
 def table23(groups, cs):
     """Table 2 (English) / 3 (German): per model and scheme, plain fine-tuning at the setting
-    chosen on dev (Table 1's rule) beside the paper's dev and test F1, with the paper's other
+    chosen (`chosen`) beside the paper's dev and test F1, with the paper's other
     systems as reference rows; a paper row we have not run shows "–" for ours."""
     out = []
-    for lang in sorted({c["lang"] for c in cs.values()} & set(PAPER_LANGS)):
+    for lang in sorted({c["lang"] for c in cs.values()} & set(PAPER_LANGS), key=PAPER_LANGS.index):
         plain = [k for k, c in cs.items() if c["lang"] == lang and is_plain(c)]
         if not plain:
             continue
@@ -382,11 +382,6 @@ def is_plain(c, schedule=("linear",)):
 def same_but(c, *free):
     """c's setting without the `free` fields: the runs that differ only there share it."""
     return json.dumps({k: v for k, v in c.items() if k not in free}, sort_keys=True)
-
-
-def best(groups, keys):
-    """Of the settings `keys`, the one with the best mean dev F1 (Table 1's rule), or None."""
-    return max(sorted(keys), key=lambda k: scores(groups[k], "dev")[0]) if keys else None
 
 
 def chosen_rows(groups, cs, keys, free):

@@ -2,6 +2,7 @@
 fill leaves its target as it was and no temporary; what a killed maker of NAME left
 (`.NAME.XXXXXXXX.tmp`) is cleared by the next making of NAME, and only that."""
 import os
+import time
 import stat
 from pathlib import Path
 
@@ -74,14 +75,20 @@ def test_make_folder_is_the_old_or_the_new(tmp_path):
 
 def test_a_killed_makers_leftovers_go_with_the_next_making_of_that_name(tmp_path):
     """What a killed writer of result.json left (a file under its temporary name) and a killed
-    maker of lm-abc (a folder) go when result.json / lm-abc are next made; the temporaries of
-    other names, dotfiles, and names that only look alike stay."""
+    maker of lm-abc (a folder), untouched for over atomic.STALE_S, go when result.json / lm-abc are
+    next made; a fresh temporary (a writer still at work), the temporaries of other names,
+    dotfiles, and names that only look alike stay."""
     keep = [".model.safetensors.k3j9x1aa.tmp", ".hidden", "notes.tmp", ".result.json.bak",
             "model.safetensors"]
     for name in keep + [".result.json.a1b2c3d4.tmp"]:
         (tmp_path / name).write_text("x")
     (tmp_path / ".lm-abc.q9w8e7r6.tmp").mkdir()
     (tmp_path / ".lm-abc.q9w8e7r6.tmp" / "model.safetensors").write_text("half")
+    old = time.time() - atomic.STALE_S - 10  # untouched for over an hour: a killed maker's
+    for name in os.listdir(tmp_path):
+        os.utime(tmp_path / name, (old, old))
+    (tmp_path / ".result.json.fresh123.tmp").write_text("x")  # another writer's, still writing
+    keep.append(".result.json.fresh123.tmp")
     atomic.write_text(tmp_path / "result.json", "{}")
     assert ".result.json.a1b2c3d4.tmp" not in os.listdir(tmp_path)
     assert ".lm-abc.q9w8e7r6.tmp" in os.listdir(tmp_path)

@@ -21,7 +21,6 @@ import pytest
 
 import cleanconll
 import conll
-import conlleval
 import corpora
 import experiments
 import rescore

@@ -123,7 +123,8 @@ def test_an_archive_without_a_split_is_refused_and_nothing_is_unpacked(tmp_path,
     with zipfile.ZipFile(zpath, "w") as z:
         for name in ("train.txt", "test.txt"):
             z.writestr(name, "EU NNP B-NP B-ORG\n")
-    patch_corpus(monkeypatch, "en", files={"conll2003.zip": ("https://x/conll2003.zip", sha(zpath))})
+    patch_corpus(monkeypatch, "en",
+                 files={"conll2003.zip": ("https://x/conll2003.zip", sha(zpath))})
     monkeypatch.setattr(corpora, "_fetch", lambda url, dest: shutil.copy(zpath, dest))
     cache = tmp_path / "cache"
     with pytest.raises(ValueError, match=re.escape(f"{cache}/conll2003.zip: no valid.txt inside; "

@@ -14,7 +14,6 @@ import conlleval
 import experiments
 import explain
 import finetune
-import progress
 import tagger
 import wordpiece
 from conftest import TINY, bert_folder, cpu_only
@@ -113,13 +112,14 @@ def test_method_prints_what_training_uses(tmp_path):
     with torch.device("meta"):
         model = bert.TokenClassifier(bert.Bert(bcfg), 9)
     rates = {g["depth"]: g["lr"] for g in finetune.param_groups(model, 3e-5, 2.6)}
-    names = progress.unit_names(12)
+    names = finetune.unit_names(12)
     for depth, name in enumerate(names):
         assert f"   {name:<12} {rates[depth]:.3g}" in lines
     for epoch in range(5):
         n = finetune.unfreeze(model, epoch, 3)
         assert f"   epoch {epoch + 1}: {explain.units(names[:n])}" in lines
-    assert "   epoch 1: classifier, layers 11-9" in lines
+    assert "   epoch 1: classifier" in lines  # footnote 9's notebook: the classifier alone
+    assert "   epoch 2: classifier, layers 11-9" in lines
     assert "   epoch 5: classifier, layers 11-0, embeddings" in lines
     assert "The rate's multiplier over 878 updates (given): linear (Sec 3.3; Table 4)" in \
         "\n".join(lines)
@@ -164,29 +164,43 @@ def test_method_runs_as_the_readme_shows_it_offline(capsys, monkeypatch):
     """`explain --method --delta 2.6 --unfreeze 3` with nothing downloaded: mBERT's shape from
     BertConfig's default (12 layers), 4 epochs x ceil(14,041 / 16) = 4 x 878 = 3,512 updates from
     CoNLL-2003 English's published train sentences, and a warning that 3 layers an epoch over 4
-    epochs never reach the embeddings (5 are needed). With --epochs 5 it is Tables 5-6's "+ Task
-    fine-tuning" plan and warns of nothing. No file is read from the Hub or the network."""
+    epochs never reach layers 2-0 and the embeddings (5 are needed). With --epochs 5 it is Tables
+    5-6's "+ Task fine-tuning" plan: the classifier alone in epoch 1, everything (the embeddings
+    included) in epoch 5, and no warning. No file is read from the Hub or the network."""
     import corpora
     monkeypatch.setattr(bert, "checkpoint_files", None)  # a model lookup would call it
-    monkeypatch.setattr(corpora, "_fetch", None)  # so would a download
+    monkeypatch.setattr(corpora, "fetch", None)  # so would a download
     experiments.main(["explain", "--method", "--delta", "2.6", "--unfreeze", "3"])
     out = capsys.readouterr().out
     assert "4. The method (12 layers: BertConfig's default, mBERT's shape)" in out
     assert "over 3512 updates (4 epochs x ceil(14,041 / 16) = 878 updates" in out
-    assert "warning: --unfreeze 3 over 4 epochs never trains the embeddings" in out
+    assert "   epoch 4: classifier, layers 11-3\n" in out and "epoch 5" not in out
+    assert "warning: over 4 epochs, layer 2, layer 1, layer 0, embeddings never train" in out
     experiments.main(["explain", "--method", "--delta", "2.6", "--unfreeze", "3", "--epochs", "5"])
     out = capsys.readouterr().out
     assert 'Tables 5-6\'s "+ Task fine-tuning" at eta_0 3e-05, delta 2.6' in out
-    assert "warning" not in out and "epoch 5: classifier, layers 11-0, embeddings" in out
+    assert "   epoch 1: classifier\n" in out
+    assert "   epoch 5: classifier, layers 11-0, embeddings\n" in out
+    assert "warning" not in out
 
 
-@pytest.mark.parametrize("epochs, never", [(3, [10, 11, 12, 13]), (4, [13]), (5, []), (6, [])])
+@pytest.mark.parametrize("epochs, never", [
+    (3, ["layer 5", "layer 4", "layer 3", "layer 2", "layer 1", "layer 0", "embeddings"]),
+    (4, ["layer 2", "layer 1", "layer 0", "embeddings"]), (5, []), (6, [])])
 def test_unfreezing_that_cannot_finish_is_named(epochs, never):
-    """12 layers, 3 an epoch: epoch 1 trains layers 11-9, ..., epoch 4 layers 2-0 join, epoch 5 the
-    embeddings (Sec 3.3's 5 epochs). Over 3 epochs layers 2-0 (units 10-12) and the embeddings
-    (13) never train; over 4 the embeddings alone. finetune.unfreeze agrees epoch by epoch."""
+    """12 layers, 3 an epoch: epoch 1 trains the classifier alone, epoch 2 adds layers 11-9, ...,
+    epoch 5 layers 2-0 and the embeddings (Sec 3.3's 5 epochs). Over 3 epochs layers 5-0 and the
+    embeddings never train; over 4 layers 2-0 and the embeddings. finetune.unfreeze agrees epoch
+    by epoch, and --method's warning names the same units, or is not printed."""
     with torch.device("meta"):
         model = bert.TokenClassifier(bert.Bert(bert.BertConfig()), 9)
     trained = {i for e in range(epochs) for i in range(finetune.unfreeze(model, e, 3))}
-    assert finetune.never_trained(12, 3, epochs) == never == sorted(set(range(14)) - trained)
-    assert bool(progress.unfreezing_short(12, 3, epochs, never)) == bool(never)
+    names = finetune.unit_names(12)
+    assert finetune.never_trained(12, 3, epochs) == never == [
+        names[i] for i in range(14) if i not in trained]
+    lines = []
+    cfg = FinetuneConfig(unfreeze=3, epochs=epochs)
+    explain.method(cfg, bert.BertConfig(), "a test", 100, out=lines.append)
+    warned = [x for x in lines if "warning" in x]
+    assert warned == ([f"   warning: over {epochs} epochs, {', '.join(never)} never train (Sec "
+                       f"3.3: 12 layers, 3 an epoch, 5 epochs)"] if never else [])

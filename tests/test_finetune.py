@@ -1,6 +1,7 @@
-"""finetune.py: the optimizer, schedules, Eq. (1), gradual unfreezing (paper Sec 3.3), the
-masked-LM stage (Sec 4.2) and the training loop; fastfit.py, its CUDA-graph path, held equal to it
-(static shapes on the CPU in seconds, replayed from CUDA graphs where there is a GPU).
+"""finetune.py: the optimizer, schedules, Eq. (1), gradual unfreezing (paper Sec 3.3, footnote 9's
+order), the masked-LM stage (Sec 4.2; experiments.lm_stage keeps it in OUT/lm-KEY) and the training
+loop with its log (finetune.Meter); fastfit.py, its CUDA-graph path, held equal to it (static
+shapes on the CPU in seconds, replayed from CUDA graphs where there is a GPU).
 
 References: torch.optim.AdamW (the bias-corrected update), google-research/bert optimization.py
 written out by hand (BertAdam), ULMFiT Eq. (3) and the paper's Eq. (1) worked by hand, HF's
@@ -12,6 +13,8 @@ import copy
 import io
 import math
 import os
+import atomic
+import time
 import re
 from dataclasses import replace
 
@@ -233,22 +236,25 @@ def test_discriminative_lr_every_group(mlm):
                "rate: param_groups lets the head own them)" * mlm))
 
 
-# Hand-derived plan for L = 12, unfreeze = 3 (Sec 3.3): which layers train in each epoch, and
-# whether the embeddings do. Epoch 4 adds the embeddings once every layer has thawed; epoch 5
-# changes nothing.
-PLAN = {0: (range(9, 12), False), 1: (range(6, 12), False), 2: (range(3, 12), False),
-        3: (range(12), False), 4: (range(12), True), 5: (range(12), True)}
+# Hand-derived plan for L = 12, unfreeze = 3 (Sec 3.3, as footnote 9's notebook runs it): which
+# layers train in each epoch, and whether the embeddings do. Epoch 0 trains the classifier alone;
+# each later epoch thaws the next 3 layers top-down; epoch 4, which reaches layers 2-0, thaws the
+# embeddings with them; epoch 5 changes nothing.
+PLAN = {0: (range(0), False), 1: (range(9, 12), False), 2: (range(6, 12), False),
+        3: (range(3, 12), False), 4: (range(12), True), 5: (range(12), True)}
 
 
 @pytest.mark.parametrize("mlm", [False, True], ids=["no-mlm-head", "mlm-head"])
 @pytest.mark.parametrize("epoch", sorted(PLAN))
 def test_gradual_unfreezing_plan(epoch, mlm):
-    """Epoch 0: classifier + layers 11-9; 1: + 8-6; 2: + 5-3; 3: + 2-0; 4: + embeddings; 5: as 4.
-    unfreeze() returns the units training: 1 + layers + embeddings = 4, 7, 10, 13, 14, 14. With an
-    MLM head the tied word matrix follows the embeddings, not the head."""
+    """L = 12, 3 layers an epoch. Epoch 0 (the first): the classifier alone; 1: + layers 11-9;
+    2: + 8-6; 3: + 5-3; 4: + 2-0 and the embeddings; 5: as 4. unfreeze() returns the units
+    training: 1 + layers + embeddings = 1, 4, 7, 10, 14, 14. With an MLM head the tied word matrix
+    follows the embeddings, not the head."""
     model = tiny_classifier(layers=12, mlm=mlm)
     layers, emb = PLAN[epoch]
-    assert finetune.unfreeze(model, epoch, 3) == 1 + len(layers) + emb
+    assert finetune.unfreeze(model, epoch, 3) == [1, 4, 7, 10, 14, 14][epoch] == (
+        1 + len(layers) + emb)
     for n, p in model.named_parameters():
         m = re.match(r"bert\.layers\.(\d+)\.", n)
         want = int(m[1]) in layers if m else emb if n.startswith("bert.emb.") else True
@@ -258,17 +264,33 @@ def test_gradual_unfreezing_plan(epoch, mlm):
         "unfreeze=0: everything trains from the start")
 
 
+@pytest.mark.parametrize("epochs, never", [
+    (5, []), (6, []), (4, ["layer 2", "layer 1", "layer 0", "embeddings"]),
+    (1, ["layer 11", "layer 10", "layer 9", "layer 8", "layer 7", "layer 6", "layer 5", "layer 4",
+         "layer 3", "layer 2", "layer 1", "layer 0", "embeddings"])])
+def test_never_trained_names_what_unfreezing_does_not_reach(epochs, never):
+    """L = 12, 3 an epoch: 5 epochs (Sec 3.3's count) reach every unit; 4 never reach layers 2-0
+    or the embeddings (epoch 4 would); 1 trains the classifier alone. What finetune.unfreeze lets
+    train over `epochs`, epoch by epoch, agrees; per_epoch 0 leaves nothing out."""
+    assert finetune.never_trained(12, 3, epochs) == never
+    model = tiny_classifier(layers=12)
+    trained = {i for e in range(epochs) for i in range(finetune.unfreeze(model, e, 3))}
+    names = finetune.unit_names(12)
+    assert [names[i] for i in range(14) if i not in trained] == never
+    assert finetune.never_trained(12, 0, 1) == []
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("bias_correction", [False, True])
 def test_fused_step_equals_per_tensor_reference(bias_correction, device):
     """The fused step (torch's fused AdamW kernel, CPU or CUDA; for BertAdam handed t = inf) and
     adamw_update written per tensor as google-research/bert writes it give the same weights over
-    20 steps with Eq. (1)'s rates (delta 2.6), the embeddings frozen (no grads) until step 10, and
-    each group's lr a 0-d tensor on the device on one side (as fastfit sets it) and a float on
-    the other (as finetune.fit does), at the schedule's value at each step. fp32 throughout;
-    apart by rounding only: within 1e-7 on the CPU, and 1e-6 on CUDA (its kernel orders its float
-    ops its own way: on an H100 one weight was 1.25e-7 off), a thousandth of one step's size
-    (lr 1e-3)."""
+    20 steps with Eq. (1)'s rates (delta 2.6), all but the classifier frozen (no grads) until
+    step 10 (gradual unfreezing's first epoch), and each group's lr a 0-d tensor on the device
+    on one side (as fastfit sets it) and a float on the other (as finetune.fit does), at the
+    schedule's value at each step. fp32 throughout; apart by rounding only: within 1e-7 on the
+    CPU, and 1e-6 on CUDA (its kernel orders its float ops its own way: on an H100 one weight was
+    1.25e-7 off), a thousandth of one step's size (lr 1e-3)."""
     cfg = FinetuneConfig(lr=1e-3, delta=2.6)
     fast, slow = tiny_classifier(layers=3).to(device), tiny_classifier(layers=3).to(device)
     opt_fast = ours(fast, cfg, bias_correction)
@@ -277,7 +299,7 @@ def test_fused_step_equals_per_tensor_reference(bias_correction, device):
     gen = torch.Generator().manual_seed(0)
     for step in range(20):
         for m in (fast, slow):
-            finetune.unfreeze(m, step // 10, 3)  # the 3 layers, then the embeddings too
+            finetune.unfreeze(m, step // 10, 3)  # the classifier, then the 3 layers and embeddings
         ids = torch.randint(0, 30, (4, 12), generator=gen).to(device)
         y = torch.randint(0, 5, (4, 12), generator=gen).to(device)
         scale = finetune.lr_factor(step, 20, 0.1, "linear")
@@ -545,7 +567,7 @@ def test_masks_are_drawn_afresh_at_each_replay(tmp_path, device):
 def test_lm_stage_replayed_from_cuda_graphs_learns(tmp_path, monkeypatch):
     """On a GPU, the masked-LM stage (Tables 5-6) replayed from CUDA graphs, fresh masks and dropout
     at each replay, lowers its loss over 3 epochs as the eager stage does, finite throughout, and
-    writes its folder."""
+    returns the adapted BERT with its masked-LM head."""
     folder = tiny_folder(tmp_path, hidden=32, mlm=True)
     cfg = FinetuneConfig(model=folder, data=TINY, lr=1e-3, batch_size=8, epochs=1, lm_epochs=3)
     captured, real = [], fastfit.graphed
@@ -557,8 +579,8 @@ def test_lm_stage_replayed_from_cuda_graphs_learns(tmp_path, monkeypatch):
     for graphs in (False, True):
         log = []
         fit = fastfit.fit if graphs else finetune.fit
-        lm = finetune.lm_finetune(cfg, str(tmp_path / f"lm-{graphs}"), tok, feats, fit, log.append)
-        assert os.path.isfile(os.path.join(lm, "model.safetensors"))
+        lm = finetune.lm_finetune(cfg, tok, feats, fit, log.append)
+        assert isinstance(lm, bert.Bert) and lm.mlm is not None
         curves[graphs] = [float(x) for line in log
                           for x in re.findall(r"masked-LM loss (\S+)", line)]
         assert bool(captured) == graphs, "graphs=True records, graphs=False does not"
@@ -627,19 +649,21 @@ def test_max_len_beyond_the_models_positions_fails_before_training(tmp_path):
         finetune.train(FinetuneConfig(model=folder, data=TINY, max_len=256), fit=None)
 
 
-def test_unfrozen_epoch_leaves_frozen_layers_bit_exact(tmp_path):
-    """One real epoch of train() with L = 12, unfreeze = 3: the tuned model's layers 0-8 and
-    embeddings are the checkpoint's bit for bit; every tensor of layers 9-11 changed."""
+@pytest.mark.parametrize("epochs, thawed", [(1, range(0)), (2, range(9, 12))])
+def test_unfrozen_epochs_leave_frozen_layers_bit_exact(tmp_path, epochs, thawed):
+    """Real epochs of train() with L = 12, unfreeze = 3. After 1 epoch (the classifier alone)
+    every tensor of the encoder is the checkpoint's bit for bit; after 2, every tensor of layers
+    11-9 changed and layers 8-0 and the embeddings are still the checkpoint's bit for bit."""
     folder = tiny_folder(tmp_path, layers=12, hidden=8)
-    cfg = FinetuneConfig(model=folder, data=TINY, lr=1e-3, batch_size=8, epochs=1, unfreeze=3,
-                         max_train_sentences=32)
+    cfg = FinetuneConfig(model=folder, data=TINY, lr=1e-3, batch_size=8, epochs=epochs,
+                         unfreeze=3, max_train_sentences=32)
     tuned = finetune.train(cfg, log=lambda s: None).model.bert.cpu().state_dict()
     for n, p in bert.from_pretrained(folder).state_dict().items():
         m = re.match(r"layers\.(\d+)\.", n)
-        if m and int(m[1]) >= 9:
-            assert not torch.equal(tuned[n], p), f"{n} is thawed in epoch 0 but did not change"
+        if m and int(m[1]) in thawed:
+            assert not torch.equal(tuned[n], p), f"{n} is thawed in epoch 1 but did not change"
         else:
-            assert torch.equal(tuned[n], p), f"{n} is frozen in epoch 0 but changed"
+            assert torch.equal(tuned[n], p), f"{n} is frozen over {epochs} epochs but changed"
 
 
 def test_a_word_too_long_for_a_window_names_its_file(tmp_path):
@@ -733,67 +757,117 @@ def test_lm_stage_on_one_short_window_never_stops_on_nan(tmp_path):
     with cpu_only():
         tok = wordpiece.WordPiece.from_pretrained(folder)
         feats = finetune.read_splits(cfg, tok)[0]["train"].feats
-        finetune.lm_finetune(cfg, str(tmp_path / "lm"), tok, feats, log=log.append)
+        finetune.lm_finetune(cfg, tok, feats, log=log.append)
     losses = [float(x) for line in log for x in re.findall(r"masked-LM loss (\S+)", line)]
     assert len(losses) == 20 and all(map(math.isfinite, losses)), losses
     assert 0.0 in losses and any(losses), "some updates had no piece chosen, some had one"
 
 
-def test_lm_finetune_lowers_mlm_loss_and_is_reused(tmp_path, monkeypatch):
-    """Three masked-LM epochs on en_tiny's text lower the loss; the adapted BERT is written as a
-    Hub-layout folder, a second call returns it without training again, and a task run starts
-    from it."""
+def test_lm_finetune_lowers_mlm_loss_and_a_run_starts_from_it(tmp_path, monkeypatch):
+    """Three masked-LM epochs on en_tiny's text lower the loss; lm_finetune returns the adapted
+    BERT, its MLM head on, and writes nothing. Saved (bert.save_pretrained), it is what
+    train(cfg, encoder=folder) loads: over one epoch of --unfreeze 1 (the classifier alone
+    trains) the task model's encoder is the saved stage's, tensor for tensor."""
     folder = tiny_folder(tmp_path, hidden=32, mlm=True)
     cfg = FinetuneConfig(model=folder, data=TINY, lr=1e-3, batch_size=8, epochs=1, lm_epochs=3)
     tok = wordpiece.WordPiece.from_pretrained(folder)
     feats = finetune.read_splits(cfg, tok)[0]["train"].feats
-    log, lm = [], str(tmp_path / "lm")
-    assert finetune.lm_finetune(cfg, lm, tok, feats, log=log.append) == lm
+    monkeypatch.chdir(tmp_path)
+    before = sorted(os.listdir(tmp_path))
+    log = []
+    with cpu_only():
+        adapted = finetune.lm_finetune(cfg, tok, feats, log=log.append)
+    assert sorted(os.listdir(tmp_path)) == before, "lm_finetune writes nothing"
     losses = [float(x) for line in log for x in re.findall(r"masked-LM loss (\S+)", line)]
     assert len(losses) == 3 and losses[-1] < losses[0], losses
-    adapted, start = bert.from_pretrained(lm), bert.from_pretrained(folder)
-    assert adapted.mlm is not None
-    assert not torch.equal(adapted.layers[0].qkv.weight, start.layers[0].qkv.weight)
-    monkeypatch.setattr(finetune, "AdamW", None)  # training again would call it
-    assert finetune.lm_finetune(cfg, lm, tok, feats) == lm
-    monkeypatch.undo()
-    loaded = []
-    real_load = bert.from_pretrained
+    start = bert.from_pretrained(folder)
+    assert isinstance(adapted, bert.Bert) and adapted.mlm is not None
+    assert not torch.equal(adapted.layers[0].qkv.weight.cpu(), start.layers[0].qkv.weight)
+    lm = str(tmp_path / "lm")
+    bert.save_pretrained(adapted, lm)
+    loaded, real_load = [], bert.from_pretrained
     monkeypatch.setattr(bert, "from_pretrained",
                         lambda name: loaded.append(name) or real_load(name))
-    t = finetune.train(cfg, lm_folder=lm, log=lambda s: None)
+    with cpu_only():
+        t = finetune.train(replace(cfg, unfreeze=1), encoder=lm, log=lambda s: None)
     assert loaded == [lm], "the task run starts from the LM-adapted BERT"
     assert len(t.dev_f1) == 1
+    ours = adapted.state_dict()
+    for n, p in t.model.bert.state_dict().items():
+        assert torch.equal(p.cpu(), ours[n].cpu()), n
+
+
+def lm_setup(tmp_path, **kw):
+    """A tiny BERT with an MLM head, a 1-epoch masked-LM config, an empty OUT -> (cfg, exp, the
+    stage's folder OUT/lm-KEY)."""
+    import experiments
+    folder = tiny_folder(tmp_path, layers=1, mlm=True)
+    cfg = FinetuneConfig(model=folder, data=TINY, lr=1e-3, batch_size=8, epochs=1, lm_epochs=1,
+                         **kw)
+    exp = experiments.Experiment(out=str(tmp_path / "runs"))
+    os.makedirs(exp.out)
+    return cfg, exp, os.path.join(exp.out, f"lm-{experiments.stage_key(cfg)}")
+
+
+def test_lm_stage_is_made_once_and_reused(tmp_path, monkeypatch):
+    """experiments.lm_stage makes OUT/lm-KEY (KEY: experiments.stage_key) by training the stage,
+    clearing on the way the temporary `.lm-KEY.XXXXXXXX.tmp` a killed maker left; OUT then holds
+    that folder alone. A second call, and a task run differing only in what the stage does not
+    read (scheme, epochs, Eq. 1's delta, unfreezing), get the same folder, training nothing."""
+    import experiments
+    cfg, exp, want = lm_setup(tmp_path)
+    name = os.path.basename(want)
+    leftover = os.path.join(exp.out, f".{name}.0123abcd.tmp")  # a maker killed mid-way
+    os.makedirs(leftover)
+    with open(os.path.join(leftover, "config.json"), "w") as f:
+        f.write("{")
+    old = time.time() - atomic.STALE_S - 10
+    os.utime(leftover, (old, old))
+    log = []
+    with cpu_only():
+        assert experiments.lm_stage(cfg, exp, log.append) == want
+    assert sorted(os.listdir(exp.out)) == [name]
+    assert any("masked-LM loss" in line for line in log)
+    assert bert.from_pretrained(want).mlm is not None
+    monkeypatch.setattr(finetune, "lm_finetune", None)  # training again would call it
+    task = replace(cfg, scheme="bio", epochs=5, delta=2.6, unfreeze=3)
+    for c in (cfg, task):
+        log = []
+        assert experiments.lm_stage(c, exp, log.append) == want and log == []
+    assert sorted(os.listdir(exp.out)) == [name]
+
+
+def test_a_partial_lm_folder_is_made_anew(tmp_path):
+    """An OUT/lm-KEY without its weights (a hand, an older version) is trained again and
+    replaced, not kept and then failed on."""
+    import experiments
+    cfg, exp, lm = lm_setup(tmp_path)
+    os.makedirs(lm)
+    with open(os.path.join(lm, "config.json"), "w") as f:
+        f.write("{}")
+    with cpu_only():
+        assert experiments.lm_stage(cfg, exp, lambda s: None) == lm
+    assert os.path.isfile(os.path.join(lm, "model.safetensors"))
+    assert bert.from_pretrained(lm).mlm is not None
 
 
 def test_lm_run_repeats_whether_or_not_its_lm_folder_exists(tmp_path):
     """The first run trains the LM stage, the second finds its folder: the same seed must still
     give the same task run, weight for weight (the LM stage's random draws may not shift the
     classifier's init or the dropout masks). On the CPU, where a run repeats bit for bit."""
-    folder = tiny_folder(tmp_path, layers=1, mlm=True)
-    cfg = FinetuneConfig(model=folder, data=TINY, lr=1e-3, batch_size=8, epochs=1, lm_epochs=1)
-    lm = str(tmp_path / "lm")
+    import experiments
+    cfg, exp, lm = lm_setup(tmp_path)
+    runs = []
     with cpu_only():
-        first = finetune.train(cfg, lm_folder=lm, log=lambda s: None)
-        assert os.path.isfile(os.path.join(lm, "model.safetensors"))
-        again = finetune.train(cfg, lm_folder=lm, log=lambda s: None)
+        for _ in range(2):  # trained, then found
+            runs.append(finetune.train(cfg, experiments.lm_stage(cfg, exp, lambda s: None),
+                                       log=lambda s: None))
+            assert os.path.isfile(os.path.join(lm, "model.safetensors"))
+    first, again = runs
     for (n, p), q in zip(first.model.named_parameters(), again.model.parameters()):
         assert torch.equal(p, q), n
     for k in ("dev", "test", "dev_f1"):
         assert getattr(again, k) == getattr(first, k), k
-
-
-def test_a_partial_lm_folder_is_made_anew(tmp_path):
-    """A masked-LM folder without its weights (a crash, a hand, an older version) is trained
-    again and replaced, not kept and then failed on."""
-    folder = tiny_folder(tmp_path, layers=1, mlm=True)
-    cfg = FinetuneConfig(model=folder, data=TINY, lr=1e-3, batch_size=8, epochs=1, lm_epochs=1)
-    lm = tmp_path / "lm"
-    lm.mkdir()
-    (lm / "config.json").write_text("{}")
-    t = finetune.train(cfg, lm_folder=str(lm), log=lambda s: None)
-    assert len(t.dev_f1) == 1 and (lm / "model.safetensors").is_file()
-    assert bert.from_pretrained(str(lm)).mlm is not None
 
 
 def test_lm_finetune_needs_an_mlm_head(tmp_path):
@@ -801,7 +875,7 @@ def test_lm_finetune_needs_an_mlm_head(tmp_path):
     cfg = FinetuneConfig(model=folder, data=TINY, lm_epochs=1)
     tok = wordpiece.WordPiece.from_pretrained(folder)
     with pytest.raises(ValueError, match="no masked-LM head"):
-        finetune.lm_finetune(cfg, str(tmp_path / "lm"), tok, [])
+        finetune.lm_finetune(cfg, tok, [])
 
 
 @pytest.mark.parametrize("bias_correction", [True, False])
@@ -885,9 +959,9 @@ def test_tensorize_pads_each_window_and_fastfit_adds_the_dummy_row(tmp_path):
 
 
 def test_train_says_at_start_when_unfreezing_cannot_finish(tmp_path):
-    """2 layers, --unfreeze 1 over 2 epochs: layer 1 trains in epoch 1, layer 0 joins in epoch 2,
-    and the embeddings would in epoch 3: before the first update a line says they never train."""
-    from conftest import TINY, bert_folder, cpu_only
+    """2 layers, --unfreeze 1 over 2 epochs: the classifier alone trains in epoch 1, layer 1 joins
+    in epoch 2, and layer 0 with the embeddings would in epoch 3: before the first update one line
+    names the two that never train."""
     folder = bert_folder(str(tmp_path / "b"), layers=2, hidden=8)
     cfg = FinetuneConfig(model=folder, data=TINY, unfreeze=1, epochs=2, max_train_sentences=16,
                          batch_size=8, lr=1e-3)
@@ -897,8 +971,8 @@ def test_train_says_at_start_when_unfreezing_cannot_finish(tmp_path):
     first = next(i for i, line in enumerate(lines) if line.startswith("epoch 1/2"))
     warned = [i for i, line in enumerate(lines) if line.startswith("warning:")]
     assert len(warned) == 1 and warned[0] < first
-    assert lines[warned[0]].startswith("warning: --unfreeze 1 over 2 epochs never trains the "
-                                       "embeddings")
+    assert lines[warned[0]].startswith("warning: --unfreeze 1 over 2 epochs never trains layer 0, "
+                                       "embeddings (Sec 3.3: "), lines[warned[0]]
 
 
 def test_clip_each_tensor_as_pytorch_pretrained_berts_bertadam():
@@ -930,25 +1004,72 @@ def test_clip_each_tensor_as_pytorch_pretrained_berts_bertadam():
         torch.testing.assert_close(p.grad, g / (total + 1e-6))
 
 
-def test_progress_says_the_runs_time_left_and_what_trains(monkeypatch):
-    """A line every 50 updates and at each epoch's end: the update counter over the whole run
-    (2 epochs x 60 = 120), the time left for the run's remaining updates at this epoch's pace (not
-    the epoch's), and, while gradual unfreezing holds some back, how many units train. With 1 s
-    an update (a fake clock): after update 50, 70 left -> "~70 s"; at the first epoch's end, 60
-    left -> "~60 s"."""
-    import progress
+def one_row_fit(monkeypatch, plan, loss_at, after_epoch=None):
+    """finetune.fit over `plan` (batches of row 0, a window of 10 pieces) with a loss that is
+    loss_at(update), 1-based, and a fake clock that ticks 1 s an update -> (log lines, stats)."""
     now = [0.0]
-    monkeypatch.setattr(progress.time, "time", lambda: now[0])
+    monkeypatch.setattr(finetune.time, "time", lambda: now[0])
+    model = tiny_classifier(layers=1)
+    ids = torch.randint(5, 30, (1, 10), generator=torch.Generator().manual_seed(0))
+    data = finetune.Tensors(ids, torch.zeros_like(ids), torch.tensor([10]), 0)
+    steps = []
+
+    def loss_of(model, ids, mask, y):
+        now[0] += 1.0  # this update takes 1 s
+        steps.append(len(steps) + 1)
+        return model.out.bias.sum() * 0 + loss_at(steps[-1])
+
+    def after(epoch, loss):
+        after_epoch(epoch, loss)
+        now[0] += 100.0  # the dev evaluation: 100 s that are no training time
+    opt = finetune.AdamW(groups(model, FinetuneConfig()), lr=1e-3)
     lines = []
-    p = progress.Progress([[[0]] * 60, [[0]] * 60], lines.append, 1e-3, units=14)
-    p.start(0)
-    for step in range(1, 61):
-        now[0] += 1.0  # this update took 1 s
-        p.update(step, 10, torch.tensor(float(step)), units=4)
-    assert lines[0].startswith("epoch 1/2 update 50/120 loss 1.0000 (4 of 14 units training) ")
-    assert lines[0].endswith("run ~70 s left") and lines[1].endswith("run ~60 s left")
-    p.start(1)
-    for step in range(61, 121):
-        now[0] += 1.0
-        p.update(step, 10, torch.tensor(float(step)), units=14)
-    assert "units training" not in lines[-1] and lines[-1].endswith("run ~0 s left")
+    stats = finetune.fit(model, opt, data, plan, FinetuneConfig(), loss_of, log=lines.append,
+                         after_epoch=after if after_epoch else None)
+    return lines, stats
+
+
+def test_fit_logs_the_loss_pace_and_time_left_every_50_updates(monkeypatch):
+    """finetune.Meter through finetune.fit: 2 epochs x 60 updates, each of one 10-piece window
+    taking 1 s (a fake clock), the loss at update t being t, a 100 s dev evaluation after each
+    epoch. A line every 50 updates and at each epoch's end: the update over the whole run (of
+    120), the mean loss since the last line, tokens/s, and the run's time left at the pace so far,
+    the evaluations not counted:
+        update 50:  loss mean(1..50) = 25.5,    10 tok/s, 70 updates left -> "~70 s"
+        update 60:  loss mean(51..60) = 55.5,   60 left -> "~60 s"; the epoch's loss 30.5
+        update 100: loss mean(61..100) = 80.5,  100 s trained (not 200): 20 left -> "~20 s"
+        update 120: loss mean(101..120) = 110.5, "~0 s"; the epoch's loss mean(61..120) = 90.5
+    fit's stats: 120 updates, 1,200 tokens, 120 s of training."""
+    epoch_losses = []
+    lines, stats = one_row_fit(monkeypatch, [[[0]] * 60, [[0]] * 60], float,
+                               lambda epoch, loss: epoch_losses.append((epoch, loss)))
+    assert lines == ["epoch 1/2 update 50/120 loss 25.5000 10 tok/s, run ~70 s left",
+                     "epoch 1/2 update 60/120 loss 55.5000 10 tok/s, run ~60 s left",
+                     "epoch 2/2 update 100/120 loss 80.5000 10 tok/s, run ~20 s left",
+                     "epoch 2/2 update 120/120 loss 110.5000 10 tok/s, run ~0 s left"]
+    assert epoch_losses == [(0, 30.5), (1, 90.5)]
+    assert stats == dict(updates=120, tokens=1200, train_s=120.0)
+
+
+def test_meter_speaks_minutes_and_thousands():
+    """finetune.duration: 45 -> "45 s", 200 -> "3.3 min", 7200 -> "2.0 h"; tokens/s with commas."""
+    assert [finetune.duration(s) for s in (45, 200, 7200)] == ["45 s", "3.3 min", "2.0 h"]
+    lines = []
+    meter = finetune.Meter([[[0]] * 2], lines.append)
+    meter.seconds = lambda: 0.5
+    meter.update(0, 1, 6000, torch.tensor(3.0))
+    assert lines == []  # not a 50th update, not the epoch's end
+    meter.update(0, 2, 6000, torch.tensor(5.0))
+    assert lines == ["epoch 1/1 update 2/2 loss 2.5000 24,000 tok/s, run ~0 s left"]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_fit_stops_on_a_nan_loss_naming_the_update(monkeypatch, bad):
+    """A loss that turns NaN (or inf) at update 57 of 2 x 60: the line at update 50 is written,
+    then fit stops at the next log point, the epoch's end, with FloatingPointError "the loss
+    became NaN/inf by update 60", before the dev evaluation (a diverged run is never scored)."""
+    evaluated = []
+    with pytest.raises(FloatingPointError, match=r"the loss became NaN/inf by update 60: ") as e:
+        one_row_fit(monkeypatch, [[[0]] * 60, [[0]] * 60],
+                    lambda t: bad if t >= 57 else 1.0, lambda *a: evaluated.append(a))
+    assert "lower --lr" in str(e.value) and evaluated == []

@@ -16,7 +16,6 @@ from conftest import ROOT, TINY
 NEEDS_NETWORK = {  # a Hub model, mBERT or CoNLL-2003 fetched: not run here
     "python experiments.py predict dslim/bert-base-NER eng.testb",
     "python experiments.py reproduce --lang en --shard $SLURM_ARRAY_TASK_ID/4 --out runs/en",
-    "python experiments.py train",
 }
 
 
