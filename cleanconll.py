@@ -16,6 +16,7 @@ before the last correction phase, the final NER tags (BIO) in the last column, w
 `cleanconll_dir` builds the files once into the cache, a folder that appears whole.
 """
 import hashlib
+import itertools
 import os
 import re
 import sys
@@ -26,16 +27,15 @@ import corpora
 
 REPO = "flairNLP/CleanCoNLL"
 COMMIT = "bedc569f0983ddd39c2c729fb5df64be710bcab4"
+RAW = f"https://raw.githubusercontent.com/{REPO}/{COMMIT}/"  # + a file's path: its bytes there
 # file -> (path at COMMIT, git blob id, sha256 or None where no copy was at hand to hash)
 FILES = {
     "cleanconll_annotations.train": ("data/cleanconll_annotations/cleanconll_annotations.train",
                                      "ccb9a26f47e54298af934a484a1e21ad1c2185be", None),
-    "cleanconll_annotations.dev": (
-        "data/cleanconll_annotations/cleanconll_annotations.dev",
+    "cleanconll_annotations.dev": ("data/cleanconll_annotations/cleanconll_annotations.dev",
         "714477d8b673eb74e0b705ae33c4f917232e5624",
         "404ff652ab5a3c95d706f11404e4082be122788ee415b5900b25fd92fa00e81f"),
-    "cleanconll_annotations.test": (
-        "data/cleanconll_annotations/cleanconll_annotations.test",
+    "cleanconll_annotations.test": ("data/cleanconll_annotations/cleanconll_annotations.test",
         "44ef9fb8abbc050293715beb9084495cf63ef21f",
         "89092bb1964c32498bfcbaa46e7641900d139465cfbdce9e9d377a0ba09e9ea0"),
     "train_tokens.patch": ("data/patch_files/train_tokens.patch",
@@ -47,19 +47,12 @@ FILES = {
     "test_tokens.patch": ("data/patch_files/test_tokens.patch",
                           "6fba4ff5ca3e1a23fd4a8954524528019106560e",
                           "ffd5f3a26525d241ce46cc407ada55fd95858620234fc88ddd2f6503866e72dc")}
-# split -> (its patch, its annotations, sha256 of the original's first column: one word a line,
-# "" between sentences, trailing blank lines left out; eng.* and conll2003.zip's files alike)
-SPLITS = {
-    "train": ("train_tokens.patch", "cleanconll_annotations.train",
-              "2c65c2b88312fe5a631cbb080abd2eab0e7396fedad5c44c7f87159b4203b53e"),
-    "dev": ("dev_tokens.patch", "cleanconll_annotations.dev",
-            "486fb987062e7d8ec2e28f882dfc7eb0336bfb26b2449ad90a742e8f94280813"),
-    "test": ("test_tokens.patch", "cleanconll_annotations.test",
-             "938d8d07775d17582f621c5b1dacc96953dd78fb4fee2d7d6178f3bb221f59e9")}
-
-
-def url(name):
-    return f"https://raw.githubusercontent.com/{REPO}/{COMMIT}/{FILES[name][0]}"
+# split -> sha256 of the original's first column (one word a line, "" between sentences, trailing
+# blank lines left out; eng.* and conll2003.zip's files alike). CleanCoNLL's files for a split are
+# {split}_tokens.patch and cleanconll_annotations.{split}.
+WORDS = {"train": "2c65c2b88312fe5a631cbb080abd2eab0e7396fedad5c44c7f87159b4203b53e",
+         "dev": "486fb987062e7d8ec2e28f882dfc7eb0336bfb26b2449ad90a742e8f94280813",
+         "test": "938d8d07775d17582f621c5b1dacc96953dd78fb4fee2d7d6178f3bb221f59e9"}
 
 
 def git_blob(data):
@@ -83,18 +76,14 @@ def check_file(path, name):
 # The build script's steps, each as the program it replaces does it.
 
 def lines_of(data):
-    """Bytes -> lines as awk, cut and paste read them: split at "\\n", a last line without one
-    still a line."""
+    """Bytes -> lines as awk, cut and paste read them: split at "\\n", a last one unended kept."""
     lines = data.split(b"\n")
     return lines[:-1] if lines[-1] == b"" else lines
 
 
 def filled(lines):
     """How many lines are left once trailing blank ones are dropped (paste fills those)."""
-    n = len(lines)
-    while n and lines[n - 1] == b"":
-        n -= 1
-    return n
+    return max((n for n, line in enumerate(lines, start=1) if line), default=0)
 
 
 def first_column(data):
@@ -107,25 +96,23 @@ def apply_patch(words, patch, where):
     """patch(1) with a normal diff ("2784d2783", "4120c4118,4120", "< old" / "---" / "> new"):
     each hunk's old lines must be the words it replaces, or the original is not the file the
     patch was made for (an error naming the hunk)."""
-    out, at = [], 0  # words[:at] are copied or replaced
     text = lines_of(patch)
-    i = 0
+    out, at, i = [], 0, 0  # words[:at] are copied or replaced, text[:i] read
     while i < len(text):
         m = re.fullmatch(rb"(\d+)(?:,(\d+))?([acd])(\d+)(?:,(\d+))?", text[i])
         if not m:
             raise ValueError(f"{where}: line {i + 1} is no normal-diff hunk: {text[i][:40]!r}")
         first, last = int(m[1]), int(m[2] or m[1])
         old, new, i = [], [], i + 1
-        while m[3] != b"a" and i < len(text) and text[i].startswith(b"<"):
+        while i < len(text) and text[i].startswith(b"<"):
             old.append(text[i][2:])  # "< word"; "< " a blank line
             i += 1
-        if m[3] == b"c" and i < len(text) and text[i] == b"---":
+        if i < len(text) and text[i] == b"---":  # between a change's old and new lines
             i += 1
-        while m[3] != b"d" and i < len(text) and text[i].startswith(b">"):
+        while i < len(text) and text[i].startswith(b">"):
             new.append(text[i][2:])
             i += 1
-        start = first if m[3] == b"a" else first - 1  # lines before the hunk: kept
-        end = first if m[3] == b"a" else last
+        start, end = (first, first) if m[3] == b"a" else (first - 1, last)  # "a": after `first`
         if start < at or words[start:end] != old:
             raise ValueError(f"{where}: hunk {m[0].decode()} expects {old[:3]!r} at line "
                              f"{first}, the original has {words[start:start + 3]!r}: not the "
@@ -137,51 +124,35 @@ def apply_patch(words, patch, where):
 
 def paste(words, annotations):
     """cut -f 2- ANNOTATIONS | paste WORDS - | sed 's/^\\t$//': each word, a tab, the annotation
-    line after its first tab (a line with no tab whole, as cut prints it); "" for a line where
-    both are empty."""
-    rest = [line.split(b"\t", 1)[1] if b"\t" in line else line for line in annotations]
-    n = max(len(words), len(rest))
-    rows = [(words[i] if i < len(words) else b"") + b"\t" + (rest[i] if i < len(rest) else b"")
-            for i in range(n)]
+    line after its first tab (a line with none whole, as cut prints it); "" where both are empty."""
+    rest = [line.split(b"\t", 1)[-1] for line in annotations]
+    rows = [w + b"\t" + r for w, r in itertools.zip_longest(words, rest, fillvalue=b"")]
     return b"".join((b"" if row == b"\t" else row) + b"\n" for row in rows)
 
 
 # ---------------------------------------------------------------------------------------------
 # One split built and checked.
 
-def check_words(data, original, split):
-    """The first column of `data` (the bytes of `original`) must be CoNLL-2003 English's `split`
-    -> its words; else an error before anything is fetched or built."""
-    words = first_column(data)
-    content = words[:filled(words)]
-    got, want = hashlib.sha256(b"\n".join(content) + b"\n").hexdigest(), SPLITS[split][2]
-    if got != want:
+def check_words(original, split):
+    """The first column of the file `original` must be CoNLL-2003 English's `split` -> its words;
+    else an error before anything is fetched or built."""
+    with open(original, "rb") as f:
+        words = first_column(f.read())
+    got = hashlib.sha256(b"\n".join(words[:filled(words)]) + b"\n").hexdigest()
+    if got != WORDS[split]:
         raise ValueError(f"{original}: its words are not CoNLL-2003 English's {split} words "
-                         f"(sha256 of its first column {got[:12]}, expected {want[:12]}): "
+                         f"(sha256 of its first column {got[:12]}, expected {WORDS[split][:12]}): "
                          f"CleanCoNLL's patches and labels fit the original files only")
     return words
 
 
-def build_split(original, patch, annotations, out, split):
-    """The CleanCoNLL file of one split -> `out` (written whole, or not at all): `original` the
-    CoNLL-2003 English file, `patch` and `annotations` CleanCoNLL's bytes."""
-    with open(original, "rb") as f:
-        words = check_words(f.read(), original, split)
+def build_split(split, words, original, patch, annotations, out):
+    """The CleanCoNLL file of one split -> `out`: `words` the first column of `original` (the
+    CoNLL-2003 English file), `patch` and `annotations` CleanCoNLL's bytes."""
     patched = apply_patch(words, patch, f"{split} patch on {original}")
     masked = lines_of(annotations)
-    check_alignment(patched, masked, original, split)
-    built = paste(patched, masked)
-
-    def write(tmp):  # checked as written, read back as any CoNLL file: else nothing appears
-        with open(tmp, "wb") as f:
-            f.write(built)
-        check_counts(conll.read_conll(tmp), masked, split)
-    atomic.write(out, write)
-
-
-def check_alignment(patched, masked, original, split):
-    """One word for each annotation line, and a sentence break where the annotations have one
-    (trailing blank lines aside, as paste would fill them)."""
+    # one word for each annotation line, and a sentence break where the annotations have one
+    # (trailing blank lines aside, as paste fills them)
     a, b = filled(patched), filled(masked)
     if a != b:
         raise ValueError(f"CleanCoNLL's {split} annotations have {b} lines, the words of "
@@ -191,29 +162,27 @@ def check_alignment(patched, masked, original, split):
             raise ValueError(f"CleanCoNLL's {split} annotations, line {n}: "
                              f"{'a sentence break' if not line else 'a word'} where {original} "
                              f"(patched) has {w.decode('latin-1')!r}")
+    with open(out, "wb") as f:
+        f.write(paste(patched, masked))
+    check_counts(conll.read_conll(out), masked, split)  # read back as any CoNLL file
 
 
-def annotated(masked):
-    """The annotation file's own sentences, as tag lists: blank lines end one, and so does a
-    document line (its POS column "-X-", as -DOCSTART- lines have it)."""
-    sents, tags = [], []
+def check_counts(sents, masked, split):
+    """The built file's sentences have the annotation file's sentences and entities (per type): a
+    blank line or a document line (POS "-X-", as -DOCSTART- has) ends one, the last column tags."""
+    want, tags = [], []
     for line in masked + [b""]:
         cols = line.split(b"\t")
         if line and cols[1:2] != [b"-X-"]:
             tags.append(cols[-1].decode("utf-8"))
         elif tags:
-            sents.append(tags)
+            want.append(tags)
             tags = []
-    return sents
 
-
-def check_counts(sents, masked, split):
-    """The built file, read as any CoNLL file, has the annotation file's own sentences and
-    entities (per type), counted from its blank lines and last column."""
     def counts(tag_lists):
         kinds = [t for tags in tag_lists for _, _, t in conll.spans(tags)]
         return len(tag_lists), {t: kinds.count(t) for t in sorted(set(kinds))}
-    want, got = counts(annotated(masked)), counts([s.tags for s in sents if s.words])
+    want, got = counts(want), counts([s.tags for s in sents if s.words])
     if got != want:
         raise ValueError(f"the built cleanconll.{split} reads as {got[0]} sentences with "
                          f"entities {got[1]}; its annotation file has {want[0]} and {want[1]}")
@@ -222,33 +191,28 @@ def check_counts(sents, masked, split):
 # ---------------------------------------------------------------------------------------------
 # The built folder, once per original, and CleanCoNLL's files, from a folder or fetched once.
 
-OFFLINE = ("put CleanCoNLL's annotation and patch files (github.com/flairNLP/CleanCoNLL at commit "
-           "bedc569, data/cleanconll_annotations/ and data/patch_files/) in one folder and pass "
-           "it: --cleanconll DIR, or beside the English files with --lang cleanconll --data DIR")
+OFFLINE = ("put CleanCoNLL's annotation and patch files (github.com/flairNLP/CleanCoNLL at bedc569,"
+           " under data/) in a folder: --cleanconll DIR, or beside the English files (--data DIR)")
 
 
 def cleanconll_dir(original, source="", cache_dir=None, train=False):
     """The folder of cleanconll.dev and .test (and .train with train=True), built once from the
-    CoNLL-2003 English folder `original` into cache_dir/cleanconll/<its data id>[-train].
-    CleanCoNLL's files come from the folder `source` where it has them (side by side, or as the
-    repository lays them out), else from cache_dir/cleanconll/files, else from the repository,
-    fetched once (cache_dir: corpora.CACHE by default). The original's words are checked first,
-    so other files fail before any download."""
+    CoNLL-2003 English folder `original` into cache_dir/cleanconll/<its data id>[-train] (cache_dir:
+    corpora.CACHE by default). CleanCoNLL's files come from the folder `source` (side by side, or as
+    the repository lays them out), else cache_dir/cleanconll/files, else the repository, fetched
+    once. The original's words are checked first, so other files fail before any download."""
     paths, cache_dir = corpora.splits(original, "en"), cache_dir or corpora.CACHE
     wanted = ["dev", "test"] + ["train"] * train
     out = os.path.join(cache_dir, "cleanconll", corpora.data_id(original, "en") + "-train" * train)
-    for split in wanted:  # cheap, local, and before the network: the right English files?
-        with open(paths[split], "rb") as f:
-            check_words(f.read(), paths[split], split)
+    words = {s: check_words(paths[s], s) for s in wanted}  # local, cheap: before the network
     if all(os.path.isfile(os.path.join(out, f"cleanconll.{s}")) for s in wanted):
         return out
 
     def fill(tmp):
-        for split in wanted:
-            patch, annotations, _ = SPLITS[split]
-            build_split(paths[split], _file(patch, source, cache_dir),
-                        _file(annotations, source, cache_dir),
-                        os.path.join(tmp, f"cleanconll.{split}"), split)
+        for s in wanted:
+            build_split(s, words[s], paths[s], _file(f"{s}_tokens.patch", source, cache_dir),
+                        _file(f"cleanconll_annotations.{s}", source, cache_dir),
+                        os.path.join(tmp, f"cleanconll.{s}"))
     os.makedirs(os.path.dirname(out), exist_ok=True)
     return atomic.make_folder(out, fill)
 
@@ -260,10 +224,7 @@ def _file(name, source, cache_dir):
     for path in [*where, kept]:
         if os.path.isfile(path):
             return check_file(path, name)
-    os.makedirs(os.path.dirname(kept), exist_ok=True)
-    try:  # fetched whole and checked, or not kept at all
-        corpora.fetch(url(name), kept, lambda tmp: check_file(tmp, name), OFFLINE)
-    except (OSError, ValueError) as e:
-        raise type(e)(f"{e}{getattr(e, 'hint', '')}") from e
-    print(f"CleanCoNLL: {name} from {url(name)}", file=sys.stderr)
+    os.makedirs(os.path.dirname(kept), exist_ok=True)  # fetched whole and checked, or not kept
+    corpora.fetch(RAW + FILES[name][0], kept, lambda tmp: check_file(tmp, name), OFFLINE)
+    print(f"CleanCoNLL: {name} from {RAW + FILES[name][0]}", file=sys.stderr)
     return check_file(kept, name)

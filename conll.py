@@ -4,7 +4,6 @@ Sec 3.1: the English and German CoNLL-2003 files in their original IOB1 tags or 
 converted between the two without moving an entity span (spans as conlleval.pl reads them).
 GermEval 2014 (Benikova et al. 2014: NER-de-{train,dev,test}.tsv, BIO, outer and inner level) and
 words-only files (one column, gold=False) read into the same sentences; corpora.py finds the files.
-A file is UTF-8 if it is valid UTF-8, else latin-1 (the German deu.* files), never a mix.
 
 Sec 3.2: each word is split into WordPiece pieces (wordpiece.py), and a sentence becomes the
 piece ids of one BERT input. Its label ids sit on each word's first piece, -100 elsewhere
@@ -12,15 +11,13 @@ piece ids of one BERT input. Its label ids sit on each word's first piece, -100 
 overlapping windows (featurize); optional document context (BERT Sec 5.3) fills a window with
 neighbouring sentences, which the paper does not do.
 
-    python conll.py stats [--model bert-base-multilingual-cased] [--json] eng.train deu.train
+    python conll.py stats eng.train deu.train
     python conll.py convert eng.train --to bio > eng.train.bio
 """
 import argparse
 import codecs
 import collections
 import itertools
-import json
-import os
 import re
 import sys
 from dataclasses import dataclass
@@ -28,7 +25,7 @@ from dataclasses import dataclass
 import conlleval  # spans: conlleval.pl's chunk rules
 
 DOCSTART = "-DOCSTART-"
-BOM = "\ufeff"  # UTF-8's byte-order mark: never part of a word
+BOM = "\ufeff"  # UTF-8's byte-order mark, at line starts where `cat` joined files: never a word
 IGNORE = -100  # torch cross_entropy's ignore_index: [CLS], [SEP], continuation pieces, context
 
 
@@ -47,11 +44,6 @@ def has_gold(sentences):
 
 
 # ---------------------------------------------------------------- reading
-
-def unmarked(line):
-    """`line` without the byte-order marks at its start (files joined with `cat` have some)."""
-    return line.lstrip(BOM)
-
 
 def decode(path, data, encoding=None):
     """Bytes -> (text, encoding used). CoNLL-2003 German is latin-1, English ASCII, GermEval
@@ -83,10 +75,6 @@ def decode(path, data, encoding=None):
 
 def _lines(path, encoding=None):
     """The file's lines, split on \\n only: latin-1 byte 0x85 is no line break."""
-    if os.path.isdir(path):
-        raise ValueError(f"{path}: a folder; pass a file")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such file")
     with open(path, "rb") as f:
         text, enc = decode(path, f.read(), encoding)
     return text.split("\n"), enc
@@ -96,7 +84,7 @@ def _rows(lines):
     """(line number, columns) per line, no columns for a blank line. Columns are split on spaces
     and tabs only: a latin-1 non-breaking space may be part of a word."""
     for n, line in enumerate(lines, start=1):
-        line = unmarked(line).strip(" \t\r")
+        line = line.lstrip(BOM).strip(" \t\r")
         yield n, re.split(r"[ \t]+", line) if line else []
 
 
@@ -104,9 +92,6 @@ def check_tag(tag, path, n, where="the NE tag must be the last column"):
     """O, B-TYPE or I-TYPE (IOB1 and BIO use only these), else an error at path:n. TYPE holds no
     space or invisible char: "I-PER\\xa0" would be a type of its own, never predicted."""
     prefix, _, kind = tag.partition("-")
-    if prefix in ("S", "E") and kind:
-        raise ValueError(f"{path}:{n}: tag {tag!r} is IOBES; convert IOBES to BIO first "
-                         f"(S- -> B-, E- -> I-)")
     if tag != "O" and not (prefix in ("B", "I") and kind):
         raise ValueError(f"{path}:{n}: tag {tag!r} is not O, B-TYPE or I-TYPE ({where})")
     # isprintable() is False for control and format characters and every whitespace but " "
@@ -137,8 +122,7 @@ def _parse(rows, path):
         if ncols is None:  # the first word line fixes the layout
             ncols, first_line = len(cols), n
         if len(cols) != ncols:
-            raise ValueError(f"{path}:{n}: {len(cols)} columns, but line {first_line} has "
-                             f"{ncols}; every word line needs the same columns")
+            raise ValueError(f"{path}:{n}: {len(cols)} columns, but line {first_line} has {ncols}")
         if ncols > 1:
             check_tag(cols[-1], path, n)
         if not words:
@@ -159,8 +143,7 @@ GERMEVAL_LEVELS = {"outer": 2, "inner": 3}  # level -> its column
 def _is_germeval(lines):
     """The first non-blank line is a '#' comment and the first word line has 4 tab-separated
     columns, the first an integer. CoNLL-2003 files open with -DOCSTART- or a word line."""
-    rows = (unmarked(x).rstrip(" \t\r") for x in lines)
-    rows = (x for x in rows if x.strip())
+    rows = (x.lstrip(BOM).rstrip(" \t\r") for x in lines if x.lstrip(BOM).strip())
     if not next(rows, "").startswith("#"):
         return False
     cols = next((x for x in rows if not x.startswith("#")), "").split("\t")
@@ -175,7 +158,7 @@ def _germeval_rows(lines, path, level):
     for n, line in enumerate(lines, start=1):
         # the official NER-de-test.tsv has a word line '1\t"\tO\tO\t', a fifth field that is
         # empty (HF's germeval_14 loader reads row[:4] and never sees it): not an error
-        row = unmarked(line).rstrip(" \t\r")
+        row = line.lstrip(BOM).rstrip(" \t\r")
         cols = row.split("\t")
         if row.startswith("#"):  # "#\thttp://de.wikipedia.org/wiki/X [2009-10-17]" -> URL
             src = row[1:].strip().rsplit(" [", 1)[0]
@@ -210,15 +193,13 @@ def read_conll(path, encoding=None):
 
 def has_docstart(path, encoding=None):
     """Whether a CoNLL file holds -DOCSTART- lines (predict writes them back only then)."""
-    lines, _ = _lines(path, encoding)
-    return any(cols[:1] == [DOCSTART] for _, cols in _rows(lines))
+    return any(cols[:1] == [DOCSTART] for _, cols in _rows(_lines(path, encoding)[0]))
 
 
 def read_germeval(path, level="outer", encoding=None):
     """GermEval 2014 .tsv -> sentences with the outer (column 3) or inner (column 4) BIO tags:
-    "1\\tAnna\\tB-PER\\tO" -> word "Anna", tag "B-PER" (outer) or "O" (inner)."""
-    if level not in GERMEVAL_LEVELS:
-        raise ValueError(f"level={level!r}: expected 'outer' or 'inner'")
+    "1\\tAnna\\tB-PER\\tO" -> word "Anna", tag "B-PER" (outer) or "O" (inner). Read as GermEval
+    whatever its first lines look like, so a bad word line is named as one."""
     lines, _ = _lines(path, encoding)
     return _parse(_germeval_rows(lines, path, level), path)
 
@@ -234,9 +215,7 @@ def opens(tags, i):
 
 def spans(tags):
     """Entity spans by conlleval's chunk rules, in IOB1 or BIO alike: {(start, end_excl, type)}.
-
-    ["I-PER", "I-PER", "B-PER", "O", "B-LOC"] -> {(0, 2, "PER"), (2, 3, "PER"), (4, 5, "LOC")}
-    """
+    ["I-PER", "I-PER", "B-PER", "O", "B-LOC"] -> {(0, 2, "PER"), (2, 3, "PER"), (4, 5, "LOC")}"""
     out, start = set(), None
     prev, prev_type = "O", ""  # a sentence opens as if after an O, as in conlleval.pl
     for i, tag in enumerate([*tags, "O"]):  # the final O closes a span still open
@@ -265,8 +244,7 @@ def to_iob1(tags):
 
 def to_scheme(tags, scheme):
     """to_bio or to_iob1 by name: the one place a scheme name picks its converter."""
-    if scheme not in ("bio", "iob1"):
-        raise ValueError(f"scheme {scheme!r}: expected 'bio' or 'iob1'")
+    assert scheme in ("bio", "iob1"), f"scheme {scheme!r}"  # argparse and tagger check names
     return to_bio(tags) if scheme == "bio" else to_iob1(tags)
 
 
@@ -274,11 +252,7 @@ def detect_scheme(tag_seqs):
     """"iob1" or "bio", by a vote over entities that start after O, another type or the sentence
     start: BIO opens them with B-, IOB1 with I-. More B- than I- -> "bio", else "iob1" (no such
     entity: both write the same tags). A vote, as eng.train is IOB1 with two stray B- tags."""
-    votes = collections.Counter()
-    for tags in tag_seqs:
-        for i, t in enumerate(tags):
-            if opens(tags, i):
-                votes[t[0]] += 1
+    votes = collections.Counter(t[0] for ts in tag_seqs for i, t in enumerate(ts) if opens(ts, i))
     return "bio" if votes["B"] > votes["I"] else "iob1"
 
 
@@ -292,12 +266,9 @@ def conll_text(sentences, pred_tags, docstart=True):
     """"word gold pred" lines for conlleval, a blank line after each sentence. With docstart, each
     document opens with "-DOCSTART- O O" + blank line, as in the CoNLL-2003 files: conlleval.pl
     counts it as one O token (eng.testb: 46435 words + 231 = its "processed 46666 tokens"), no
-    span. Tags are written as given: convert predictions to the gold file's scheme first. A space
-    inside a word (GermEval's columns are tabs, so its words may hold one) is written as "_", or
-    the line would have a column too many for conlleval."""
-    if not has_gold(sentences):
-        raise ValueError("words-only sentences have no gold tags for conlleval; write "
-                         "'word pred' lines instead")
+    span. Tags go as given: convert predictions to the gold file's scheme first. A space in a word
+    (GermEval's columns are tabs) is written "_", else conlleval reads a column too many."""
+    assert has_gold(sentences), "words-only sentences have no gold tags for conlleval"
     out, doc = [], None
     for s, pred in zip(sentences, pred_tags, strict=True):
         if docstart and s.doc != doc:
@@ -348,18 +319,6 @@ def _widen(pre, a, b, budget):
     return a, b
 
 
-def _check_fits(s, pieces, label2id, max_len):
-    """Bad input, named by line (word i of a sentence is on line s.line + i)."""
-    for i, (word, tag, p) in enumerate(zip(s.words, s.tags, pieces)):
-        if tag not in label2id:
-            raise ValueError(f"line {s.line + i}: tag {tag!r} is not in label2id "
-                             f"(build it from all splits, e.g. with tag_set)")
-        # rare: a CoNLL word can hold several basic tokens, each up to 100 pieces
-        if len(p) > max_len - 2:
-            raise ValueError(f"line {s.line + i}: word {word!r} has {len(p)} pieces, more than "
-                             f"max_len - 2 = {max_len - 2}; raise max_len")
-
-
 def _features(k, labels, wins, *, t0, pieces, pre, tok):
     """One Feature per window that predicts some word of sentence k: its label ids, its windows,
     and where it sits in its stream (words t0.., the stream's pieces and piece offsets). A word is
@@ -372,7 +331,6 @@ def _features(k, labels, wins, *, t0, pieces, pre, tok):
             score = (min(pre[i] - pre[a], pre[b] - pre[i + 1]), pre[b] - pre[a])
             if i not in best or score > best[i]:
                 best[i], owner[i] = score, w
-    assert sorted(owner) == list(range(t0, t1)), "a word is in no window"
     feats = []
     for w, (a, b) in enumerate(wins):
         ids = [tok.cls_id] + [p for word in pieces[a:b] for p in word] + [tok.sep_id]
@@ -399,11 +357,16 @@ def featurize(sentences, tok, label2id, max_len=128, doc_context=False):
         run = list(run)
         pieces = [p for j in run for p in tok.encode_words(sentences[j].words)]
         pre = list(itertools.accumulate((len(p) for p in pieces), initial=0))  # piece offsets
-        assert all(pieces), "encode_words gave a word no pieces (it should give [unk_id])"
         t0 = 0
         for j in run:
             s, t1 = sentences[j], t0 + len(sentences[j].words)
-            _check_fits(s, pieces[t0:t1], label2id, max_len)
+            for i, (word, tag, p) in enumerate(zip(s.words, s.tags, pieces[t0:t1])):
+                if tag not in label2id:  # bad input, named by line: word i is on s.line + i
+                    raise ValueError(f"line {s.line + i}: tag {tag!r} is not in label2id")
+                # rare: a CoNLL word can hold several basic tokens, each up to 100 pieces
+                if len(p) > max_len - 2:
+                    raise ValueError(f"line {s.line + i}: word {word!r} has {len(p)} pieces, "
+                                     f"more than max_len - 2 = {max_len - 2}; raise max_len")
             # a sentence over the model's input: the paper does not say what it did; we cut it
             # into overlapping windows and score each word once, where it has the most context
             wins = _windows(pre, t0, t1, max_len - 2)
@@ -419,68 +382,47 @@ def gather(features, preds, sentences):
     """Per-position predictions, one row per feature (rows may be padded past len(input_ids)) ->
     per-sentence per-word label ids. `sentences`: the list given to featurize. Rows may be
     tensors; plain lists (tensor.tolist()) index faster."""
-    got = [{} for _ in sentences]
-    assert len(preds) == len(features), f"{len(preds)} prediction rows for {len(features)} features"
-    for f, row in zip(features, preds):
+    got = [[None] * len(s.words) for s in sentences]
+    for f, row in zip(features, preds, strict=True):
         for i, pos in f.first:
-            assert i not in got[f.sent], f"sentence {f.sent}: word {i} predicted twice"
             got[f.sent][i] = int(row[pos])
-    for k, (g, s) in enumerate(zip(got, sentences)):
-        assert sorted(g) == list(range(len(s.words))), f"sentence {k}: words without a prediction"
-    return [[g[i] for i in sorted(g)] for g in got]
+    assert all(None not in g for g in got), "a word without a prediction"
+    return got
 
 
 # ---------------------------------------------------------------- command line
 
-def stats(path, tok=None, encoding=None):
+def stats(path, encoding=None):
     """One file's counts: format, documents, sentences, tokens, entities per type, scheme
     (None for words only), encoding. GermEval files count their outer level."""
     sents, enc, fmt = read_conll_info(path, encoding)
     ents = collections.Counter(kind for s in sents for _, _, kind in spans(s.tags))
-    out = dict(file=path, format=fmt, documents=len({s.doc for s in sents}),
-               sentences=len(sents), tokens=sum(len(s.words) for s in sents),
-               entities=dict(sorted(ents.items())),
-               scheme=detect_scheme(s.tags for s in sents) if has_gold(sents) else None,
-               encoding=enc)
-    if tok is not None:  # pieces incl. [CLS]/[SEP], as featurize counts them
-        n = [2 + sum(len(p) for p in tok.encode_words(s.words)) for s in sents]
-        out.update(over_128=sum(x > 128 for x in n), over_512=sum(x > 512 for x in n))
-    return out
-
-
-def _retag(line, col, old, new):
-    """line with one tag replaced and every other byte kept. col None: the last space/tab-
-    separated column (CoNLL-2003); 2 or 3: that tab-separated column (GermEval outer, inner)."""
-    body = line.rstrip(" \t\r")
-    cols = re.split(r"([ \t]+)" if col is None else r"(\t)", body)  # separators kept, odd slots
-    k = len(cols) - 1 if col is None else 2 * col
-    assert cols[k] == old, f"line {line!r}: tag {cols[k]!r}, the parse read {old!r}"
-    cols[k] = new
-    return "".join(cols) + line[len(body):]
+    return dict(file=path, format=fmt, documents=len({s.doc for s in sents}),
+                sentences=len(sents), tokens=sum(len(s.words) for s in sents),
+                entities=dict(sorted(ents.items())), encoding=enc,
+                scheme=detect_scheme(s.tags for s in sents) if has_gold(sents) else None)
 
 
 def convert(src, to, encoding=None):
     """The bytes of `src` with only the NE tags rewritten to `to` ("bio" or "iob1"): the last
     column of a CoNLL-2003 file, both tag columns of a GermEval one. Every other byte stays: the
-    encoding (latin-1 stays latin-1, a UTF-8 BOM stays), -DOCSTART- and '#' lines, blank lines
-    and line ends."""
+    encoding (latin-1, a UTF-8 BOM), -DOCSTART- and '#' lines, blank lines and line ends."""
     lines, enc = _lines(src, encoding)
-    if _is_germeval(lines):
-        jobs = [(c, _parse(_germeval_rows(lines, src, lv), src))
-                for lv, c in GERMEVAL_LEVELS.items()]
-    else:
-        jobs = [(None, _parse(_rows(lines), src))]
-        if not has_gold(jobs[0][1]):
+    # GermEval: one level at a time; rewriting one tag column leaves the other level's reading as is
+    levels = GERMEVAL_LEVELS.items() if _is_germeval(lines) else [(None, None)]
+    for level, col in levels:
+        sents = _parse(_germeval_rows(lines, src, level) if level else _rows(lines), src)
+        if not has_gold(sents):
             raise ValueError(f"{src}: words only (one column), no NE tags to convert")
-    for col, sents in jobs:
         for s in sents:
             for i, tag in enumerate(to_scheme(s.tags, to)):
                 n = s.line - 1 + i  # a sentence's words are on consecutive lines
-                lines[n] = _retag(lines[n], col, s.tags[i], tag)
+                body = lines[n].rstrip(" \t\r")
+                # separators kept in the odd slots; the tag: the last column or GermEval's col
+                cols = re.split(r"([ \t]+)" if col is None else r"(\t)", body)
+                cols[len(cols) - 1 if col is None else 2 * col] = tag
+                lines[n] = "".join(cols) + lines[n][len(body):]
     return "\n".join(lines).encode(enc)  # utf-8-sig writes back the BOM decode dropped
-
-
-ENCODING_HELP = "the files' encoding, e.g. latin-1 (default: UTF-8 if valid, else latin-1)"
 
 
 def parser():
@@ -490,19 +432,16 @@ def parser():
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     what = "documents, sentences, tokens, entities, scheme, encoding of each file"
     st = sub.add_parser("stats", help=what, description=what)
-    st.add_argument("--model", metavar="STR", help="BERT folder or Hub id: also count sentences "
-                    "over 128/512 pieces (default: none, no piece counts)")
-    st.add_argument("--json", action="store_true",
-                    help="one JSON object per file per line (default: off, text)")
-    st.add_argument("--encoding", metavar="STR", help=ENCODING_HELP)
     st.add_argument("files", nargs="+", metavar="FILE",
                     help="CoNLL-2003, words-only or GermEval 2014 (.tsv, detected) file")
     what = "print the file with its NE tags in another scheme, every other byte kept (> out.txt)"
     cv = sub.add_parser("convert", help=what, description=what)
     cv.add_argument("--to", choices=("bio", "iob1"), required=True,
                     help="the scheme to write: bio (IOB2) or iob1 (required, no default)")
-    cv.add_argument("--encoding", metavar="STR", help=ENCODING_HELP)
     cv.add_argument("src", metavar="SRC", help="CoNLL-2003 or GermEval 2014 file to read")
+    for p in (st, cv):
+        p.add_argument("--encoding", metavar="STR", help="the files' encoding, e.g. latin-1 "
+                       "(default: UTF-8 if valid, else latin-1)")
     return ap
 
 
@@ -513,21 +452,11 @@ def main(argv=None):
         if args.cmd == "convert":  # bytes, not text: the file's own encoding, whatever the locale
             sys.stdout.buffer.write(convert(args.src, args.to, args.encoding))
             return 0
-        tok = None
-        if args.model:
-            from wordpiece import WordPiece  # only needed for piece counts
-            tok = WordPiece.from_pretrained(args.model)
         for path in args.files:
-            d = stats(path, tok, args.encoding)
-            if args.json:
-                print(json.dumps(d))
-                continue
-            name = path if path.isprintable() else repr(path)  # a newline shown, not kept
-            print(f"{name}: {d['format']}, {d['documents']} documents, {d['sentences']} sentences, "
+            d = stats(path, args.encoding)
+            print(f"{path}: {d['format']}, {d['documents']} documents, {d['sentences']} sentences, "
                   f"{d['tokens']} tokens, scheme {d['scheme'] or 'none'}, encoding {d['encoding']}")
             print("  entities: " + ", ".join(f"{k} {v}" for k, v in d["entities"].items()))
-            if tok is not None:
-                print(f"  sentences over 128 pieces: {d['over_128']}, over 512: {d['over_512']}")
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -1,9 +1,8 @@
 """The CoNLL shared-task chunk/NER scorer, a drop-in for conlleval.pl (paper Sec 3.2).
 
-Every F1 in the paper is the number printed by conlleval.pl (Tjong Kim Sang, version
-2004-01-26, the script shipped with CoNLL-2000/2003). This file re-implements that
-script's state machine line for line, so the counts, the percentages and the printed
-report are the same, character for character:
+Every F1 in the paper is the number printed by conlleval.pl (Tjong Kim Sang, version 2004-01-26,
+shipped with CoNLL-2000/2003). This file re-implements that script's state machine line for line,
+so the counts, the percentages and the printed report are the same, character for character:
 
     $ python conlleval.py < output.txt        # columns ... GOLD GUESS, blank line = sentence end
     processed 4 tokens with 2 phrases; found: 3 phrases; correct: 2.
@@ -18,30 +17,28 @@ and the library form used by finetune.py, where sentences are lists of per-word 
 
 What conlleval.pl does, and so what we do (read before trusting a number):
 - A chunk starts/ends by comparing each tag with the previous one (endOfChunk/startOfChunk
-  below). That covers IOB1, IOB2/BIO, IOE1/IOE2 and the bracket tags `[` `]`. It does NOT
-  know IOBES: S- is no boundary (only a change of type opens or closes a chunk around it)
-  and E- then B- of the same type does not split, so "B-PER E-PER B-PER E-PER" and
-  "S-PER S-PER" are each ONE chunk. Convert IOBES to BIO before scoring.
+  below). That covers IOB1, IOB2/BIO, IOE1/IOE2 and the bracket tags `[` `]`. It does NOT know
+  IOBES: S- is no boundary (only a change of type opens or closes a chunk around it) and E- then
+  B- of the same type does not split, so "B-PER E-PER B-PER E-PER" and "S-PER S-PER" are each ONE
+  chunk. Convert IOBES to BIO before scoring.
 - The per-word tag is split at its first hyphen ("B-MISC-X" has type "MISC-X").
 - `-DOCSTART- -X- -X- O` is an ordinary token (its first column is not "-X-"): it counts in
-  "processed N tokens" and in accuracy. Only blank lines and lines whose first column is
-  the boundary "-X-" are sentence breaks, which close chunks and are not counted.
-  In the library form, keep each -DOCSTART- as a one-word sentence tagged O to get the
-  perl script's token count and accuracy; P/R/F1 are the same with or without it.
-- Options: -l LaTeX table, -r raw tags (every non-O tag is its own one-word chunk),
-  -o the outside tag for -r (ignored without -r, as in the perl script), -d the field
-  delimiter (default a single space; split(/ /) gives an empty column where spaces run).
-Where we depart from the perl script: -d is a Python regular expression, not a Perl one
-(the two read '\\t' and '\\s+' alike); -b BOUNDARY (the perl script hard-codes "-X-");
--h/--help; error messages name the line (exit codes are the script's: 1 for a column
-mismatch, 255 where it dies); no "uninitialized value" warnings for two-column input; and a
-note on stderr when the input looks like CRLF or tab-separated text read with the default
-space delimiter. stdout, the report, stays byte for byte the perl script's.
+  "processed N tokens" and in accuracy. Only blank lines and lines whose first column is the
+  boundary "-X-" are sentence breaks, which close chunks and are not counted. In the library
+  form, keep each -DOCSTART- as a one-word sentence tagged O to get the perl script's token
+  count and accuracy; P/R/F1 are the same with or without it.
+Where we depart from the perl script: -d is a Python regular expression, not a Perl one (the two
+read '\\t' and '\\s+' alike); -b BOUNDARY (the perl script hard-codes "-X-"); -h/--help; error
+messages name the line (exit codes are the script's: 1 for a column mismatch, 255 where it dies);
+no "uninitialized value" warnings for two-column input; and a note on stderr when the input looks
+like CRLF or tab-separated text read with the default space delimiter. stdout, the report, stays
+byte for byte the perl script's.
 """
 import io
 import re
 import signal
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from itertools import repeat
 
@@ -61,8 +58,7 @@ options (before any other argument, each value its own argument):
   -b BOUNDARY  first column of a sentence-break line (default: -X-; not in the perl script)
   -h, --help   print this help and exit
 
-exit status: 0 done, 1 a line with another number of columns than the first,
-255 a bad option or a line without two tags.
+exit status: 0 done, 1 a column count unlike the first line's, 255 a bad option or one column
 """
 
 
@@ -78,28 +74,23 @@ _START_PAIRS = {("B", "B"), ("I", "B"), ("O", "B"), ("O", "I"),
 
 def end_of_chunk(prev, tag, prev_type, typ):
     """Did a chunk end between the previous word and this one?  ("I","O","PER","") -> True"""
-    if (prev, tag) in _END_PAIRS:
-        return True
-    # conlleval.pl: a change of type closes any chunk, "O" and "." excepted
-    if prev != "O" and prev != "." and prev_type != typ:
-        return True
-    return prev in ("[", "]")  # conlleval.pl 1998-12-22: bracket chunks have length 1
+    return ((prev, tag) in _END_PAIRS
+            # conlleval.pl: a change of type closes any chunk, "O" and "." excepted
+            or prev != "O" and prev != "." and prev_type != typ
+            or prev in ("[", "]"))  # conlleval.pl 1998-12-22: bracket chunks have length 1
 
 
 def start_of_chunk(prev, tag, prev_type, typ):
     """Did a chunk start at this word?  ("O","I","","PER") -> True (IOB1: I- after O starts)"""
-    if (prev, tag) in _START_PAIRS:
-        return True
-    if tag != "O" and tag != "." and prev_type != typ:
-        return True  # conlleval.pl: I-LOC right after I-PER starts a LOC chunk
-    return tag in ("[", "]")
+    return ((prev, tag) in _START_PAIRS
+            # conlleval.pl: I-LOC right after I-PER starts a LOC chunk
+            or tag != "O" and tag != "." and prev_type != typ
+            or tag in ("[", "]"))
 
 
 def split_tag(tag):
     """'B-PER' -> ('B', 'PER'); 'O' -> ('O', ''); 'B-MISC-X' -> ('B', 'MISC-X')."""
-    chunk, dash, typ = tag.partition("-")  # conlleval.pl 2004-01-26: /^([^-]*)-(.*)$/
-    if not dash:
-        return tag, ""
+    chunk, _, typ = tag.partition("-")  # conlleval.pl 2004-01-26: /^([^-]*)-(.*)$/
     # conlleval.pl: `$type ? $type : ""`, and "0" is false in perl, so "B-0" has no type
     return chunk, ("" if typ == "0" else typ)
 
@@ -115,13 +106,9 @@ class Counts:
     gold: int = 0          # $foundCorrect: chunks in the gold tags
     found: int = 0         # $foundGuessed: chunks in the guessed tags
     correct: int = 0       # $correctChunk: guessed chunks with the gold span and type
-    gold_by_type: dict = field(default_factory=dict)
-    found_by_type: dict = field(default_factory=dict)
-    correct_by_type: dict = field(default_factory=dict)
-
-
-def _bump(d, key):
-    d[key] = d.get(key, 0) + 1
+    gold_by_type: Counter = field(default_factory=Counter)  # the same per chunk type
+    found_by_type: Counter = field(default_factory=Counter)
+    correct_by_type: Counter = field(default_factory=Counter)
 
 
 def scan(rows):
@@ -131,46 +118,40 @@ def scan(rows):
     the guessed chunk ends one word early, so it is not counted as correct."""
     c = Counts()
     parts = {}  # tag -> split_tag(tag); a test set has a few dozen distinct tags
-    last = ("O", ""), ("O", "")  # previous word: gold (tag, type), guessed (tag, type)
+    last_g, last_gt = "O", ""  # the previous word's gold tag and type
+    last_p, last_pt = "O", ""  # and its guessed ones
     in_correct = False  # $inCorrect: gold and guess opened the same chunk, both still open
     for gold, guess, is_break in rows:
         g, gt = parts.get(gold) or parts.setdefault(gold, split_tag(gold))
         p, pt = parts.get(guess) or parts.setdefault(guess, split_tag(guess))
-        in_correct = _step(c, in_correct, last, ((g, gt), (p, pt)))
+        if in_correct:
+            g_end = end_of_chunk(last_g, g, last_gt, gt)
+            p_end = end_of_chunk(last_p, p, last_pt, pt)
+            if g_end and p_end and last_pt == last_gt:  # both closed here: a correct phrase
+                in_correct = False
+                c.correct += 1
+                c.correct_by_type[last_gt] += 1
+            elif g_end != p_end or pt != gt:  # one closed without the other: spans differ
+                in_correct = False
+        g_start = start_of_chunk(last_g, g, last_gt, gt)
+        p_start = start_of_chunk(last_p, p, last_pt, pt)
+        if g_start:
+            c.gold += 1
+            c.gold_by_type[gt] += 1
+        if p_start:
+            c.found += 1
+            c.found_by_type[pt] += 1
+        # a phrase is correct so far when both open one here with the same type
+        in_correct = in_correct or (g_start and p_start and pt == gt)
         if not is_break:  # conlleval.pl: `$firstItem ne $boundary`
             c.tokens += 1
             c.correct_tags += g == p and gt == pt  # compares the split parts, as perl does
-        last = (g, gt), (p, pt)
+        last_g, last_gt = g, gt
+        last_p, last_pt = p, pt
     if in_correct:  # a phrase still open at the end of the input
         c.correct += 1
-        _bump(c.correct_by_type, last[0][1])
+        c.correct_by_type[last_gt] += 1
     return c
-
-
-def _step(c, in_correct, last, cur):
-    """One word of the main loop: count chunk starts and correct phrases; new $inCorrect.
-    last, cur: ((gold tag, type), (guessed tag, type)) of the previous word and of this one."""
-    (last_g, last_gt), (last_p, last_pt) = last
-    (g, gt), (p, pt) = cur
-    g_end = end_of_chunk(last_g, g, last_gt, gt)
-    p_end = end_of_chunk(last_p, p, last_pt, pt)
-    if in_correct:
-        if g_end and p_end and last_pt == last_gt:  # both closed here: a correct phrase
-            in_correct = False
-            c.correct += 1
-            _bump(c.correct_by_type, last_gt)
-        elif g_end != p_end or pt != gt:  # one closed without the other: spans differ
-            in_correct = False
-    g_start = start_of_chunk(last_g, g, last_gt, gt)
-    p_start = start_of_chunk(last_p, p, last_pt, pt)
-    if g_start:
-        c.gold += 1
-        _bump(c.gold_by_type, gt)
-    if p_start:
-        c.found += 1
-        _bump(c.found_by_type, pt)
-    # a phrase is correct so far when both open one here with the same type
-    return in_correct or (g_start and p_start and pt == gt)
 
 
 def count(gold, pred):
@@ -180,22 +161,14 @@ def count(gold, pred):
     count([["B-PER", "I-PER"], ["O"]], [["B-PER", "O"], ["O"]])
       -> tokens 3, correct_tags 2, gold 1, found 1, correct 0"""
     if len(gold) != len(pred):
-        raise ValueError(f"conlleval.count: {len(gold)} gold sentences but {len(pred)} "
-                         "predicted ones; pass one tag list per sentence for both")
+        raise ValueError(f"conlleval.count: {len(gold)} gold sentences but {len(pred)} predicted")
     for i, (gs, ps) in enumerate(zip(gold, pred)):
-        if isinstance(gs, str) or isinstance(ps, str):
-            raise ValueError(f"conlleval.count: sentence {i} is a string, not a list of "
-                             "tags; pass a list of sentences, each a list of tags")
-        if len(gs) != len(ps):
-            raise ValueError(f"conlleval.count: sentence {i} has {len(gs)} gold tags but "
-                             f"{len(ps)} predicted; tags must align word for word")
-    return scan(_sentence_rows(gold, pred))
-
-
-def _sentence_rows(gold, pred):
-    for gs, ps in zip(gold, pred):
-        yield from zip(gs, ps, repeat(False))
-        yield "O", "O", True  # the blank line: perl reads it as "-X- O O"
+        if isinstance(gs, str) or isinstance(ps, str) or len(gs) != len(ps):
+            raise ValueError(f"conlleval.count: sentence {i}: pass a list of tags per sentence, "
+                             f"gold and predicted aligned word for word (not {gs!r}, {ps!r})")
+    # each sentence, then the blank line after it, which perl reads as "-X- O O"
+    return scan(row for gs, ps in zip(gold, pred)
+                for row in (*zip(gs, ps, repeat(False)), ("O", "O", True)))
 
 
 # ----------------------------------------------------------------------------
@@ -230,11 +203,9 @@ def scores(c):
     p, r, f = prf(c.correct, c.found, c.gold)
     per_type = {}
     for t in report_types(c):
-        n_correct, n_found, n_gold = (c.correct_by_type.get(t, 0), c.found_by_type.get(t, 0),
-                                      c.gold_by_type.get(t, 0))
-        tp, tr, tf = prf(n_correct, n_found, n_gold)
-        per_type[t] = {"precision": tp, "recall": tr, "f1": tf,
-                       "gold": n_gold, "found": n_found, "correct": n_correct}
+        tp, tr, tf = prf(c.correct_by_type[t], c.found_by_type[t], c.gold_by_type[t])
+        per_type[t] = {"precision": tp, "recall": tr, "f1": tf, "gold": c.gold_by_type[t],
+                       "found": c.found_by_type[t], "correct": c.correct_by_type[t]}
     # perl prints no accuracy for an empty input; we report 0.0 there
     acc = 100 * c.correct_tags / c.tokens if c.tokens > 0 else 0.0
     return {"precision": p, "recall": r, "f1": f, "accuracy": acc,
@@ -249,33 +220,23 @@ def evaluate(gold, pred):
 
 def report(c, latex=False):
     """The exact text conlleval.pl prints (with -l when latex=True), from its printf formats."""
-    if latex:
-        return _latex_report(c)
     p, r, f = prf(c.correct, c.found, c.gold)
+    per_type = [(t, *prf(c.correct_by_type[t], c.found_by_type[t], c.gold_by_type[t]))
+                for t in report_types(c)]
+    if latex:  # conlleval.pl -l: the rows of a table like the CoNLL-2003 paper's, no token line
+        out = ["        & Precision &  Recall  & F$_{\\beta=1} \\\\\\hline"]
+        out += ["\n%-7s &  %6.2f\\%% & %6.2f\\%% & %6.2f \\\\" % row for row in per_type]
+        out.append("\\hline\nOverall &  %6.2f\\%% & %6.2f\\%% & %6.2f \\\\\\hline\n" % (p, r, f))
+        return "".join(out)
     out = [f"processed {c.tokens} tokens with {c.gold} phrases; "
            f"found: {c.found} phrases; correct: {c.correct}.\n"]
     if c.tokens > 0:
         out.append("accuracy: %6.2f%%; precision: %6.2f%%; recall: %6.2f%%; FB1: %6.2f\n"
                    % (100 * c.correct_tags / c.tokens, p, r, f))
-    for t in report_types(c):
-        n_found = c.found_by_type.get(t, 0)
-        tp, tr, tf = prf(c.correct_by_type.get(t, 0), n_found, c.gold_by_type.get(t, 0))
+    for t, tp, tr, tf in per_type:
         # the last number is the count of guessed phrases of this type, as in the perl script
         out.append("%17s: precision: %6.2f%%; recall: %6.2f%%; FB1: %6.2f  %d\n"
-                   % (t, tp, tr, tf, n_found))
-    return "".join(out)
-
-
-def _latex_report(c):
-    # conlleval.pl -l: the rows of a table like the CoNLL-2003 paper's, no token line
-    out = ["        & Precision &  Recall  & F$_{\\beta=1} \\\\\\hline"]
-    for t in report_types(c):
-        tp, tr, tf = prf(c.correct_by_type.get(t, 0), c.found_by_type.get(t, 0),
-                         c.gold_by_type.get(t, 0))
-        out.append("\n%-7s &  %6.2f\\%% & %6.2f\\%% & %6.2f \\\\" % (t, tp, tr, tf))
-    out.append("\\hline\n")
-    out.append("Overall &  %6.2f\\%% & %6.2f\\%% & %6.2f \\\\\\hline\n"
-               % prf(c.correct, c.found, c.gold))
+                   % (t, tp, tr, tf, c.found_by_type[t]))
     return "".join(out)
 
 
@@ -338,8 +299,7 @@ def read_rows(lines, delim=" ", raw=False, otag="O", boundary=BOUNDARY, name="<s
 
 def parse_args(argv):
     """conlleval.pl's option loop: flags first, each value its own argument."""
-    opts = {"latex": False, "raw": False, "delim": " ", "otag": "O", "boundary": BOUNDARY,
-            "help": False}
+    opts = {"latex": False, "raw": False, "delim": " ", "otag": "O", "boundary": BOUNDARY}
     values = {"-d": "delim", "-o": "otag", "-b": "boundary"}
     args = list(argv)
     while args and args[0].startswith("-"):
@@ -356,8 +316,6 @@ def parse_args(argv):
     if args:
         raise InputError(f"conlleval: unexpected command line argument {args[0]!r}; "
                          f"the input comes on stdin\n{USAGE}", 255)
-    if not opts["boundary"] or not opts["delim"]:
-        raise InputError(f"conlleval: -b and -d need a non-empty value\n{USAGE}", 255)
     opts["delim"] = compile_delim(opts["delim"])
     return opts
 
@@ -366,13 +324,11 @@ def input_notes(lines, delim):
     """Hints for stderr about input that the perl script reads, but surely not as meant.
     stdout is never touched: it stays the perl script's, byte for byte."""
     notes = []
-    crlf = sum(line.endswith("\r") for line in lines)
-    if crlf:
+    if crlf := sum(line.endswith("\r") for line in lines):
         notes.append(f"conlleval: note: {crlf} of {len(lines)} lines end in \\r (CRLF); the perl "
                      "script keeps the \\r in the last tag, so \"O\\r\" is not \"O\" and the "
                      "scores are off: strip it first (tr -d '\\r' < FILE | python conlleval.py)")
-    tabs = sum("\t" in line for line in lines) if delim.pattern == " " else 0
-    if tabs:
+    if tabs := delim.pattern == " " and sum("\t" in line for line in lines):
         notes.append(f"conlleval: note: {tabs} of {len(lines)} lines hold tabs, but the delimiter "
                      "is one space (the default); if the columns are tab-separated, pass -d '\\t'")
     return notes
@@ -385,12 +341,11 @@ def main(argv, stdin, stdout, stderr):
     except InputError as e:
         stderr.write(f"{e}\n")
         return e.code
-    if opts["help"]:
+    if opts.get("help"):
         stdout.write(HELP.encode("utf-8"))
         return 0
-    # Bytes as latin-1: one byte, one character, so %17s pads a UTF-8 type name the way
-    # perl (which sees bytes) does, any encoding passes through unchanged, and no input
-    # can fail to decode.
+    # Bytes as latin-1: one byte, one character, so %17s pads a UTF-8 type name as perl (which
+    # sees bytes) does, any encoding passes through unchanged, and no input fails to decode.
     text = stdin.read().decode("latin-1")
     # perl's <STDIN> + chomp: only "\n" goes, a "\r" stays; a final "\n" starts no line
     lines = text.removesuffix("\n").split("\n") if text else []

@@ -2,17 +2,14 @@
 dev/test pairs for zero-shot rows, and the fingerprint that names a run's data.
 
 - CoNLL-2003 English (Tjong Kim Sang & De Meulder 2003; the paper's Table 2) and German (Table 3,
-  licensed: never downloaded, always a folder the user has), GermEval 2014 (Benikova et al. 2014,
-  CC-BY 4.0: German without a licence). `splits(folder, lang)` finds the train/dev/test files.
-- `download(lang, cache_dir)`: CoNLL-2003 English and GermEval 2014 fetched once, each file from
-  the first of its sources that serves it, checked against the sha256 huggingface/datasets
-  records and the published sentence (and token) counts, appearing only once complete.
+  licensed: never downloaded), GermEval 2014 (Benikova et al. 2014, CC-BY 4.0). `splits` finds a
+  folder's train/dev/test files; `download` fetches the free two once, each file from the first
+  of its sources that serves it, checked against the sha256 huggingface/datasets records and the
+  published sentence (and token) counts, appearing only once complete.
 - `german_eval_sets(folder)`: German dev + test with CoNLL's four types, CoNLL-2003 German as it is
   or GermEval mapped (germeval_to_conll), for Wu & Dredze (2019)'s zero-shot transfer.
 - `data_dir` / `data_id`: the folder a run trains on, and what names its data in the run's key
-  (a folder by its files' bytes, so an edited file is a new run).
-
-Reading the files, the tagging schemes and the features are conll.py's.
+  (a folder by its files' bytes, so an edited file is a new run). Reading files is conll.py's.
 """
 import hashlib
 import http.client
@@ -28,6 +25,7 @@ import atomic
 import conll
 
 CACHE = os.path.join(os.path.expanduser("~"), ".cache", "mbert-ner")  # free data, downloaded once
+_FINGERPRINTS = {}  # data_id's: the split files' (path, size, mtime) -> the digest of their bytes
 
 # ---------------------------------------------------------------------------------------------
 # Each corpus's split files.
@@ -37,23 +35,19 @@ SPLIT_NAMES = {"en": [("train.txt", "valid.txt", "test.txt"),
                "de": [("deu.train", "deu.testa", "deu.testb")],
                "germeval": [("NER-de-train.tsv", "NER-de-dev.tsv", "NER-de-test.tsv")],
                "cleanconll": [("cleanconll.train", "cleanconll.dev", "cleanconll.test")]}
-SPLIT_HOW = {
-    "en": "pass a folder with train.txt/valid.txt/test.txt or eng.train/eng.testa/eng.testb",
-    "de": "German CoNLL-2003 is licensed, so it is never downloaded: pass the folder holding "
-          "deu.train, deu.testa, deu.testb (make reproduce-de DE_DATA=/path/to/folder)",
-    "germeval": "pass the folder holding the GermEval 2014 files (CC-BY) NER-de-train.tsv, "
-                "NER-de-dev.tsv, NER-de-test.tsv",
-    "cleanconll": "pass a folder holding cleanconll.train/dev/test, or CoNLL-2003 English's files "
-                  "(with CleanCoNLL's annotations and patches beside them, offline)"}
+# what splits() says to do, after "pass a folder holding" the split names
+SPLIT_HOW = {"de": " (licensed, so never downloaded: make reproduce-de DE_DATA=DIR)",
+             "germeval": " (GermEval 2014, CC-BY)",
+             "cleanconll": ", or CoNLL-2003 English's files with CleanCoNLL's files beside them"}
 
 
 def splits(data_dir, lang="en"):
-    """{"train", "dev", "test"} -> paths in data_dir: train.txt/valid.txt/test.txt or eng.train/
-    eng.testa/eng.testb (lang "en"), deu.train/deu.testa/deu.testb ("de"), NER-de-train.tsv/
-    NER-de-dev.tsv/NER-de-test.tsv ("germeval"; read_conll reads their outer level)."""
+    """{"train", "dev", "test"} -> the paths of lang's split files (SPLIT_NAMES) in data_dir, e.g.
+    lang "en": train.txt, valid.txt, test.txt or eng.train, eng.testa, eng.testb."""
     if lang not in SPLIT_NAMES:
         raise ValueError(f"lang={lang!r}: expected 'en', 'de', 'germeval' or 'cleanconll'")
-    how = SPLIT_HOW[lang]
+    how = "pass a folder holding " + " or ".join(map(", ".join, SPLIT_NAMES[lang])) + \
+        SPLIT_HOW.get(lang, "")
     if not data_dir or not os.path.isdir(data_dir):
         raise FileNotFoundError(f"{data_dir}: no such folder; {how}")
     found = [names for names in SPLIT_NAMES[lang]
@@ -91,17 +85,13 @@ def germeval_to_conll(tags, keep_deriv_part=False):
 
 def german_eval_sets(folder, keep_deriv_part=False):
     """German dev and test with CoNLL-2003's types, to score an English-trained model with no
-    German training -> (format, {"dev": sentences, "test": sentences}). The folder holds
-    deu.testa + deu.testb ("conll2003-de", read as they are: IOB1, PER/LOC/ORG/MISC already) or
-    NER-de-dev.tsv + NER-de-test.tsv ("germeval2014", the outer level through germeval_to_conll:
-    "B-OTH I-OTH" -> "B-MISC I-MISC", "B-LOCderiv" -> "O", or "B-LOC" with keep_deriv_part, which
-    only GermEval uses). Sentences keep their file's line numbers and documents."""
-    found = {}
-    for fmt, (lang, _) in GERMAN_EVAL.items():
-        (names,) = SPLIT_NAMES[lang]
-        paths = [os.path.join(folder, n) for n in names[1:]]  # dev, test
-        if all(os.path.isfile(p) for p in paths):
-            found[fmt] = paths
+    German training -> (format, {"dev": sentences, "test": sentences}): deu.testa + deu.testb
+    ("conll2003-de", as they are: IOB1, CoNLL's types already) or NER-de-dev.tsv + NER-de-test.tsv
+    ("germeval2014", the outer level through germeval_to_conll, which alone keep_deriv_part
+    concerns). Sentences keep their file's line numbers and documents."""
+    found = {fmt: [os.path.join(folder, n) for n in SPLIT_NAMES[lang][0][1:]]  # dev, test
+             for fmt, (lang, _) in GERMAN_EVAL.items()}
+    found = {fmt: paths for fmt, paths in found.items() if all(map(os.path.isfile, paths))}
     need = (f"{folder}: zero-shot evaluation needs deu.testa and deu.testb (CoNLL-2003 German) or "
             f"NER-de-dev.tsv and NER-de-test.tsv (GermEval 2014) in it")
     if not found:
@@ -116,8 +106,7 @@ def german_eval_sets(folder, keep_deriv_part=False):
             raise ValueError(f"{path}: read as a {layout!r} file, expected {fmt}'s "
                              f"{GERMAN_EVAL[fmt][1]!r} layout with gold tags; pass the real file")
         if fmt == "germeval2014":
-            sents = [replace(s, tags=germeval_to_conll(s.tags, keep_deriv_part))
-                     for s in sents]
+            sents = [replace(s, tags=germeval_to_conll(s.tags, keep_deriv_part)) for s in sents]
         sets[split] = sents
     return fmt, sets
 
@@ -130,7 +119,7 @@ class Corpus:
     """A free corpus that download() fetches once, checks and keeps in cache_dir/folder."""
     name: str  # for messages
     folder: str
-    files: dict  # file -> (url or urls tried in turn, sha256); a .zip is unpacked, others kept
+    files: dict  # file -> (urls tried in turn, sha256); a .zip is unpacked, others kept
     # split file -> its published (sentences, tokens), checked after the download and on each
     # cache hit; tokens None where we could not confirm a published count
     counts: dict
@@ -170,14 +159,11 @@ DOWNLOADS = {
                 "(make reproduce-en DATA=DIR)"),
     "germeval": Corpus(  # CC-BY 4.0; UTF-8 files of 7882358, 723876 and 1682738 bytes
         name="GermEval 2014", folder="germeval2014",
-        files={"NER-de-train.tsv": (
-                   gdrive("1Jjhbal535VVz2ap4v4r_rN1UEHTdLK5P"),
+        files={"NER-de-train.tsv": (gdrive("1Jjhbal535VVz2ap4v4r_rN1UEHTdLK5P"),
                    "1e5a803d81f5fe6ade54700a7e8e9107a45edba80469d42e41a360550d1758e7"),
-               "NER-de-dev.tsv": (
-                   gdrive("1ZfRcQThdtAR5PPRjIDtrVP7BtXSCUBbm"),
+               "NER-de-dev.tsv": (gdrive("1ZfRcQThdtAR5PPRjIDtrVP7BtXSCUBbm"),
                    "d69d1347847e3ac0d1bfd14d7e5c0713dcb82899624301ced6df807dbb070056"),
-               "NER-de-test.tsv": (
-                   gdrive("1u9mb7kNJHWQCWyweMDRMuTFoOHOfeBTH"),
+               "NER-de-test.tsv": (gdrive("1u9mb7kNJHWQCWyweMDRMuTFoOHOfeBTH"),
                    "9405e49532379f3aee048851d116b35823d31c04e9521b87a9c4e6572c269097")},
         # Sentences: Benikova et al. 2014. Tokens: only the total is published ("over 591,000
         # tokens", LREC 2014); we found no per-split count in any source, and no copy of the
@@ -186,8 +172,8 @@ DOWNLOADS = {
                 "NER-de-test.tsv": (5100, None)}, more_tokens=591000,
         offline="Download the three files from https://sites.google.com/site/germeval2014ner/data "
                 "(CC-BY 4.0) and pass --data DIR / make reproduce-germeval GERMEVAL_DATA=DIR",
-        changed="the file changed upstream, or Google Drive sent a web page instead: check it by "
-                "hand and pass --data DIR (make reproduce-germeval GERMEVAL_DATA=DIR)"),
+        changed="the file changed upstream: check it by hand and pass --data DIR (make "
+                "reproduce-germeval GERMEVAL_DATA=DIR)"),
 }
 
 
@@ -207,60 +193,43 @@ def _fetch(url, dest):
         raise ConnectionError(f"received {got} of {want} bytes")
 
 
-def _fetch_any(src, name, urls, sha256, part):
-    """Each source of a file in turn, until one serves the file whose sha256 is recorded; says
-    which did. A failure of the only (or every) source says what went wrong at each, then once
-    what to do about it."""
-    errors = []
-    for url in (urls,) if isinstance(urls, str) else urls:
-        try:
-            _fetch_checked(src, url, sha256, part)
-        except (OSError, ValueError) as e:
-            errors.append(e)
-            continue
-        print(f"{src.name}: {name} from {url}", file=sys.stderr)
-        return
-    hints = list(dict.fromkeys(e.hint for e in errors))  # each said once, in the order met
-    what = str(errors[0]) if len(errors) == 1 else \
-        f"{name}: every source failed: " + "; ".join(map(str, errors))
-    raise type(errors[-1])(what + "".join(hints))
-
-
 def fetch(url, path, check, offline):
     """url's bytes -> path, whole or not at all (atomic.write), once check(their path) accepts
-    them. A failure raises with the `hint` of what to do (`offline`: without the network) as the
-    exception's attribute."""
-    def failed(e, hint):
-        e.hint = hint
-        return e
-
+    them; else an error that says what to do (`offline`: without the network)."""
     def fill(tmp):
         try:
             _fetch(url, tmp)
+        except ConnectionError as e:  # cut off midway: another try usually works
+            raise OSError(f"could not download {url}: the download was cut off ({e}); run the "
+                          f"command again") from e
         except OSError as e:  # urllib's URLError is an OSError: offline, DNS, HTTP error
-            if isinstance(e, ConnectionError):  # cut off midway: another try usually works
-                raise failed(OSError(f"could not download {url}: the download was cut off ({e})"),
-                             "; run the command again") from e
-            raise failed(OSError(f"could not download {url} ({e})"), f". Offline? {offline}") from e
+            raise OSError(f"could not download {url} ({e}). Offline? {offline}") from e
         with open(tmp, "rb") as f:
             head = f.read(1024)
         if head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
-            raise failed(OSError(f"{url} answered with a web page, not the file (Google Drive asks "
-                                 f"to confirm some downloads)"), f"; {offline}")
+            raise OSError(f"{url} answered with a web page, not the file (Google Drive asks to "
+                          f"confirm some downloads); {offline}")
         check(tmp)
     atomic.write(path, fill)
 
 
-def _fetch_checked(src, url, sha256, part):
-    """fetch url to part, checked against its recorded sha256."""
+def _fetch_any(src, name, urls, sha256, path):
+    """Each source of a file in turn, until one serves the bytes whose sha256 is recorded; says
+    which did, and why each one before it failed. The last source's failure is the error."""
     def check(tmp):
         with open(tmp, "rb") as f:
             got = hashlib.sha256(f.read()).hexdigest()
         if got != sha256:
-            e = ValueError(f"{url}: sha256 {got}, expected {sha256}")
-            e.hint = f"; {src.changed}"
-            raise e
-    fetch(url, part, check, src.offline)
+            raise ValueError(f"{url}: sha256 {got}, expected {sha256}; {src.changed}")
+    for url in urls:
+        try:
+            fetch(url, path, check, src.offline)
+            break
+        except (OSError, ValueError) as e:
+            if url == urls[-1]:
+                raise
+            print(f"{src.name}: {name}: {e}; trying the next source", file=sys.stderr)
+    print(f"{src.name}: {name} from {url}", file=sys.stderr)
 
 
 def _unzip(zpath, names, folder):
@@ -275,54 +244,37 @@ def _unzip(zpath, names, folder):
                 shutil.copyfileobj(src, dst)
 
 
-_COUNTED = {}  # (path, size, mtime) -> tokens, of files whose count was checked in this process
-
-
 def _check_counts(src, folder, cache_dir):
     """Each split file has its published sentence and token counts (tokens where known), all
     together more tokens than src.more_tokens: a cut-off, wrong or misread file fails here, one
-    cut mid-sentence on its tokens. A file is counted once per process while it is unchanged
-    (each run's key asks again)."""
-    total = 0
+    cut mid-sentence on its tokens."""
+    total, again = 0, f"empty {cache_dir} to download again, or pass --data DIR"
     for name, (n_sents, n_tokens) in src.counts.items():
         path = os.path.join(folder, name)
-        stamp = (path, os.path.getsize(path), os.path.getmtime(path))
-        if stamp not in _COUNTED:
-            sents = conll.read_conll(path)
-            tokens = sum(len(s.words) for s in sents)
-            for what, got, want in (("sentences", len(sents), n_sents),
-                                    ("tokens", tokens, n_tokens)):
-                if want is not None and got != want:
-                    raise ValueError(f"{path}: {got} {what}, {src.name} has {want}; empty "
-                                     f"{cache_dir} to download again, or pass --data DIR")
-            _COUNTED[stamp] = tokens
-        total += _COUNTED[stamp]
+        sents = conll.read_conll(path)
+        tokens = sum(len(s.words) for s in sents)
+        total += tokens
+        for what, got, want in (("sentences", len(sents), n_sents), ("tokens", tokens, n_tokens)):
+            if want is not None and got != want:
+                raise ValueError(f"{path}: {got} {what}, {src.name} has {want}; {again}")
     if total <= src.more_tokens:
         raise ValueError(f"{folder}: {total} tokens in {', '.join(src.counts)}, {src.name} has "
-                         f"over {src.more_tokens}; empty {cache_dir} to download again, or pass "
-                         f"--data DIR")
+                         f"over {src.more_tokens}; {again}")
 
 
 def download(lang, cache_dir):
-    """Fetch, check (sha256, sentence and token counts) and unpack a free corpus once -> its folder:
-    "en" -> cache_dir/conll2003-en (train.txt, valid.txt, test.txt), "germeval" ->
-    cache_dir/germeval2014 (NER-de-{train,dev,test}.tsv). Later calls only check the counts. The
-    folder appears whole (atomic.make_folder); shards that start at once may each fetch it."""
+    """Fetch, check (sha256, sentence and token counts) and unpack a free corpus once -> its folder,
+    cache_dir/conll2003-en ("en") or cache_dir/germeval2014 ("germeval"); later calls check the
+    counts again. The folder appears whole (atomic.make_folder), one missing a file is fetched
+    again; shards that start at once may each fetch it."""
     if lang not in DOWNLOADS:
-        how = f"; {SPLIT_HOW['de']}" if lang == "de" else ""
-        raise ValueError(f"lang={lang!r}: expected 'en' or 'germeval' to download{how}")
+        raise ValueError(f"lang={lang!r}: expected 'en' or 'germeval' to download")
     src = DOWNLOADS[lang]
     out = os.path.join(cache_dir, src.folder)
-    os.makedirs(cache_dir, exist_ok=True)
-    if not all(os.path.isfile(os.path.join(out, n)) for n in src.counts):
-        _fetch_all(src, cache_dir, out)
-    _check_counts(src, out, cache_dir)
-    return out
+    if all(os.path.isfile(os.path.join(out, n)) for n in src.counts):
+        _check_counts(src, out, cache_dir)
+        return out
 
-
-def _fetch_all(src, cache_dir, out):
-    """Every file of src fetched and checked into a temp folder that becomes `out` only once it is
-    complete and checked (an incomplete `out`, a file deleted by hand, is replaced then)."""
     def fill(tmp):
         for name, (urls, sha256) in src.files.items():
             if name.endswith(".zip"):  # kept beside the folder, as fetched
@@ -331,27 +283,23 @@ def _fetch_all(src, cache_dir, out):
             else:
                 _fetch_any(src, name, urls, sha256, os.path.join(tmp, name))
         _check_counts(src, tmp, cache_dir)
-    atomic.make_folder(out, fill)
+    os.makedirs(cache_dir, exist_ok=True)
+    return atomic.make_folder(out, fill)
 
 
 # ---------------------------------------------------------------------------------------------
 # The data of a run: its folder and the fingerprint of its files.
 
 def data_dir(data, lang):
-    """The folder of the splits: `data`, or CoNLL-2003 English / GermEval 2014 (both free)
-    downloaded once into CACHE."""
+    """The folder of the splits: `data`, or CoNLL-2003 English / GermEval 2014 downloaded once."""
     if lang == "de" and not data:
-        raise ValueError("CoNLL-2003 German is licensed and cannot be downloaded: pass the folder "
-                         "holding deu.train, deu.testa and deu.testb, e.g. make reproduce-de "
-                         "DE_DATA=/path/to/conll2003-de (or train on GermEval 2014, CC-BY: "
-                         "make reproduce-germeval)")
+        raise ValueError("CoNLL-2003 German is licensed: pass the folder holding deu.train, "
+                         "deu.testa and deu.testb (make reproduce-de DE_DATA=DIR), or train on "
+                         "GermEval 2014 (CC-BY): make reproduce-germeval")
     if lang == "cleanconll" and not data:
         raise ValueError("--lang cleanconll: pass --data DIR holding cleanconll.train/dev/test, or "
                          "CoNLL-2003 English's files to build them from")
     return data or download(lang, CACHE)
-
-
-_FINGERPRINTS = {}
 
 
 def data_id(data, lang):

@@ -1,9 +1,8 @@
 """finetune.fit's updates replayed from CUDA graphs: the default on a GPU. Skip it on a first read.
 
-What it buys: an mBERT-shaped epoch of CoNLL-2003 English at batch 16 takes 6.1 s here and 38.8 s
-in finetune.fit on an H100 (BENCHMARKS.md). An update of BERT is some thousand small kernels;
-launched one by one from Python they leave the GPU idle most of the time, and a CUDA graph
-launches them all at once. A graph replays fixed shapes at fixed addresses, so:
+What it buys: an mBERT-shaped epoch of CoNLL-2003 English at batch 16 takes 6.1 s here, 38.8 s in
+finetune.fit (H100, BENCHMARKS.md). An update is some thousand small kernels: Python launches them
+one by one, the GPU idle between, a graph all at once. A graph replays fixed shapes and addresses:
 - a batch always has batch_size rows (a dummy row, [CLS] alone and unlabelled, fills a short one)
   and is padded up to a multiple of BUCKET pieces: one graph per length, recorded at first use;
 - the schedule's factors sit in a table on the device, read at a step counter on the device, and
@@ -11,12 +10,10 @@ launches them all at once. A graph replays fixed shapes at fixed addresses, so:
 - the optimizer's state and each group's rate (a device tensor) exist before any recording;
 - gradual unfreezing changes what trains, so each such change records new graphs;
 - in the task stage the word-embedding rows no training window uses (all but 15,312 of mBERT's
-  119,547 for CoNLL-2003 English) are set aside (UnusedRows): no gradient reaches them, so AdamW's
-  update of each is its decay alone, p (1 - lr wd), applied when the model is read (each epoch's
-  end) instead of at each update. The optimizer, the clip and the gradients then pass over 97M of
-  mBERT's 177M weights: 80M x 44 bytes = 3.5 GB less memory traffic per update.
-On the CPU nothing is recorded but the same static-shape updates run, so the tests hold them equal
-to finetune.fit there (weights and logged losses, with and without unfreezing, both stages).
+  119,547 for CoNLL-2003 English) are set aside (UnusedRows): the optimizer, the clip and the
+  gradients then pass over 97M of mBERT's 177M weights, 3.5 GB less memory traffic per update.
+On the CPU nothing is recorded but the same static-shape updates run: the tests hold them equal
+to finetune.fit's there (weights and logged losses, with and without unfreezing, both stages).
 """
 from contextlib import contextmanager, nullcontext
 
@@ -31,8 +28,7 @@ BUCKET = 16  # pieces: batches are padded to a multiple of 16, one graph per len
 def fit(model, opt, data, plan, cfg, loss_of, log=print, after_epoch=None):
     """finetune.fit, same arguments and result, each update replayed from a CUDA graph."""
     device, total, lengths = data.ids.device, sum(map(len, plan)), data.lengths.tolist()
-    data = with_dummy(data)
-    dummy = data.ids.shape[0] - 1
+    data, dummy = with_dummy(data), len(lengths)  # the dummy row: the last
     word = model.bert.emb.word.weight if isinstance(model, bert.TokenClassifier) else None
     # the task stage, unless the optimizer already holds moments for every row (a second fit)
     unused = UnusedRows(model, opt, data) if word is not None and not opt.state.get(word) else None
@@ -48,42 +44,38 @@ def fit(model, opt, data, plan, cfg, loss_of, log=print, after_epoch=None):
     state = (factors, counter, running, peak, unused)
     meter = Meter(plan, log)
     step, units = 0, None
-    try:
-        for epoch, epoch_batches in enumerate(plan):
-            if (n := unfreeze(model, epoch, cfg.unfreeze)) != units:  # new tensors train:
-                units, replay = n, replayer(model, opt, loss_of, data, cfg, state)  # new graphs
-            model.train()
-            batch = torch.tensor([i + [dummy] * (cfg.batch_size - len(i)) for i in epoch_batches],
-                                 device=device)  # (batches, B)
-            for b, idx in enumerate(epoch_batches):
-                replay(batch[b], max(lengths[i] for i in idx))
-                step += 1
-                meter.update(epoch, step, sum(lengths[i] for i in idx), running)
-            if after_epoch:
-                with unused.whole() if unused else nullcontext():
-                    after_epoch(epoch, meter.epoch_loss)
-            meter.resume()
-    finally:
-        if unused:
-            unused.finish(opt)
-    return meter.stats()
+    for epoch, epoch_batches in enumerate(plan):
+        if (n := unfreeze(model, epoch, cfg.unfreeze)) != units:  # new tensors train:
+            units, replay = n, replayer(model, opt, loss_of, data, cfg, state)  # new graphs
+        model.train()
+        batch = torch.tensor([i + [dummy] * (cfg.batch_size - len(i)) for i in epoch_batches],
+                             device=device)  # (batches, B)
+        for b, idx in enumerate(epoch_batches):
+            replay(batch[b], max(lengths[i] for i in idx))
+            step += 1
+            meter.update(epoch, step, sum(lengths[i] for i in idx), running)
+        if after_epoch:
+            with unused.whole() if unused else nullcontext():
+                after_epoch(epoch, meter.epoch_loss)
+        meter.resume()
+    if unused:
+        unused.finish(opt)
+    return dict(updates=total, tokens=meter.tokens, train_s=meter.seconds())
 
 
 class UnusedRows:
-    """The word-embedding rows that `data` never uses, set aside for a run of the task stage.
-    Their gradient is 0 at every update, so their moments stay 0 and AdamW's update of each is its
-    weight decay alone, p (1 - lr wd) (decoupled, Loshchilov & Hutter), at each update where the
-    embeddings train. The embedding weight holds only the rows in use while training (data's ids
-    renumbered to match); `decay`, the product of those factors, is kept on the device (float64)
-    and applied to the rest whenever the whole table is wanted: at each epoch's end and after."""
+    """The word-embedding rows that `data` never uses, set aside in the task stage: their gradient
+    is 0, so their moments stay 0 and AdamW's update of each is its decoupled weight decay alone,
+    p (1 - lr wd), at each update where the embeddings train. The weight holds the rows in use only
+    (data's ids renumbered); `decay`, the product of those factors, is kept on the device (float64)
+    and applied to the rest whenever the whole table is read: at each epoch's end and after."""
 
     def __init__(self, model, opt, data):
         self.weight = model.bert.emb.word.weight  # tied to an MLM decoder, if any: the same one
         self.table, device = self.weight.data, data.ids.device
-        self.used = torch.unique(data.ids)  # sorted; [PAD] and [CLS] among them
-        new_id = torch.full((len(self.table),), -1, dtype=torch.long, device=device)
-        new_id[self.used] = torch.arange(len(self.used), device=device)
-        self.data = Tensors(new_id[data.ids], data.labels, data.lengths, int(new_id[data.pad]))
+        self.used, ids = torch.unique(data.ids, return_inverse=True)  # sorted; [PAD], [CLS] in it
+        pad = int(torch.searchsorted(self.used, data.pad))  # ids: each one's index in `used`
+        self.data = Tensors(ids, data.labels, data.lengths, pad)
         self.rows = self.table[self.used].clone()
         self.group = next(g for g in opt.param_groups if any(p is self.weight for p in g["params"]))
         self.decay = torch.ones((), dtype=torch.float64, device=device)
@@ -115,10 +107,8 @@ class UnusedRows:
         """The whole table in the weight for a while (the dev evaluation), then the used rows
         again: the same tensor, at the address the CUDA graphs hold."""
         self.put_back()
-        try:
-            yield
-        finally:
-            self.weight.data = self.rows
+        yield
+        self.weight.data = self.rows
 
 
 def with_dummy(data):
@@ -130,37 +120,31 @@ def with_dummy(data):
                    torch.cat([data.lengths, data.lengths.new_ones(1)]), data.pad)
 
 
-def update(model, opt, loss_of, batch, factor, cfg, peak, running, unused):
-    """finetune.fit's update with every number on the device: the rates set in place from the
-    device factor, loss, backward, clip, step (and the unused rows' decay), the grads let go, the
-    loss added to `running`."""
-    for g, lr in zip(opt.param_groups, peak):
-        torch.mul(factor, lr, out=g["lr"])
-    with bert.autocast(batch[0].device):
-        loss = loss_of(model, *batch)
-    loss.backward()
-    clip_grads(model.parameters(), cfg.clip, cfg.clip_each)
-    opt.step()
-    if unused:
-        unused.step()
-    opt.zero_grad(set_to_none=True)  # inside a graph the fresh grads come from its memory pool
-    running += loss.detach().float()
-
-
 def replayer(model, opt, loss_of, data, cfg, state):
     """-> replay(rows, T): one update on `rows` (batch_size row indices on the device) padded to
     T rounded up to BUCKET pieces, from the graph of that length (recorded at its first use).
     A replayer's graphs share a memory pool: they never run at once."""
     factors, counter, running, peak, unused = state
-    for p in model.parameters():  # the optimizer state exists before any recording
-        if p.requires_grad:
-            opt.state_of(p)
+    for p in (p for p in model.parameters() if p.requires_grad):
+        opt.state_of(p)  # the optimizer state exists before any recording
     pool = torch.cuda.graph_pool_handle() if data.ids.is_cuda else None
     graphs = {}  # length -> (the rows' buffer, its replay)
 
-    def one(rows, T):  # factors.take(counter): factors[counter] would ask the host for the index
-        update(model, opt, loss_of, batch_of(data, rows, T), factors.take(counter), cfg, peak,
-               running, unused)
+    def one(rows, T):
+        """finetune.fit's update with every number on the device: the rates set in place from the
+        factor at the device counter, loss, backward, clip, step (and the unused rows' decay)."""
+        factor = factors.take(counter)  # factors[counter] would ask the host for the index
+        for g, lr in zip(opt.param_groups, peak):
+            torch.mul(factor, lr, out=g["lr"])
+        with bert.autocast(data.ids.device):
+            loss = loss_of(model, *batch_of(data, rows, T))
+        loss.backward()
+        clip_grads(model.parameters(), cfg.clip, cfg.clip_each)
+        opt.step()
+        if unused:
+            unused.step()
+        opt.zero_grad(set_to_none=True)  # inside a graph the fresh grads come from its memory pool
+        running.add_(loss.detach().float())
         counter.add_(1)
 
     def replay(rows, T):

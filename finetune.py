@@ -4,16 +4,12 @@
   BERT's linear warmup and decay (fn 8; Sec 3.3 reads it as ULMFiT's slanted triangular rates),
   ULMFiT's own STLR (ULMFiT Eq. 3) as an option, and a constant rate for Table 4's runs without.
 - Discriminative fine-tuning (Sec 3.3, Eq. 1) and gradual unfreezing (Sec 3.3), after ULMFiT.
-- `fit`, one plain loop for both stages: the rate, the loss, backward, clip, step.
+- `fit`, one plain loop for both stages (rate, loss, backward, clip, step); `train`, one run.
 - Masked-LM fine-tuning on the task text before the task (Sec 4.2, Tables 5-6).
-- `train`: one run -> its scores, its model and its predictions.
 
-Where the paper leaves a point open, the line that takes our reading says so ("the paper does
-not say"); the README's reading guide lists them.
-
-This file reads, trains and scores; it writes nothing. Beside it, not in it: fastfit.py replays
-`fit`'s updates from CUDA graphs (the default on a GPU, tested equal to `fit`), tagger.py saves and
-applies a trained model, experiments.py keeps each run in a folder and pools runs into tables.
+Where the paper leaves a point open, the line taking our reading says "the paper does not say".
+This file reads, trains and scores; it writes nothing. fastfit.py replays `fit` from CUDA graphs
+(the default on a GPU), tagger.py saves and applies a model, experiments.py keeps runs and tables.
 """
 import functools
 import math
@@ -140,8 +136,7 @@ def lr_factor(step, total, warmup, schedule, ratio=32.0):
         return 1.0
     warm = math.floor(total * warmup)
     if schedule == "stlr":  # ULMFiT Eq. (3): up to the cut, then down over the updates left
-        # (ULMFiT Eq. 3 divides by the cut: the same when T * cut_frac is whole, else it ends
-        # below 0)
+        # (ULMFiT Eq. 3 divides by the cut: the same when T * cut_frac is whole)
         p = step / warm if step < warm else 1 - (step - warm) / max(1, total - warm)
         return (1 + p * (ratio - 1)) / ratio
     assert schedule == "linear", schedule
@@ -158,21 +153,19 @@ def lr_factor(step, total, warmup, schedule, ratio=32.0):
 def depth_units(model):
     """The model cut top-down into units: [classifier (+ MLM head), layer L-1, ..., layer 0,
     embeddings]. A unit shares one rate (Eq. 1) and thaws at once (gradual unfreezing)."""
-    if isinstance(model, bert.TokenClassifier):
-        b, head = model.bert, [model.out]
-    else:  # a bare Bert: the masked-LM stage
-        b, head = model, []
-    head += [b.mlm] if b.mlm is not None else []
+    task = isinstance(model, bert.TokenClassifier)  # else a bare Bert: the masked-LM stage
+    b = model.bert if task else model
+    head = ([model.out] if task else []) + ([b.mlm] if b.mlm is not None else [])
     return [head, *[[layer] for layer in reversed(b.layers)], [b.emb]]
 
 
 def param_groups(model, lr, delta=1.0, weight_decay=0.01):
-    """Eq. (1), discriminative fine-tuning: the classifier and the top layer get eta0 = lr, each
-    unit below its upper neighbour's rate / delta. L=12, delta 2.6: layer 0 gets eta0 / 2.6^11.
-    Matrices (Linear, Embedding) decay; biases and LayerNorm do not (BERT's exclusion list)."""
+    """Eq. (1), discriminative fine-tuning: the top layer gets eta0 = lr, each unit below its upper
+    neighbour's rate / delta. L=12, delta 2.6: layer 0 gets eta0 / 2.6^11. The classifier's rate
+    the paper does not say: eta0, the top layer's (fn 9's notebook gives its head group the peak
+    rate too). Matrices (Linear, Embedding) decay; biases and LayerNorm do not (BERT's list)."""
     groups, seen = [], set()
-    # bottom-up, so that the word embeddings, tied to the MLM decoder in the head unit, take the
-    # embeddings' rate
+    # bottom-up: the word embeddings, tied to the head unit's MLM decoder, take the embeddings' rate
     for depth, unit in reversed(list(enumerate(depth_units(model)))):
         rate = lr / delta ** max(0, depth - 1)  # Sec 3.3, Eq. (1): eta_l = eta_(l+1) / delta
         decay, plain = [], []
@@ -225,35 +218,28 @@ class Split:
 
 
 def read_splits(cfg, tok):
-    """-> ({"train", "dev", "test"}: Split, labels). Labels come from every split, so that a type
-    seen only in dev or test still has an id. Read once per process for the runs that read alike
-    (a grid's: CoNLL-2003 English through mBERT's vocabulary takes seconds)."""
+    """-> ({"train", "dev", "test"}: Split, labels), labels from every split (so a type seen only in
+    dev or test has an id too). Memoised: a grid's runs read alike, and a reading takes seconds."""
     return _read(tok, cfg.data, cfg.lang, cfg.level, cfg.scheme, cfg.max_len, cfg.doc_context,
                  cfg.max_train_sentences)
 
 
-vocabulary = functools.lru_cache(maxsize=2)(WordPiece.from_pretrained)  # one per process, so
-# that _read's memo, keyed by it, serves every run of a grid
+vocabulary = functools.lru_cache(maxsize=2)(WordPiece.from_pretrained)  # _read's memo key
 
 
 @functools.lru_cache(maxsize=2)  # speed only: IOB1's and BIO's readings of one grid
-def _read(tok, data_dir, lang, level, scheme, max_len, doc_context, max_train_sentences):
-    cfg = FinetuneConfig(data=data_dir, lang=lang, level=level, scheme=scheme, max_len=max_len,
-                         doc_context=doc_context, max_train_sentences=max_train_sentences)
-    paths = corpora.splits(corpora.data_dir(cfg.data, cfg.lang), cfg.lang)
-    if cfg.lang == "germeval":  # one of its two levels of nested spans, in BIO as it comes
-        files = {k: conll.read_germeval(p, cfg.level) for k, p in paths.items()}
-    else:
-        files = {k: conll.read_conll(p) for k, p in paths.items()}
+def _read(tok, folder, lang, level, scheme, max_len, doc_context, max_train_sentences):
+    paths = corpora.splits(corpora.data_dir(folder, lang), lang)
+    files = {k: conll.read_germeval(p, level) if lang == "germeval" else conll.read_conll(p)
+             for k, p in paths.items()}  # GermEval: one of its two levels of nested spans, in BIO
     labels = conll.tag_set([s for sents in files.values() for s in sents])
     label2id = {t: i for i, t in enumerate(labels)}
+    files["train"] = files["train"][:max_train_sentences or None]  # >0: the first N only
     data = {}
     for split, sents in files.items():
-        if split == "train" and cfg.max_train_sentences:
-            sents = sents[:cfg.max_train_sentences]
-        ours = [replace(s, tags=conll.to_scheme(s.tags, cfg.scheme)) for s in sents]  # Sec 3.1
+        ours = [replace(s, tags=conll.to_scheme(s.tags, scheme)) for s in sents]  # Sec 3.1
         try:
-            feats = conll.featurize(ours, tok, label2id, cfg.max_len, cfg.doc_context)
+            feats = conll.featurize(ours, tok, label2id, max_len, doc_context)
         except ValueError as e:  # "line 8: word ... has 130 pieces": say in which file
             raise ValueError(f"{paths[split]}, {e}") from None
         data[split] = Split(sents, feats, conll.detect_scheme(s.tags for s in sents))
@@ -277,8 +263,7 @@ def tensorize(feats, tok, device):
     labels = torch.full((len(feats), T), conll.IGNORE, dtype=torch.long)
     # every window's pieces in one flat list, poured row by row into the padded tensor
     ids[torch.arange(T) < lengths[:, None]] = torch.tensor([i for f in feats for i in f.input_ids])
-    labels[torch.arange(T) < n_labels[:, None]] = torch.tensor(
-        [y for f in feats for y in f.labels], dtype=torch.long)
+    labels[torch.arange(T) < n_labels[:, None]] = torch.tensor([y for f in feats for y in f.labels])
     return Tensors(ids.to(device), labels.to(device), lengths.to(device), tok.pad_id)
 
 
@@ -329,8 +314,8 @@ def fit(model, opt, data, plan, cfg, loss_of, log=print, after_epoch=None):
         unfreeze(model, epoch, cfg.unfreeze)  # Sec 3.3: gradual unfreezing
         model.train()
         for idx in epoch_batches:
-            # Sec 3.3: one schedule over the whole run (the notebook restarts one per stage). Whether
-            # warmup stays on under gradual unfreezing the paper does not say; we keep it
+            # Sec 3.3: one schedule over the whole run (the notebook restarts one per stage).
+            # Whether warmup stays on under gradual unfreezing the paper does not say; we keep it
             factor = lr_factor(step, total, cfg.warmup, cfg.schedule, cfg.stlr_ratio)
             for g, lr in zip(opt.param_groups, peak):
                 g["lr"] = lr * factor
@@ -348,46 +333,41 @@ def fit(model, opt, data, plan, cfg, loss_of, log=print, after_epoch=None):
         if after_epoch:
             after_epoch(epoch, meter.epoch_loss)
         meter.resume()
-    return meter.stats()
+    return dict(updates=total, tokens=meter.tokens, train_s=meter.seconds())
 
 
 class Meter:
-    """fit's log, kept out of its math: a line every 50 updates and at each epoch's end (mean loss
-    since the last line, tokens/s, the run's time left), and the NaN stop: a diverged run is never
-    scored. The time after_epoch takes (the dev evaluation) is no training time."""
+    """fit's log, apart from its math: a line every 50 updates and at each epoch's end (mean loss
+    since the last line, tokens/s, time left), and the NaN stop: a diverged run is never scored."""
 
     def __init__(self, plan, log):
         self.plan, self.total, self.log = plan, sum(map(len, plan)), log
         self.t0, self.paused, self.tokens = time.time(), 0.0, 0
-        self.step, self.loss_sum = 0, 0.0        # at the last line
-        self.epoch_step, self.epoch_sum = 0, 0.0  # at the epoch's start
+        self.last = self.first = (0, 0.0)  # (step, loss sum) at the last line, the epoch's start
 
     def update(self, epoch, step, tokens, running):
         self.tokens += tokens
-        end = step - self.epoch_step == len(self.plan[epoch])
+        end = step - self.first[0] == len(self.plan[epoch])
         if step % 50 and not end:
             return
-        loss_sum = running.item()  # note: a CPU-GPU sync point, the loop's only one
-        if not math.isfinite(loss_sum):
+        now = (step, running.item())  # note: a CPU-GPU sync point, the loop's only one
+        if not math.isfinite(now[1]):
             raise FloatingPointError(f"the loss became NaN/inf by update {step}: the weights "
                                      f"diverged (a lower --lr?); the run is not recorded")
-        s = self.seconds()
-        self.log(f"epoch {epoch + 1}/{len(self.plan)} update {step}/{self.total} loss "
-                 f"{(loss_sum - self.loss_sum) / (step - self.step):.4f} "
-                 f"{self.tokens / s:,.0f} tok/s, run ~{duration(s / step * (self.total - step))} left")
-        self.step, self.loss_sum = step, loss_sum
+        s, mean = self.seconds(), (now[1] - self.last[1]) / (step - self.last[0])
+        left = duration(s / step * (self.total - step))  # at the pace so far
+        self.log(f"epoch {epoch + 1}/{len(self.plan)} update {step}/{self.total} loss {mean:.4f} "
+                 f"{self.tokens / s:,.0f} tok/s, run ~{left} left")
+        self.last = now
         if end:
-            self.epoch_loss = (loss_sum - self.epoch_sum) / (step - self.epoch_step)
-            self.epoch_step, self.epoch_sum, self.paused_at = step, loss_sum, time.time()
+            self.epoch_loss = (now[1] - self.first[1]) / (step - self.first[0])
+            self.first, self.paused_at = now, time.time()
 
     def seconds(self):
         return max(1e-9, time.time() - self.t0 - self.paused)
 
     def resume(self):
         self.paused += time.time() - self.paused_at
-
-    def stats(self):
-        return dict(updates=self.total, tokens=self.tokens, train_s=self.seconds())
 
 
 def duration(s):
@@ -406,8 +386,7 @@ def mask_pieces(ids, tok, p=0.15):
     chosen = (torch.rand(ids.shape, device=ids.device) < p) & ~special
     r = torch.rand(ids.shape, device=ids.device)
     x = torch.where(chosen & (r < 0.8), tok.mask_id, ids)
-    rand = torch.randint(len(tok), ids.shape, device=ids.device)
-    x = torch.where(chosen & (r >= 0.8) & (r < 0.9), rand, x)
+    x = torch.where(chosen & (r >= 0.8) & (r < 0.9), torch.randint_like(ids, len(tok)), x)
     return x, ids.masked_fill(~chosen, conll.IGNORE)
 
 
@@ -425,9 +404,8 @@ def lm_loss(tok):
 
 
 def lm_finetune(cfg, tok, feats, fit=fit, log=print):
-    """cfg.lm_epochs epochs of masked-LM training on the training windows `feats` -> the encoder
-    (a bert.Bert with its MLM head), at cfg's rate, batch and seed with plain BERT optimisation:
-    the linear schedule, one rate, nothing frozen, BertAdam. Where it is kept is the caller's."""
+    """cfg.lm_epochs epochs of masked-LM training on `feats` -> a bert.Bert with its MLM head, at
+    cfg's rate, batch and seed, as plain BertAdam (linear schedule, one rate, nothing frozen)."""
     # Which model and text Table 5's LM rows trained on the paper does not say: we train the run's
     # own model on its task's training sentences (English BERT on English for Table 5). Its rate
     # the paper does not say either: we take the task's.
@@ -438,11 +416,9 @@ def lm_finetune(cfg, tok, feats, fit=fit, log=print):
     model = bert.from_pretrained(lm.model).to(device)
     opt = AdamW(param_groups(model, lm.lr, 1.0, lm.weight_decay), lr=lm.lr, eps=lm.eps,
                 weight_decay=lm.weight_decay)
-
-    def after_epoch(epoch, loss):
-        log(f"LM epoch {epoch + 1}/{lm.epochs}: masked-LM loss {loss:.4f} (epoch mean)")
     fit(model, opt, tensorize(feats, tok, device), batch_plan(feats, lm, lm.epochs), lm,
-        lm_loss(tok), log=log, after_epoch=after_epoch)
+        lm_loss(tok), log=log, after_epoch=lambda epoch, loss: log(
+            f"LM epoch {epoch + 1}/{lm.epochs}: masked-LM loss {loss:.4f} (epoch mean)"))
     return model
 
 
@@ -466,8 +442,7 @@ def predict_tags(model, split, data, labels, batch_size=0):
         bad |= ~torch.isfinite(logits).all()
         pred[rows, :T] = logits.argmax(-1)
     if bad:  # e.g. a last update that diverged: its loss was never computed, so fit saw nothing
-        raise FloatingPointError("the model's scores are NaN/inf: its weights diverged (a lower "
-                                 "--lr?); a run is not recorded")
+        raise FloatingPointError("the scores are NaN/inf: the weights diverged (a lower --lr?)")
     words = conll.gather(split.feats, pred.tolist(), split.sents)  # BERT Sec 5.3: first piece
     return [conll.to_scheme([labels[i] for i in w], split.scheme) for w in words]
 
@@ -497,14 +472,12 @@ def train(cfg, encoder=None, fit=fit, eval_batch_size=0, log=print):
     log(f"loading the vocabulary of {cfg.model}")  # each stage over a few seconds says itself
     tok = vocabulary(cfg.model)
     bert.check_inputs(cfg.model, cfg.max_len, len(tok))  # now, not after an epoch of training
-    log(f"reading {cfg.data or 'the downloaded ' + cfg.lang + ' data'} into windows of "
-        f"{cfg.max_len} pieces")
+    log(f"reading {cfg.data or 'the downloaded ' + cfg.lang} into windows of {cfg.max_len} pieces")
     data, labels = read_splits(cfg, tok)
     torch.manual_seed(cfg.seed)  # every draw here is torch's; the batches have their own
     log(f"loading {encoder or cfg.model} onto the {device.type.upper()}")
     model = bert.TokenClassifier(bert.from_pretrained(encoder or cfg.model), len(labels)).to(device)
-    never = never_trained(len(model.bert.layers), cfg.unfreeze, cfg.epochs)
-    if never:
+    if never := never_trained(len(model.bert.layers), cfg.unfreeze, cfg.epochs):
         log(f"warning: --unfreeze {cfg.unfreeze} over {cfg.epochs} epochs never trains "
             f"{', '.join(never)} (Sec 3.3: 12 layers, 3 an epoch, 5 epochs)")
     opt = AdamW(param_groups(model, cfg.lr, cfg.delta, cfg.weight_decay), lr=cfg.lr,
@@ -516,9 +489,8 @@ def train(cfg, encoder=None, fit=fit, eval_batch_size=0, log=print):
         log(f"evaluating {len(data['dev'].sents):,} dev sentences")
         dev.append(evaluate(model, data["dev"], on_device["dev"], labels, eval_batch_size))
         log(f"epoch {epoch + 1}: dev F1 {dev[-1][0]['f1']:.2f}")
-    feats = data["train"].feats
-    stats = fit(model, opt, on_device["train"], batch_plan(feats, cfg, cfg.epochs), cfg,
-                task_loss, log=log, after_epoch=after_epoch)
+    stats = fit(model, opt, on_device["train"], batch_plan(data["train"].feats, cfg, cfg.epochs),
+                cfg, task_loss, log=log, after_epoch=after_epoch)
     log(f"evaluating {len(data['test'].sents):,} test sentences")
     test = evaluate(model, data["test"], on_device["test"], labels, eval_batch_size)
     log(f"dev F1 {dev[-1][0]['f1']:.2f}  test F1 {test[0]['f1']:.2f}")
@@ -526,9 +498,3 @@ def train(cfg, encoder=None, fit=fit, eval_batch_size=0, log=print):
     return Trained(model, tok, labels, dev[-1][0], test[0], [d[0]["f1"] for d in dev], pred,
                    dict(stats, time_s=time.time() - t_start))
 
-
-if __name__ == "__main__":
-    print("finetune.py is the method; runs start from experiments.py, e.g.\n"
-          "  python experiments.py train --data DIR --scheme bio --seed 1 --out runs/x\n"
-          "  make reproduce-en    (Table 2: IOB1 and BIO, 5 seeds each)\n"
-          "python experiments.py -h lists the commands.")

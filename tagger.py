@@ -39,58 +39,40 @@ def save_tagger(t, folder):
     t.tok.save(folder)
 
 
-def conll_tag(label):
+def conll_tag(label, path="config.json", key="id2label"):
     """A Hub model's label as a CoNLL tag: "B-PER", "I-PER", "O" stay; IOBES "S-PER" -> "B-PER",
-    "E-PER" -> "I-PER"; a bare type ("PER", IO tagging) -> "I-PER"; "B_PER" -> "B-PER"."""
-    label = label.replace("_", "-", 1) if label[1:2] == "_" else label
+    "E-PER" -> "I-PER"; a bare type ("PER", IO tagging) -> "I-PER"; "B_PER" -> "B-PER". It must be
+    a tag a CoNLL file could hold (conll.check_tag, else an error at path:key): "B-PER X" would
+    write a fourth column, "B-PER\\n" break a sentence, "B-PER\\xa0" score as a type of its own."""
+    if label[1:2] == "_":
+        label = label.replace("_", "-", 1)
     prefix, sep, kind = label.partition("-")
-    if label == "O":
-        return "O"
-    if sep and prefix in ("B", "I", "S", "E") and kind:
-        return {"S": "B", "E": "I"}.get(prefix, prefix) + "-" + kind
-    return "I-" + label
-
-
-def model_label(label, path, key):
-    """conll_tag(label), which must be a tag a CoNLL file could hold (conll.check_tag: O, or B-/I-
-    and a printable type with no whitespace): "B-PER X" would write a fourth column, "B-PER\\n"
-    break a sentence, "B-PER\\xa0" score as a type of its own, "B-" become "I-B-"."""
-    prefix, sep, kind = label.replace("_", "-", 1).partition("-")
-    if sep and prefix in ("B", "I", "S", "E") and not kind:
-        raise ValueError(f"{path}:{key}: label {label!r} has no type after its {prefix}- prefix")
-    tag = conll_tag(label)
-    conll.check_tag(tag, path, key, where="a model's label names one")
-    return tag
+    if sep and prefix in ("B", "I", "S", "E"):  # a bare "B-" stays "B-", which check_tag refuses
+        label = {"S": "B", "E": "I"}.get(prefix, prefix) + "-" + kind
+    elif label != "O":  # a type alone: IO tagging
+        label = "I-" + label
+    conll.check_tag(label, path, key, where="a model's label names one")
+    return label
 
 
 def load_tagger(name_or_dir, device):
-    """A tagger from a folder written by save_tagger, or any BERT token classifier on the Hub with
-    id2label (e.g. dslim/bert-base-NER: BIO labels, no mbert_ner keys -> scheme bio, windows of
-    its position count)."""
+    """A tagger from a folder written by save_tagger, or any BERT token classifier with id2label
+    (dslim/bert-base-NER: BIO labels, no mbert_ner keys -> scheme bio, windows of all positions)."""
     model, config = bert.token_classifier_from_pretrained(name_or_dir)
     where = f"{name_or_dir}: config.json"
     id2label = config.get("id2label") or {}
     n = model.out.out_features
-    if not isinstance(id2label, dict) or sorted(id2label) != sorted(map(str, range(n))):
-        raise ValueError(f"{where} needs id2label naming all {n} classifier outputs "
-                         f'("0": "O", "1": "B-PER", ...)')
-    if not all(isinstance(v, str) and v for v in id2label.values()):
-        raise ValueError(f"{where}: id2label's values must be tag names, not {id2label}")
-    labels = [model_label(id2label[str(i)], where, f'id2label["{i}"]') for i in range(n)]
-    ours = config.get("mbert_ner", {})  # what save_tagger adds; a Hub model has none
+    if not isinstance(id2label, dict) or sorted(id2label) != sorted(map(str, range(n))) or not all(
+            isinstance(v, str) for v in id2label.values()):
+        raise ValueError(f'{where} needs id2label naming each of the {n} classifier outputs by its '
+                         f'tag ("0": "O", "1": "B-PER", ...)')
+    labels = [conll_tag(id2label[str(i)], where, f'id2label["{i}"]') for i in range(n)]
+    ours = config.get("mbert_ner") or {}  # what save_tagger wrote; a Hub model has none
     positions = model.bert.cfg.max_position_embeddings
-    want = dict(scheme=(str, ("iob1", "bio")), max_len=(int, None), doc_context=(bool, None))
-    if not isinstance(ours, dict):
-        raise ValueError(f"{where}: mbert_ner must be an object like {{\"scheme\": \"bio\"}}")
-    for k, (t, choices) in want.items():
-        if k in ours and (type(ours[k]) is not t or choices and ours[k] not in choices):
-            raise ValueError(f"{where}: mbert_ner.{k} is {ours[k]!r}, expected a {t.__name__}"
-                             + f" in {choices}" * bool(choices))
-    max_len = ours.get("max_len", positions)
+    max_len = int(ours.get("max_len", positions))  # "256" typed by hand is 256
     if max_len > positions:  # predict has no --max_len: say what to change in the folder
-        raise ValueError(f"{where}: mbert_ner.max_len is {max_len}, but the model has "
-                         f"{positions} positions (max_position_embeddings): set max_len to "
-                         f"{positions} or less there")
+        raise ValueError(f"{where}: mbert_ner.max_len is {max_len}, but the model has {positions} "
+                         f"positions: set max_len to {positions} or less there")
     tok = WordPiece.from_pretrained(name_or_dir)
     bert.check_inputs(name_or_dir, max_len, len(tok))
     return Tagger(model.to(device).eval(), tok, labels, ours.get("scheme", "bio"), max_len,
@@ -101,20 +83,19 @@ def read_text(path, encoding=None):
     """Raw text, one sentence a line, split at spaces and punctuation -> one Sentence per line
     (an empty one for a blank line, so the output lines up with the input). `path`: a file, "-"
     for stdin (closed: no lines), or else the text itself ("Angela Merkel visited Paris .")."""
-    if path != "-" and not os.path.isfile(path):
-        if not path.strip():
-            raise ValueError("the sentence to tag is empty: pass a sentence, a file, or - (stdin)")
-        return [text_sentence(line, n + 1) for n, line in enumerate(path.splitlines())]
     if path == "-":
-        data = sys.stdin.buffer.read() if sys.stdin else b""
-    else:
+        data, path = sys.stdin.buffer.read() if sys.stdin else b"", "stdin"
+    elif os.path.isfile(path):
         with open(path, "rb") as f:
             data = f.read()
+    elif path.strip():
+        return [text_sentence(line, n + 1) for n, line in enumerate(path.splitlines())]
+    else:
+        raise ValueError("the sentence to tag is empty: pass a sentence, a file, or - (stdin)")
     if data[:2] in (b"\xff\xfe", b"\xfe\xff") and not encoding:
         raise ValueError(f"{path}: UTF-16 text (its byte-order mark): pass --encoding utf-16, or "
                          f"save it as UTF-8")
-    text = conll.decode(path, data, encoding)[0]  # UTF-8 or latin-1, as a CoNLL file is read
-    lines = text.removeprefix("\ufeff").split("\n")
+    lines = conll.decode(path, data, encoding)[0].split("\n")  # UTF-8 or latin-1, as CoNLL is
     if lines[-1] == "":
         lines.pop()  # the newline ending the last line starts no other
     return [text_sentence(line, n + 1) for n, line in enumerate(lines)]
@@ -151,12 +132,10 @@ def check_types(model, labels, sents, path):
 
 
 def predict(name_or_dir, path, text=False, output=None, encoding=None, batch_size=0):
-    """Tag a CoNLL file (labelled or words only) or, with text=True, raw text. CoNLL: writes
-    "word gold pred" lines ("word pred" for words-only input) to a file that did not exist
-    (output, or INPUT.pred.txt in the current folder, -2, -3, ... if taken) and returns conlleval's
-    report for labelled input. Predictions come in the gold file's scheme when its tags show one,
-    else in the model's. Text: "word TAG" lines, a blank line after each input line, returned,
-    or written to `output` when one is given."""
+    """Tag a CoNLL file (labelled or words only) or, with text=True, raw text. CoNLL: "word gold
+    pred" lines ("word pred" for words only), in the gold file's scheme if its tags show one, go
+    to a new file (output, or INPUT.pred.txt here, -2, -3, ... if taken); returns conlleval's
+    report. Text: "word TAG" lines, a blank line after each input line, returned or to `output`."""
     if output and os.path.lexists(output):
         raise ValueError(f"{output} exists; pass another --output (predict never overwrites)")
     if not text and not os.path.lexists(path) and " " in path.strip():
@@ -170,8 +149,11 @@ def predict(name_or_dir, path, text=False, output=None, encoding=None, batch_siz
         check_types(name_or_dir, t.labels, sents, path)
     try:
         pred = tag_sentences(t, sents, scheme, batch_size)
-    except ValueError as e:  # "line 8: word ... has 600 pieces": say in which file
-        raise ValueError(f"{path}, {e}") from None
+    except ValueError as e:  # featurize's "line 8: word ... has 600 pieces, ...; raise max_len"
+        where = "stdin" if path == "-" else path if os.path.isfile(path) else "the text"
+        raise ValueError(f"{where}, {str(e).split('; ')[0]}; split the word with spaces (max_len "
+                         f"is the model's: mbert_ner.max_len in {name_or_dir}/config.json, at most"
+                         f" {t.model.bert.cfg.max_position_embeddings})") from None
     tagged = "" if labelled else "".join(  # "word pred": text and words-only input
         "".join(f"{w} {p}\n" for w, p in zip(s.words, tags)) + "\n" for s, tags in zip(sents, pred))
     if text and not output:
@@ -181,15 +163,12 @@ def predict(name_or_dir, path, text=False, output=None, encoding=None, batch_siz
         tagged = conll.conll_text(sents, pred, docstart=conll.has_docstart(path, encoding))
     atomic.write_text(out, tagged)
     shown = out if out.isprintable() else repr(out)  # a newline in a name is not printed raw
-    if labelled:
-        return report_of(out) + f"(predictions in {shown})\n"
-    return f"(predictions in {shown})\n"
+    return (report_of(out) if labelled else "") + f"(predictions in {shown})\n"
 
 
 def report_of(path):
-    """conlleval's report of a written file, byte for byte what `conlleval.pl < path` prints (a
-    gold word "-X-" is a sentence break there, a -DOCSTART- line a token), so the report printed
-    and the file kept never disagree."""
+    """conlleval's report of a written file, byte for byte `conlleval.pl < path`'s (a gold word
+    "-X-" is a sentence break there, a -DOCSTART- line a token): the two never disagree."""
     out = io.BytesIO()
     with open(path, "rb") as f:
         conlleval.main([], f, out, sys.stderr)
@@ -205,8 +184,7 @@ def tag_sentences(t, sents, scheme, batch_size=0):
         return [[] for _ in sents]
     label2id = {tag: i for i, tag in enumerate(t.labels)}
     feats = conll.featurize(full, t.tok, label2id, t.max_len, t.doc_context)
-    device = next(t.model.parameters()).device
-    data = finetune.tensorize(feats, t.tok, device)
+    data = finetune.tensorize(feats, t.tok, next(t.model.parameters()).device)
     tags = iter(finetune.predict_tags(t.model, finetune.Split(full, feats, scheme), data,
                                       t.labels, batch_size))
     return [next(tags) if s.words else [] for s in sents]

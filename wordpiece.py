@@ -40,15 +40,10 @@ repeat a lot (English train: 204k words, 24k distinct). Where we depart from bot
 - a word that yields no piece at all (a lone soft hyphen, a zero-width space, a control char)
   becomes one [UNK] piece, so it keeps its tag; HF drops such a word from `word_ids`.
 - `encode` adds no [CLS]/[SEP]: the caller builds its windows.
-
-Run `python wordpiece.py MODEL_OR_DIR < text` to print each input line's pieces.
 """
-import argparse
 import io
 import json
 import os
-import signal
-import sys
 import unicodedata
 
 # A basic token longer than this becomes one [UNK], never a truncated one. google-research/bert's
@@ -307,32 +302,3 @@ def read_config(path):
                              f"not {v!r}")
     return kw
 
-
-def main(argv=None):
-    """Pieces of each stdin line, space-separated, one output line per input line."""
-    ap = argparse.ArgumentParser(
-        prog="wordpiece.py", description="Print the WordPiece pieces of each line of stdin.",
-        epilog="example: python wordpiece.py bert-base-multilingual-cased < text.txt")
-    ap.add_argument("model", metavar="MODEL",
-                    help="a folder with vocab.txt (and tokenizer_config.json), or a Hub id")
-    args = ap.parse_args(argv)
-    try:
-        wp = WordPiece.from_pretrained(args.model)
-    except (OSError, ValueError) as e:  # no such folder, a bad vocab or config, Hub unreachable
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    # UTF-8 whatever the locale; newline="\n": a line ends at \n only, a \r inside is a space.
-    # A byte that is not UTF-8 becomes U+FFFD, which `basic` drops: the same as Google's
-    # convert_to_unicode, which decodes with errors="ignore".
-    lines = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace", newline="\n")
-    out = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="\n")
-    for line in lines:
-        out.write(" ".join(wp.tokenize(line)) + "\n")
-    out.flush()
-    return 0
-
-
-if __name__ == "__main__":
-    if hasattr(signal, "SIGPIPE"):  # `... | head` closes the pipe: end quietly, as `cat` does
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    sys.exit(main())

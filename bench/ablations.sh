@@ -8,7 +8,8 @@
 #                    1e-4} x delta in {2.6, 1.6, 1}, unfreezing 3 layers an epoch over 5, 2 seeds
 # 44 runs. Table 5's LM rows are left out, and the command says so before any work: MiniLM has no
 # masked-LM head (no cls.predictions.* tensors) for the masked-LM stage to train. Ends with the
-# tables beside the paper's numbers; a rerun resumes.
+# tables: MiniLM is no model the paper ran, so its Table 4 and 5 rows print as ours, the paper's
+# numbers beside as BERT-base's, unmarked; a rerun resumes.
 #
 #   bash bench/ablations.sh                              # GPU; JOBS=4 runs 4 worker processes
 #   DATA=DIR OUT=runs/abl bash bench/ablations.sh        # CoNLL-2003 English in DIR

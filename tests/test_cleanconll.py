@@ -40,18 +40,18 @@ SPLIT_FILE = {"train": "train.txt", "dev": "valid.txt", "test": "test.txt"}
 def pin(monkeypatch, source=SOURCE, original=ORIGINAL):
     """cleanconll's recorded ids (git blob, sha256, the words' sha256) set to those of the files
     in `source` and `original`, as if the repository and CoNLL-2003 were these small ones."""
-    files, splits = {}, {}
+    files, words = {}, {}
     for name, (path, _, _) in cleanconll.FILES.items():
         data = open(os.path.join(source, name), "rb").read()
         files[name] = (path, cleanconll.git_blob(data), hashlib.sha256(data).hexdigest())
-    for split, (patch, ann, _) in cleanconll.SPLITS.items():
-        words = cleanconll.first_column(open(os.path.join(original, SPLIT_FILE[split]),
-                                             "rb").read())
-        while words and words[-1] == b"":
-            words.pop()
-        splits[split] = (patch, ann, hashlib.sha256(b"\n".join(words) + b"\n").hexdigest())
+    for split in cleanconll.WORDS:
+        column = cleanconll.first_column(open(os.path.join(original, SPLIT_FILE[split]),
+                                              "rb").read())
+        while column and column[-1] == b"":
+            column.pop()
+        words[split] = hashlib.sha256(b"\n".join(column) + b"\n").hexdigest()
     monkeypatch.setattr(cleanconll, "FILES", files)
-    monkeypatch.setattr(cleanconll, "SPLITS", splits)
+    monkeypatch.setattr(cleanconll, "WORDS", words)
     monkeypatch.setattr(corpora, "_fetch", None)  # a download would call it: none may happen
 
 
@@ -86,7 +86,8 @@ def test_cleanconlls_files_are_fetched_once_checked_and_kept_whole(tmp_path, mon
     equals the script's; a second build (the folder deleted) fetches nothing. A file served with
     other bytes is refused by its git blob id, and neither it nor a built folder is kept."""
     pin(monkeypatch)
-    serve = {cleanconll.url(name): os.path.join(SOURCE, name) for name in cleanconll.FILES}
+    serve = {cleanconll.RAW + path: os.path.join(SOURCE, name)
+             for name, (path, _, _) in cleanconll.FILES.items()}
     fetched = []
 
     def fetch(url, dest):
@@ -121,7 +122,7 @@ def test_cleanconlls_files_are_fetched_once_checked_and_kept_whole(tmp_path, mon
 def test_files_are_fetched_from_the_pinned_commit_and_checked_as_git_does():
     """Each file's URL names the pinned commit and its path in the repository; git_blob gives
     the id git itself gives a file's bytes (`printf 'hello\\n' | git hash-object --stdin`)."""
-    assert cleanconll.url("dev_tokens.patch") == (
+    assert cleanconll.RAW + cleanconll.FILES["dev_tokens.patch"][0] == (
         "https://raw.githubusercontent.com/flairNLP/CleanCoNLL/"
         "bedc569f0983ddd39c2c729fb5df64be710bcab4/data/patch_files/dev_tokens.patch")
     assert cleanconll.git_blob(b"hello\n") == "ce013625030ba8dba906f756967f9e9ca394464a"

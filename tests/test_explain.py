@@ -46,22 +46,21 @@ def test_pieces_are_featurizes_and_each_unk_says_why(tmp_path):
 
 
 def test_windows_are_featurizes(run_dir):
-    """Stage 2 with --max-len 8: every window conll.featurize makes, its ids, mask and label ids
-    (-100 where no word starts) as the tensors hold them, and the words each one scores."""
+    """Stage 2 with --max-len 8: every window conll.featurize makes, its ids and label ids (-100
+    where no word starts) as the batch the model takes holds them, and the words each one scores."""
     t = tagger.load_tagger(run_dir, torch.device("cpu"))
     sent = conll.read_conll(os.path.join(TINY, "test.txt"))[0]
     lines = []
-    feats, tags = explain.windows(t.tok, sent, t.labels, t.scheme, 8, lines.append)
+    feats, ids, mask = explain.windows(t, sent, 8, torch.device("cpu"), lines.append)
     label2id = {x: i for i, x in enumerate(t.labels)}
     want = conll.featurize([replace(sent, tags=conll.to_bio(sent.tags))], t.tok, label2id, 8)
     assert [f.input_ids for f in feats] == [f.input_ids for f in want] and len(feats) > 1
     shown = [eval(x.split("input ids")[1]) for x in lines if x.startswith("     input ids")]
     labels = [eval(x.split("label ids")[1].split("  (")[0]) for x in lines
               if x.startswith("     label ids")]
-    masks = [eval(x.split("attention mask")[1]) for x in lines if "attention mask" in x]
     assert shown == [f.input_ids for f in want]
     assert labels == [f.labels + [-100] * (len(f.input_ids) - len(f.labels)) for f in want]
-    assert masks == [[1] * len(f.input_ids) for f in want]
+    assert mask.sum(1).tolist() == [len(f.input_ids) for f in want] == (ids != 0).sum(1).tolist()
     scored = [x for x in lines if x.startswith("   window ")]
     assert scored[0].endswith(f"scores words 1-{max(i for i, _ in want[0].first) + 1}")
 
@@ -69,7 +68,8 @@ def test_windows_are_featurizes(run_dir):
 def test_the_answer_is_the_taggers_and_the_score_conllevals(run_dir):
     """Stage 3 on a gold sentence: the tags equal tagger.tag_sentences' (the pipeline's own
     prediction), the spans conll.spans', the other scheme conll's conversion, and the sentence's
-    precision, recall and F1 conlleval's own on the same tags."""
+    precision, recall and F1 conlleval's own on the same tags. With --max-len 8 (several windows
+    a sentence), each word's scores still come from the window that predicts it."""
     t = tagger.load_tagger(run_dir, torch.device("cpu"))
     for sent in conll.read_conll(os.path.join(TINY, "test.txt")):
         lines = []
@@ -83,13 +83,17 @@ def test_the_answer_is_the_taggers_and_the_score_conllevals(run_dir):
         assert f"spans conlleval reads: {explain.show_spans(sent.words, conll.spans(pred))}" in text
         gold_scheme = conll.to_scheme(pred, conll.detect_scheme([sent.tags]) or "bio")
         s = conlleval.evaluate([sent.tags], [gold_scheme])
-        assert (f"precision {s['precision']:.2f}, recall {s['recall']:.2f}, F1 {s['f1']:.2f} "
-                f"({s['correct']} of {s['gold']} gold spans found") in text
-        tops = [x.split() for x in lines if re.match(r"   \S+ +\S+ [01]\.\d\d", x)]
+        assert (f"conlleval: precision {s['precision']:.2f}, recall {s['recall']:.2f}, F1 "
+                f"{s['f1']:.2f} ({s['correct']} of {s['gold']} gold spans found") in text
+        start = next(k for k, x in enumerate(lines) if x.startswith("\n3. ")) + 1
+        tops = [x.split() for x in lines[start:start + len(sent.words)]]  # a line per word
         assert [x[0] for x in tops] == sent.words
         assert conll.to_scheme([x[1] for x in tops], t.scheme) == pred  # the argmax, made valid
         probs = [float(x[2].rstrip(",")) for x in tops]
         assert all(0 < q <= 1 for q in probs)
+        with cpu_only():
+            assert explain.explain(run_dir, sent, 8, out=lambda s: None) == tagger.tag_sentences(
+                replace(t, max_len=8), [sent], t.scheme)[0]
 
 
 def test_a_bare_bert_shows_its_pieces_and_windows_and_says_why_no_more(tmp_path):
@@ -117,10 +121,11 @@ def test_method_prints_what_training_uses(tmp_path):
         assert f"   {name:<12} {rates[depth]:.3g}" in lines
     for epoch in range(5):
         n = finetune.unfreeze(model, epoch, 3)
-        assert f"   epoch {epoch + 1}: {explain.units(names[:n])}" in lines
+        assert f"   epoch {epoch + 1}: classifier" + f" to {names[n - 1]} ({n} units)" * (n > 1) \
+            in lines
     assert "   epoch 1: classifier" in lines  # footnote 9's notebook: the classifier alone
-    assert "   epoch 2: classifier, layers 11-9" in lines
-    assert "   epoch 5: classifier, layers 11-0, embeddings" in lines
+    assert "   epoch 2: classifier to layer 9 (4 units)" in lines
+    assert "   epoch 5: classifier to embeddings (14 units)" in lines
     assert "The rate's multiplier over 878 updates (given): linear (Sec 3.3; Table 4)" in \
         "\n".join(lines)
     assert not any("warning" in line for line in lines)  # 5 epochs reach every unit
@@ -149,7 +154,7 @@ def test_explain_command_line(run_dir, capsys):
         assert "1. Words and pieces" in out and "3. The model's answer" in out
         experiments.main(["explain", "--model", run_dir, "--conll",
                           os.path.join(TINY, "test.txt"), "--sentence", "2"])
-        assert "conlleval on this sentence" in capsys.readouterr().out
+        assert "conlleval: precision" in capsys.readouterr().out
     experiments.main(["explain", "--method", "--model", run_dir, "--updates", "50"])
     assert "over 50 updates" in capsys.readouterr().out
     for blank in ([], ["   "], ["\t \n"]):  # none, or spaces only (an assert inside, before)
@@ -166,21 +171,23 @@ def test_method_runs_as_the_readme_shows_it_offline(capsys, monkeypatch):
     CoNLL-2003 English's published train sentences, and a warning that 3 layers an epoch over 4
     epochs never reach layers 2-0 and the embeddings (5 are needed). With --epochs 5 it is Tables
     5-6's "+ Task fine-tuning" plan: the classifier alone in epoch 1, everything (the embeddings
-    included) in epoch 5, and no warning. No file is read from the Hub or the network."""
+    included) in epoch 5, and no warning. No file is read from the Hub or the network, even with
+    --data given (the published count is used, and named)."""
     import corpora
     monkeypatch.setattr(bert, "checkpoint_files", None)  # a model lookup would call it
     monkeypatch.setattr(corpora, "fetch", None)  # so would a download
     experiments.main(["explain", "--method", "--delta", "2.6", "--unfreeze", "3"])
     out = capsys.readouterr().out
     assert "4. The method (12 layers: BertConfig's default, mBERT's shape)" in out
-    assert "over 3512 updates (4 epochs x ceil(14,041 / 16) = 878 updates" in out
-    assert "   epoch 4: classifier, layers 11-3\n" in out and "epoch 5" not in out
+    assert "over 3512 updates (4 epochs x ceil(14,041 / 16) = 878 updates: --lang en's" in out
+    assert "   epoch 4: classifier to layer 3 (10 units)\n" in out and "epoch 5" not in out
     assert "warning: over 4 epochs, layer 2, layer 1, layer 0, embeddings never train" in out
-    experiments.main(["explain", "--method", "--delta", "2.6", "--unfreeze", "3", "--epochs", "5"])
+    experiments.main(["explain", "--method", "--delta", "2.6", "--unfreeze", "3", "--epochs", "5",
+                      "--lang", "de", "--data", "/nowhere"])
     out = capsys.readouterr().out
-    assert 'Tables 5-6\'s "+ Task fine-tuning" at eta_0 3e-05, delta 2.6' in out
+    assert "over 3975 updates (5 epochs x ceil(12,705 / 16) = 795 updates: --lang de's" in out
     assert "   epoch 1: classifier\n" in out
-    assert "   epoch 5: classifier, layers 11-0, embeddings\n" in out
+    assert "   epoch 5: classifier to embeddings (14 units)\n" in out
     assert "warning" not in out
 
 

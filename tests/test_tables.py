@@ -11,6 +11,7 @@ import pytest
 
 import bert
 import experiments
+import paper
 import tables
 from conftest import TINY
 from experiments import Experiment
@@ -328,7 +329,7 @@ def planned_score(c, dev, test):
     d = 0.1 * (c.seed % 2) - 1.0 * (c.schedule == "constant")
     if c.unfreeze:
         d -= 0.5 + c.delta / 10 + c.lm_epochs / 100
-    elif c.epochs != tables.paper_chosen(c.lang)["epochs"]:
+    elif c.epochs != paper.CHOSEN[tables.paper_lang(c.lang)]["epochs"]:
         d += 0.3
     return round(dev + d, 2), round(test + d, 2)
 

@@ -5,10 +5,7 @@ a sample of mBERT's cased vocab. HF's legacy Python BasicTokenizer (same Unicode
 is a second reference for the character classes."""
 import json
 import os
-import re
 import shutil
-import subprocess
-import sys
 import unicodedata
 
 import pytest
@@ -17,8 +14,8 @@ from tokenizers import normalizers, pre_tokenizers
 from transformers.models.bert.tokenization_bert_legacy import (BasicTokenizer, BertTokenizerLegacy,
                                                                WordpieceTokenizer)
 
-from conftest import FIXTURES, ROOT
-from wordpiece import MAX_WORD_CHARS, SPECIALS, WordPiece, main
+from conftest import FIXTURES
+from wordpiece import MAX_WORD_CHARS, SPECIALS, WordPiece
 
 # bert-base-multilingual-cased's vocab.txt (from the Hub), given to check the sample against it
 MBERT_VOCAB = os.environ.get("MBERT_VOCAB", "")
@@ -465,71 +462,3 @@ def test_save_refuses_tokens_a_vocab_cannot_hold(tmp_path, token):
     with pytest.raises(AssertionError, match="cannot be a vocab.txt line"):
         WordPiece([*SPECIALS, token]).save(str(tmp_path))
 
-
-# --- command line ----------------------------------------------------------------------
-
-def run_cli(*args, data=b"", env=None):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "wordpiece.py"), *args],
-                          input=data, capture_output=True, env=env)
-
-
-def test_cli(models, minilm_dir):
-    """One output line per input line, empty for an empty or blank line; Rust's pieces. A byte
-    that is not UTF-8 is dropped, as Google's convert_to_unicode drops it: "caf\\xff" -> "caf"."""
-    lines = ["Hello, World!", "", "naïve café 北京 a\rb", "  ", "\u00ad"]
-    r = run_cli(minilm_dir, data="\n".join(lines).encode("utf-8") + b"\ncaf\xff\n")
-    assert r.returncode == 0, r.stderr.decode()
-    fast = models["uncased"][1]
-    want = [" ".join(fast.tokenize(t)) for t in [*lines, "caf"]]
-    assert r.stdout.decode("utf-8").split("\n") == [*want, ""]
-
-
-def test_cli_help(capsys):
-    with pytest.raises(SystemExit) as e:
-        main(["--help"])
-    assert e.value.code == 0
-    out = capsys.readouterr().out
-    assert out.startswith("usage: wordpiece.py [-h] MODEL") and "vocab.txt" in out
-
-
-@pytest.mark.parametrize("folder,match", [
-    ("nowhere", "no such folder"),
-    ("empty", "missing vocab.txt"),
-    ("no-mask", r"no line \[MASK\]"),
-    ("latin-1", "not UTF-8"),
-])
-def test_cli_errors(tmp_path, capsys, folder, match):
-    """A missing folder, a folder without vocab.txt, a vocab without [MASK] or not in UTF-8:
-    "error: ..." on stderr, exit status 1, no traceback."""
-    (tmp_path / "empty").mkdir()
-    write_model(tmp_path / "no-mask", SPECIALS[:4])
-    (tmp_path / "latin-1").mkdir()
-    (tmp_path / "latin-1" / "vocab.txt").write_bytes("\n".join(SPECIALS).encode() + b"\n\xe9\n")
-    assert main([str(tmp_path / folder)]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and len(err.splitlines()) == 1
-    assert re.search(match, err)
-
-
-def test_cli_offline_hub_id(tmp_path):
-    """A Hub id that is not in the (empty) cache, offline: one error line, exit 1."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)}
-    r = run_cli("bert-base-multilingual-cased", env=env)
-    err = r.stderr.decode()
-    assert r.returncode == 1 and r.stdout == b""
-    assert err.startswith("error: ") and "Traceback" not in err and "local folder" in err
-
-
-def test_cli_broken_pipe(minilm_dir):
-    """The reader goes away (`| head -1`): the script ends without a traceback."""
-    p = subprocess.Popen([sys.executable, os.path.join(ROOT, "wordpiece.py"), minilm_dir],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    p.stdout.close()
-    try:
-        p.stdin.write(b"Hello, world!\n" * 3000)  # ~40 kB, more than one output buffer
-        p.stdin.close()
-    except BrokenPipeError:
-        pass  # it ended before reading all of it: fine
-    err = p.stderr.read().decode()
-    p.wait()
-    assert "Traceback" not in err and "Error" not in err
