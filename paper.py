@@ -24,7 +24,8 @@ BERT_BASE = "bert-base-cased"  # "English BERT": Devlin et al.'s BERT-base, case
 # English. German ran 3 epochs (Sec 4.1.1; Table 3's IOB1 dev F1 is Table 4's German epoch-3
 # mean); its batch and rate are not stated: fn 11's, a reading. GermEval stands in for German.
 GRID = dict(batch_size=(16, 32), lr=(2e-5, 3e-5, 5e-5), epochs=(3, 4))
-CHOSEN = {"en": dict(batch_size=16, lr=3e-5, epochs=4), "de": dict(batch_size=16, lr=3e-5, epochs=3)}
+CHOSEN = {"en": dict(batch_size=16, lr=3e-5, epochs=4),
+          "de": dict(batch_size=16, lr=3e-5, epochs=3)}
 
 # Table 2 (English) and Table 3 (German CoNLL-2003): (dev, test) F1, None where not reported.
 # Ours: (lang, model, scheme); others' systems, printed as reference rows: (name, annotation).

@@ -1,7 +1,7 @@
 """The paper's numbers and ours beside them, from the run folders OUT/run-KEY/result.json:
 
-1. every setting in OUT as a row, its seeds pooled (mean +- std), the setting Table 1's rule
-   chooses on dev per method, zero-shot rows under their English setting;
+1. every setting in OUT as a row, its seeds pooled (mean +- std), the chosen setting marked (one
+   rule, `chosen`: Sec 4.1's choice on dev), zero-shot rows under their English setting;
 2. the paper's Tables 2-6 in their own shape (paper.py holds its numbers), ours beside each
    number: Table 2 or 3 (plain fine-tuning at the dev choice), Table 4 (dev F1 with and without
    warmup), Table 5 or 6 (Plain, + Task fine-tuning, + 10e / 20e LM & Task fine-tuning).

@@ -25,14 +25,13 @@ class Tagger:
     labels: list      # label id -> tag, CoNLL style: "O", "B-PER", "I-PER", ...
     scheme: str       # the scheme it was trained in (iob1 | bio)
     max_len: int      # pieces per window
-    doc_context: bool
 
 
 def save_tagger(t, folder):
-    """config.json (id2label, label2id; our scheme, max_len, doc_context under "mbert_ner"),
+    """config.json (id2label, label2id; our scheme and max_len under "mbert_ner"),
     model.safetensors under HF's key names, vocab.txt and tokenizer_config.json: transformers'
     AutoModelForTokenClassification and pipeline("token-classification") load it as it is."""
-    ours = dict(scheme=t.scheme, max_len=t.max_len, doc_context=t.doc_context)
+    ours = dict(scheme=t.scheme, max_len=t.max_len)
     bert.save_pretrained(t.model, folder, config_extra=dict(
         id2label={str(i): tag for i, tag in enumerate(t.labels)},
         label2id={tag: i for i, tag in enumerate(t.labels)}, mbert_ner=ours))
@@ -75,8 +74,7 @@ def load_tagger(name_or_dir, device):
                          f"positions: set max_len to {positions} or less there")
     tok = WordPiece.from_pretrained(name_or_dir)
     bert.check_inputs(name_or_dir, max_len, len(tok))
-    return Tagger(model.to(device).eval(), tok, labels, ours.get("scheme", "bio"), max_len,
-                  ours.get("doc_context", False))
+    return Tagger(model.to(device).eval(), tok, labels, ours.get("scheme", "bio"), max_len)
 
 
 def read_text(path, encoding=None):
@@ -183,7 +181,7 @@ def tag_sentences(t, sents, scheme, batch_size=0):
     if not full:
         return [[] for _ in sents]
     label2id = {tag: i for i, tag in enumerate(t.labels)}
-    feats = conll.featurize(full, t.tok, label2id, t.max_len, t.doc_context)
+    feats = conll.featurize(full, t.tok, label2id, t.max_len)
     data = finetune.tensorize(feats, t.tok, next(t.model.parameters()).device)
     tags = iter(finetune.predict_tags(t.model, finetune.Split(full, feats, scheme), data,
                                       t.labels, batch_size))

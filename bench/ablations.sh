@@ -11,7 +11,7 @@
 # tables: MiniLM is no model the paper ran, so its Table 4 and 5 rows print as ours, the paper's
 # numbers beside as BERT-base's, unmarked; a rerun resumes.
 #
-#   bash bench/ablations.sh                              # GPU; JOBS=4 runs 4 worker processes
+#   bash bench/ablations.sh                              # GPU
 #   DATA=DIR OUT=runs/abl bash bench/ablations.sh        # CoNLL-2003 English in DIR
 #   bash bench/ablations.sh --max-train-sentences 64     # a CPU trial: flags go to the command
 set -euo pipefail
@@ -19,7 +19,6 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 DATA=${DATA:-}        # "" = CoNLL-2003 English downloaded once (experiments.py's default)
 OUT=${OUT:-runs/ablations}
-JOBS=${JOBS:-1}       # worker processes (a GPU has room for several MiniLMs)
 MODEL=$("$PY" -c "import experiments; print(experiments.minilm_folder())")
 exec "$PY" experiments.py reproduce --model "$MODEL" --data "$DATA" --lr 1e-4 --batch-size 16 \
-    --epochs 4 --seeds 4 --ablations --save false --workers "$JOBS" --out "$OUT" "$@"
+    --epochs 4 --seeds 4 --ablations --save false --out "$OUT" "$@"

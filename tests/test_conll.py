@@ -328,36 +328,6 @@ def test_long_sentence_windows(max_len):
     assert conll.gather(feats, preds, [sent(["z"]), sent(words)])[1] == [L2I[t] for t in tags]
 
 
-def test_document_context_by_hand():
-    """Doc 0 = [a b] [c d e] [f g], doc 1 = [h]; one piece each, max_len 7 (5 pieces). Context is
-    added nearest first, left then right: [c d e] -> b c d e f; [a b] has nothing on the left:
-    a b c d e; [f g] -> c d e f g; [h] stays alone (other document). Labels only on the centre."""
-    sents = [sent("a b".split()), sent("c d e".split()), sent("f g".split(), doc=0),
-             sent(["h"], doc=1)]
-    tok = FakeTok()
-    feats = conll.featurize(sents, tok, L2I, max_len=7, doc_context=True)
-    assert [tok.words(f.input_ids) for f in feats] == [list("abcde"), list("bcdef"),
-                                                       list("cdefg"), ["h"]]
-    assert [f.first for f in feats] == [[(0, 1), (1, 2)], [(0, 2), (1, 3), (2, 4)],
-                                        [(0, 4), (1, 5)], [(0, 1)]]
-    assert feats[1].labels == [-100, -100, 0, 0, 0, -100, -100]
-    plain = conll.featurize(sents, tok, L2I, max_len=7)  # off: each sentence alone
-    assert [tok.words(f.input_ids) for f in plain] == [s.words for s in sents]
-
-
-def test_document_context_long_sentence():
-    """A 300-word sentence between two short ones, with context: still each word once, every
-    window full to the budget or to the document's end."""
-    r = random.Random(1)
-    tags = [r.choice(list(L2I)) for _ in range(300)]
-    sents = [sent(["x"] * 20), sent([f"w{i}" for i in range(300)], tags), sent(["y"] * 20)]
-    feats = conll.featurize(sents, FakeTok(), L2I, max_len=64, doc_context=True)
-    assert all(len(f.input_ids) <= 64 for f in feats)
-    assert all(len(f.input_ids) >= 62 for f in feats)  # words have at most 3 pieces
-    out = conll.gather(feats, [[max(x, 0) for x in f.labels] for f in feats], sents)
-    assert out == [[L2I[t] for t in s.tags] for s in sents]
-
-
 def test_featurize_errors():
     """A word of 3 pieces cannot fit max_len 4 (2 pieces + [CLS]/[SEP]); a tag outside label2id is
     refused; both name the line of the word (sentence line 7 + word index 1 = 8)."""

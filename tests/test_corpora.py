@@ -50,8 +50,6 @@ def test_splits(tmp_path):
         corpora.splits(tmp_path / "train.txt")
     with pytest.raises(FileNotFoundError, match="DE_DATA"):
         corpora.splits(tmp_path / "german", lang="de")
-    with pytest.raises(ValueError, match="lang='fr'"):
-        corpora.splits(tmp_path, lang="fr")
 
 
 def patch_corpus(monkeypatch, lang, **changes):

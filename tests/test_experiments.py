@@ -841,14 +841,14 @@ def test_flags_take_both_forms_and_their_types():
     """--lr 5e-5 and --lr=5e-5, --batch-size and --batch_size; bools read true/false/1/0, and a
     bool flag alone reads true."""
     cfg, exp = parse(["train", "--lr", "5e-5", "--batch-size=32", "--epochs", "3", "--scheme=bio",
-                      "--save", "FALSE", "--doc_context=1", "--delta", "2", "--seed=0",
+                      "--save", "FALSE", "--clip_each=1", "--delta", "2", "--seed=0",
                       "--warmup", "1e-1", "--eval-batch-size", "8"])
-    got = (cfg.lr, cfg.batch_size, cfg.epochs, cfg.scheme, exp.save, cfg.doc_context, cfg.delta,
+    got = (cfg.lr, cfg.batch_size, cfg.epochs, cfg.scheme, exp.save, cfg.clip_each, cfg.delta,
            cfg.seed, cfg.warmup, exp.eval_batch_size)
     assert got == (5e-5, 32, 3, "bio", False, True, 2.0, 0, 0.1, 8)
     assert [type(x) for x in got] == [float, int, int, str, bool, bool, float, int, float, int]
-    _, exp = parse(["grid", "--shard", "1/4", "--workers=3", "--seeds", "2"])
-    assert (exp.shard, exp.workers, exp.seeds) == ("1/4", 3, 2)
+    _, exp = parse(["grid", "--shard", "1/4", "--seeds=2"])
+    assert (exp.shard, exp.seeds) == ("1/4", 2)
     _, exp = parse(["reproduce", "--lang", "en", "--ablations"])  # a bool alone is true, as
     assert exp.ablations is True  # `make reproduce-en ARGS=--ablations` passes it
     cfg, exp = parse(["demo", "--epochs", "1"])
@@ -859,7 +859,7 @@ BAD_FLAGS = [
     (["train", "--batch_size=16.0"], "argument --batch-size/--batch_size: invalid int value"),
     (["train", "--lr", "fast"], "argument --lr: invalid float value: 'fast'"),
     (["train", "--save=yes"], "'yes': expected true or false"),
-    (["train", "--doc_context", "2"], "'2': expected true or false"),
+    (["train", "--clip_each", "2"], "'2': expected true or false"),
     (["train", "--learning_rate=3e-5"], "unrecognized arguments: --learning_rate=3e-5"),
     (["train", "--clip=-1"], "argument --clip: -1: must be > 0"),
     (["train", "--lr", "0"], "argument --lr: 0: must be > 0"),
@@ -878,7 +878,7 @@ BAD_FLAGS = [
     (["train", "--delta", "1e999"], "1e999: not a finite number"),
     (["train", "--delta", "0x10"], "argument --delta: invalid float value: '0x10'"),
     (["grid", "--seeds", "0"], "argument --seeds: 0: must be >= 1"),
-    (["grid", "--workers", "0"], "argument --workers: 0: must be >= 1")]
+    (["grid", "--seeds", "0"], "argument --seeds: 0: must be >= 1")]
 
 
 @pytest.mark.parametrize("argv, match", BAD_FLAGS, ids=[" ".join(a) for a, _ in BAD_FLAGS])
@@ -894,7 +894,7 @@ def test_bad_flags_are_argparses_usage_errors(argv, match, capsys):
 
 
 OTHERS = [(["train", "--shard", "0/2"], "--shard 0/2"), (["train", "--seeds=3"], "--seeds=3"),
-          (["train", "--workers", "2"], "--workers 2"), (["train", "--ablations"], "--ablations"),
+          (["train", "--seeds", "2"], "--seeds 2"), (["train", "--ablations"], "--ablations"),
           (["reproduce", "--delta", "2.6"], "--delta 2.6"),
           (["reproduce", "--seed", "2"], "--seed 2"),
           (["reproduce", "--unfreeze", "3"], "--unfreeze 3"),
@@ -934,7 +934,7 @@ def test_what_no_one_flag_can_say_alone_is_checked_before_any_work(tmp_path, mon
     monkeypatch.setattr(experiments, "check_ready", lambda *a: pytest.fail("got past the checks"))
     if match is None:  # "01/2" is shard 1 of 2, as int() reads it
         assert parse(argv)[1].shard == "01/2"
-        experiments.check(FinetuneConfig(), parse(argv)[1], "grid")
+        experiments.check(FinetuneConfig(), parse(argv)[1])
         return
     with pytest.raises(ValueError, match=re.escape(match)):
         experiments.main(argv + ["--out", str(tmp_path / "out")])
@@ -943,7 +943,7 @@ def test_what_no_one_flag_can_say_alone_is_checked_before_any_work(tmp_path, mon
 
 def test_help_lists_every_flag_with_type_default_and_meaning(capsys):
     """train -h: every FinetuneConfig field and the run's own flags, each with its type, default
-    and the comment on its line; grid -h: --seeds, --shard and --workers, no --lr."""
+    and the comment on its line; grid -h: --seeds and --shard, no --lr."""
     with pytest.raises(SystemExit):
         experiments.main(["train", "-h"])
     out = capsys.readouterr().out
@@ -954,7 +954,7 @@ def test_help_lists_every_flag_with_type_default_and_meaning(capsys):
     with pytest.raises(SystemExit):
         experiments.main(["grid", "-h"])
     out = capsys.readouterr().out
-    assert all(f in out for f in ("--seeds INT", "--shard STR", "--workers INT"))
+    assert all(f in out for f in ("--seeds INT", "--shard STR"))
     assert "--lr" not in out and "--seed " not in out
 
 

@@ -123,8 +123,8 @@ def test_sigkill_at_random_moments_never_leaves_a_partial_result(minilm_dir, tmp
 # Two shards into one OUT, at once: fixed slices, so every run is trained once.
 
 def test_two_shards_at_once_train_every_planned_run_exactly_once(tmp_path):
-    """`grid --shard 0/2 --workers 2` (two worker processes, each a slice of the shard's slice) and
-    `grid --shard 1/2` into one OUT at the same time (a tiny BERT, one seed: 12 runs): no run is
+    """`grid --shard 0/2` and `grid --shard 1/2` into one OUT at the same time, as two processes on
+    one GPU or two nodes would run them (a tiny BERT, one seed: 12 runs): no run is
     trained by two processes (by their logs), every planned run is trained by one, OUT holds 12
     run folders each with its whole result; the same grid without --shard then trains nothing
     and chooses."""
@@ -132,22 +132,18 @@ def test_two_shards_at_once_train_every_planned_run_exactly_once(tmp_path):
     out = tmp_path / "out"
     argv = ["grid", "--model", folder, "--data", TINY, "--out", out, "--seeds", 1, "--save",
             "false", "--max-train-sentences", 16, "--cleanconll", "off"]
-    procs = [subprocess.Popen(command(*argv, "--shard", f"{i}/2", "--workers", 2 - i), cwd=ROOT,
+    procs = [subprocess.Popen(command(*argv, "--shard", f"{i}/2"), cwd=ROOT,
                               env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for i in range(2)]
     logs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], logs
-    assert "6 runs, 2 worker processes" in logs[0]
     found = [re.findall(r"\] run ([0-9a-f]{12}) \([^)]*\): dev F1", log) for log in logs]
     assert [len(f) for f in found] == [len(set(f)) for f in found]  # no run twice in a shard
-    workers = re.findall(r"\[worker (\d)\] \[run \d/\d\] run ([0-9a-f]{12}) ", logs[0])
-    assert len(workers) == 6 and {w for w, _ in workers} == {"0", "1"}
     trained = [set(f) for f in found]
     planned = {experiments.run_key(c) for c in experiments.grid_runs(
         FinetuneConfig(model=folder, data=TINY, max_train_sentences=16), Experiment(seeds=1))}
     assert not trained[0] & trained[1] and trained[0] | trained[1] == planned
     assert [len(t) for t in trained] == [6, 6]
-    assert sorted(k for _, k in workers) == sorted(trained[0])
     assert run_folders(out) == sorted(f"run-{k}" for k in planned)
     for name in run_folders(out):
         whole(str(out / name))
@@ -305,75 +301,45 @@ def test_a_tagger_that_finds_no_room_is_said_and_the_run_is_not_done(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# Worker processes: started from the command, stopped with it.
+# Real weights end to end; a stopped command and its resume.
 
 def test_reproduce_with_zero_shot_end_to_end_on_real_weights(minilm_dir, tmp_path):
     """The command line, the packaged MiniLM (real weights), English fixture data, one seed:
-    `reproduce --zero_shot DIR --workers 2` trains IOB1 and BIO in two worker processes, scores
+    `reproduce --zero_shot DIR` trains IOB1 and BIO, scores
     both on the GermEval fixture (OUT/run-KEY/zero-shot-ID.json), and prints one zero-shot row
     per scheme under the English rows."""
     out = tmp_path / "runs"
     germeval = os.path.join(ROOT, "tests", "fixtures", "germeval_tiny")
     done = run("reproduce", "--model", minilm_dir, "--data", TINY, "--seeds", 1, "--epochs", 1,
                "--lr", "1e-4", "--max_train_sentences", 40, "--out", out, "--save", "true",
-               "--zero_shot", germeval, "--workers", 2, timeout=600)
+               "--zero_shot", germeval, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [line for line in done.stdout.split("\n") if line.startswith("| en→de ")]
-    assert "2 runs, 2 worker processes" in done.stdout
     assert sorted(r.split(" | ")[2] for r in rows) == ["BIO", "IOB1"]
     assert all("zero-shot on germeval2014" in r for r in rows)
     zs = tables.results(str(out), "zero-shot-*.json")
     assert sorted(z["run"] for z in zs) == sorted(n[4:] for n in run_folders(out))
 
 
-def _children(pid):
-    """The pids whose parent is pid, from /proc."""
-    kids = []
-    for d in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                if d.isdigit() and int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                    kids.append(int(d))
-        except (OSError, ValueError, IndexError):
-            continue
-    return kids
-
-
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads processes from /proc (Linux)")
-def test_sigterm_stops_the_workers_and_a_resume_trains_what_they_had(tmp_path):
-    """SIGTERM to `reproduce --workers 2` (a SLURM time limit) while its workers train: the
-    workers stop with it, it exits 143, and the same command at once trains every run and prints
-    the table: 4 run folders, each with its whole result, no temporary left."""
+def test_sigterm_stops_a_command_and_a_resume_trains_the_rest(tmp_path):
+    """SIGTERM to `reproduce` (a SLURM time limit) while it trains: it exits 143 with no traceback,
+    and the same command at once trains every run and prints the table: 4 run folders, each with
+    its whole result, no temporary left."""
     folder = bert_folder(str(tmp_path / "bert"), layers=1, hidden=16)
     out = tmp_path / "out"
     argv = ["reproduce", "--model", folder, "--data", TINY, "--out", out, "--seeds", 2,
-            "--workers", 2, "--save", "false", "--max-train-sentences", 16, "--lr", "1e-3",
-            "--cleanconll", "off"]
+            "--save", "false", "--max-train-sentences", 16, "--lr", "1e-3", "--cleanconll", "off"]
     p = subprocess.Popen(command(*argv), cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True)
     lines = []
-    while not any(line.startswith("[worker") for line in lines):  # a worker is training
+    while not any(line.startswith("[run 2/") for line in lines):  # the second run is training
         line = p.stdout.readline()
         assert line, "".join(lines)
         lines.append(line)
-    kids = [k for k in _children(p.pid) if _alive(k)]
-    assert len(kids) >= 2, kids  # the two workers (and multiprocessing's tracker)
     p.send_signal(signal.SIGTERM)
     rest = p.communicate(timeout=120)[0]
     assert p.returncode == 128 + signal.SIGTERM and "stopped" in rest, rest  # 143, as a shell
     assert "Traceback" not in rest, rest
-    deadline = time.time() + 30
-    while any(map(_alive, kids)) and time.time() < deadline:
-        time.sleep(0.2)
-    assert not any(map(_alive, kids)), "a worker outlived its parent"
     again = run(*argv)
     assert again.returncode == 0, again.stderr
     assert len(run_folders(out)) == len(tables.results(str(out))) == 4

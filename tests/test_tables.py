@@ -77,7 +77,7 @@ METHODS = [(dict(), "BERT"), (dict(delta=2.6, unfreeze=3), "delta=2.6, unfreeze=
            (dict(schedule="stlr"), "schedule=stlr"),
            (dict(schedule="constant", max_train_sentences=1500),
             "schedule=constant, max_train_sentences=1500"),
-           (dict(unfreeze=1), "unfreeze=1"), (dict(doc_context=True), "doc_context=True"),
+           (dict(unfreeze=1), "unfreeze=1"), (dict(clip_each=True), "clip_each=True"),
            (dict(max_len=256, warmup=0.0), "warmup=0.0, max_len=256"),
            (dict(bias_correction=True), "bias_correction=True")]
 
