@@ -1,7 +1,6 @@
-"""Nothing half-written is ever seen: a file or a folder is made under a temporary name beside its
-target, `.NAME.XXXXXXXX.tmp`, then renamed into place in one step. A crash leaves the old one or
-the new one, and at most such a temporary, which a later making of NAME clears. Every writer of
-the project's outputs goes through here (results, predictions, masked-LM stages, downloads).
+"""Nothing half-written is ever seen: a file or folder is made under a temporary name beside its
+target, `.NAME.XXXXXXXX.tmp`, then renamed into place in one step; a crash leaves the old or the
+new one, and at most a temporary that a later making of NAME clears. Every output goes through here.
 """
 import glob
 import os

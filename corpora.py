@@ -34,6 +34,8 @@ SPLIT_NAMES = {"en": [("train.txt", "valid.txt", "test.txt"),
                       ("eng.train", "eng.testa", "eng.testb")],
                "de": [("deu.train", "deu.testa", "deu.testb")],
                "germeval": [("NER-de-train.tsv", "NER-de-dev.tsv", "NER-de-test.tsv")],
+               "es": [("esp.train", "esp.testa", "esp.testb")],
+               "nl": [("ned.train", "ned.testa", "ned.testb")],
                "cleanconll": [("cleanconll.train", "cleanconll.dev", "cleanconll.test")]}
 # what splits() says to do, after "pass a folder holding" the split names
 SPLIT_HOW = {"de": " (licensed, so never downloaded: make reproduce-de DE_DATA=DIR)",
@@ -173,6 +175,25 @@ DOWNLOADS = {
         changed="the file changed upstream: check it by hand and pass --data DIR (make "
                 "reproduce-germeval GERMEVAL_DATA=DIR)"),
 }
+
+
+def conll2002(name, counts):
+    """CoNLL-2002 Spanish or Dutch (Tjong Kim Sang 2002) from NLTK's conll2002.zip (its README: for
+    research use only), BIO; its published counts, as read (a Dutch -DOCSTART- is no token)."""
+    names = list(counts)
+    return Corpus(name=f"CoNLL-2002 {name}", folder=f"conll2002-{names[0][:3]}", counts=counts,
+                  files={"conll2002.zip": (("https://raw.githubusercontent.com/nltk/nltk_data/"
+                                            "gh-pages/packages/corpora/conll2002.zip",),
+                         "64440e49236d0d393e08e0b266284966d68e2d2a82a50cc41b8e96d98c03b5c8")},
+                  offline=f"unzip NLTK's conll2002.zip anywhere and pass --data DIR (the folder "
+                          f"holding {', '.join(names)})",
+                  changed="the archive changed upstream: check it by hand and pass --data DIR")
+
+
+DOWNLOADS["es"] = conll2002("Spanish", {"esp.train": (8323, 264715), "esp.testa": (1915, 52923),
+                                        "esp.testb": (1517, 51533)})
+DOWNLOADS["nl"] = conll2002("Dutch", {"ned.train": (15806, 202644), "ned.testa": (2895, 37687),
+                                      "ned.testb": (5195, 68875)})
 
 
 def _fetch(url, dest):

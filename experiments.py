@@ -78,7 +78,7 @@ COMMANDS = {  # command -> (help, FinetuneConfig fields it does not take, Experi
     "demo": ("offline: the packaged MiniLM on a slice of CoNLL-2003 English", ["model"],
              ["out", "save", "eval_batch_size", "graphs"])}
 CHOICES = dict(scheme=("iob1", "bio"), schedule=("linear", "stlr", "constant"),
-               lang=("en", "de", "germeval", "cleanconll"), level=("outer", "inner"))
+               lang=("en", "de", "germeval", "cleanconll", "es", "nl"), level=("outer", "inner"))
 # (low, high, low excluded): delta in [1/16, 16] keeps every layer's Eq. 1 rate a normal float
 # for BERT-large's 24 layers (16^24 ~ 8e28).
 RANGES = dict(lr=(0, 1, True), batch_size=(1, None), epochs=(1, None), seed=(0, None),
@@ -156,8 +156,7 @@ def run_key(cfg):
 
 
 def model_id(model):
-    """A local folder by where it really is (`dir/`, `./dir` and a link to it are one model), a Hub
-    id as it is written."""
+    """A folder by where it really is (`dir/`, `./dir`, a link to it), a Hub id as it is written."""
     return os.path.realpath(model) if os.path.isdir(model) else model.rstrip("/")
 
 
@@ -184,9 +183,10 @@ def run_one(cfg, exp, log=print):
         encoder = lm_stage(cfg, exp, log) if cfg.lm_epochs else None
         t = finetune.train(cfg, encoder, fit_loop(exp), exp.eval_batch_size, log)
         os.makedirs(folder)
-        for split, (sents, pred) in t.pred.items():
+        files = corpora.splits(corpora.data_dir(cfg.data, cfg.lang), cfg.lang)
+        for split, (sents, pred) in t.pred.items():  # -DOCSTART- lines where the file has them
             with open(os.path.join(folder, f"{split}.pred.txt"), "w", encoding="utf-8") as f:
-                f.write(conll.conll_text(sents, pred))
+                f.write(conll.conll_text(sents, pred, conll.has_docstart(files[split])))
         tagged = tagger.Tagger(t.model, t.tok, t.labels, cfg.scheme, cfg.max_len)
         if exp.save:
             tagger.save_tagger(tagged, folder)
@@ -243,10 +243,8 @@ def run_all(runs, exp, log=print):
         run_one(cfg, exp, lambda s, i=i: log(f"[run {i + 1}/{len(runs)}] {s}"))
 
 
-STOP = dict(signal=signal.SIGINT, after="what is recorded stays; the same command resumes the "
-                                        "rest", failed="; a run in progress is not recorded: "
-                                        "the same command trains it again")  # how a stopped or
-# failed command ends, and what it says
+STOP = dict(signal=signal.SIGINT, after="what is recorded stays; the same command resumes the rest",
+            failed="; a run in progress is not recorded: the same command trains it again")
 
 
 def stop_on_sigterm():

@@ -144,9 +144,10 @@ def show_spans(words, spans):
 # ---------------------------------------------------------------------------------------------
 # 4. The method's schedules (Sec 3.3), offline: no weights, vocabulary or data are needed.
 
-# --lang's published train sentences: CoNLL-2003's (Tjong Kim Sang & De Meulder 2003), GermEval
-# 2014's (Benikova et al. 2014); CleanCoNLL's train is CoNLL-2003 English's, a few of them joined
-TRAIN_SENTENCES = {"en": 14041, "de": 12705, "germeval": 24000, "cleanconll": 14041}
+# --lang's published train sentences (CoNLL-2003, GermEval 2014, CoNLL-2002: corpora.py cites
+# each); CleanCoNLL's train is CoNLL-2003 English's, a few of them joined
+TRAIN_SENTENCES = {"en": 14041, "de": 12705, "germeval": 24000, "cleanconll": 14041, "es": 8323,
+                   "nl": 15806}
 
 
 def plan_length(cfg, updates=0):

@@ -31,7 +31,7 @@ class FinetuneConfig:
     """What a run is: every field can change its result (experiments.run_key hashes them all)."""
     model: str = "bert-base-multilingual-cased"  # Sec 2.4: mBERT
     data: str = ""             # folder with the splits; "" = download (English, GermEval)
-    lang: str = "en"           # en | de (CoNLL-2003) | germeval (GermEval 2014) | cleanconll
+    lang: str = "en"           # en | de (CoNLL-2003) | germeval | cleanconll | es | nl (CoNLL-2002)
     level: str = "outer"       # germeval: outer or inner entities (Benikova et al. 2014: cols 3/4)
     scheme: str = "iob1"       # iob1 | bio: the tagging scheme trained (Sec 3.1, Tables 2-3)
     lr: float = 3e-5           # Table 1 grid {2e-5, 3e-5, 5e-5}; 3e-5 chosen (Sec 4.1, fn 11)

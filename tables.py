@@ -35,9 +35,8 @@ NOTES = {"germeval": "germeval: conlleval F1 of one level's spans (outer unless 
 
 
 def read_result(folder, name="result.json"):
-    """The record in folder/name, or None where there is none: a run without one is not done. One
-    that does not parse (cut short by a full disk, edited by hand) is named and counts as none, so
-    the command that made it makes it again."""
+    """The record in folder/name, or None where there is none (a run not done). One that does not
+    parse (cut short, edited by hand) is named and counts as none: its command makes it again."""
     path = os.path.join(folder, name)
     try:
         with open(path, encoding="utf-8") as f:

@@ -513,3 +513,77 @@ def test_english_falls_back_to_the_hub_copies_of_the_archive(tmp_path, fake_arch
     (urls, _), = corpora.DOWNLOADS["en"].files.values()
     assert [u.split("/")[2] for u in urls] == ["data.deepai.org", "huggingface.co",
                                                "huggingface.co"]
+
+
+# ---------------------------------------------------------------------------------------------
+# CoNLL-2002 Spanish and Dutch (Tjong Kim Sang 2002): fixtures cut from NLTK's conll2002.zip
+# (research use only), the first sentences of each file as they are.
+
+C2002 = {"es": ("esp", "Spanish"), "nl": ("ned", "Dutch")}
+
+
+@pytest.mark.parametrize("lang, docs", [("es", 1), ("nl", 2)])
+def test_conll2002_splits_read_as_the_shared_task_counts_them(lang, docs):
+    """esp.train/testa/testb (no -DOCSTART-) and ned.* (each article's -DOCSTART- line inside its
+    first sentence, no blank line after it): testa is dev, testb test; a Dutch -DOCSTART- starts a
+    document and is no word (the published token counts leave it out); tags are BIO, and one
+    Spanish sentence opens with an I- tag, as the real files have it (a break inside an entity)."""
+    pre, _ = C2002[lang]
+    paths = corpora.splits(os.path.join(FIXTURES, f"{lang}_tiny"), lang)
+    assert [os.path.basename(p) for p in paths.values()] == [f"{pre}.train", f"{pre}.testa",
+                                                             f"{pre}.testb"]
+    for path in paths.values():
+        sents = conll.read_conll(path)
+        text = open(path, encoding="utf-8").read()
+        blocks = [b for b in text.split("\n\n") if b.strip()]
+        lines = [ln for b in blocks for ln in b.split("\n") if ln and ln[:10] != "-DOCSTART-"]
+        assert len(sents) == len(blocks) and sum(map(len, (s.words for s in sents))) == len(lines)
+        assert len({s.doc for s in sents}) == docs and "-DOCSTART-" not in sents[0].words
+        assert conll.detect_scheme(s.tags for s in sents) == "bio"
+    if lang == "es":
+        assert any(s.tags[0].startswith("I-") for s in conll.read_conll(paths["train"]))
+
+
+@pytest.mark.parametrize("lang", ["es", "nl"])
+def test_conll2002_download_is_checked_and_whole(tmp_path, monkeypatch, lang):
+    """conll2002.zip fetched once from NLTK's data repository, checked by sha256 and by each
+    file's sentence and token counts, unpacked to cache/conll2002-esp (or -ned); a wrong sha256,
+    wrong counts and a missing member each stop it with an error saying what to do, and no data
+    folder is left."""
+    pre, name = C2002[lang]
+    zpath = tmp_path / "conll2002.zip"
+    with zipfile.ZipFile(zpath, "w") as z:
+        for split in ("train", "testa", "testb"):
+            z.write(os.path.join(FIXTURES, f"{lang}_tiny", f"{pre}.{split}"),
+                    f"conll2002/{pre}.{split}")
+        z.writestr("conll2002/README", "research use only")
+    counts = {}
+    for split in ("train", "testa", "testb"):
+        sents = conll.read_conll(os.path.join(FIXTURES, f"{lang}_tiny", f"{pre}.{split}"))
+        counts[f"{pre}.{split}"] = (len(sents), sum(len(s.words) for s in sents))
+    (urls, real), = corpora.DOWNLOADS[lang].files.values()
+    assert real == "64440e49236d0d393e08e0b266284966d68e2d2a82a50cc41b8e96d98c03b5c8"
+    assert urls == ("https://raw.githubusercontent.com/nltk/nltk_data/gh-pages/packages/corpora/"
+                    "conll2002.zip",)
+    fetched = []
+    monkeypatch.setattr(corpora, "_fetch", lambda url, dest: fetched.append(url) or
+                        shutil.copy(zpath, dest))
+    patch_corpus(monkeypatch, lang, files={"conll2002.zip": (urls, "0" * 64)}, counts=counts)
+    with pytest.raises(ValueError, match="sha256 .*, expected 0{64}; the archive changed"):
+        corpora.download(lang, tmp_path / "c1")
+    assert os.listdir(tmp_path / "c1") == []
+    patch_corpus(monkeypatch, lang, files={"conll2002.zip": (urls, sha(zpath))},
+                 counts=dict(counts, **{f"{pre}.testa": (1915, 1)}))
+    with pytest.raises(ValueError, match=f"sentences, CoNLL-2002 {name} has 1915"):
+        corpora.download(lang, tmp_path / "c2")
+    assert os.listdir(tmp_path / "c2") == ["conll2002.zip"]
+    patch_corpus(monkeypatch, lang, counts=dict(counts, **{f"{pre}.extra": (1, 1)}))
+    with pytest.raises(ValueError, match=f"no {pre}.extra inside; pass --data DIR"):
+        corpora.download(lang, tmp_path / "c3")
+    assert os.listdir(tmp_path / "c3") == ["conll2002.zip"]
+    patch_corpus(monkeypatch, lang, counts=counts)
+    d = corpora.download(lang, tmp_path / "c4")
+    assert d == os.path.join(tmp_path, "c4", f"conll2002-{pre}")
+    assert sorted(os.listdir(d)) == sorted(counts) and fetched == list(urls) * 4
+    assert corpora.splits(d, lang)["test"] == os.path.join(d, f"{pre}.testb")
+    assert corpora.data_id("", lang).startswith(f"{lang}:")

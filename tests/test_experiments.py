@@ -1144,6 +1144,29 @@ def test_germeval_run_trains_and_scores_its_level(tmp_path, level):
     assert rec["dev"]["gold"] == {"outer": 1, "inner": 0}[level]  # the fixture's dev spans
 
 
+@pytest.mark.parametrize("lang, pre", [("es", "esp"), ("nl", "ned")])
+def test_a_conll2002_run_trains_and_is_scored_as_conlleval_scores_its_files(tmp_path, lang, pre):
+    """`train --lang es` / `--lang nl` (CoNLL-2002, BIO files) with IOB1 training: testa is the
+    dev set, the predictions come back in the files' scheme, the recorded scores are conlleval's
+    on the written dev file, and -DOCSTART- lines are written where the file has them: a Dutch
+    article's (conlleval counts it as a token, as in the original), none for Spanish."""
+    folder = bert_folder(str(tmp_path / "bert"), layers=1, hidden=16)
+    data = os.path.join(FIXTURES, f"{lang}_tiny")
+    cfg, exp = parse(["train", "--lang", lang, "--data", data, "--model", folder, "--epochs", "1",
+                      "--lr", "1e-3", "--batch-size", "8", "--out", str(tmp_path / "runs"),
+                      "--save", "false"])
+    rec = experiments.run_one(cfg, exp, log=quiet)
+    gold = conll.read_conll(os.path.join(data, f"{pre}.testa"))
+    path = os.path.join(tmp_path, "runs", f"run-{rec['key']}", "dev.pred.txt")
+    pred = conll.read_conll(path)
+    assert rec["config"]["lang"] == lang and [s.words for s in pred] == [s.words for s in gold]
+    assert rec["dev"] == conlleval.evaluate([s.tags for s in gold], [p.tags for p in pred])
+    assert conll.detect_scheme(s.tags for s in pred if any(t != "O" for t in s.tags)) in (
+        "bio", None)
+    docs = open(path, encoding="utf-8").read().count(conll.DOCSTART)
+    assert docs == {"es": 0, "nl": 2}[lang]  # as the file has them
+
+
 def test_germeval_without_a_folder_downloads_it(monkeypatch):
     """No --data with --lang germeval: the free corpus is downloaded into the cache (GermEval
     2014, CC-BY); CoNLL-2003 German is licensed and says how to get a German row without it."""
