@@ -180,6 +180,7 @@ def run_one(cfg, exp, log=print):
         log(f"{what}: done before, skipped")
     else:
         shutil.rmtree(folder, ignore_errors=True)  # a try that did not finish
+        STOP["failed"] = "; the run in progress is not recorded: the same command trains it again"
         encoder = lm_stage(cfg, exp, log) if cfg.lm_epochs else None
         t = finetune.train(cfg, encoder, fit_loop(exp), exp.eval_batch_size, log)
         os.makedirs(folder)
@@ -243,8 +244,7 @@ def run_all(runs, exp, log=print):
         run_one(cfg, exp, lambda s, i=i: log(f"[run {i + 1}/{len(runs)}] {s}"))
 
 
-STOP = dict(signal=signal.SIGINT, after="what is recorded stays; the same command resumes the rest",
-            failed="; a run in progress is not recorded: the same command trains it again")
+STOP = dict(signal=signal.SIGINT, after="what is recorded stays; the same command resumes the rest")
 
 
 def stop_on_sigterm():
@@ -436,7 +436,7 @@ def check_ready(cfg, exp, runs):
         tempfile.TemporaryFile(dir=exp.out).close()
     except OSError as e:
         raise ValueError(f"--out {exp.out}: cannot write there ({e.strerror or e})") from None
-    corpora.data_dir(cfg.data, cfg.lang)  # found (downloaded once where it is free) and counted
+    corpora.splits(corpora.data_dir(cfg.data, cfg.lang), cfg.lang)  # found (fetched once if free)
     rescore.clean_sets(cfg, exp, warn=lambda s: print(s, file=sys.stderr))  # now, not after a run
     if exp.zero_shot:
         rescore.german_sets(exp)
@@ -499,7 +499,7 @@ def main(argv=None):
     if cmd == "explain":
         return explain.command(args)
     if cmd == "predict":
-        STOP.update(after="predict wrote no file; the same command tags the input anew", failed="")
+        STOP.update(after="predict wrote no file; the same command tags the input anew")
         return print(tagger.predict(args["model"], args["file"], args["text"], args["output"],
                                     args["encoding"], args["eval_batch_size"]), end="")
     names = {f.name for f in fields(FinetuneConfig)}
@@ -507,8 +507,8 @@ def main(argv=None):
     cfg = replace(base, **{k: v for k, v in args.items() if k in names})
     exp = Experiment(**{k: v for k, v in args.items() if k not in names})
     check(cfg, exp)
-    if cfg.lang == "cleanconll" and cfg.data and not os.path.isfile(
-            os.path.join(cfg.data, "cleanconll.train")):  # built from the English files once
+    english = [n for n in ("train.txt", "eng.train") if os.path.isfile(f"{cfg.data}/{n}")]
+    if cfg.lang == "cleanconll" and english:  # CleanCoNLL built from the English files, once
         cfg = replace(cfg, data=cleanconll.cleanconll_dir(cfg.data, cfg.data, train=True))
     given = set(args) & {"batch_size", "lr", "epochs"}
     if given and cmd == "reproduce" and exp.grid:
@@ -536,7 +536,7 @@ if __name__ == "__main__":
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush
         sys.exit(128 + signal.SIGPIPE)
     except OSError as e:  # no room, a file-size limit, a folder that is a file
-        sys.exit(f"error: {e}{STOP['failed']}")
+        sys.exit(f"error: {e}{STOP.get('failed', '')}")
     except (ValueError, FloatingPointError, RuntimeError) as e:  # says what to change
         sys.exit(f"error: {e}")
     except KeyboardInterrupt:

@@ -292,7 +292,7 @@ def test_a_tagger_that_finds_no_room_is_said_and_the_run_is_not_done(tmp_path):
     last = r.stderr.strip().split("\n")[-1]
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-3000:]
     assert last.startswith("error: ") and "File too large" in last
-    assert last.endswith("a run in progress is not recorded: the same command trains it again")
+    assert last.endswith("the run in progress is not recorded: the same command trains it again")
     assert tables.results(str(out)) == [] and temps(out) == []
     cfg = FinetuneConfig(model=folder, data=TINY, epochs=1, max_train_sentences=16)
     rec = experiments.run_one(cfg, Experiment(out=str(out), cleanconll="off"), log=lambda s: None)
@@ -419,3 +419,19 @@ tagger.predict({folder!r}, {str(text)!r}, text=True, output="out.txt")
     age(temps(work))
     tagger.predict(folder, str(text), text=True, output=str(work / "out.txt"))
     assert temps(work) == [] and sorted(os.listdir(work)) == ["in.txt", "out.txt"]
+
+
+def test_a_data_folder_that_is_wrong_is_one_line_before_any_training(tmp_path):
+    """A --data folder that does not exist, or one holding neither CleanCoNLL's files nor the
+    English ones to build them from: one line naming the folder and what it must hold, before any
+    model is looked at; no "run in progress" is said to be lost, since none began."""
+    (tmp_path / "empty").mkdir()
+    for argv, want in ((["--data", tmp_path / "none"], "none: no such folder; pass a folder "
+                        "holding train.txt, valid.txt, test.txt or eng.train"),
+                       (["--lang", "cleanconll", "--data", tmp_path / "empty"],
+                        "empty: lacks some of the files; pass a folder holding cleanconll.train, "
+                        "cleanconll.dev, cleanconll.test, or CoNLL-2003 English's files")):
+        r = run("train", *argv, "--out", tmp_path / "out")
+        last = r.stderr.strip().splitlines()[-1]
+        assert r.returncode == 1 and last.startswith("error: ") and want in last, r.stderr
+        assert "not recorded" not in r.stderr and "Traceback" not in r.stderr

@@ -453,6 +453,29 @@ def test_a_record_cut_short_is_named_and_left_out(tmp_path, capsys):
     assert [r["dev"]["f1"] for r in tables.results(out)] == [90.0]
 
 
+@pytest.mark.parametrize("damage", ["folder", "dangling link", "not utf-8"])
+def test_an_unreadable_result_is_named_never_a_traceback(tmp_path, capsys, damage):
+    """A result.json that is a folder or bytes that are not UTF-8 is named on stderr; one that is a
+    link to nothing reads as no file. Each counts as none (its run is trained again), and the
+    other runs are still tabled: never a traceback."""
+    out = str(tmp_path)
+    folders = add_runs(out, [(90.0, 91.0), (80.0, 81.0)])
+    path = os.path.join(folders[1], "result.json")
+    os.remove(path)
+    if damage == "folder":
+        os.mkdir(path)
+    elif damage == "dangling link":
+        os.symlink(os.path.join(folders[1], "gone.json"), path)
+    else:
+        with open(path, "wb") as f:
+            f.write(b'{"key": "\xff"}')
+    assert tables.read_result(folders[1]) is None
+    named = f"warning: {path}: not a whole record (" in capsys.readouterr().err
+    assert named == (damage != "dangling link")
+    assert [r["dev"]["f1"] for r in tables.results(out)] == [90.0]
+    assert tables.table(out).split("\n")[2].split(" | ")[7:10] == ["1", "90.00", "91.00"]
+
+
 def test_a_folder_without_runs_names_those_beneath_it(tmp_path):
     """`table --out runs` where the runs are in runs/en and runs/de: an error that lists those
     folders, to pass one as --out; a folder with none anywhere says how to make some."""
