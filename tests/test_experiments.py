@@ -425,15 +425,6 @@ def test_predict_with_a_hub_style_ner_model(tmp_path):
         tagger.predict(other, test, output=str(tmp_path / "q.txt"))
 
 
-def _damage(folder, edit):
-    path = os.path.join(folder, "config.json")
-    with open(path) as f:
-        text = f.read()
-    with open(path, "w") as f:
-        f.write(edit(text))
-    return path
-
-
 def put(out, cfg, dev=90.0, test=None, **extra):
     """A result.json as run_one writes one (only what the tables read), in OUT/run-KEY/."""
     key = experiments.run_key(cfg)

@@ -9,8 +9,6 @@ import shutil
 import subprocess
 import sys
 
-import pytest
-
 from conftest import ROOT, TINY
 
 NEEDS_NETWORK = {  # a Hub model, mBERT or CoNLL-2003 fetched: not run here
