@@ -16,6 +16,7 @@ def _temp(path):
     """A fresh temporary name beside `path`, after clearing those a killed maker of it left (a
     run's temporaries go with its folder; downloads at once from several shards keep theirs)."""
     folder, name = os.path.split(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)  # the target's folder, made here for every writer
     for old in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}.*.tmp")):
         if time.time() - os.path.getmtime(old) > STALE_S:
             shutil.rmtree(old) if os.path.isdir(old) else os.remove(old)

@@ -133,6 +133,10 @@ def paste(words, annotations):
 # ---------------------------------------------------------------------------------------------
 # One split built and checked.
 
+class NotOriginal(ValueError):
+    """English files other than CoNLL-2003's: CleanCoNLL has nothing to correct there."""
+
+
 def check_words(original, split):
     """The first column of the file `original` must be CoNLL-2003 English's `split` -> its words;
     else an error before anything is fetched or built."""
@@ -140,7 +144,7 @@ def check_words(original, split):
         words = first_column(f.read())
     got = hashlib.sha256(b"\n".join(words[:filled(words)]) + b"\n").hexdigest()
     if got != WORDS[split]:
-        raise ValueError(f"{original}: its words are not CoNLL-2003 English's {split} words "
+        raise NotOriginal(f"{original}: its words are not CoNLL-2003 English's {split} words "
                          f"(sha256 of its first column {got[:12]}, expected {WORDS[split][:12]}): "
                          f"CleanCoNLL's patches and labels fit the original files only")
     return words
@@ -213,7 +217,6 @@ def cleanconll_dir(original, source="", cache_dir=None, train=False):
             build_split(s, words[s], paths[s], _file(f"{s}_tokens.patch", source, cache_dir),
                         _file(f"cleanconll_annotations.{s}", source, cache_dir),
                         os.path.join(tmp, f"cleanconll.{s}"))
-    os.makedirs(os.path.dirname(out), exist_ok=True)
     return atomic.make_folder(out, fill)
 
 
@@ -224,7 +227,6 @@ def _file(name, source, cache_dir):
     for path in [*where, kept]:
         if os.path.isfile(path):
             return check_file(path, name)
-    os.makedirs(os.path.dirname(kept), exist_ok=True)  # fetched whole and checked, or not kept
     corpora.fetch(RAW + FILES[name][0], kept, lambda tmp: check_file(tmp, name), OFFLINE)
     print(f"CleanCoNLL: {name} from {RAW + FILES[name][0]}", file=sys.stderr)
     return check_file(kept, name)

@@ -8,9 +8,10 @@ dev/test pairs for zero-shot rows, and the fingerprint that names a run's data.
   published sentence (and token) counts, appearing only once complete.
 - `german_eval_sets(folder)`: German dev + test with CoNLL's four types, CoNLL-2003 German as it is
   or GermEval mapped (germeval_to_conll), for Wu & Dredze (2019)'s zero-shot transfer.
-- `data_dir` / `data_id`: the folder a run trains on, and what names its data in the run's key
-  (a folder by its files' bytes, so an edited file is a new run). Reading files is conll.py's.
+- `data_dir` / `data_id` / `read_splits`: the folder a run trains on, what names its data in the
+  run's key (a folder by its files' bytes), and its splits as windows of pieces (Sec 3.1, 3.2).
 """
+import functools
 import hashlib
 import http.client
 import os
@@ -23,6 +24,7 @@ from dataclasses import dataclass, replace
 
 import atomic
 import conll
+from wordpiece import WordPiece
 
 CACHE = os.path.join(os.path.expanduser("~"), ".cache", "mbert-ner")  # free data, downloaded once
 _FINGERPRINTS = {}  # data_id's: the split files' (path, size, mtime) -> the digest of their bytes
@@ -129,8 +131,7 @@ class Corpus:
 
 
 def gdrive(file_id):
-    """Google Drive's two doors to one file: the plain link, and the one that skips the page Drive
-    answers with ("can't scan this file for viruses") when it decides a file is large."""
+    """Drive's plain link, and the one past its "can't scan this file for viruses" page."""
     return (f"https://drive.google.com/uc?export=download&id={file_id}",
             f"https://drive.usercontent.google.com/download?id={file_id}&export=download&confirm=t")
 
@@ -185,8 +186,7 @@ def conll2002(name, counts):
                   files={"conll2002.zip": (("https://raw.githubusercontent.com/nltk/nltk_data/"
                                             "gh-pages/packages/corpora/conll2002.zip",),
                          "64440e49236d0d393e08e0b266284966d68e2d2a82a50cc41b8e96d98c03b5c8")},
-                  offline=f"unzip NLTK's conll2002.zip anywhere and pass --data DIR (the folder "
-                          f"holding {', '.join(names)})",
+                  offline=f"unzip NLTK's conll2002.zip and pass --data DIR (with {names[0]}...)",
                   changed="the archive changed upstream: check it by hand and pass --data DIR")
 
 
@@ -302,12 +302,11 @@ def download(lang, cache_dir):
             else:
                 _fetch_any(src, name, urls, sha256, os.path.join(tmp, name))
         _check_counts(src, tmp, cache_dir)
-    os.makedirs(cache_dir, exist_ok=True)
     return atomic.make_folder(out, fill)
 
 
 # ---------------------------------------------------------------------------------------------
-# The data of a run: its folder and the fingerprint of its files.
+# The data of a run: its folder, its id, and its splits as the windows finetune.py trains on.
 
 def data_dir(data, lang):
     """The folder of the splits: `data`, or CoNLL-2003 English / GermEval 2014 downloaded once."""
@@ -337,3 +336,40 @@ def data_id(data, lang):
                 h.update(split.encode() + f.read())
         _FINGERPRINTS[stamp] = h.hexdigest()[:12]
     return _FINGERPRINTS[stamp]
+
+
+
+@dataclass
+class Split:
+    sents: list    # conll.Sentence, with the file's own (gold) tags
+    feats: list    # conll.Feature windows, labelled in the trained scheme
+    scheme: str    # the file's scheme: predictions are converted to it before scoring
+
+
+def read_splits(cfg, tok):
+    """-> ({"train", "dev", "test"}: Split, labels), labels from every split (so a type seen only in
+    dev or test has an id too). Memoised: a grid's runs read alike, and a reading takes seconds."""
+    return _read(tok, cfg.data, cfg.lang, cfg.level, cfg.scheme, cfg.max_len,
+                 cfg.max_train_sentences)
+
+
+vocabulary = functools.lru_cache(maxsize=2)(WordPiece.from_pretrained)  # _read's memo key
+
+
+@functools.lru_cache(maxsize=2)  # speed only: IOB1's and BIO's readings of one grid
+def _read(tok, folder, lang, level, scheme, max_len, max_train_sentences):
+    paths = splits(data_dir(folder, lang), lang)
+    files = {k: conll.read_germeval(p, level) if lang == "germeval" else conll.read_conll(p)
+             for k, p in paths.items()}  # GermEval: one of its two levels of nested spans, in BIO
+    labels = conll.tag_set([s for sents in files.values() for s in sents])
+    label2id = {t: i for i, t in enumerate(labels)}
+    files["train"] = files["train"][:max_train_sentences or None]  # >0: the first N only
+    data = {}
+    for split, sents in files.items():
+        ours = [replace(s, tags=conll.to_scheme(s.tags, scheme)) for s in sents]  # Sec 3.1
+        try:
+            feats = conll.featurize(ours, tok, label2id, max_len)
+        except ValueError as e:  # "line 8: word ... has 130 pieces": say in which file
+            raise ValueError(f"{paths[split]}, {e}") from None
+        data[split] = Split(sents, feats, conll.detect_scheme(s.tags for s in sents))
+    return data, labels

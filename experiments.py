@@ -43,7 +43,6 @@ import tagger
 from finetune import FinetuneConfig
 from wordpiece import WordPiece
 
-ROOT = os.path.dirname(os.path.abspath(__file__))
 
 
 @dataclass
@@ -182,7 +181,8 @@ def run_one(cfg, exp, log=print):
         shutil.rmtree(folder, ignore_errors=True)  # a try that did not finish
         STOP["failed"] = "; the run in progress is not recorded: the same command trains it again"
         encoder = lm_stage(cfg, exp, log) if cfg.lm_epochs else None
-        t = finetune.train(cfg, encoder, fit_loop(exp), exp.eval_batch_size, log)
+        fit = fit_loop(exp)
+        t = finetune.train(cfg, encoder, fit, exp.eval_batch_size, log)
         os.makedirs(folder)
         files = corpora.splits(corpora.data_dir(cfg.data, cfg.lang), cfg.lang)
         for split, (sents, pred) in t.pred.items():  # -DOCSTART- lines where the file has them
@@ -196,7 +196,7 @@ def run_one(cfg, exp, log=print):
                       dev_f1_per_epoch=t.dev_f1, train_time_s=round(s["train_s"], 3),
                       time_s=round(s["time_s"], 1), updates=s["updates"],
                       tokens_per_s=round(s["tokens"] / s["train_s"]),
-                      device=str(bert.pick_device()), graphs=fit_loop(exp) is fastfit.fit,
+                      device=str(bert.pick_device()), graphs=fit is fastfit.fit,
                       data_id=corpora.data_id(cfg.data, cfg.lang), model_id=model_id(cfg.model))
         if clean := rescore.clean_scores(cfg, exp, tagged, log):  # CleanCoNLL: the same
             record["cleanconll"] = clean  # predictions' step on corrected labels
@@ -214,11 +214,10 @@ def lm_stage(cfg, exp, log):
         return folder  # whole: atomic.make_folder renames it into place only once it is
 
     def fill(tmp):
-        tok = finetune.vocabulary(cfg.model)
-        data, _ = finetune.read_splits(cfg, tok)
+        tok = corpora.vocabulary(cfg.model)
+        data, _ = corpora.read_splits(cfg, tok)
         model = finetune.lm_finetune(cfg, tok, data["train"].feats, fit_loop(exp), log)
         bert.save_pretrained(model, tmp)
-    os.makedirs(exp.out, exist_ok=True)
     return atomic.make_folder(folder, fill)
 
 
@@ -277,9 +276,8 @@ def paper_setting(cfg, given):
 
 
 def choose(runs, out, log=print):
-    """The setting of `runs` that tables.chosen picks (the one rule: the dev choice over Table 1's
-    grid where the whole grid ran, else the paper's setting) -> (its first run, its records), or
-    None while some runs have no result yet (another shard's)."""
+    """The setting of `runs` that tables.chosen picks (the one rule) -> (its first run, its
+    records), or None while some runs have no result yet (another shard's)."""
     recs = [tables.read_result(os.path.join(out, f"run-{run_key(c)}")) for c in runs]
     if not all(recs):
         log(f"{sum(not r for r in recs)} of {len(runs)} runs have no result yet (other shards?)")
@@ -333,9 +331,8 @@ def ablation_cfg(cfg):
 
 
 def ablations_of(cfg, log=print):
-    """Which of Tables 4-6 --ablations runs: what the paper ran for this model and language
-    (English BERT-base: 4 and 5; mBERT English: 4; mBERT German: 4 and 6), all three for a model
-    it never ran (printed as ours). The LM rows need the checkpoint's own masked-LM head."""
+    """Which of Tables 4-6 --ablations runs: what the paper ran for the model and language
+    (tables.paper_tables_for); the LM rows need the checkpoint's own masked-LM head."""
     which = tables.paper_tables_for(tables.name_of(model_id(cfg.model)), cfg.lang)
     if 56 in which and cfg.lm_epochs == 0:
         try:
@@ -352,8 +349,10 @@ def reproduce_runs(cfg, exp, given=()):
     cfg = paper_setting(cfg, given) if not exp.grid else cfg
     runs = [r for s in schemes(cfg) for r in grid_runs(replace(cfg, scheme=s), exp, exp.grid)]
     which, best = ablations_of(cfg, lambda s: None) if exp.ablations else set(), ablation_cfg(cfg)
-    runs += table4_runs(best) * bool(which) + task_runs(best) * (56 in which)
-    return runs + lm_runs(task_runs(best)[0]) * (56 in which and "no-lm" not in which)
+    runs += table4_runs(best) if which else []
+    if 56 in which:  # the LM rows counted at the search's first setting: any would do
+        runs += task_runs(best) + (lm_runs(task_runs(best)[0]) if "no-lm" not in which else [])
+    return runs
 
 
 def reproduce(cfg, exp, given=(), log=print):
@@ -396,10 +395,10 @@ def minilm_folder():
 
 
 DEMO = dict(scheme="bio", lr=1e-4, batch_size=16, epochs=2, max_train_sentences=1500)  # timed:
-# BENCHMARKS.md, "make demo"
-# Offline, the demo trains on tests/fixtures/en_tiny less the dev and test sentences its train holds
-# too (a score on trained sentences is no score): 300 train, 44 test sentences.
-DEMO_FIXTURE = os.path.join(ROOT, "tests", "fixtures", "en_demo")
+# BENCHMARKS.md, "make demo". Offline: tests/fixtures/en_tiny less the dev and test sentences its
+# train holds too (a score on trained sentences is no score): 300 train, 44 test sentences.
+DEMO_FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tests", "fixtures",
+                            "en_demo")
 
 
 def demo(cfg, exp):
@@ -427,8 +426,8 @@ def demo(cfg, exp):
 # Before any training: what could fail after hours of it is tried first.
 
 def check_ready(cfg, exp, runs):
-    """OUT can be written, the data is found and read, the model is found (with the masked-LM
-    head where a run trains the stage), and the models the runs will save fit on OUT's disk."""
+    """OUT can be written, the data and the model (its masked-LM head where a run trains the
+    stage) are found, and the models the runs will save fit on OUT's disk."""
     print(f"checking {len(runs)} run(s): the output folder, data, model and disk, before any "
           f"training", file=sys.stderr)
     try:

@@ -18,6 +18,7 @@ import torch
 import bert
 import conll
 import conlleval
+import corpora
 import finetune
 import tagger
 from finetune import FinetuneConfig
@@ -144,10 +145,9 @@ def show_spans(words, spans):
 # ---------------------------------------------------------------------------------------------
 # 4. The method's schedules (Sec 3.3), offline: no weights, vocabulary or data are needed.
 
-# --lang's published train sentences (CoNLL-2003, GermEval 2014, CoNLL-2002: corpora.py cites
-# each); CleanCoNLL's train is CoNLL-2003 English's, a few of them joined
-TRAIN_SENTENCES = {"en": 14041, "de": 12705, "germeval": 24000, "cleanconll": 14041, "es": 8323,
-                   "nl": 15806}
+# --lang's published train sentences (corpora.py cites each); CleanCoNLL's: English's
+TRAIN_SENTENCES = {lang: next(iter(c.counts.values()))[0] for lang, c in corpora.DOWNLOADS.items()}
+TRAIN_SENTENCES.update(de=12705, cleanconll=TRAIN_SENTENCES["en"])
 
 
 def plan_length(cfg, updates=0):

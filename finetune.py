@@ -8,10 +8,8 @@
 - Masked-LM fine-tuning on the task text before the task (Sec 4.2, Tables 5-6).
 
 Where the paper leaves a point open, the line taking our reading says "the paper does not say".
-This file reads, trains and scores; it writes nothing. fastfit.py replays `fit` from CUDA graphs
-(the default on a GPU), tagger.py saves and applies a model, experiments.py keeps runs and tables.
+It reads, trains, scores and writes nothing; fastfit.py, tagger.py and experiments.py stand beside.
 """
-import functools
 import math
 import time
 from dataclasses import dataclass, replace
@@ -23,7 +21,6 @@ import bert
 import conll
 import conlleval
 import corpora
-from wordpiece import WordPiece
 
 
 @dataclass
@@ -207,43 +204,8 @@ def never_trained(L, per_epoch, epochs):
 
 
 # ---------------------------------------------------------------------------------------------
-# Data: CoNLL splits -> windows of pieces (Sec 3.1, 3.2) -> tensors on the device -> batches.
-
-@dataclass
-class Split:
-    sents: list    # conll.Sentence, with the file's own (gold) tags
-    feats: list    # conll.Feature windows, labelled in the trained scheme
-    scheme: str    # the file's scheme: predictions are converted to it before scoring
-
-
-def read_splits(cfg, tok):
-    """-> ({"train", "dev", "test"}: Split, labels), labels from every split (so a type seen only in
-    dev or test has an id too). Memoised: a grid's runs read alike, and a reading takes seconds."""
-    return _read(tok, cfg.data, cfg.lang, cfg.level, cfg.scheme, cfg.max_len,
-                 cfg.max_train_sentences)
-
-
-vocabulary = functools.lru_cache(maxsize=2)(WordPiece.from_pretrained)  # _read's memo key
-
-
-@functools.lru_cache(maxsize=2)  # speed only: IOB1's and BIO's readings of one grid
-def _read(tok, folder, lang, level, scheme, max_len, max_train_sentences):
-    paths = corpora.splits(corpora.data_dir(folder, lang), lang)
-    files = {k: conll.read_germeval(p, level) if lang == "germeval" else conll.read_conll(p)
-             for k, p in paths.items()}  # GermEval: one of its two levels of nested spans, in BIO
-    labels = conll.tag_set([s for sents in files.values() for s in sents])
-    label2id = {t: i for i, t in enumerate(labels)}
-    files["train"] = files["train"][:max_train_sentences or None]  # >0: the first N only
-    data = {}
-    for split, sents in files.items():
-        ours = [replace(s, tags=conll.to_scheme(s.tags, scheme)) for s in sents]  # Sec 3.1
-        try:
-            feats = conll.featurize(ours, tok, label2id, max_len)
-        except ValueError as e:  # "line 8: word ... has 130 pieces": say in which file
-            raise ValueError(f"{paths[split]}, {e}") from None
-        data[split] = Split(sents, feats, conll.detect_scheme(s.tags for s in sents))
-    return data, labels
-
+# Data: a run's splits as windows of pieces (corpora.read_splits: Sec 3.1, 3.2) -> tensors on the
+# device -> batches.
 
 @dataclass
 class Tensors:
@@ -455,7 +417,7 @@ def evaluate(model, split, data, labels, batch_size=0):
 @dataclass
 class Trained:
     model: bert.TokenClassifier
-    tok: WordPiece
+    tok: object      # the wordpiece.WordPiece the windows were made with
     labels: list     # label id -> tag: "O", "B-PER", "I-PER", ...
     dev: dict        # conlleval's scores after the last epoch
     test: dict
@@ -469,10 +431,10 @@ def train(cfg, encoder=None, fit=fit, eval_batch_size=0, log=print):
     masked-LM stage's), else cfg.model; `fit`: this loop or fastfit's. Writes nothing."""
     t_start, device = time.time(), bert.pick_device()
     log(f"loading the vocabulary of {cfg.model}")  # each stage over a few seconds says itself
-    tok = vocabulary(cfg.model)
+    tok = corpora.vocabulary(cfg.model)
     bert.check_inputs(cfg.model, cfg.max_len, len(tok))  # now, not after an epoch of training
     log(f"reading {cfg.data or 'the downloaded ' + cfg.lang} into windows of {cfg.max_len} pieces")
-    data, labels = read_splits(cfg, tok)
+    data, labels = corpora.read_splits(cfg, tok)
     torch.manual_seed(cfg.seed)  # every draw here is torch's; the batches have their own
     log(f"loading {encoder or cfg.model} onto the {device.type.upper()}")
     model = bert.TokenClassifier(bert.from_pretrained(encoder or cfg.model), len(labels)).to(device)

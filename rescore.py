@@ -51,7 +51,7 @@ def clean_sets(cfg, exp, warn=None):
         except (OSError, ValueError) as e:
             if source:
                 raise
-            if warn and "are not CoNLL-2003 English's" not in str(e):  # else: nothing to correct
+            if warn and not isinstance(e, cleanconll.NotOriginal):
                 warn(f"note: CleanCoNLL cannot be built here ({e}); runs are scored on "
                      f"CoNLL-2003 alone (--cleanconll off says nothing)")
             return None

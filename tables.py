@@ -378,9 +378,6 @@ def pm(mean, std=0.0, n=1):
 
 
 def stats(runs, split):
-    """(mean, std, n) of the runs' F1 on split."""
-    return (*mean_std([r[split]["f1"] for r in runs]), len(runs))
-
-
-def mean_std(xs):
-    return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+    """(mean, std, n) of the runs' F1 on split; one run has no spread."""
+    xs = [r[split]["f1"] for r in runs]
+    return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0), len(xs)

@@ -13,6 +13,7 @@ import atomic
 import bert
 import conll
 import conlleval
+import corpora
 import finetune
 from wordpiece import WordPiece, split_punct
 
@@ -183,6 +184,6 @@ def tag_sentences(t, sents, scheme, batch_size=0):
     label2id = {tag: i for i, tag in enumerate(t.labels)}
     feats = conll.featurize(full, t.tok, label2id, t.max_len)
     data = finetune.tensorize(feats, t.tok, next(t.model.parameters()).device)
-    tags = iter(finetune.predict_tags(t.model, finetune.Split(full, feats, scheme), data,
+    tags = iter(finetune.predict_tags(t.model, corpora.Split(full, feats, scheme), data,
                                       t.labels, batch_size))
     return [next(tags) if s.words else [] for s in sents]

@@ -36,6 +36,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 import bert  # noqa: E402
+import corpora  # noqa: E402
 import fastfit  # noqa: E402
 import finetune  # noqa: E402
 from compare_hf_finetune import HFTagger, hf_fit  # noqa: E402
@@ -61,7 +62,7 @@ def mbert_shaped(folder):
 def setup(a, device):
     cfg = finetune.FinetuneConfig(model=a.model, data=a.data, epochs=1)
     tok = WordPiece.from_pretrained(cfg.model)
-    data, labels = finetune.read_splits(cfg, tok)
+    data, labels = corpora.read_splits(cfg, tok)
     feats = data["train"].feats
     return cfg, tok, data, labels, finetune.tensorize(feats, tok, device), epoch_plan(a, cfg, feats)
 

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import bert  # noqa: E402
+import corpora  # noqa: E402
 import experiments  # noqa: E402
 import fastfit  # noqa: E402
 import finetune  # noqa: E402
@@ -78,7 +79,7 @@ def hf_run(cfg):
     torch.manual_seed(cfg.seed)
     device = bert.pick_device()
     tok = WordPiece.from_pretrained(cfg.model)
-    data, labels = finetune.read_splits(cfg, tok)
+    data, labels = corpora.read_splits(cfg, tok)
     model = HFTagger(cfg.model, len(labels)).to(device)
     feats = data["train"].feats
     seconds = hf_fit(model, cfg, finetune.tensorize(feats, tok, device),

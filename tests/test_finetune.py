@@ -13,9 +13,8 @@ import copy
 import io
 import math
 import os
-import atomic
-import time
 import re
+import time
 from dataclasses import replace
 
 import pytest
@@ -23,9 +22,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import atomic
 import bert
 import conll
 import conlleval
+import corpora
 import fastfit
 import finetune
 import wordpiece
@@ -326,7 +327,7 @@ def fit_once(folder, cfg, graphs, seed=0, stage="task", dropout=False, log=None)
     weights -> model: the tagger with the task loss, or (stage "masked-LM") the encoder with the
     masked-LM loss. Dropout off unless asked, so that two paths compute alike."""
     tok = wordpiece.WordPiece.from_pretrained(folder)
-    data, labels = finetune.read_splits(cfg, tok)
+    data, labels = corpora.read_splits(cfg, tok)
     torch.manual_seed(seed)
     model = bert.from_pretrained(folder)
     if stage == "task":
@@ -400,8 +401,8 @@ def test_unused_rows_are_only_decayed_as_adamw_would(tmp_path, tied):
                          max_train_sentences=60)
     more = replace(cfg, epochs=1, max_train_sentences=120)
     tok = wordpiece.WordPiece.from_pretrained(folder)
-    labels = finetune.read_splits(cfg, tok)[1]
-    feats = [finetune.read_splits(c, tok)[0]["train"].feats for c in (cfg, more)]
+    labels = corpora.read_splits(cfg, tok)[1]
+    feats = [corpora.read_splits(c, tok)[0]["train"].feats for c in (cfg, more)]
     on_cpu = [finetune.tensorize(f, tok, torch.device("cpu")) for f in feats]
     start = bert.from_pretrained(folder).emb.word.weight.detach().clone()
     used = torch.unique(on_cpu[0].ids)
@@ -468,7 +469,7 @@ def test_one_graph_per_length_and_again_after_thawing(tmp_path, monkeypatch):
                              unfreeze=unfreeze, max_train_sentences=120)
         fit_once(folder, cfg, graphs=True)
         tok = wordpiece.WordPiece.from_pretrained(folder)
-        feats = finetune.read_splits(cfg, tok)[0]["train"].feats
+        feats = corpora.read_splits(cfg, tok)[0]["train"].feats
         buckets = [{-(-max(len(feats[i].input_ids) for i in b) // 16) for b in epoch}
                    for epoch in finetune.batch_plan(feats, cfg, 2)]
         want = len(buckets[0]) + (len(buckets[1]) if unfreeze else len(buckets[1] - buckets[0]))
@@ -523,7 +524,7 @@ def test_cuda_graph_replay_equals_eager(tmp_path, monkeypatch, unfreeze):
                          unfreeze=unfreeze, max_train_sentences=120)
     monkeypatch.setattr(bert, "autocast", lambda device: contextlib.nullcontext())  # fp32
     tok = wordpiece.WordPiece.from_pretrained(folder)
-    data, labels = finetune.read_splits(cfg, tok)
+    data, labels = corpora.read_splits(cfg, tok)
     feats = data["train"].feats
     out = []
     for graphs in (False, True):
@@ -574,7 +575,7 @@ def test_lm_stage_replayed_from_cuda_graphs_learns(tmp_path, monkeypatch):
     monkeypatch.setattr(fastfit, "graphed", lambda fn, keep, pool: captured.append(len(keep))
                         or real(fn, keep, pool))
     tok = wordpiece.WordPiece.from_pretrained(folder)
-    feats = finetune.read_splits(cfg, tok)[0]["train"].feats
+    feats = corpora.read_splits(cfg, tok)[0]["train"].feats
     curves = {}
     for graphs in (False, True):
         log = []
@@ -600,7 +601,7 @@ def test_train_returns_its_scores_and_writes_nothing(tmp_path, monkeypatch):
     t = finetune.train(cfg, log=log.append)
     assert sorted(os.listdir(tmp_path)) == before
     tok = wordpiece.WordPiece.from_pretrained(folder)
-    plan = finetune.batch_plan(finetune.read_splits(cfg, tok)[0]["train"].feats, cfg, 2)
+    plan = finetune.batch_plan(corpora.read_splits(cfg, tok)[0]["train"].feats, cfg, 2)
     assert len(t.dev_f1) == 2 and t.dev_f1[-1] == t.dev["f1"]
     assert t.stats["updates"] == sum(map(len, plan)) and t.stats["time_s"] >= t.stats["train_s"]
     sents, pred = t.pred["test"]
@@ -679,7 +680,7 @@ def test_a_word_too_long_for_a_window_names_its_file(tmp_path):
     cfg = FinetuneConfig(model=folder, data=str(data), max_len=8)
     tok = wordpiece.WordPiece.from_pretrained(folder)
     with pytest.raises(ValueError, match=re.escape(f"{data / 'valid.txt'}, line 4: word '---")):
-        finetune.read_splits(cfg, tok)
+        corpora.read_splits(cfg, tok)
 
 
 # --- Masked-LM fine-tuning (Sec 4.2, Tables 5-6) ----------------------------------------------
@@ -756,7 +757,7 @@ def test_lm_stage_on_one_short_window_never_stops_on_nan(tmp_path):
     log = []
     with cpu_only():
         tok = wordpiece.WordPiece.from_pretrained(folder)
-        feats = finetune.read_splits(cfg, tok)[0]["train"].feats
+        feats = corpora.read_splits(cfg, tok)[0]["train"].feats
         finetune.lm_finetune(cfg, tok, feats, log=log.append)
     losses = [float(x) for line in log for x in re.findall(r"masked-LM loss (\S+)", line)]
     assert len(losses) == 20 and all(map(math.isfinite, losses)), losses
@@ -771,7 +772,7 @@ def test_lm_finetune_lowers_mlm_loss_and_a_run_starts_from_it(tmp_path, monkeypa
     folder = tiny_folder(tmp_path, hidden=32, mlm=True)
     cfg = FinetuneConfig(model=folder, data=TINY, lr=1e-3, batch_size=8, epochs=1, lm_epochs=3)
     tok = wordpiece.WordPiece.from_pretrained(folder)
-    feats = finetune.read_splits(cfg, tok)[0]["train"].feats
+    feats = corpora.read_splits(cfg, tok)[0]["train"].feats
     monkeypatch.chdir(tmp_path)
     before = sorted(os.listdir(tmp_path))
     log = []
@@ -942,7 +943,7 @@ def test_tensorize_pads_each_window_and_fastfit_adds_the_dummy_row(tmp_path):
     folder = tiny_folder(tmp_path, layers=1)
     tok = wordpiece.WordPiece.from_pretrained(folder)
     for max_len in (8, 128):  # many windows per sentence, and one
-        feats = finetune.read_splits(FinetuneConfig(model=folder, data=TINY, max_len=max_len),
+        feats = corpora.read_splits(FinetuneConfig(model=folder, data=TINY, max_len=max_len),
                                      tok)[0]["train"].feats
         t = finetune.tensorize(feats, tok, torch.device("cpu"))
         T = max(len(f.input_ids) for f in feats)
