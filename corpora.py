@@ -1,13 +1,13 @@
-"""Where the data comes from: each corpus's split files, the free ones downloaded once, the German
-dev/test pairs for zero-shot rows, and the fingerprint that names a run's data.
+"""Where the data comes from: each corpus's split files, the free ones downloaded once, the dev
+and test sets zero-shot scores read, and the fingerprint that names a run's data.
 
 - CoNLL-2003 English (Tjong Kim Sang & De Meulder 2003; the paper's Table 2) and German (Table 3,
   licensed: never downloaded), GermEval 2014 (Benikova et al. 2014, CC-BY 4.0). `splits` finds a
   folder's train/dev/test files; `download` fetches the free two once, each file from the first
   of its sources that serves it, checked against the sha256 huggingface/datasets records and the
   published sentence (and token) counts, appearing only once complete.
-- `german_eval_sets(folder)`: German dev + test with CoNLL's four types, CoNLL-2003 German as it is
-  or GermEval mapped (germeval_to_conll), for Wu & Dredze (2019)'s zero-shot transfer.
+- `eval_sets(lang, folder)`: a language's dev + test in CoNLL's four types (GermEval mapped by
+  germeval_to_conll), to score a run trained on another (zero-shot, Wu & Dredze 2019).
 - `data_dir` / `data_id` / `read_splits`: the folder a run trains on, what names its data in the
   run's key (a folder by its files' bytes), and its splits as windows of pieces (Sec 3.1, 3.2).
 """
@@ -40,29 +40,28 @@ SPLIT_NAMES = {"en": [("train.txt", "valid.txt", "test.txt"),
                "nl": [("ned.train", "ned.testa", "ned.testb")],
                "cleanconll": [("cleanconll.train", "cleanconll.dev", "cleanconll.test")]}
 # what splits() says to do, after "pass a folder holding" the split names
-SPLIT_HOW = {"de": " (licensed, so never downloaded: make reproduce-de DE_DATA=DIR)",
+SPLIT_HOW = {"en": " (or conll2003.zip)", "es": " (or NLTK's conll2002.zip)",
+             "nl": " (or NLTK's conll2002.zip)",
+             "de": " (licensed, so never downloaded: make reproduce-de DE_DATA=DIR)",
              "germeval": " (GermEval 2014, CC-BY)",
              "cleanconll": ", or CoNLL-2003 English's files with CleanCoNLL's files beside them"}
 
 
-def splits(data_dir, lang="en"):
-    """{"train", "dev", "test"} -> the paths of lang's split files (SPLIT_NAMES) in data_dir, e.g.
-    lang "en": train.txt, valid.txt, test.txt or eng.train, eng.testa, eng.testb."""
-    how = "pass a folder holding " + " or ".join(map(", ".join, SPLIT_NAMES[lang])) + \
+def splits(data_dir, lang="en", need=("train", "dev", "test")):
+    """{"train", "dev", "test"} (or those in `need`) -> the paths of lang's split files
+    (SPLIT_NAMES) in data_dir, e.g. lang "en": train.txt, valid.txt, test.txt or eng.train,
+    eng.testa, eng.testb."""
+    named = [{k: n for k, n in zip(("train", "dev", "test"), names) if k in need}
+             for names in SPLIT_NAMES[lang]]
+    how = "pass a folder holding " + " or ".join(", ".join(n.values()) for n in named) + \
         SPLIT_HOW.get(lang, "")
     if not data_dir or not os.path.isdir(data_dir):
         raise FileNotFoundError(f"{data_dir}: no such folder; {how}")
-    found = [names for names in SPLIT_NAMES[lang]
-             if all(os.path.isfile(os.path.join(data_dir, n)) for n in names)]
+    found = [n for n in named if all(os.path.isfile(os.path.join(data_dir, f)) for f in n.values())]
     if len(found) != 1:
         why = "has both naming schemes, keep one" if found else "lacks some of the files"
         raise FileNotFoundError(f"{data_dir}: {why}; {how}")
-    return dict(zip(("train", "dev", "test"), (os.path.join(data_dir, n) for n in found[0])))
-
-
-# German dev and test for zero-shot evaluation (Wu & Dredze 2019): format -> (the splits() lang
-# whose dev and test names it uses, the layout conll.read_conll_info must find). No train file.
-GERMAN_EVAL = {"conll2003-de": ("de", "conll"), "germeval2014": ("germeval", "germeval")}
+    return {k: os.path.join(data_dir, f) for k, f in found[0].items()}
 
 
 def germeval_to_conll(tags, keep_deriv_part=False):
@@ -85,32 +84,22 @@ def germeval_to_conll(tags, keep_deriv_part=False):
     return out
 
 
-def german_eval_sets(folder, keep_deriv_part=False):
-    """German dev and test with CoNLL-2003's types, to score an English-trained model with no
-    German training -> (format, {"dev": sentences, "test": sentences}): deu.testa + deu.testb
-    ("conll2003-de", as they are: IOB1, CoNLL's types already) or NER-de-dev.tsv + NER-de-test.tsv
-    ("germeval2014", the outer level through germeval_to_conll, which alone keep_deriv_part
-    concerns). Sentences keep their file's line numbers and documents."""
-    found = {fmt: [os.path.join(folder, n) for n in SPLIT_NAMES[lang][0][1:]]  # dev, test
-             for fmt, (lang, _) in GERMAN_EVAL.items()}
-    found = {fmt: paths for fmt, paths in found.items() if all(map(os.path.isfile, paths))}
-    need = (f"{folder}: zero-shot evaluation needs deu.testa and deu.testb (CoNLL-2003 German) or "
-            f"NER-de-dev.tsv and NER-de-test.tsv (GermEval 2014) in it")
-    if not found:
-        raise FileNotFoundError(f"{need}; pass the folder holding one pair")
-    if len(found) > 1:
-        raise ValueError(f"{need}, and it holds both; pass a folder with one pair")
-    ((fmt, paths),) = found.items()
-    sets = {}
-    for split, path in zip(("dev", "test"), paths):
+def eval_sets(lang, folder="", keep_deriv_part=False):
+    """lang's dev and test in CoNLL-2003's four types, to score a model trained on another
+    language (zero-shot) -> {"dev", "test"}: sentences, from `folder` (no train file needed) or
+    the free corpus downloaded once. GermEval's outer level goes through germeval_to_conll (which
+    alone keep_deriv_part concerns). Sentences keep their file's line numbers and documents."""
+    paths = splits(data_dir(folder, lang), lang, ("dev", "test"))
+    sets, want = {}, "germeval" if lang == "germeval" else "conll"
+    for split, path in paths.items():
         sents, _, layout = conll.read_conll_info(path)
-        if layout != GERMAN_EVAL[fmt][1]:  # e.g. a words-only deu.testa: no gold tags to score
-            raise ValueError(f"{path}: read as a {layout!r} file, expected {fmt}'s "
-                             f"{GERMAN_EVAL[fmt][1]!r} layout with gold tags; pass the real file")
-        if fmt == "germeval2014":
+        if layout != want:  # e.g. a words-only deu.testa: no gold tags to score
+            raise ValueError(f"{path}: read as a {layout!r} file, expected the {want!r} layout "
+                             f"with gold tags; pass the real file")
+        if lang == "germeval":
             sents = [replace(s, tags=germeval_to_conll(s.tags, keep_deriv_part)) for s in sents]
         sets[split] = sents
-    return fmt, sets
+    return sets
 
 
 # ---------------------------------------------------------------------------------------------
@@ -186,7 +175,8 @@ def conll2002(name, counts):
                   files={"conll2002.zip": (("https://raw.githubusercontent.com/nltk/nltk_data/"
                                             "gh-pages/packages/corpora/conll2002.zip",),
                          "64440e49236d0d393e08e0b266284966d68e2d2a82a50cc41b8e96d98c03b5c8")},
-                  offline=f"unzip NLTK's conll2002.zip and pass --data DIR (with {names[0]}...)",
+                  offline=f"pass --data DIR holding NLTK's conll2002.zip, or the files unzipped "
+                          f"from it ({', '.join(names)})",
                   changed="the archive changed upstream: check it by hand and pass --data DIR")
 
 
@@ -281,13 +271,13 @@ def _check_counts(src, folder, cache_dir):
                          f"over {src.more_tokens}; {again}")
 
 
-def download(lang, cache_dir):
+def download(lang, cache_dir, local=""):
     """Fetch, check (sha256, sentence and token counts) and unpack a free corpus once -> its folder,
     cache_dir/conll2003-en ("en") or cache_dir/germeval2014 ("germeval"); later calls check the
     counts again. The folder appears whole (atomic.make_folder), one missing a file is fetched
-    again; shards that start at once may each fetch it."""
+    again; shards that start at once may each fetch it. `local`: the archive, already here."""
     if lang not in DOWNLOADS:
-        raise ValueError(f"lang={lang!r}: expected 'en' or 'germeval' to download")
+        raise ValueError(f"lang={lang!r}: expected one of {', '.join(DOWNLOADS)} to download")
     src = DOWNLOADS[lang]
     out = os.path.join(cache_dir, src.folder)
     if all(os.path.isfile(os.path.join(out, n)) for n in src.counts):
@@ -296,6 +286,7 @@ def download(lang, cache_dir):
 
     def fill(tmp):
         for name, (urls, sha256) in src.files.items():
+            urls = ("file://" + os.path.abspath(local),) if local else urls
             if name.endswith(".zip"):  # kept beside the folder, as fetched
                 _fetch_any(src, name, urls, sha256, os.path.join(cache_dir, name))
                 _unzip(os.path.join(cache_dir, name), src.counts, tmp)
@@ -309,7 +300,7 @@ def download(lang, cache_dir):
 # The data of a run: its folder, its id, and its splits as the windows finetune.py trains on.
 
 def data_dir(data, lang):
-    """The folder of the splits: `data`, or CoNLL-2003 English / GermEval 2014 downloaded once."""
+    """The folder of the splits: `data`, or the free corpus of `lang` downloaded once."""
     if lang == "de" and not data:
         raise ValueError("CoNLL-2003 German is licensed: pass the folder holding deu.train, "
                          "deu.testa and deu.testb (make reproduce-de DE_DATA=DIR), or train on "
@@ -317,14 +308,25 @@ def data_dir(data, lang):
     if lang == "cleanconll" and not data:
         raise ValueError("--lang cleanconll: pass --data DIR holding cleanconll.train/dev/test, or "
                          "CoNLL-2003 English's files to build them from")
-    return data or download(lang, CACHE)
+    local = archive(data, lang)
+    return download(lang, CACHE, local) if local or not data else data
+
+
+def archive(data, lang):
+    """The free corpus's archive (conll2003.zip, conll2002.zip) in folder `data` where its split
+    files are not: --data DIR may hold the archive as downloaded. "" for none."""
+    src = DOWNLOADS.get(lang) if data else None
+    zips = [os.path.join(data, n) for n in (src.files if src else ()) if n.endswith(".zip")]
+    found = zips and os.path.isfile(zips[0]) and not any(
+        os.path.isfile(os.path.join(data, n)) for n in src.counts)
+    return zips[0] if found else ""
 
 
 def data_id(data, lang):
     """What names a run's data in its key, with no download: a folder by the sha1 of its split
     files' bytes (train, dev, test; cached per path, size and mtime), a downloaded corpus by its
     name and recorded sha256s."""
-    if not data:
+    if not data or archive(data, lang):  # the archive as downloaded: its pinned sha256
         return f"{lang}:" + hashlib.sha1(repr(sorted(DOWNLOADS[lang].files.items())).encode()
                                          ).hexdigest()[:12]
     paths = splits(data, lang)

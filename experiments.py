@@ -53,7 +53,7 @@ class Experiment:
     eval_batch_size: int = 0   # windows per inference batch; 0 = 256 on CUDA, 64 on the CPU
     graphs: bool = True        # CUDA: replay updates from CUDA graphs (fastfit.py); CPU: unused
     cleanconll: str = "auto"   # --lang en: scored on CleanCoNLL too: auto | off | its files' folder
-    zero_shot: str = ""        # --lang en: also score each run on German dev/test in this folder
+    zero_shot: str = ""        # also score each run on these languages' dev/test: es,nl,de=DIR
     zero_shot_keep: bool = False  # GermEval there: ...deriv/...part spans as their type, not O
     seeds: int = 5             # seeds 1..N per setting (Table 2: 5 runs)
     shard: str = "0/1"         # i/n: this shard's fixed slice of the planned runs
@@ -131,11 +131,19 @@ def check(cfg, exp):
         raise ValueError("--level inner: only GermEval 2014 has an inner level (--lang germeval)")
     if cfg.schedule == "stlr" and cfg.warmup == 0:
         raise ValueError("--schedule stlr needs --warmup > 0 (ULMFiT's cut_frac, e.g. 0.1)")
-    if cfg.lang != "en" and (exp.zero_shot or exp.cleanconll not in ("auto", "off")):
-        raise ValueError(f"--zero_shot and --cleanconll DIR score English-trained runs; --lang is "
-                         f"{cfg.lang}: use --lang en, or drop them")
+    if cfg.lang != "en" and exp.cleanconll not in ("auto", "off"):
+        raise ValueError(f"--cleanconll DIR scores English-trained runs; --lang is {cfg.lang}: "
+                         f"use --lang en, or drop it")
+    if exp.zero_shot and cfg.lang == "germeval":
+        raise ValueError("--zero_shot scores CoNLL's four types; a GermEval run tags its 12: "
+                         "train on another --lang, or drop it")
+    rescore.targets(exp.zero_shot)  # each one named as it must be
+    if exp.ablations and cfg.lang not in tables.PAPER_LANGS:
+        raise ValueError(f"--ablations: Tables 4-6 are the paper's English and German runs; "
+                         f"--lang {cfg.lang} has none (use en, de or germeval)")
     if exp.zero_shot_keep and not exp.zero_shot:
-        raise ValueError("--zero_shot_keep applies to GermEval zero-shot data: add --zero_shot DIR")
+        raise ValueError("--zero_shot_keep applies to GermEval zero-shot data: add --zero_shot "
+                         "germeval")
     if exp.cleanconll not in ("auto", "off") and not os.path.isdir(exp.cleanconll):
         raise ValueError(f"--cleanconll {exp.cleanconll}: no such folder; pass auto, off, or the "
                          f"folder holding CleanCoNLL's annotation and patch files")
@@ -174,7 +182,7 @@ def run_one(cfg, exp, log=print):
     folder = os.path.join(exp.out, f"run-{key}")
     what = (f"run {key} ({cfg.scheme}, lr {cfg.lr:g}, batch {cfg.batch_size}, epochs {cfg.epochs},"
             f" seed {cfg.seed})")
-    record = tables.read_result(folder)
+    record, tagged = tables.read_result(folder), None
     if record:
         log(f"{what}: done before, skipped")
     else:
@@ -203,7 +211,7 @@ def run_one(cfg, exp, log=print):
         atomic.write_text(os.path.join(folder, "result.json"), json.dumps(record, indent=1))
         log(f"{what}: dev F1 {t.dev['f1']:.2f} test F1 {t.test['f1']:.2f} ({folder})")
     if exp.zero_shot:
-        rescore.zero_shot(cfg, exp, folder, log)
+        rescore.zero_shot(cfg, exp, folder, tagged, log)
     return record
 
 
@@ -271,7 +279,7 @@ def grid_runs(cfg, exp, full=True):
 def paper_setting(cfg, given):
     """cfg at the paper's setting for its language (fn 11; German: Sec 4.1.1's 3 epochs), where
     the command line did not name a batch, rate or epochs (`given`)."""
-    chosen = paper.CHOSEN["en" if cfg.lang in ("en", "cleanconll") else "de"]
+    chosen = paper.CHOSEN[tables.paper_lang(cfg.lang)]
     return replace(cfg, **{k: v for k, v in chosen.items() if k not in given})
 
 
@@ -437,8 +445,9 @@ def check_ready(cfg, exp, runs):
         raise ValueError(f"--out {exp.out}: cannot write there ({e.strerror or e})") from None
     corpora.splits(corpora.data_dir(cfg.data, cfg.lang), cfg.lang)  # found (fetched once if free)
     rescore.clean_sets(cfg, exp, warn=lambda s: print(s, file=sys.stderr))  # now, not after a run
-    if exp.zero_shot:
-        rescore.german_sets(exp)
+    for lang, folder, keep in rescore.targets(exp.zero_shot, exp.zero_shot_keep):
+        if lang != cfg.lang:  # found (fetched once if free) now, not after a run
+            rescore.target_sets(lang, folder, keep)
     files = bert.checkpoint_files(cfg.model, ["config.json", "vocab.txt", "model.safetensors"])
     bert.check_inputs(cfg.model, cfg.max_len, len(WordPiece.from_pretrained(cfg.model)))
     if any(c.lm_epochs for c in runs):

@@ -1,8 +1,8 @@
-"""A trained English run scored on gold files it did not train on, by its own prediction step:
+"""A trained run scored on gold files it did not train on, by its own prediction step:
 - CleanCoNLL (Rücker & Akbik 2023), CoNLL-2003 English's dev and test with corrected labels:
   every English run's, kept in its result.json (experiments.run_one);
-- German dev and test (Wu & Dredze 2019's zero-shot transfer, the paper's Sec 5.1), with no
-  German training: OUT/run-KEY/zero-shot-ID.json.
+- other languages' dev and test (zero-shot transfer, Wu & Dredze 2019, the paper's Sec 5.1:
+  English to German, Spanish, Dutch), with no training there: OUT/run-KEY/zero-shot-ID.json.
 """
 import hashlib
 import json
@@ -17,7 +17,7 @@ import corpora
 import tables
 import tagger
 
-_CLEAN, _GERMAN = {}, {}  # clean_sets' and german_sets' memos, per process
+_CLEAN, _TARGETS = {}, {}  # clean_sets' and target_sets' memos, per process
 
 
 def score_on(tagged, sets, batch_size, scheme=None):
@@ -71,30 +71,50 @@ def clean_scores(cfg, exp, tagged, log=print):
     return out
 
 
-def german_sets(exp):
-    """--zero_shot's German dev/test in CoNLL-2003 types -> (format, {"dev", "test"}: sentences,
-    id: a digest of the format, the mapping and every word and tag), read once per process."""
-    k = (os.path.abspath(exp.zero_shot), exp.zero_shot_keep)
-    if k not in _GERMAN:
-        fmt, sets = corpora.german_eval_sets(exp.zero_shot, exp.zero_shot_keep)
+TARGETS = ("en", "de", "germeval", "es", "nl")  # the test sets --zero_shot can name
+
+
+def targets(spec, keep=False):
+    """--zero_shot "es,nl,de=DIR" -> [(lang, folder, keep)]: each a language whose dev and test
+    are read from the folder after "=", or downloaded once where it has none (corpora.eval_sets);
+    keep (--zero_shot_keep) for GermEval alone."""
+    out = []
+    for item in filter(None, spec.split(",")):
+        lang, _, folder = item.partition("=")
+        if lang not in TARGETS:
+            raise ValueError(f"--zero_shot {spec}: {lang!r} is none of {', '.join(TARGETS)}; "
+                             f"name each as LANG or LANG=DIR, e.g. es,nl,de=/data/conll2003-de")
+        out.append((lang, folder, keep and lang == "germeval"))
+    return out
+
+
+def target_sets(lang, folder, keep):
+    """A target's dev and test in CoNLL-2003 types -> (id: a digest of the language, the mapping
+    and every word and tag, {"dev", "test"}: sentences), read once per process."""
+    k = (lang, os.path.abspath(folder) if folder else "", keep)
+    if k not in _TARGETS:
+        sets = corpora.eval_sets(lang, folder, keep)
         words = [[s.words, s.tags] for split in ("dev", "test") for s in sets[split]]
-        _GERMAN[k] = fmt, sets, digest([fmt, exp.zero_shot_keep, words])
-    return _GERMAN[k]
+        _TARGETS[k] = digest([lang, keep, words]), sets
+    return _TARGETS[k]
 
 
-def zero_shot(cfg, exp, folder, log=print):
-    """Wu & Dredze (2019)'s zero-shot transfer: the English-trained run in `folder` scored on
-    German dev and test, with no German training -> folder/zero-shot-ID.json, once."""
-    fmt, sets, data = german_sets(exp)
-    name = f"zero-shot-{data}.json"
-    if tables.read_result(folder, name):
-        return
-    if not os.path.isfile(os.path.join(folder, "model.safetensors")):
-        return log(f"warning: {folder} has no saved model (--save false): no zero-shot scores; "
-                   f"train it again with --save true in a new --out")
-    tagged = tagger.load_tagger(folder, bert.pick_device())
-    run = os.path.basename(folder).removeprefix("run-")
-    rec = dict(run=run, data=data, format=fmt, keep=exp.zero_shot_keep, folder=exp.zero_shot,
-               **score_on(tagged, sets, exp.eval_batch_size))
-    log(f"zero-shot on {fmt}: dev F1 {rec['dev']['f1']:.2f} test F1 {rec['test']['f1']:.2f}")
-    atomic.write_text(os.path.join(folder, name), json.dumps(rec, indent=1))
+def zero_shot(cfg, exp, folder, tagged=None, log=print):
+    """Zero-shot transfer (Wu & Dredze 2019; Pires et al. 2019): the run in `folder` (its model
+    `tagged`, or the one saved there) scored on the dev and test of each --zero_shot language
+    but its own, with no training there -> folder/zero-shot-ID.json each, once."""
+    for lang, data, keep in targets(exp.zero_shot, exp.zero_shot_keep):
+        if lang == cfg.lang:  # a run's own language: its test set is its own score
+            continue
+        data_id, sets = target_sets(lang, data, keep)
+        name = f"zero-shot-{data_id}.json"
+        if tables.read_result(folder, name):
+            continue
+        if not (tagged or os.path.isfile(os.path.join(folder, "model.safetensors"))):
+            return log(f"warning: {folder} has no saved model (--save false): no zero-shot "
+                       f"scores; train it again with --save true in a new --out")
+        tagged = tagged or tagger.load_tagger(folder, bert.pick_device())
+        rec = dict(run=os.path.basename(folder).removeprefix("run-"), lang=lang, data=data_id,
+                   keep=keep, folder=data, **score_on(tagged, sets, exp.eval_batch_size))
+        log(f"zero-shot on {lang}: dev F1 {rec['dev']['f1']:.2f} test F1 {rec['test']['f1']:.2f}")
+        atomic.write_text(os.path.join(folder, name), json.dumps(rec, indent=1))

