@@ -42,7 +42,7 @@ reproduce-de: venv
 reproduce-germeval: venv
 	$(PY) experiments.py reproduce --lang germeval $(if $(value GERMEVAL_DATA),--data $(call q,GERMEVAL_DATA)) --model $(call q,MODEL) --out $(call q,OUT)/germeval $(if $(value GRID),--grid true) $(ARGS)
 
-# Zero-shot transfer (Sec 5.1): mBERT trained on English, Spanish and Dutch (and German with
+# Sec 5.1's zero-shot transfer: mBERT trained on English, Spanish and Dutch (and German with
 # DE_DATA=DIR) at fn 11's setting (German: 3 epochs), 5 seeds, IOB1 and BIO, each run scored on the
 # others' dev and test and GermEval's; the last command prints the cross-lingual table. CoNLL-2002
 # and GermEval are downloaded once, or CONLL2002_DATA=DIR (conll2002.zip or its files) and

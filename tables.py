@@ -295,8 +295,8 @@ def table56(groups, cs):
 
 
 def xling(out, groups, cs):
-    """The cross-lingual table (Sec 5.1: zero-shot transfer, Wu & Dredze 2019): per model and
-    scheme, a row per training language (its plain runs at the chosen setting), a column per test
+    """The cross-lingual table (Sec 5.1: zero-shot transfer, Wu & Dredze 2019): a row per model,
+    training language and scheme (its plain runs at the chosen setting), a column per test
     language, test F1 mean ± std over seeds: its own test set, and the others' where scored
     zero-shot; mBERT's published numbers beside (paper.WU_DREDZE, paper.PIRES). "" for none."""
     scores = {}
@@ -315,7 +315,7 @@ def xling(out, groups, cs):
             theirs = [f"{who} {d[c['lang'], t]}" for who, d in (
                 ("W&D", paper.WU_DREDZE), ("Pires", paper.PIRES)) if (c["lang"], t) in d]
             cells[t] += f" [{', '.join(theirs)}]" * bool(theirs)
-        rows[c["model"], c["scheme"], XLING.index(c["lang"]), k] = [
+        rows[c["model"], XLING.index(c["lang"]), c["scheme"], k] = [
             c["lang"], name + " (English-only)" * (name in ENGLISH_ONLY), c["scheme"].upper(),
             how(c, cs), len(runs), cells]
     cols = [t for t in (*XLING[:3], "germeval kept", *XLING[3:])

@@ -374,9 +374,9 @@ def test_download_sources():
         "NER-de-test.tsv": (5100, None)}
     assert corpora.DOWNLOADS["germeval"].more_tokens == 591000  # LREC 2014: "over 591,000 tokens"
     assert corpora.DOWNLOADS["en"].more_tokens == 0  # its splits' counts are all published
-    with pytest.raises(ValueError, match="lang='de': expected 'en' or 'germeval'"):
+    with pytest.raises(ValueError, match="lang='de': expected one of en, germeval, es, nl to"):
         corpora.download("de", "unused")
-    with pytest.raises(ValueError, match="lang='fr': expected 'en' or 'germeval'"):
+    with pytest.raises(ValueError, match="lang='fr': expected one of en, germeval, es, nl to"):
         corpora.download("fr", "unused")
 
 
@@ -392,14 +392,13 @@ def test_splits_germeval(tmp_path):
     assert [len(conll.read_conll(p)) for p in corpora.splits(GE, "germeval").values()] == [3, 1, 1]
 
 
-def test_german_eval_sets_conll2003_de():
-    """deu_tiny holds deu.testa/deu.testb only (no deu.train): format "conll2003-de", tags as in
-    the files (IOB1, so "Werder" keeps B-ORG after Bayern München's I-ORG), latin-1 umlauts
-    intact, lines and documents the file's: testa lines 3 and 11 (doc 0, 0), testb lines 3 and 12
-    (doc 0, 1).
-    keep_deriv_part changes nothing: it only concerns GermEval types."""
-    fmt, sets = corpora.german_eval_sets(DEU)
-    assert fmt == "conll2003-de" and list(sets) == ["dev", "test"]
+def test_eval_sets_conll2003_de():
+    """deu_tiny holds deu.testa/deu.testb only (no deu.train, which zero-shot scoring never reads):
+    tags as in the files (IOB1, so "Werder" keeps B-ORG after Bayern München's I-ORG), latin-1
+    umlauts intact, lines and documents the file's: testa lines 3 and 11 (doc 0, 0), testb lines
+    3 and 12 (doc 0, 1). keep_deriv_part changes nothing: it only concerns GermEval types."""
+    sets = corpora.eval_sets("de", DEU)
+    assert list(sets) == ["dev", "test"]
     dev, test = sets["dev"], sets["test"]
     assert [(s.line, s.doc) for s in dev] == [(3, 0), (11, 0)]
     assert [(s.line, s.doc) for s in test] == [(3, 0), (12, 1)]
@@ -407,13 +406,21 @@ def test_german_eval_sets_conll2003_de():
     assert dev[0].tags == ["O", "I-ORG", "I-ORG", "O", "O", "I-LOC", "O"]
     assert test[0].tags[0] == "I-MISC"
     assert test[1].tags == ["O", "O", "I-ORG", "I-ORG", "B-ORG", "I-ORG", "O"]
-    assert corpora.german_eval_sets(DEU, keep_deriv_part=True) == (fmt, sets)
+    assert corpora.eval_sets("de", DEU, keep_deriv_part=True) == sets
+
+
+@pytest.mark.parametrize("lang", ["es", "nl"])
+def test_eval_sets_conll2002_are_its_dev_and_test_as_read(lang):
+    """Spanish and Dutch: testa and testb as conll.read_conll reads them (BIO, CoNLL's types)."""
+    sets = corpora.eval_sets(lang, os.path.join(FIXTURES, f"{lang}_tiny"))
+    paths = corpora.splits(os.path.join(FIXTURES, f"{lang}_tiny"), lang)
+    assert sets == {k: conll.read_conll(paths[k]) for k in ("dev", "test")}
 
 
 @pytest.mark.parametrize("keep, bremer, goethes", [(False, "O", "O"), (True, "B-LOC", "B-PER")])
-def test_german_eval_sets_germeval(tmp_path, keep, bremer, goethes):
+def test_eval_sets_germeval(tmp_path, keep, bremer, goethes):
     """A folder with NER-de-dev.tsv (here a copy of the 3-sentence train fixture) and
-    NER-de-test.tsv, no train file: format "germeval2014", the outer level in CoNLL types.
+    NER-de-test.tsv, no train file: the outer level in CoNLL types.
     Dev, by hand: Anna Berg B-PER I-PER and Köln B-LOC stay; Kölner (B-LOCderiv) and EU-Politik
     (B-ORGpart) -> O, or B-LOC / B-ORG with keep; Universität zu Köln B-ORG I-ORG I-ORG stays (its
     inner B-LOC is not read); Der Zauberberg B-OTH I-OTH -> B-MISC I-MISC. Test: Goethes
@@ -421,8 +428,7 @@ def test_german_eval_sets_germeval(tmp_path, keep, bremer, goethes):
     documents 0, 0, 1 stay the file's."""
     shutil.copy(GE_TRAIN, tmp_path / "NER-de-dev.tsv")
     shutil.copy(os.path.join(GE, "NER-de-test.tsv"), tmp_path)
-    fmt, sets = corpora.german_eval_sets(tmp_path, keep)
-    assert fmt == "germeval2014"
+    sets = corpora.eval_sets("germeval", str(tmp_path), keep)
     dev, (test,) = sets["dev"], sets["test"]
     assert [(s.line, s.doc) for s in dev] == [(2, 0), (10, 0), (23, 1)] and test.line == 2
     assert dev[0].tags == ["B-PER", "I-PER", "O", "O", "B-LOC", "O"]
@@ -434,33 +440,27 @@ def test_german_eval_sets_germeval(tmp_path, keep, bremer, goethes):
     assert [s.words for s in dev] == [s.words for s in conll.read_germeval(GE_TRAIN)]
 
 
-def test_german_eval_sets_errors(tmp_path):
-    """An empty folder or half a pair (deu.testa alone) -> FileNotFoundError naming the folder and
-    both pairs; both pairs at once -> ValueError; a words-only deu.testa (no gold tags to score)
-    and a CoNLL file named NER-de-dev.tsv are refused, naming the file."""
-    need = (f"{tmp_path}: zero-shot evaluation needs deu.testa and deu.testb (CoNLL-2003 German) "
-            f"or NER-de-dev.tsv and NER-de-test.tsv (GermEval 2014) in it")
+def test_eval_sets_errors(tmp_path):
+    """German with no folder: it is licensed, said as a run's data is; a folder lacking a file
+    names the two it needs; a words-only deu.testa (no gold tags to score) and a CoNLL file named
+    NER-de-dev.tsv are refused, naming the file."""
+    with pytest.raises(ValueError, match="CoNLL-2003 German is licensed: pass the folder"):
+        corpora.eval_sets("de", "")
     with pytest.raises(FileNotFoundError) as e:
-        corpora.german_eval_sets(tmp_path)
-    assert str(e.value) == need + "; pass the folder holding one pair"
-    shutil.copy(os.path.join(DEU, "deu.testa"), tmp_path)
-    with pytest.raises(FileNotFoundError, match="pass the folder holding one pair"):
-        corpora.german_eval_sets(tmp_path)
+        corpora.eval_sets("de", str(tmp_path))
+    assert str(e.value) == (f"{tmp_path}: lacks some of the files; pass a folder holding "
+                            f"deu.testa, deu.testb (licensed, so never downloaded: make "
+                            f"reproduce-de DE_DATA=DIR)")
     shutil.copy(os.path.join(DEU, "deu.testb"), tmp_path)
-    for name in ("NER-de-dev.tsv", "NER-de-test.tsv"):
-        shutil.copy(os.path.join(GE, name), tmp_path)
-    with pytest.raises(ValueError, match="and it holds both; pass a folder with one pair"):
-        corpora.german_eval_sets(tmp_path)
-    os.remove(tmp_path / "NER-de-dev.tsv")
     (tmp_path / "deu.testa").write_text("Köln\n\nBonn\n", encoding="latin-1")
-    with pytest.raises(ValueError, match=r"deu.testa: read as a 'words' file, expected "
-                                         r"conll2003-de's 'conll' layout"):
-        corpora.german_eval_sets(tmp_path)
-    os.remove(tmp_path / "deu.testa")
+    with pytest.raises(ValueError, match=r"deu.testa: read as a 'words' file, expected the "
+                                         r"'conll' layout with gold tags; pass the real file"):
+        corpora.eval_sets("de", str(tmp_path))
     shutil.copy(DE, tmp_path / "NER-de-dev.tsv")
-    with pytest.raises(ValueError, match=r"NER-de-dev.tsv: read as a 'conll' file, expected "
-                                         r"germeval2014's 'germeval' layout"):
-        corpora.german_eval_sets(tmp_path)
+    shutil.copy(os.path.join(GE, "NER-de-test.tsv"), tmp_path)
+    with pytest.raises(ValueError, match=r"NER-de-dev.tsv: read as a 'conll' file, expected the "
+                                         r"'germeval' layout"):
+        corpora.eval_sets("germeval", str(tmp_path))
 
 
 def test_drives_confirmation_page_is_passed_by_its_second_door(tmp_path, fake_germeval,
@@ -587,3 +587,37 @@ def test_conll2002_download_is_checked_and_whole(tmp_path, monkeypatch, lang):
     assert sorted(os.listdir(d)) == sorted(counts) and fetched == list(urls) * 4
     assert corpora.splits(d, lang)["test"] == os.path.join(d, f"{pre}.testb")
     assert corpora.data_id("", lang).startswith(f"{lang}:")
+
+
+@pytest.mark.parametrize("lang", ["es", "nl"])
+def test_a_data_folder_may_hold_the_archive_as_downloaded(tmp_path, monkeypatch, lang):
+    """--data DIR holding conll2002.zip (no split files): read through the download's own path
+    from the local file (file:// URL, no network), so checked alike by sha256 and counts and
+    unpacked once into the cache; the run's data id is the downloaded corpus's. Another archive
+    in its place fails on its sha256, naming it, and leaves no data folder."""
+    pre, _ = C2002[lang]
+    folder = tmp_path / "data"
+    folder.mkdir()
+    zpath = folder / "conll2002.zip"
+    with zipfile.ZipFile(zpath, "w") as z:
+        for split in ("train", "testa", "testb"):
+            z.write(os.path.join(FIXTURES, f"{lang}_tiny", f"{pre}.{split}"), f"{pre}.{split}")
+    counts = {}
+    for split in ("train", "testa", "testb"):
+        sents = conll.read_conll(os.path.join(FIXTURES, f"{lang}_tiny", f"{pre}.{split}"))
+        counts[f"{pre}.{split}"] = (len(sents), sum(len(s.words) for s in sents))
+    (urls, _), = corpora.DOWNLOADS[lang].files.values()
+    patch_corpus(monkeypatch, lang, files={"conll2002.zip": (urls, sha(zpath))}, counts=counts)
+    monkeypatch.setattr(corpora, "CACHE", str(tmp_path / "cache"))
+    d = corpora.data_dir(str(folder), lang)
+    assert d == str(tmp_path / "cache" / f"conll2002-{pre}")
+    assert corpora.splits(d, lang)["dev"] == os.path.join(d, f"{pre}.testa")
+    assert corpora.data_id(str(folder), lang) == corpora.data_id("", lang)
+    assert corpora.eval_sets(lang, str(folder))["test"] == conll.read_conll(
+        os.path.join(FIXTURES, f"{lang}_tiny", f"{pre}.testb"))
+    shutil.rmtree(tmp_path / "cache")
+    with zipfile.ZipFile(zpath, "a") as z:
+        z.writestr("extra", "another archive")
+    with pytest.raises(ValueError, match=f"file://{zpath}: sha256 [0-9a-f]{{64}}, expected"):
+        corpora.data_dir(str(folder), lang)
+    assert os.listdir(tmp_path / "cache") == []

@@ -492,7 +492,7 @@ def test_run_key_follows_the_data_bytes_not_the_path(tmp_path):
     key = experiments.run_key
     assert key(cfg) == key(replace(cfg, data=str(copy_dir) + "/")) == key(replace(cfg, data=TINY))
     assert key(replace(cfg, model="x/")) == key(replace(cfg, model="x"))
-    germeval = replace(cfg, lang="germeval", data=GERMAN["germeval2014"])
+    germeval = replace(cfg, lang="germeval", data=TARGETS["germeval"])
     assert key(replace(germeval, level="inner")) != key(germeval)
     assert key(parse(["train", "--warmup", "0", "--data", TINY])[0]) == key(
         replace(cfg, warmup=0.0))
@@ -807,7 +807,7 @@ def test_germeval_reproduce_is_bio_only_and_level_needs_germeval(tmp_path, monke
     monkeypatch.setattr(finetune, "train", fake_train(calls))
     monkeypatch.setattr(experiments, "lm_stage", lambda c, e, log: "lm")
     model = bert_folder(str(tmp_path / "mlm"), layers=1, hidden=8, mlm=True)
-    cfg = FinetuneConfig(lang="germeval", data=GERMAN["germeval2014"], model=model)
+    cfg = FinetuneConfig(lang="germeval", data=TARGETS["germeval"], model=model)
     exp = Experiment(out=str(tmp_path / "runs"), seeds=1, save=False, ablations=True)
     experiments.reproduce(cfg, exp, log=quiet)
     assert [c.scheme for c in calls] == ["bio"] * 38 and calls[0].epochs == 3
@@ -910,7 +910,13 @@ def test_each_command_rejects_another_commands_flags(argv, flag, capsys):
 @pytest.mark.parametrize("argv, match", [
     (["train", "--level", "inner"], "--level inner: only GermEval 2014 has an inner level"),
     (["train", "--schedule", "stlr", "--warmup", "0"], "--schedule stlr needs --warmup > 0"),
-    (["train", "--lang", "de", "--zero_shot", TINY], "--lang is de: use --lang en, or drop"),
+    (["train", "--lang", "de", "--cleanconll", TINY], "--cleanconll DIR scores English-trained "
+                                                      "runs; --lang is de: use --lang en"),
+    (["train", "--lang", "germeval", "--zero_shot", "es"], "a GermEval run tags its 12"),
+    (["train", "--zero_shot", f"es,{TINY}"], f"--zero_shot es,{TINY}: '{TINY}' is none of en, "
+                                              f"de, germeval, es, nl; name each as LANG or LANG=DIR"),
+    (["reproduce", "--lang", "nl", "--ablations"], "--ablations: Tables 4-6 are the paper's "
+                                                   "English and German runs; --lang nl has none"),
     (["train", "--zero_shot_keep"], "--zero_shot_keep applies to GermEval zero-shot data"),
     (["train", "--cleanconll", "/no/such/dir"], "--cleanconll /no/such/dir: no such folder"),
     (["grid", "--shard", "2/2"], "--shard 2/2: expected i/n with 0 <= i < n"),
@@ -1036,8 +1042,10 @@ def test_a_vocab_that_is_not_the_checkpoints_fails_before_any_work(tmp_path, ext
 # ---------------------------------------------------------------------------------------------
 # German without a licence: GermEval 2014 runs and zero-shot scores (Wu & Dredze 2019).
 
-GERMAN = {"conll2003-de": os.path.join(FIXTURES, "deu_tiny"),
-          "germeval2014": os.path.join(FIXTURES, "germeval_tiny")}
+TARGETS = {"de": os.path.join(FIXTURES, "deu_tiny"), "germeval": os.path.join(FIXTURES,
+                                                                           "germeval_tiny"),
+           "es": os.path.join(FIXTURES, "es_tiny"), "nl": os.path.join(FIXTURES, "nl_tiny")}
+EVERY = ",".join(f"{lang}={d}" for lang, d in TARGETS.items())  # --zero_shot, all of them
 
 
 def report_f1(report):
@@ -1046,13 +1054,13 @@ def report_f1(report):
 
 
 @pytest.fixture(scope="module")
-def german_run(tmp_path_factory):
-    """A saved English-data run whose tiny model has learnt the German fixtures' dev and test
-    sentences by heart (CoNLL types; 60 epochs, ~3 s), so that its zero-shot F1 is not 0 and a
-    scheme or ordering mistake would show."""
-    tmp = tmp_path_factory.mktemp("german")
-    sents = [s for d in GERMAN.values() for split in ("dev", "test")
-             for s in corpora.german_eval_sets(d)[1][split]]
+def learnt_run(tmp_path_factory):
+    """A saved English-data run whose tiny model has learnt the German dev and test sentences by
+    heart (CoNLL types; 60 epochs, ~3 s), so that its zero-shot F1 there is not 0 and a scheme or
+    ordering mistake would show."""
+    tmp = tmp_path_factory.mktemp("xling")
+    sents = [s for lang in ("de", "germeval") for split in ("dev", "test")
+             for s in corpora.eval_sets(lang, TARGETS[lang])[split]]
     os.makedirs(tmp / "data")
     for name in ("train.txt", "valid.txt", "test.txt"):
         (tmp / "data" / name).write_text(conll.conll_text(sents, [s.tags for s in sents]),
@@ -1064,30 +1072,46 @@ def german_run(tmp_path_factory):
     return cfg, exp, experiments.run_one(cfg, exp, log=quiet)
 
 
-@pytest.mark.parametrize("fmt", GERMAN)
-def test_zero_shot_scores_a_done_run_as_predict_does(german_run, tmp_path, fmt):
-    """A run done without --zero_shot, asked again with it, is scored from its saved folder into
-    run-KEY/zero-shot-ID.json: dev and test F1 equal the ones `predict` reports on the same German
-    files (GermEval first written out with its tags mapped to CoNLL's types); asking a third time
-    writes nothing more."""
-    cfg, exp, rec = german_run
-    exp = replace(exp, zero_shot=GERMAN[fmt])
+def test_zero_shot_scores_a_done_run_as_predict_does(learnt_run, tmp_path):
+    """A run done without --zero_shot, asked again with every target, is scored from its saved
+    folder into run-KEY/zero-shot-ID.json, one per language: dev and test F1 equal the ones
+    `predict` reports on the same files (GermEval first written out with its tags mapped to
+    CoNLL's types); asking a third time writes nothing more, and `en` (the run's own language)
+    is never scored zero-shot."""
+    cfg, exp, rec = learnt_run
+    exp = replace(exp, zero_shot="en," + EVERY)
     experiments.run_one(cfg, exp, log=quiet)
     experiments.run_one(cfg, exp, log=quiet)
-    zs = [z for z in tables.results(exp.out, "zero-shot-*.json") if z["format"] == fmt]
-    assert len(zs) == 1 and zs[0]["run"] == rec["key"] and zs[0]["keep"] is False
-    _, sets = corpora.german_eval_sets(GERMAN[fmt])
-    for split in ("dev", "test"):
-        gold = tmp_path / f"{split}.conll"
-        gold.write_text(conll.conll_text(sets[split], [s.tags for s in sets[split]]),
-                        encoding="utf-8")
-        report = tagger.predict(run_dir(exp, rec), str(gold),
-                                output=str(tmp_path / f"{split}.pred"))
-        if zs[0][split]["gold"]:  # GermEval's dev fixture maps to no span (LOCderiv -> O)
-            assert zs[0][split]["f1"] > 0, "the model learnt these sentences: F1 0 is a bug"
-        assert round(zs[0][split]["f1"], 2) == report_f1(report), split
-    rows = [r for r in tables.table(exp.out).split("\n") if r.startswith("| en→de ")]
-    assert any(f"zero-shot on {fmt}" in r for r in rows), rows
+    zs = {z["lang"]: z for z in tables.results(exp.out, "zero-shot-*.json")}
+    assert sorted(zs) == sorted(TARGETS) and len(tables.results(exp.out, "zero-shot-*.json")) == 4
+    for lang, z in zs.items():
+        assert z["run"] == rec["key"] and z["keep"] is False and z["folder"] == TARGETS[lang]
+        sets = corpora.eval_sets(lang, TARGETS[lang])
+        for split in ("dev", "test"):
+            gold = tmp_path / f"{lang}.{split}.conll"
+            gold.write_text(conll.conll_text(sets[split], [s.tags for s in sets[split]]),
+                            encoding="utf-8")
+            report = tagger.predict(run_dir(exp, rec), str(gold),
+                                    output=str(tmp_path / f"{lang}.{split}.pred"))
+            if lang == "de" or lang == "germeval" and split == "test":  # (GermEval's dev fixture
+                assert z[split]["f1"] > 0, "it learnt these sentences: F1 0 is a bug"  # has none)
+            assert round(z[split]["f1"], 2) == report_f1(report), (lang, split)
+    head = [p for p in tables.table(exp.out).split("\n\n") if p.startswith("| trained on")]
+    assert head and head[0].split("\n")[0].split(" | ")[-5:] == ["en", "de", "germeval", "es",
+                                                                  "nl |"]
+
+
+def test_zero_shot_when_trained_needs_no_saved_model(tmp_path):
+    """A run trained now with --save false is scored zero-shot from the model in memory: its
+    folder holds the scores and no model."""
+    folder = bert_folder(str(tmp_path / "bert"), layers=1, hidden=16)
+    cfg = FinetuneConfig(model=folder, data=TINY, epochs=1, max_train_sentences=8)
+    exp = Experiment(out=str(tmp_path / "runs"), save=False, cleanconll="off",
+                     zero_shot=f"nl={TARGETS['nl']}")
+    rec = experiments.run_one(cfg, exp, log=quiet)
+    (z,) = tables.results(exp.out, "zero-shot-*.json")
+    assert z["lang"] == "nl" and z["run"] == rec["key"]
+    assert not os.path.exists(os.path.join(run_dir(exp, rec), "model.safetensors"))
 
 
 def test_zero_shot_of_an_unsaved_run_is_a_warning_not_a_score(trained, tmp_path):
@@ -1098,18 +1122,21 @@ def test_zero_shot_of_an_unsaved_run_is_a_warning_not_a_score(trained, tmp_path)
     (out / f"run-{rec['key']}").mkdir(parents=True)
     shutil.copy(os.path.join(run_dir(exp, rec), "result.json"), out / f"run-{rec['key']}")
     logged = []
-    experiments.run_one(cfg, Experiment(out=str(out), zero_shot=GERMAN["conll2003-de"]),
+    experiments.run_one(cfg, Experiment(out=str(out), zero_shot=f"de={TARGETS['de']}"),
                         log=logged.append)
     assert any("no saved model" in s and rec["key"] in s for s in logged)
     assert tables.results(str(out), "zero-shot-*.json") == []
     assert os.listdir(out / f"run-{rec['key']}") == ["result.json"]
 
 
-def test_zero_shot_needs_a_german_pair(tmp_path):
-    """--zero_shot with a folder holding neither German pair fails before training."""
+def test_zero_shot_targets_are_found_before_training(tmp_path):
+    """--zero_shot de=DIR with a folder lacking German's dev and test fails before training,
+    naming the files; de with no folder says it is licensed."""
     cfg = FinetuneConfig(data=TINY)
-    with pytest.raises(FileNotFoundError, match="deu.testa and deu.testb"):
-        experiments.check_ready(cfg, Experiment(out=str(tmp_path), zero_shot=TINY), [cfg])
+    with pytest.raises(FileNotFoundError, match="deu.testa, deu.testb"):
+        experiments.check_ready(cfg, Experiment(out=str(tmp_path), zero_shot=f"de={TINY}"), [cfg])
+    with pytest.raises(ValueError, match="CoNLL-2003 German is licensed"):
+        experiments.check_ready(cfg, Experiment(out=str(tmp_path), zero_shot="de"), [cfg])
 
 
 @pytest.mark.parametrize("level", ["outer", "inner"])
@@ -1119,7 +1146,7 @@ def test_germeval_run_trains_and_scores_its_level(tmp_path, level):
     conlleval's on its predictions against them, and they count the level's own gold spans (the
     dev fixture: one outer, no inner)."""
     folder = bert_folder(str(tmp_path / "bert"), layers=1, hidden=16)
-    data = GERMAN["germeval2014"]
+    data = TARGETS["germeval"]
     cfg = FinetuneConfig(model=folder, data=data, lang="germeval", level=level, scheme="bio",
                          lr=1e-3, batch_size=4, epochs=2)
     rec = experiments.run_one(cfg, Experiment(out=str(tmp_path / "runs"), save=False), log=quiet)
@@ -1161,7 +1188,7 @@ def test_germeval_without_a_folder_downloads_it(monkeypatch):
     """No --data with --lang germeval: the free corpus is downloaded into the cache (GermEval
     2014, CC-BY); CoNLL-2003 German is licensed and says how to get a German row without it."""
     asked = []
-    monkeypatch.setattr(corpora, "download", lambda lang, cache: asked.append(lang) or "x")
+    monkeypatch.setattr(corpora, "download", lambda lang, cache, local="": asked.append(lang) or "x")
     assert corpora.data_dir("", "germeval") == "x" and asked == ["germeval"]
     with pytest.raises(ValueError, match="make reproduce-germeval"):
         corpora.data_dir("", "de")

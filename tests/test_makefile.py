@@ -13,13 +13,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # What an outer `make test ARGS=...` passes down, and the Makefile's own variables: a case sees
 # only the values it sets.
 INHERITED = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "PY", "ARGS", "MODEL", "DATA",
-             "DE_DATA", "GERMEVAL_DATA", "ZERO_SHOT", "TEXT", "GRID", "OUT")
+             "DE_DATA", "GERMEVAL_DATA", "CONLL2002_DATA", "ZERO_SHOT", "TEXT", "GRID", "OUT")
 MBERT = "bert-base-multilingual-cased"
 
 
 def argv_of(tmp_path, target, env=None, **values):
-    """The argv that `make TARGET NAME=VALUE...` hands to python (PY), its first word dropped.
-    -o .venv/ok: the venv counts as made, so no target installs anything."""
+    """The argv that `make TARGET NAME=VALUE...` hands to python (PY), its first word dropped
+    (a list of them where the target runs python more than once). -o .venv/ok: the venv counts
+    as made, so no target installs anything."""
     printargs = tmp_path / "printargs"
     printargs.write_text(f"#!{sys.executable}\nimport json, sys\nprint(json.dumps(sys.argv[1:]))\n")
     printargs.chmod(0o755)
@@ -29,7 +30,8 @@ def argv_of(tmp_path, target, env=None, **values):
     r = subprocess.run(cmd, env={**clean, **(env or {})}, capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
+    runs = [json.loads(line) for line in r.stdout.splitlines()]
+    return runs[0] if len(runs) == 1 else runs
 
 
 TEXT = """Apple paid $5 million to "Acme" for `id`'s $(OUT) $$HOME , ok ."""
@@ -50,9 +52,9 @@ TEXT = """Apple paid $5 million to "Acme" for `id`'s $(OUT) $$HOME , ok ."""
     ("reproduce-en", {},
      ["experiments.py", "reproduce", "--lang", "en", "--model", MBERT, "--out", "runs/en"]),
     ("reproduce-en", dict(DATA="my data", MODEL="my model", OUT="my runs", GRID="1",
-                          ZERO_SHOT="de data"),
+                          ZERO_SHOT="es,de=de data"),
      ["experiments.py", "reproduce", "--lang", "en", "--data", "my data", "--model", "my model",
-      "--out", "my runs/en", "--grid", "true", "--zero_shot", "de data"]),
+      "--out", "my runs/en", "--grid", "true", "--zero_shot", "es,de=de data"]),
     ("reproduce-de", dict(DE_DATA="conll 2003/de"),
      ["experiments.py", "reproduce", "--lang", "de", "--data", "conll 2003/de", "--model", MBERT,
       "--out", "runs/de"]),
@@ -78,3 +80,19 @@ def test_no_value_is_run_as_a_command(tmp_path):
     text = f"`touch {ran}` $(touch {ran}) ."
     assert argv_of(tmp_path, "explain", TEXT=text)[-1] == text
     assert not ran.exists()
+
+
+def test_reproduce_xling_trains_each_language_scored_on_every_other(tmp_path):
+    """make reproduce-xling: English, Spanish and Dutch (German with DE_DATA) into one OUT/xling,
+    each with the same --zero_shot list naming every language, each with its folder where one is
+    given (CONLL2002_DATA serves Spanish and Dutch; without it they are downloaded)."""
+    every = ["--model", MBERT, "--out", "runs/xling", "--zero_shot", "en,es,nl,germeval"]
+    assert argv_of(tmp_path, "reproduce-xling") == [
+        ["experiments.py", "reproduce", "--lang", lang, *every] for lang in ("en", "es", "nl")]
+    runs = argv_of(tmp_path, "reproduce-xling", DATA="en $5", CONLL2002_DATA="c 2002",
+                   DE_DATA="de data", GERMEVAL_DATA="ge", ARGS="--seeds 1")
+    spec = "en=en $5,es=c 2002,nl=c 2002,germeval=ge,de=de data"
+    assert runs == [["experiments.py", "reproduce", "--lang", lang, "--data", data, "--model",
+                     MBERT, "--out", "runs/xling", "--zero_shot", spec, "--seeds", "1"]
+                    for lang, data in (("en", "en $5"), ("es", "c 2002"), ("nl", "c 2002"),
+                                       ("de", "de data"))]

