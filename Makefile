@@ -46,7 +46,7 @@ reproduce-germeval: venv
 # DE_DATA=DIR) at fn 11's setting (German: 3 epochs), 5 seeds, IOB1 and BIO, each run scored on the
 # others' dev and test and GermEval's; the last command prints the cross-lingual table. CoNLL-2002
 # and GermEval are downloaded once, or CONLL2002_DATA=DIR (conll2002.zip or its files) and
-# GERMEVAL_DATA=DIR.
+# GERMEVAL_DATA=DIR; XLING=es,nl=DIR names the scored languages instead.
 at = $(1)$(if $(value $(2)),=$(value $(2)))
 comma := ,
 XLING := $(call at,en,DATA),$(call at,es,CONLL2002_DATA),$(call at,nl,CONLL2002_DATA),$(call at,germeval,GERMEVAL_DATA)$(if $(value DE_DATA),$(comma)$(call at,de,DE_DATA))

