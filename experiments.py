@@ -53,7 +53,7 @@ class Experiment:
     eval_batch_size: int = 0   # windows per inference batch; 0 = 256 on CUDA, 64 on the CPU
     graphs: bool = True        # CUDA: replay updates from CUDA graphs (fastfit.py); CPU: unused
     cleanconll: str = "auto"   # --lang en: scored on CleanCoNLL too: auto | off | its files' folder
-    zero_shot: str = ""        # also score each run on these languages' dev/test: es,nl,de=DIR
+    zero_shot: str = ""        # also score each run on en,de,germeval,es,nl (LANG=DIR: a folder)
     zero_shot_keep: bool = False  # GermEval there: ...deriv/...part spans as their type, not O
     seeds: int = 5             # seeds 1..N per setting (Table 2: 5 runs)
     shard: str = "0/1"         # i/n: this shard's fixed slice of the planned runs
