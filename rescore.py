@@ -4,6 +4,7 @@
 - other languages' dev and test (zero-shot transfer, Wu & Dredze 2019, the paper's Sec 5.1:
   English to German, Spanish, Dutch), with no training there: OUT/run-KEY/zero-shot-ID.json.
 """
+import functools
 import hashlib
 import json
 import os
@@ -17,7 +18,7 @@ import corpora
 import tables
 import tagger
 
-_CLEAN, _TARGETS = {}, {}  # clean_sets' and target_sets' memos, per process
+_CLEAN = {}  # clean_sets' memo, per process
 
 
 def score_on(tagged, sets, batch_size, scheme=None):
@@ -85,15 +86,13 @@ def targets(spec, keep=False):
     return out
 
 
+@functools.lru_cache(maxsize=None)
 def target_sets(lang, folder, keep):
     """A target's dev and test in CoNLL-2003 types -> (id: a digest of the language, the mapping
     and every word and tag, {"dev", "test"}: sentences), read once per process."""
-    k = (lang, os.path.abspath(folder) if folder else "", keep)
-    if k not in _TARGETS:
-        sets = corpora.eval_sets(lang, folder, keep)
-        words = [[s.words, s.tags] for split in ("dev", "test") for s in sets[split]]
-        _TARGETS[k] = digest([lang, keep, words]), sets
-    return _TARGETS[k]
+    sets = corpora.eval_sets(lang, folder, keep)
+    words = [[s.words, s.tags] for split in ("dev", "test") for s in sets[split]]
+    return digest([lang, keep, words]), sets
 
 
 def zero_shot(cfg, exp, folder, tagged=None, log=print):

@@ -71,11 +71,9 @@ def table(out):
             f": train, grid or reproduce with --out {out} first"))
     cs = {k: json.loads(k) for k in groups}
     picked = chosen_rows(groups, cs, cs, ("batch_size", "lr", "epochs"))
-    rows = []
-    for k in sorted(cs, key=lambda k: (*[cs[k][f] for f in ("lang", "model", "scheme")],
-                                       changed(cs[k]), cs[k]["data"], cs[k]["batch_size"],
-                                       cs[k]["lr"], cs[k]["epochs"])):
-        rows.append(row(cs[k], groups[k], "✓" if k in picked else ""))
+    rows = [row(cs[k], groups[k], "✓" if k in picked else "") for k in sorted(cs, key=lambda k: (
+        *[cs[k][f] for f in ("lang", "model", "scheme")], changed(cs[k]), cs[k]["data"],
+        cs[k]["batch_size"], cs[k]["lr"], cs[k]["epochs"]))]
     several = len({c["data"] for c in cs.values()}) > 1
     clean = any("cleanconll" in r for runs in groups.values() for r in runs)
     head = ["lang", "model", "scheme", "batch", "lr", "epochs", "method", "data", "seeds",
@@ -298,7 +296,7 @@ def xling(out, groups, cs):
     """The cross-lingual table (Sec 5.1: zero-shot transfer, Wu & Dredze 2019): a row per model,
     training language and scheme (its plain runs at the chosen setting), a column per test
     language, test F1 mean ± std over seeds: its own test set, and the others' where scored
-    zero-shot; mBERT's published numbers beside (paper.WU_DREDZE, paper.PIRES). "" for none."""
+    zero-shot; mBERT's published numbers beside (paper.ZERO_SHOT). "" for none."""
     scores = {}
     for z in results(out, "zero-shot-*.json"):
         scores.setdefault(z["run"], []).append(z)
@@ -311,10 +309,9 @@ def xling(out, groups, cs):
         cells = {c["lang"]: pm(*stats(runs, "test")),
                  **{t: on_one(zs, "test", len(runs)) for t, zs in by.items()}}
         name = name_of(c["model"])
-        for t in cells if name == paper.MBERT else ():
-            theirs = [f"{who} {d[c['lang'], t]}" for who, d in (
-                ("W&D", paper.WU_DREDZE), ("Pires", paper.PIRES)) if (c["lang"], t) in d]
-            cells[t] += f" [{', '.join(theirs)}]" * bool(theirs)
+        for (src, dst), theirs in paper.ZERO_SHOT.items() if name == paper.MBERT else ():
+            if src == c["lang"] and dst in cells:
+                cells[dst] += f" [{', '.join(f'{who} {f1}' for who, f1 in theirs.items())}]"
         rows[c["model"], XLING.index(c["lang"]), c["scheme"], k] = [
             c["lang"], name + " (English-only)" * (name in ENGLISH_ONLY), c["scheme"].upper(),
             how(c, cs), len(runs), cells]
