@@ -48,8 +48,7 @@ FILES = {
                           "6fba4ff5ca3e1a23fd4a8954524528019106560e",
                           "ffd5f3a26525d241ce46cc407ada55fd95858620234fc88ddd2f6503866e72dc")}
 # split -> sha256 of the original's first column (one word a line, "" between sentences, trailing
-# blank lines left out; eng.* and conll2003.zip's files alike). CleanCoNLL's files for a split are
-# {split}_tokens.patch and cleanconll_annotations.{split}.
+# blank lines left out; eng.* and conll2003.zip's files alike)
 WORDS = {"train": "2c65c2b88312fe5a631cbb080abd2eab0e7396fedad5c44c7f87159b4203b53e",
          "dev": "486fb987062e7d8ec2e28f882dfc7eb0336bfb26b2449ad90a742e8f94280813",
          "test": "938d8d07775d17582f621c5b1dacc96953dd78fb4fee2d7d6178f3bb221f59e9"}
@@ -89,7 +88,7 @@ def filled(lines):
 def first_column(data):
     """awk '{print $1}': each line's first field (runs of spaces and tabs separate, leading ones
     ignored), "" for a blank line."""
-    return [(re.split(rb"[ \t\n]+", line.strip(b" \t\n")) + [b""])[0] for line in lines_of(data)]
+    return [re.split(rb"[ \t\n]+", line.strip(b" \t\n"))[0] for line in lines_of(data)]
 
 
 def apply_patch(words, patch, where):
@@ -174,14 +173,8 @@ def build_split(split, words, original, patch, annotations, out):
 def check_counts(sents, masked, split):
     """The built file's sentences have the annotation file's sentences and entities (per type): a
     blank line or a document line (POS "-X-", as -DOCSTART- has) ends one, the last column tags."""
-    want, tags = [], []
-    for line in masked + [b""]:
-        cols = line.split(b"\t")
-        if line and cols[1:2] != [b"-X-"]:
-            tags.append(cols[-1].decode("utf-8"))
-        elif tags:
-            want.append(tags)
-            tags = []
+    runs = itertools.groupby(masked, lambda line: bool(line) and line.split(b"\t")[1:2] != [b"-X-"])
+    want = [[ln.split(b"\t")[-1].decode("utf-8") for ln in run] for tagged, run in runs if tagged]
 
     def counts(tag_lists):
         kinds = [t for tags in tag_lists for _, _, t in conll.spans(tags)]

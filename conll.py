@@ -104,8 +104,7 @@ def _parse(rows, path):
     """(line number, columns) rows -> sentences. A -DOCSTART- row (any column form) opens a new
     document and is never a word; no columns end a sentence. Sentences before the first
     -DOCSTART- form document 0. A one-column file is words only: tags all "O", gold=False."""
-    out = []
-    words, tags = [], []  # of the sentence being read
+    out, words, tags = [], [], []  # words, tags: of the sentence being read
     first = 0  # the line of its first word
     ncols = None  # word line columns: 4 (English), 5 (German) or 1 (words only)
     doc, begun = 0, False  # begun: the current document has a -DOCSTART- or a word
@@ -199,8 +198,7 @@ def read_germeval(path, level="outer", encoding=None):
     """GermEval 2014 .tsv -> sentences with the outer (column 3) or inner (column 4) BIO tags:
     "1\\tAnna\\tB-PER\\tO" -> word "Anna", tag "B-PER" (outer) or "O" (inner). Read as GermEval
     whatever its first lines look like, so a bad word line is named as one."""
-    lines, _ = _lines(path, encoding)
-    return _parse(_germeval_rows(lines, path, level), path)
+    return _parse(_germeval_rows(_lines(path, encoding)[0], path, level), path)
 
 
 # ---------------------------------------------------------------- tagging schemes (Sec 3.1)
@@ -395,7 +393,7 @@ def convert(src, to, encoding=None):
                 body = lines[n].rstrip(" \t\r")
                 # separators kept in the odd slots; the tag: the last column or GermEval's col
                 cols = re.split(r"([ \t]+)" if col is None else r"(\t)", body)
-                cols[len(cols) - 1 if col is None else 2 * col] = tag
+                cols[-1 if col is None else 2 * col] = tag
                 lines[n] = "".join(cols) + lines[n][len(body):]
     return "\n".join(lines).encode(enc)  # utf-8-sig writes back the BOM decode dropped
 

@@ -146,8 +146,7 @@ def scan(rows):
         if not is_break:  # conlleval.pl: `$firstItem ne $boundary`
             c.tokens += 1
             c.correct_tags += g == p and gt == pt  # compares the split parts, as perl does
-        last_g, last_gt = g, gt
-        last_p, last_pt = p, pt
+        last_g, last_gt, last_p, last_pt = g, gt, p, pt
     if in_correct:  # a phrase still open at the end of the input
         c.correct += 1
         c.correct_by_type[last_gt] += 1
@@ -184,28 +183,24 @@ def prf(correct, found, gold):
     return p, r, f
 
 
-def report_types(c):
-    """Chunk types in the order conlleval.pl prints them: sorted, duplicates dropped.
+def type_rows(c):
+    """(type, precision, recall, FB1) in the order conlleval.pl prints the types: sorted,
+    duplicates dropped.
 
     Perl's duplicate check is `not($lastType) or $lastType ne $i`, and "" is false, so the
     empty type (from tags like "B" with no "-TYPE") is printed twice when gold and guess
     both have it. We keep that quirk; "0" cannot be a type here (split_tag maps it to "")."""
-    types, last = [], None
-    for t in sorted(list(c.gold_by_type) + list(c.found_by_type)):
-        if not last or last != t:
-            types.append(t)
-        last = t
-    return types
+    types = sorted([*c.gold_by_type, *c.found_by_type])
+    return [(t, *prf(c.correct_by_type[t], c.found_by_type[t], c.gold_by_type[t]))
+            for last, t in zip([None, *types], types) if not last or last != t]
 
 
 def scores(c):
     """Counts -> the report's numbers as a dict (percentages, like the report)."""
     p, r, f = prf(c.correct, c.found, c.gold)
-    per_type = {}
-    for t in report_types(c):
-        tp, tr, tf = prf(c.correct_by_type[t], c.found_by_type[t], c.gold_by_type[t])
-        per_type[t] = {"precision": tp, "recall": tr, "f1": tf, "gold": c.gold_by_type[t],
-                       "found": c.found_by_type[t], "correct": c.correct_by_type[t]}
+    per_type = {t: {"precision": tp, "recall": tr, "f1": tf, "gold": c.gold_by_type[t],
+                    "found": c.found_by_type[t], "correct": c.correct_by_type[t]}
+                for t, tp, tr, tf in type_rows(c)}
     # perl prints no accuracy for an empty input; we report 0.0 there
     acc = 100 * c.correct_tags / c.tokens if c.tokens > 0 else 0.0
     return {"precision": p, "recall": r, "f1": f, "accuracy": acc,
@@ -221,11 +216,9 @@ def evaluate(gold, pred):
 def report(c, latex=False):
     """The exact text conlleval.pl prints (with -l when latex=True), from its printf formats."""
     p, r, f = prf(c.correct, c.found, c.gold)
-    per_type = [(t, *prf(c.correct_by_type[t], c.found_by_type[t], c.gold_by_type[t]))
-                for t in report_types(c)]
     if latex:  # conlleval.pl -l: the rows of a table like the CoNLL-2003 paper's, no token line
         out = ["        & Precision &  Recall  & F$_{\\beta=1} \\\\\\hline"]
-        out += ["\n%-7s &  %6.2f\\%% & %6.2f\\%% & %6.2f \\\\" % row for row in per_type]
+        out += ["\n%-7s &  %6.2f\\%% & %6.2f\\%% & %6.2f \\\\" % row for row in type_rows(c)]
         out.append("\\hline\nOverall &  %6.2f\\%% & %6.2f\\%% & %6.2f \\\\\\hline\n" % (p, r, f))
         return "".join(out)
     out = [f"processed {c.tokens} tokens with {c.gold} phrases; "
@@ -233,7 +226,7 @@ def report(c, latex=False):
     if c.tokens > 0:
         out.append("accuracy: %6.2f%%; precision: %6.2f%%; recall: %6.2f%%; FB1: %6.2f\n"
                    % (100 * c.correct_tags / c.tokens, p, r, f))
-    for t, tp, tr, tf in per_type:
+    for t, tp, tr, tf in type_rows(c):
         # the last number is the count of guessed phrases of this type, as in the perl script
         out.append("%17s: precision: %6.2f%%; recall: %6.2f%%; FB1: %6.2f  %d\n"
                    % (t, tp, tr, tf, c.found_by_type[t]))
@@ -356,8 +349,7 @@ def main(argv, stdin, stdout, stderr):
     except InputError as e:
         code = e.code
         stderr.write(f"{e}\n")
-    for note in input_notes(lines, opts["delim"]):
-        stderr.write(note + "\n")
+    stderr.writelines(note + "\n" for note in input_notes(lines, opts["delim"]))
     stdout.write(out.encode("latin-1"))
     return code
 

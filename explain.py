@@ -26,21 +26,18 @@ from wordpiece import MAX_WORD_CHARS, WordPiece
 
 
 def command(args):
-    """`python experiments.py explain`: a sentence (text, or --conll's --sentence) through stages
-    1-3, or with --method stage 4. args: the parsed flags, FinetuneConfig's among them."""
-    names = {f.name for f in fields(FinetuneConfig)}
-    cfg = FinetuneConfig(**{k: v for k, v in args.items() if k in names})
+    """`python experiments.py explain` (see above); args: its flags, FinetuneConfig's among them."""
+    cfg = FinetuneConfig(**{f.name: args[f.name] for f in fields(FinetuneConfig) if f.name in args})
     if args["method"]:  # a local folder's shape, else mBERT's: a Hub id is not looked up
         path = os.path.join(cfg.model, "config.json")
         shape = (bert.BertConfig.from_json(path), path) if os.path.isfile(path) else (
             bert.BertConfig(), "BertConfig's default, mBERT's shape")
         return method(cfg, *shape, *plan_length(cfg, args["updates"]))
     if args["conll"]:
-        sents = conll.read_conll(args["conll"])
-        if not 1 <= args["sentence"] <= len(sents):
-            raise ValueError(f"--sentence={args['sentence']}: {args['conll']} has {len(sents)} "
-                             f"sentences")
-        sent = sents[args["sentence"] - 1]
+        sents, k = conll.read_conll(args["conll"]), args["sentence"]
+        if not 1 <= k <= len(sents):
+            raise ValueError(f"--sentence={k}: {args['conll']} has {len(sents)} sentences")
+        sent = sents[k - 1]
     elif args["text"].strip():
         sent = tagger.text_sentence(args["text"])
     else:  # none, or one of spaces only: no word to explain
@@ -130,7 +127,7 @@ def answer(t, sent, feats, ids, mask, out):
     out(f"   tags, {other.upper()} (Sec 3.1): {' '.join(conll.to_scheme(pred, other))}")
     out(f"   spans conlleval reads: {show_spans(sent.words, conll.spans(pred))}")
     if sent.gold:
-        theirs = conll.to_scheme(pred, conll.detect_scheme([sent.tags]) or "bio")
+        theirs = conll.to_scheme(pred, conll.detect_scheme([sent.tags]))
         s = conlleval.evaluate([sent.tags], [theirs])
         out(f"   gold spans: {show_spans(sent.words, conll.spans(sent.tags))}")
         out("   conlleval: precision {precision:.2f}, recall {recall:.2f}, F1 {f1:.2f} ({correct} "
@@ -178,8 +175,7 @@ def method(cfg, bert_cfg, model_from, updates, counted="", out=print):
     for epoch in range(cfg.epochs):
         n = finetune.unfreeze(model, epoch, cfg.unfreeze)  # the top n units of `names`
         out(f"   epoch {epoch + 1}: {names[0]}" + f" to {names[n - 1]} ({n} units)" * (n > 1))
-    never = finetune.never_trained(L, cfg.unfreeze, cfg.epochs)
-    if never:
+    if never := finetune.never_trained(L, cfg.unfreeze, cfg.epochs):
         out(f"   warning: over {cfg.epochs} epochs, {', '.join(never)} never train (Sec 3.3: "
             f"12 layers, 3 an epoch, 5 epochs)")
     out(f"\n   The rate's multiplier over {updates} updates ({counted or 'given'}): "

@@ -110,10 +110,9 @@ def fresh_path(name):
     """name, or name with -2, -3, ... before its extension: the first that does not exist, not
     even as a dangling symlink (os.path.exists says False for one; writing there fails)."""
     stem, ext = os.path.splitext(name)
-    k = 1
+    k = 2
     while os.path.lexists(name):
-        k += 1
-        name = f"{stem}-{k}{ext}"
+        name, k = f"{stem}-{k}{ext}", k + 1
     return name
 
 
@@ -181,8 +180,7 @@ def tag_sentences(t, sents, scheme, batch_size=0):
     full = [replace(s, tags=["O"] * len(s.words)) for s in sents if s.words]
     if not full:
         return [[] for _ in sents]
-    label2id = {tag: i for i, tag in enumerate(t.labels)}
-    feats = conll.featurize(full, t.tok, label2id, t.max_len)
+    feats = conll.featurize(full, t.tok, {tag: i for i, tag in enumerate(t.labels)}, t.max_len)
     data = finetune.tensorize(feats, t.tok, next(t.model.parameters()).device)
     tags = iter(finetune.predict_tags(t.model, corpora.Split(full, feats, scheme), data,
                                       t.labels, batch_size))

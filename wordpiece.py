@@ -80,9 +80,8 @@ def is_punct(c):
     # all non-alphanumeric printable ASCII ("$", "^", "`" are symbols to Unicode, not
     # punctuation) plus Unicode P*. Other symbols ("€", "°", emoji) are not split off.
     cp = ord(c)
-    if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
-        return True
-    return unicodedata.category(c)[0] == "P"
+    return (33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126
+            or unicodedata.category(c)[0] == "P")
 
 
 def is_cjk(c):
@@ -125,11 +124,8 @@ class WordPiece:
         if missing:
             raise ValueError(f"{source}: no line {', '.join(missing)}; "
                              f"a BERT vocab.txt lists {' '.join(SPECIALS)}")
-        self.pad_id = self.vocab["[PAD]"]
-        self.unk_id = self.vocab["[UNK]"]
-        self.cls_id = self.vocab["[CLS]"]
-        self.sep_id = self.vocab["[SEP]"]
-        self.mask_id = self.vocab["[MASK]"]
+        self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (
+            self.vocab[t] for t in SPECIALS)
         self.lower = do_lower_case
         self.strip = do_lower_case if strip_accents is None else strip_accents
         self.cjk = tokenize_chinese_chars
@@ -165,13 +161,10 @@ class WordPiece:
         with open(os.path.join(folder, "vocab.txt"), "w", encoding="utf-8", newline="\n") as f:
             f.write("".join(t + "\n" for t in self.tokens))
         cfg = {"tokenizer_class": "BertTokenizer",  # what AutoTokenizer builds
-               "do_lower_case": self.lower,
-               "strip_accents": self.strip,
-               "tokenize_chinese_chars": self.cjk,
-               **{key: tok for key, tok in zip(SPECIAL_KEYS, SPECIALS)}}
+               "do_lower_case": self.lower, "strip_accents": self.strip,
+               "tokenize_chinese_chars": self.cjk, **dict(zip(SPECIAL_KEYS, SPECIALS))}
         with open(os.path.join(folder, "tokenizer_config.json"), "w", encoding="utf-8") as f:
-            json.dump(cfg, f, indent=2, ensure_ascii=False)
-            f.write("\n")
+            f.write(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
 
     def __len__(self):
         return len(self.tokens)
@@ -179,8 +172,7 @@ class WordPiece:
     # --- BasicTokenizer --------------------------------------------------------
 
     def basic(self, text):
-        """Text -> basic tokens: "Héllo, 北京!" -> ["hello", ",", "北", "京", "!"]
-        (uncased). No NFC step, as in Google's code: "e\\u0301" stays "e" + U+0301."""
+        """Text -> basic tokens: "Héllo, 北京!" -> ["hello", ",", "北", "京", "!"] (uncased)."""
         if text.isascii():  # shortcut, same answer: Zs, P* beyond ASCII and CJK add nothing
             return self.basic_ascii(text)
         # drop U+FFFD and control chars (NUL is one); any whitespace char becomes a plain space
@@ -200,18 +192,14 @@ class WordPiece:
         return out
 
     def basic_ascii(self, text):
-        """`basic` for ASCII text, where the classes are simple: the controls are 0-31 (less
-        tab, LF and CR, which are spaces) and 127, every printable non-alphanumeric is
-        punctuation."""
+        """`basic` for ASCII text, where the classes are simple: the controls are 0-31 (less tab,
+        LF and CR, which are spaces) and 127, every printable non-alphanumeric is punctuation."""
         if not text.isprintable():
             text = "".join(" " if c in "\t\n\r" else c for c in text
                            if c.isprintable() or c in "\t\n\r")
         if self.lower:
             text = text.lower()
-        out = []
-        for t in text.split():
-            out += [t] if t.isalnum() else split_punct(t)
-        return out
+        return [p for t in text.split() for p in ([t] if t.isalnum() else split_punct(t))]
 
     # --- WordpieceTokenizer ----------------------------------------------------
 
@@ -220,8 +208,7 @@ class WordPiece:
 
         With "un", "##aff", "##able" in the vocab: "unaffable" -> ids of ["un", "##aff", "##able"].
         Greedy, not optimal: with "una", "un", "##aff" (no "##ff", "##f") the token "unaff" is
-        [UNK], since "una" is taken first and "ff" is left over.
-        """
+        [UNK], since "una" is taken first and "ff" is left over."""
         n = len(token)
         if n > MAX_WORD_CHARS:
             return [self.unk_id]  # HF's limit, see MAX_WORD_CHARS (it counts basic tokens' chars)
@@ -241,8 +228,7 @@ class WordPiece:
     # --- public API ------------------------------------------------------------
 
     def encode(self, text):
-        """Piece ids of a text, without [CLS]/[SEP]: "Hello, world" -> [7592, 1010, 2088]
-        (MiniLM)."""
+        """Piece ids of a text, no [CLS]/[SEP]: "Hello, world" -> [7592, 1010, 2088] (MiniLM)."""
         return [i for t in self.basic(text) for i in self.pieces(t)]
 
     def tokenize(self, text):
@@ -256,9 +242,8 @@ class WordPiece:
         for w in words:
             ids = cache.get(w)
             if ids is None:
-                # Departure from HF: a word with no pieces (soft hyphen, zero-width space, a
-                # control char, a lone combining accent when uncased) would vanish and take its
-                # tag along. It stays, as one [UNK].
+                # Departure from HF (see the top): a word with no pieces, e.g. a lone combining
+                # accent when uncased, stays as one [UNK] and keeps its tag.
                 ids = cache[w] = self.encode(w) or [self.unk_id]
             out.append(ids[:])  # a copy: a caller that edits its lists must not edit the cache
         return out
