@@ -217,17 +217,14 @@ def key_table(cfg, mlm, tagger=False):
     pairs = [("emb.ln", "embeddings.LayerNorm")]
     for i in range(cfg.num_hidden_layers):
         ours, hf = f"layers.{i}", f"encoder.layer.{i}"
-        for p in ("weight", "bias"):  # checkpoints store the query, key and value apart
-            qkv = ("query", "key", "value")
-            t[f"{ours}.qkv.{p}"] = [f"{hf}.attention.self.{m}.{p}" for m in qkv]
+        qkv = [f"{hf}.attention.self.{m}" for m in ("query", "key", "value")]  # stored apart
+        t |= {f"{ours}.qkv.{p}": [f"{k}.{p}" for k in qkv] for p in ("weight", "bias")}
         pairs += [(f"{ours}.{a}", f"{hf}.{b}") for a, b in LAYER.items()]
     if mlm:  # MLM_HEAD's keys
         pairs += [("mlm.dense", "cls.predictions.transform.dense"),
                   ("mlm.ln", "cls.predictions.transform.LayerNorm")]
         t["mlm.decoder.bias"] = ["cls.predictions.bias"]
-    for ours, hf in pairs:
-        for p in ("weight", "bias"):
-            t[f"{ours}.{p}"] = [f"{hf}.{p}"]
+    t |= {f"{ours}.{p}": [f"{hf}.{p}"] for ours, hf in pairs for p in ("weight", "bias")}
     if tagger:
         t = {"bert." + k: v for k, v in t.items()}
         t |= {"out.weight": ["classifier.weight"], "out.bias": ["classifier.bias"]}
@@ -334,7 +331,6 @@ def from_pretrained(name_or_dir, tagger=False):
 
 
 def token_classifier_from_pretrained(name_or_dir):
-    """from_pretrained(name_or_dir, tagger=True): (TokenClassifier, config.json as a dict)."""
     return from_pretrained(name_or_dir, tagger=True)
 
 

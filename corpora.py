@@ -272,10 +272,9 @@ def _check_counts(src, folder, cache_dir):
 
 
 def download(lang, cache_dir, local=""):
-    """Fetch, check (sha256, sentence and token counts) and unpack a free corpus once -> its folder,
-    cache_dir/conll2003-en ("en") or cache_dir/germeval2014 ("germeval"); later calls check the
-    counts again. The folder appears whole (atomic.make_folder), one missing a file is fetched
-    again; shards that start at once may each fetch it. `local`: the archive, already here."""
+    """Fetch (or take `local`, the archive already here), check (sha256, sentence and token counts)
+    and unpack a free corpus once -> cache_dir/its folder, whose counts later calls check again.
+    It appears whole (atomic.make_folder); shards that start at once may each fetch it."""
     if lang not in DOWNLOADS:
         raise ValueError(f"lang={lang!r}: expected one of {', '.join(DOWNLOADS)} to download")
     src = DOWNLOADS[lang]

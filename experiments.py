@@ -108,9 +108,6 @@ def typed(t, name):
     return parse
 
 
-parse_bool = typed(bool, "")
-
-
 def add_fields(parser, cls, names):
     """--field value / --field=value / --field-name for each of `names`, with its default and the
     comment on its line as help. Unset flags stay absent, so a command sees what was given."""
@@ -238,9 +235,7 @@ def shard_of(runs, shard):
     """Shard "i/n"'s fixed slice of `runs`: every n-th group from the i-th, where the runs of one
     masked-LM stage are one group, so that no stage is trained twice."""
     i, n = map(int, shard.split("/"))
-    groups = {}
-    for c in runs:
-        groups.setdefault(stage_key(c) if c.lm_epochs else run_key(c), []).append(c)
+    groups = tables.group(runs, lambda c: stage_key(c) if c.lm_epochs else run_key(c))
     return [c for g in list(groups.values())[i::n] for c in g]
 
 
@@ -290,9 +285,7 @@ def choose(runs, out, log=print):
     if not all(recs):
         log(f"{sum(not r for r in recs)} of {len(runs)} runs have no result yet (other shards?)")
         return None
-    groups = {}
-    for c, r in zip(runs, recs):
-        groups.setdefault(tables.setting(r), []).append((c, r))
+    groups = tables.group(zip(runs, recs), lambda cr: tables.setting(cr[1]))
     pick = tables.chosen({k: [r for _, r in v] for k, v in groups.items()})
     c, rs = groups[pick][0][0], [r for _, r in groups[pick]]
     log(f"{c.scheme}: chosen batch {c.batch_size}, lr {c.lr:g}, {c.epochs} epochs ({len(rs)} runs)")
@@ -495,9 +488,7 @@ def parser():
     p.add_argument("--text", action="store_true", help="one sentence a line, split at punctuation")
     p.add_argument("--output", help="predictions file, new (default: INPUT.pred.txt here)")
     p.add_argument("--encoding", help="the input's encoding (default: detected / UTF-8)")
-    p.add_argument("--eval-batch-size", "--eval_batch_size", type=typed(int, "eval_batch_size"),
-                   default=0, dest="eval_batch_size", help="windows per batch (default: 256 on "
-                   "CUDA, 64 on the CPU)")
+    add_fields(p, Experiment, ["eval_batch_size"])
     return ap
 
 
@@ -511,7 +502,7 @@ def main(argv=None):
     if cmd == "predict":
         STOP.update(after="predict wrote no file; the same command tags the input anew")
         return print(tagger.predict(args["model"], args["file"], args["text"], args["output"],
-                                    args["encoding"], args["eval_batch_size"]), end="")
+                                    args["encoding"], args.get("eval_batch_size", 0)), end="")
     names = {f.name for f in fields(FinetuneConfig)}
     base = replace(FinetuneConfig(), **DEMO) if cmd == "demo" else FinetuneConfig()
     cfg = replace(base, **{k: v for k, v in args.items() if k in names})

@@ -111,9 +111,8 @@ class AdamW(torch.optim.Optimizer):
 
 
 def clip_grads(params, max_norm, each=False):
-    """The gradients scaled to norm max_norm at most: all together as one vector (google-research/
-    bert), or each tensor on its own (each=True: pytorch-pretrained-BERT's BertAdam). Which of the
-    two BertAdams the paper ran it does not say; we take Google's, the flag takes the other."""
+    """The gradients scaled to norm max_norm at most: as one vector (google-research/bert), or each
+    tensor alone (each=True, pytorch-pretrained-BERT's BertAdam); the paper does not say which."""
     if not each:
         return torch.nn.utils.clip_grad_norm_(params, max_norm)
     grads = [p.grad for p in params if p.grad is not None]
@@ -182,9 +181,7 @@ def unfreeze(model, epoch, per_epoch):
         epoch 0: classifier; 1: + layers 11-9; 2: + 8-6; 3: + 5-3; 4: + 2-0 and embeddings
     5 epochs, Sec 3.3's count. per_epoch 0: everything trains. -> the number of units training."""
     units = depth_units(model)
-    L = len(units) - 2
-    layers = min(L, epoch * per_epoch) if per_epoch else L
-    n = 1 + layers + (layers == L)  # the embeddings join with the bottom layers
+    n = len(units) - len(never_trained(len(units) - 2, per_epoch, epoch + 1))
     for i, unit in enumerate(units):  # units are top-down: the first n train
         for mod in unit:
             mod.requires_grad_(i < n)
@@ -197,15 +194,13 @@ def unit_names(L):
 
 
 def never_trained(L, per_epoch, epochs):
-    """What gradual unfreezing never reaches within `epochs`, in words. L=12, 3 an epoch: 5
-    epochs reach all; 4 leave layers 2-0 and the embeddings out."""
+    """The unit_names gradual unfreezing never reaches within `epochs` (unfreeze's example)."""
     layers = min(L, (epochs - 1) * per_epoch) if per_epoch else L
-    return unit_names(L)[1 + layers + (layers == L):]
+    return unit_names(L)[1 + layers + (layers == L):]  # the embeddings join the bottom layers
 
 
 # ---------------------------------------------------------------------------------------------
-# Data: a run's splits as windows of pieces (corpora.read_splits: Sec 3.1, 3.2) -> tensors on the
-# device -> batches.
+# Data: a run's windows of pieces (corpora.read_splits: Sec 3.1, 3.2) -> device tensors -> batches
 
 @dataclass
 class Tensors:
@@ -239,10 +234,9 @@ def batches(feats, size, shuffle, gen=None):
     pool, so a batch holds windows of similar length (little padding) but the order stays random."""
     order = torch.randperm(len(feats), generator=gen).tolist() if shuffle else range(len(feats))
     pool = 50 * size if shuffle else len(feats)
-    out = []
-    for i in range(0, len(order), pool):
-        chunk = sorted(order[i:i + pool], key=lambda j: len(feats[j].input_ids))
-        out += [chunk[j:j + size] for j in range(0, len(chunk), size)]
+    chunks = [sorted(order[i:i + pool], key=lambda j: len(feats[j].input_ids))
+              for i in range(0, len(order), pool)]
+    out = [c[j:j + size] for c in chunks for j in range(0, len(c), size)]
     if shuffle:
         out = [out[i] for i in torch.randperm(len(out), generator=gen).tolist()]
     return out
@@ -367,9 +361,8 @@ def lm_loss(tok):
 def lm_finetune(cfg, tok, feats, fit=fit, log=print):
     """cfg.lm_epochs epochs of masked-LM training on `feats` -> a bert.Bert with its MLM head, at
     cfg's rate, batch and seed, as plain BertAdam (linear schedule, one rate, nothing frozen)."""
-    # Which model and text Table 5's LM rows trained on the paper does not say: we train the run's
-    # own model on its task's training sentences (English BERT on English for Table 5). Its rate
-    # the paper does not say either: we take the task's.
+    # Which model, text and rate Table 5's LM rows used the paper does not say: the run's own model
+    # on its task's training sentences (English BERT on English for Table 5), at the task's rate.
     lm = replace(cfg, epochs=cfg.lm_epochs, schedule="linear", delta=1.0, unfreeze=0)
     bert.check_mlm_head(lm.model)  # the stage trains the checkpoint's own head
     torch.manual_seed(lm.seed)

@@ -2,8 +2,7 @@
 - CleanCoNLL (Rücker & Akbik 2023), CoNLL-2003 English's dev and test with corrected labels:
   every English run's, kept in its result.json (experiments.run_one);
 - other languages' dev and test (zero-shot transfer, Wu & Dredze 2019, the paper's Sec 5.1:
-  English to German, Spanish, Dutch), with no training there: OUT/run-KEY/zero-shot-ID.json.
-"""
+  English to German, Spanish, Dutch), with no training there: OUT/run-KEY/zero-shot-ID.json."""
 import functools
 import hashlib
 import json

@@ -60,9 +60,7 @@ def table(out):
     then the paper's tables. Every setting that differs from plain BERT fine-tuning is named
     under "method", so no row mixes settings; "chosen" marks the setting `chosen` picks among
     those differing only in batch, rate and epochs."""
-    groups = {}
-    for r in results(out):
-        groups.setdefault(setting(r), []).append(r)
+    groups = group(results(out), setting)
     if not groups:
         found = sorted({os.path.dirname(os.path.dirname(p)) for p in glob.glob(os.path.join(
             glob.escape(out), "*", "run-*", "result.json"))})
@@ -250,11 +248,9 @@ def table56(groups, cs):
     (the dev choice among Eq. 1's rates with gradual unfreezing over 5 epochs), + 10e / 20e LM &
     Task fine-tuning, dev and test beside the paper's; each row against Plain on test, ours and
     the paper's ("not higher" is its finding, Sec 4.2)."""
-    sets = {}
-    for k, c in cs.items():
-        if c["lang"] in PAPER_LANGS and c["schedule"] == "linear":
-            free = ("batch_size", "lr", "epochs", "delta", "unfreeze", "lm_epochs")
-            sets.setdefault(same_but(c, *free), []).append(k)
+    free = ("batch_size", "lr", "epochs", "delta", "unfreeze", "lm_epochs")
+    sets = group([k for k, c in cs.items() if c["lang"] in PAPER_LANGS and
+                  c["schedule"] == "linear"], lambda k: same_but(cs[k], *free))
     out = []
     for g, ks in sorted(sets.items()):
         task = [k for k in ks if (cs[k]["unfreeze"], cs[k]["epochs"]) ==
@@ -297,15 +293,13 @@ def xling(out, groups, cs):
     training language and scheme (its plain runs at the chosen setting), a column per test
     language, test F1 mean ± std over seeds: its own test set, and the others' where scored
     zero-shot; mBERT's published numbers beside (paper.ZERO_SHOT). "" for none."""
-    scores = {}
-    for z in results(out, "zero-shot-*.json"):
-        scores.setdefault(z["run"], []).append(z)
+    scores = group(results(out, "zero-shot-*.json"), lambda z: z["run"])
     plain = [k for k, c in cs.items() if c["lang"] in XLING and is_plain(c)]
     rows = {}
     for k in chosen_rows(groups, cs, plain, ("batch_size", "lr", "epochs")):
-        c, runs, by = cs[k], groups[k], {}
-        for z in (z for r in runs for z in scores.get(r["key"], [])):
-            by.setdefault(z["lang"] + " kept" * z["keep"], []).append(z)
+        c, runs = cs[k], groups[k]
+        by = group([z for r in runs for z in scores.get(r["key"], [])],
+                   lambda z: z["lang"] + " kept" * z["keep"])
         cells = {c["lang"]: pm(*stats(runs, "test")),
                  **{t: on_one(zs, "test", len(runs)) for t, zs in by.items()}}
         name = name_of(c["model"])
@@ -321,12 +315,11 @@ def xling(out, groups, cs):
         return ""
     return grid(["trained on", "model", "scheme", "setting", "seeds", *cols],
                 [r[:-1] + [r[-1].get(t, "–") for t in cols] for _, r in sorted(rows.items())],
-                "Cross-lingual: test F1, mean ± std (seeds), of each language's plain runs at "
-                "the chosen setting, on its own test set and on others' with no training there "
-                "(zero-shot). In brackets, mBERT's published zero-shot F1 from English: W&D = Wu "
-                "& Dredze 2019, Pires = Pires et al. 2019. de: CoNLL-2003 German; germeval: "
-                "GermEval 2014's outer spans, OTH as MISC, ...deriv/...part as O (kept: as "
-                "their type)")
+                "Cross-lingual: test F1, mean ± std (seeds), of each language's plain runs at the "
+                "chosen setting, on its own test set and others' (zero-shot); in brackets mBERT's "
+                "published F1 (W&D = Wu & Dredze 2019, Pires = Pires et al. 2019). de: CoNLL-2003 "
+                "German; germeval: GermEval 2014's outer spans, OTH as MISC, ...deriv/...part as "
+                "O (kept: as their type)")
 
 
 def is_plain(c, schedule=("linear",)):
@@ -341,10 +334,16 @@ def same_but(c, *free):
 
 def chosen_rows(groups, cs, keys, free):
     """The chosen setting among `keys` per setting that differs only in the `free` fields."""
-    by = {}
-    for k in keys:
-        by.setdefault(same_but(cs[k], *free), []).append(k)
+    by = group(keys, lambda k: same_but(cs[k], *free))
     return [chosen({k: groups[k] for k in ks}) for _, ks in sorted(by.items())]
+
+
+def group(xs, key):
+    """{key(x): [x, ...]}, keys and lists in the order of xs."""
+    out = {}
+    for x in xs:
+        out.setdefault(key(x), []).append(x)
+    return out
 
 
 def changed(c, skip=()):

@@ -98,7 +98,8 @@ def main():
     ap.add_argument("--seeds", default="1", help="comma-separated, e.g. 1,2,3")
     ap.add_argument("--graphs", default="false", choices=("false", "true", "both"),
                     help="ours eager, from CUDA graphs, or both (the fast path against the eager)")
-    ap.add_argument("--hf", type=experiments.parse_bool, default=True, help="also run HF's loop")
+    ap.add_argument("--hf", type=experiments.typed(bool, "hf"), default=True,
+                    help="also run HF's loop")
     a = ap.parse_args()
     modes = {"false": [False], "true": [True], "both": [False, True]}[a.graphs]
     device = bert.pick_device()
