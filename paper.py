@@ -71,9 +71,9 @@ UNFREEZE_EPOCHS = 5  # Sec 3.3: 12 layers in groups of 3, so 5 epochs
 LM_EPOCHS = (10, 20)  # Tables 5-6's masked-LM rows
 
 # ---------------------------------------------------------------------------------------------
-# Not this paper's numbers: the published mBERT results of the zero-shot transfer Sec 5.1 points
-# to, printed beside our cross-lingual table (tables.xling): (trained on, tested on) -> test F1
-# on CoNLL-2003 German, CoNLL-2002 Spanish and Dutch by W&D = Wu & Dredze 2019, Pires = Pires et
-# al. 2019 (M-BERT fine-tuned on English).
+# Not this paper's numbers: published mBERT zero-shot results (Sec 5.1 points to them), beside our
+# cross-lingual table (tables.xling): (trained on, tested on) -> test F1 by W&D = Wu & Dredze 2019,
+# Pires = Pires et al. 2019, as Papers with Code records each paper's NER results. Pires et al.'s
+# other cells (their DE, NL, ES rows; EN -> NL, ES) wait to be read from their own table.
 ZERO_SHOT = {("en", "de"): {"W&D": 69.56, "Pires": 69.74}, ("en", "es"): {"W&D": 74.96},
              ("en", "nl"): {"W&D": 77.57}}
