@@ -172,7 +172,7 @@ class WordPiece:
     # --- BasicTokenizer --------------------------------------------------------
 
     def basic(self, text):
-        """Text -> basic tokens: "Héllo, 北京!" -> ["hello", ",", "北", "京", "!"] (uncased)."""
+        """Text -> basic tokens; uncased, "Héllo, 北京!" -> ["hello", ",", "北", "京", "!"]."""
         if text.isascii():  # shortcut, same answer: Zs, P* beyond ASCII and CJK add nothing
             return self.basic_ascii(text)
         # drop U+FFFD and control chars (NUL is one); any whitespace char becomes a plain space

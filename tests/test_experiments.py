@@ -913,8 +913,8 @@ def test_each_command_rejects_another_commands_flags(argv, flag, capsys):
     (["train", "--lang", "de", "--cleanconll", TINY], "--cleanconll DIR scores English-trained "
                                                       "runs; --lang is de: use --lang en"),
     (["train", "--lang", "germeval", "--zero_shot", "es"], "a GermEval run tags its 12"),
-    (["train", "--zero_shot", f"es,{TINY}"], f"--zero_shot es,{TINY}: '{TINY}' is none of en, "
-                                              f"de, germeval, es, nl; name each as LANG or LANG=DIR"),
+    (["train", "--zero_shot", f"es,{TINY}"], f"--zero_shot es,{TINY}: '{TINY}' is none of en, de, "
+                                              f"germeval, es, nl; name each as LANG or LANG=DIR"),
     (["reproduce", "--lang", "nl", "--ablations"], "--ablations: Tables 4-6 are the paper's "
                                                    "English and German runs; --lang nl has none"),
     (["train", "--zero_shot_keep"], "--zero_shot_keep applies to GermEval zero-shot data"),
@@ -1188,7 +1188,8 @@ def test_germeval_without_a_folder_downloads_it(monkeypatch):
     """No --data with --lang germeval: the free corpus is downloaded into the cache (GermEval
     2014, CC-BY); CoNLL-2003 German is licensed and says how to get a German row without it."""
     asked = []
-    monkeypatch.setattr(corpora, "download", lambda lang, cache, local="": asked.append(lang) or "x")
+    monkeypatch.setattr(corpora, "download",
+                        lambda lang, cache, local="": asked.append(lang) or "x")
     assert corpora.data_dir("", "germeval") == "x" and asked == ["germeval"]
     with pytest.raises(ValueError, match="make reproduce-germeval"):
         corpora.data_dir("", "de")

@@ -223,8 +223,8 @@ def test_a_shard_whose_next_phase_waits_fails_then_finishes(tmp_path, capsys):
     (["train", "--shard", "0/2"], "experiments.py: error: unrecognized arguments: --shard 0/2")])
 def test_a_bad_flag_is_refused_at_parse_time_in_one_line(argv, last):
     """A delta outside [1/16, 16] (Eq. 1's rate / delta^n over BERT-large's 24 layers would leave
-    the normal floats), or another command's flag: argparse's usage and one error line, exit 2, no traceback, nothing run
-    (test_experiments.py holds the other flags, parsed in this process)."""
+    the normal floats), or another command's flag: argparse's usage and one error line, exit 2,
+    no traceback, nothing run (test_experiments.py holds the other flags, parsed here)."""
     r = run(*argv)
     assert r.returncode == 2 and "Traceback" not in r.stderr and r.stdout == ""
     assert r.stderr.startswith("usage: experiments.py") and r.stderr.strip().split("\n")[-1] == last
